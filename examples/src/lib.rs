@@ -1,0 +1,1 @@
+//! Runnable examples: `cargo run -p ringkernel-examples --bin secure_runtime`.

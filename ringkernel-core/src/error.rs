@@ -1,0 +1,164 @@
+//! The one error type of the runtime and its security layers.
+//!
+//! Every fallible public function returns [`Result<T>`]. Variants are typed so that a
+//! caller can match on what happened (a full queue is retried, a denied route is not);
+//! none of them carries key material or message payloads.
+
+use std::time::Duration;
+
+/// Result alias used throughout `ringkernel-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the runtime, its backends and its security layers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A kernel id was empty, too long, or held a character ids may not hold
+    /// (control characters, or the pattern characters `*` and `?`).
+    #[error("invalid kernel id {id:?}: {reason}")]
+    InvalidKernelId {
+        /// The id as given.
+        id: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// `launch` was called with the id of a kernel that is still registered.
+    #[error("a kernel with id {id:?} is already running")]
+    DuplicateKernel {
+        /// The id already in use.
+        id: String,
+    },
+
+    /// No kernel with this id is registered in the runtime.
+    #[error("no kernel with id {id:?}")]
+    UnknownKernel {
+        /// The id that was looked up.
+        id: String,
+    },
+
+    /// The kernel has stopped (or is stopping) and accepts no more messages or work.
+    #[error("kernel {id:?} has terminated")]
+    KernelTerminated {
+        /// The terminated kernel.
+        id: String,
+    },
+
+    /// The destination's input queue is full. Nothing was enqueued; the caller may retry
+    /// (see `KernelHandle::send_timeout` for a bounded blocking send).
+    #[error("input queue of kernel {id:?} is full ({capacity} messages)")]
+    QueueFull {
+        /// The destination kernel.
+        id: String,
+        /// Its queue capacity in messages.
+        capacity: usize,
+    },
+
+    /// Waiting for something (a kernel to stop, queue space) took longer than allowed.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// The runtime has been shut down; no more launches or sends are accepted.
+    #[error("the runtime has been shut down")]
+    RuntimeShutDown,
+
+    /// A buffer id that does not exist (never allocated, already freed, or owned by
+    /// another kernel).
+    #[error("unknown buffer {0}")]
+    UnknownBuffer(u64),
+
+    /// A read or write outside a buffer's bounds.
+    #[error("access of {len} bytes at offset {offset} is outside buffer {buffer} of {size} bytes")]
+    OutOfBounds {
+        /// The buffer accessed.
+        buffer: u64,
+        /// Requested start.
+        offset: u64,
+        /// Requested length.
+        len: u64,
+        /// The buffer's size.
+        size: u64,
+    },
+
+    /// An allocation size of zero, or one the backend cannot represent.
+    #[error("invalid allocation size {0}")]
+    InvalidAllocation(u64),
+
+    /// The backend cannot be used here (no driver, no adapter, feature missing).
+    #[error("backend unavailable: {reason}")]
+    BackendUnavailable {
+        /// Why, in words a user can act on.
+        reason: String,
+    },
+
+    /// The backend was asked for something it does not implement (for example a host
+    /// handler on a backend that only runs shader programs).
+    #[error("not supported by the {backend} backend: {what}")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// What was asked.
+        what: String,
+    },
+
+    /// A device operation failed after the backend was set up.
+    #[error("backend error: {0}")]
+    Backend(String),
+
+    /// A configuration value is invalid or, in production mode, insecure. The message
+    /// names the fix.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A control block or message was corrupted in a way that is not a cryptographic
+    /// failure (wrong length, impossible field values).
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+
+    /// A kernel's message handler panicked; the kernel was stopped.
+    #[error("kernel {id:?} panicked: {message}")]
+    KernelPanicked {
+        /// The kernel.
+        id: String,
+        /// The panic message, if it was a string.
+        message: String,
+    },
+
+    /// File-system error (audit log, report export).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Short stable code for the kind of error, stored in a control block's `last_error`
+    /// so that GPU-side code and the host agree on numbers.
+    pub fn code(&self) -> u32 {
+        match self {
+            Error::InvalidKernelId { .. } => 1,
+            Error::DuplicateKernel { .. } => 2,
+            Error::UnknownKernel { .. } => 3,
+            Error::KernelTerminated { .. } => 4,
+            Error::QueueFull { .. } => 5,
+            Error::Timeout(_) => 6,
+            Error::RuntimeShutDown => 7,
+            Error::UnknownBuffer(_) => 8,
+            Error::OutOfBounds { .. } => 9,
+            Error::InvalidAllocation(_) => 10,
+            Error::BackendUnavailable { .. } => 11,
+            Error::Unsupported { .. } => 12,
+            Error::Backend(_) => 13,
+            Error::InvalidConfig(_) => 14,
+            Error::Corrupt { .. } => 15,
+            Error::KernelPanicked { .. } => 16,
+            Error::Io(_) => 17,
+        }
+    }
+}
+
+/// Error code stored in `ControlBlock::last_error` when a user handler returned an error.
+pub const HANDLER_ERROR_CODE: u32 = 1000;

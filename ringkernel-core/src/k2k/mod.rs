@@ -1,0 +1,190 @@
+//! Kernel-to-kernel (K2K) messaging: kernel identities, the message envelope and the
+//! per-kernel bounded input queues ([`Mailbox`]).
+//!
+//! Messages are never constructed by callers: the runtime builds each [`Message`] from
+//! the sending [`KernelHandle`](crate::runtime::KernelHandle) or
+//! [`KernelContext`](crate::runtime::KernelContext), so the `source` a receiver sees is
+//! the sender's real identity.
+//!
+//! Backpressure: every queue is bounded. A send to a full queue fails at once with
+//! [`Error::QueueFull`] and enqueues nothing; `send_timeout` waits a bounded time for
+//! room. Nothing is dropped silently: messages still queued when a kernel stops are
+//! counted in its [`KernelStatus::undelivered`](crate::runtime::KernelStatus) and logged.
+
+mod hlc;
+mod mailbox;
+
+pub use hlc::{HlcTimestamp, HybridClock};
+pub use mailbox::Mailbox;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+/// Longest kernel id accepted, in bytes.
+pub const MAX_KERNEL_ID_LEN: usize = 256;
+
+/// The identity of a kernel: a validated, cheaply clonable string.
+///
+/// Ids are case-sensitive, non-empty, at most [`MAX_KERNEL_ID_LEN`] bytes of UTF-8
+/// (non-ASCII is allowed), and hold neither control characters nor the pattern
+/// characters `*` and `?` (so that an id can never be mistaken for a sandbox pattern).
+/// Leading or trailing whitespace is refused, since `"worker "` and `"worker"` would
+/// look alike in logs and reports.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelId(Arc<str>);
+
+impl KernelId {
+    /// Validates and wraps an id.
+    pub fn new(id: &str) -> Result<Self> {
+        let fail = |reason| {
+            Err(Error::InvalidKernelId {
+                id: id.to_owned(),
+                reason,
+            })
+        };
+        if id.is_empty() {
+            return fail("ids must not be empty");
+        }
+        if id.len() > MAX_KERNEL_ID_LEN {
+            return fail("ids must be at most 256 bytes");
+        }
+        if id.chars().any(char::is_control) {
+            return fail("ids must not contain control characters");
+        }
+        if id.contains(['*', '?']) {
+            return fail("ids must not contain the pattern characters '*' or '?'");
+        }
+        if id.trim() != id {
+            return fail("ids must not start or end with whitespace");
+        }
+        Ok(KernelId(Arc::from(id)))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KernelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for KernelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// Hash and Eq of `KernelId` are those of the string, so lookups by `&str` are sound.
+impl std::borrow::Borrow<str> for KernelId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for KernelId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who sent a message: a kernel, or the host program that owns the runtime.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// The host program, through [`Runtime::send`](crate::runtime::Runtime::send).
+    Host,
+    /// A kernel, through its handle or its context.
+    Kernel(KernelId),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Host => f.write_str("<host>"),
+            Endpoint::Kernel(id) => fmt::Display::fmt(id, f),
+        }
+    }
+}
+
+/// A K2K message as the receiving kernel's handler sees it.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The real sender (set by the runtime, never by the caller).
+    pub source: Endpoint,
+    /// The receiving kernel.
+    pub destination: KernelId,
+    /// Application topic, for routing inside the handler and for topic ACLs.
+    pub topic: String,
+    /// Message body.
+    pub payload: Vec<u8>,
+    /// Per-sender sequence number, increasing by one with each message the sender
+    /// delivers; per (sender, receiver) pair messages arrive in sequence order.
+    pub sequence: u64,
+    /// Sender's hybrid-logical-clock time at send.
+    pub timestamp: HlcTimestamp,
+}
+
+/// Longest topic accepted, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// Largest payload accepted, in bytes (16 MiB).
+pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
+
+/// Checks a topic and payload before anything is enqueued.
+pub(crate) fn validate_message(topic: &str, payload: &[u8]) -> Result<()> {
+    if topic.len() > MAX_TOPIC_LEN || topic.chars().any(char::is_control) {
+        return Err(Error::InvalidConfig(format!(
+            "topic {topic:?} must be at most {MAX_TOPIC_LEN} bytes without control characters"
+        )));
+    }
+    if payload.len() > MAX_PAYLOAD_LEN {
+        return Err(Error::InvalidConfig(format!(
+            "payload of {} bytes exceeds the {MAX_PAYLOAD_LEN}-byte limit",
+            payload.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_id_rules() {
+        for ok in [
+            "a",
+            "processor_1",
+            "ümlaut-kernel",
+            "with space inside",
+            "x.y/z",
+        ] {
+            assert_eq!(KernelId::new(ok).unwrap().as_str(), ok);
+        }
+        let long = "k".repeat(MAX_KERNEL_ID_LEN + 1);
+        for bad in [
+            "",
+            "a*",
+            "a?c",
+            "tab\tid",
+            "nl\n",
+            " lead",
+            "trail ",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(KernelId::new(bad), Err(Error::InvalidKernelId { .. })),
+                "{bad:?} accepted"
+            );
+        }
+        assert_ne!(
+            KernelId::new("Admin").unwrap(),
+            KernelId::new("admin").unwrap()
+        );
+    }
+}

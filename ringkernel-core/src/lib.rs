@@ -1,0 +1,33 @@
+//! # ringkernel-core
+//!
+//! A runtime for persistent compute kernels (long-running kernels that keep state in
+//! device memory and message each other kernel-to-kernel, "K2K"), with the security
+//! layers their users must show auditors: memory encryption, kernel sandboxing, a
+//! tamper-evident audit log and compliance reports.
+//!
+//! Every launch, allocation, buffer access, send and termination passes one security
+//! gate inside the runtime (see [`runtime`]); backends are owned by the runtime and
+//! never reached around it.
+//!
+//! ```
+//! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
+//! let runtime = RuntimeBuilder::new().production().build()?;
+//! let k = runtime.launch("processor_1", LaunchOptions::new())?;
+//! k.terminate()?;
+//! k.wait(std::time::Duration::from_secs(5))?;
+//! # Ok::<(), ringkernel_core::Error>(())
+//! ```
+//!
+//! Modules: [`runtime`] (builder, runtime, handles), [`backend`] (the device seam and
+//! the CPU backend), [`control`] (the control block), [`k2k`] (messages and queues),
+//! [`security`] (the layers), [`error`].
+
+pub mod backend;
+pub mod control;
+pub mod error;
+pub mod k2k;
+pub mod runtime;
+pub mod security;
+
+pub use error::{Error, Result};
+pub use runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};

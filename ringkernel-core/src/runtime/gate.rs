@@ -1,0 +1,630 @@
+//! The security gate: the one place every launch, allocation, buffer access, send,
+//! receive, termination and periodic tick passes through.
+//!
+//! [`Runtime`](super::Runtime), [`KernelHandle`](super::KernelHandle) and
+//! [`KernelContext`](super::KernelContext) are thin fronts over this type; backends are
+//! reachable only from here. A security layer therefore enforces its rules by adding a
+//! step to one of the methods below, and no caller can go around it: the backend is
+//! owned by the gate and never handed out.
+//!
+//! The order of the steps on a send is fixed: resolve the real sender and destination,
+//! validate, (sandbox decision), (audit), (seal), enqueue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
+use crate::backend::{BufferId, ComputeBackend, KernelLaunch, KernelWorker};
+use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
+use crate::error::{Error, HANDLER_ERROR_CODE, Result};
+use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
+
+/// Send-side state of one sender (a kernel or the host): its sequence counter. Held
+/// across the enqueue so that per-pair order equals sequence order.
+#[derive(Debug, Default)]
+pub(crate) struct SenderState {
+    next_sequence: u64,
+}
+
+/// Where a kernel's control block is: in its device buffer while the kernel lives, or
+/// as a final host copy once its buffers have been freed.
+#[derive(Debug)]
+enum ControlSlot {
+    Live(BufferId),
+    Final(ControlBlock),
+}
+
+/// Everything the runtime holds about one kernel.
+pub(crate) struct KernelEntry {
+    pub(crate) id: KernelId,
+    pub(crate) mailbox: Mailbox,
+    /// The control block's location; its lock serialises read-modify-write cycles.
+    control: Mutex<ControlSlot>,
+    sender: Mutex<SenderState>,
+    clock: HybridClock,
+    sent: AtomicU64,
+    /// Buffers owned by the kernel, with their reserved sizes.
+    buffers: Mutex<HashMap<BufferId, u64>>,
+    memory: AtomicU64,
+    worker: Mutex<Option<Box<dyn KernelWorker>>>,
+    stop_requested: AtomicBool,
+    finalized: AtomicBool,
+    undelivered: AtomicU64,
+    launched_at: Instant,
+}
+
+impl std::fmt::Debug for KernelEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelEntry")
+            .field("id", &self.id)
+            .field("finalized", &self.finalized)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KernelEntry {
+    fn is_stopping(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire) || self.finalized.load(Ordering::Acquire)
+    }
+
+    /// How long the kernel has been running.
+    pub(crate) fn uptime(&self) -> Duration {
+        self.launched_at.elapsed()
+    }
+}
+
+/// What a kernel reports after working through a batch of messages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchOutcome {
+    /// Messages handled (successfully or not).
+    pub processed: u64,
+    /// Of those, how many the handler returned an error for.
+    pub errors: u32,
+}
+
+/// The gate. See the module docs.
+pub(crate) struct Gate {
+    backend: Box<dyn ComputeBackend>,
+    pub(crate) mode: SecurityMode,
+    pub(crate) config: RuntimeConfig,
+    kernels: RwLock<HashMap<KernelId, Arc<KernelEntry>>>,
+    host_sender: Mutex<SenderState>,
+    host_clock: HybridClock,
+    shut_down: AtomicBool,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("backend", &self.backend.info().name)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(
+        backend: Box<dyn ComputeBackend>,
+        mode: SecurityMode,
+        config: RuntimeConfig,
+    ) -> Self {
+        Gate {
+            backend,
+            mode,
+            config,
+            kernels: RwLock::new(HashMap::new()),
+            host_sender: Mutex::new(SenderState::default()),
+            host_clock: HybridClock::new(),
+            shut_down: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn backend_info(&self) -> crate::backend::BackendInfo {
+        self.backend.info()
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.is_shut_down() {
+            Err(Error::RuntimeShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ----- launch ------------------------------------------------------------------
+
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        id: &str,
+        opts: LaunchOptions,
+    ) -> Result<Arc<KernelEntry>> {
+        self.ensure_open()?;
+        let id = KernelId::new(id)?;
+        let capacity = opts
+            .queue_capacity
+            .unwrap_or(self.config.default_queue_capacity);
+        let cb = ControlBlock::new(u32::try_from(capacity).unwrap_or(u32::MAX));
+        let entry = Arc::new(KernelEntry {
+            id: id.clone(),
+            mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
+            control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
+            sender: Mutex::new(SenderState::default()),
+            clock: HybridClock::new(),
+            sent: AtomicU64::new(0),
+            buffers: Mutex::new(HashMap::new()),
+            memory: AtomicU64::new(0),
+            worker: Mutex::new(None),
+            stop_requested: AtomicBool::new(false),
+            finalized: AtomicBool::new(false),
+            undelivered: AtomicU64::new(0),
+            launched_at: Instant::now(),
+        });
+        {
+            let mut kernels = self.kernels.write();
+            if let Some(old) = kernels.get(&id)
+                && !old.finalized.load(Ordering::Acquire)
+            {
+                return Err(Error::DuplicateKernel { id: id.to_string() });
+            }
+            kernels.insert(id.clone(), entry.clone());
+        }
+        match self.start_kernel(&entry, cb, opts) {
+            Ok(()) => {
+                tracing::info!(kernel = %id, "kernel launched");
+                Ok(entry)
+            }
+            Err(e) => {
+                entry.stop_requested.store(true, Ordering::Release);
+                entry.mailbox.close();
+                self.finalize(&entry);
+                self.kernels.write().remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn start_kernel(
+        self: &Arc<Self>,
+        entry: &Arc<KernelEntry>,
+        mut cb: ControlBlock,
+        opts: LaunchOptions,
+    ) -> Result<()> {
+        let control = self.allocate(entry, CONTROL_BLOCK_SIZE as u64)?;
+        cb.is_active = 1;
+        let ts = entry.clock.now();
+        cb.hlc_physical = ts.physical;
+        cb.hlc_logical = ts.logical;
+        self.backend.write(control, 0, cb.as_bytes())?;
+        *entry.control.lock() = ControlSlot::Live(control);
+        let worker = self.backend.launch(KernelLaunch {
+            id: entry.id.clone(),
+            control,
+            program: opts.program,
+            context: super::KernelContext::new(self.clone(), entry.clone()),
+        })?;
+        *entry.worker.lock() = Some(worker);
+        Ok(())
+    }
+
+    // ----- control block -------------------------------------------------------------
+
+    /// Reads a kernel's control block (its final copy once the kernel is finalized).
+    pub(crate) fn read_control(&self, entry: &KernelEntry) -> Result<ControlBlock> {
+        let slot = entry.control.lock();
+        match &*slot {
+            ControlSlot::Final(cb) => Ok(*cb),
+            ControlSlot::Live(buf) => self.load_control(*buf),
+        }
+    }
+
+    fn load_control(&self, buf: BufferId) -> Result<ControlBlock> {
+        let mut bytes = [0u8; CONTROL_BLOCK_SIZE];
+        self.backend.read(buf, 0, &mut bytes)?;
+        ControlBlock::from_bytes(&bytes)
+    }
+
+    /// Read-modify-write of a kernel's control block under its lock, so that no update
+    /// is lost between the host, the kernel and (later) key rotation.
+    pub(crate) fn update_control<R>(
+        &self,
+        entry: &KernelEntry,
+        f: impl FnOnce(&mut ControlBlock) -> R,
+    ) -> Result<R> {
+        let mut slot = entry.control.lock();
+        match &mut *slot {
+            ControlSlot::Final(cb) => Ok(f(cb)),
+            ControlSlot::Live(buf) => {
+                let buf = *buf;
+                let mut cb = self.load_control(buf)?;
+                let r = f(&mut cb);
+                self.backend.write(buf, 0, cb.as_bytes())?;
+                Ok(r)
+            }
+        }
+    }
+
+    pub(crate) fn status(&self, entry: &KernelEntry) -> Result<KernelStatus> {
+        let cb = self.read_control(entry)?;
+        let state = if cb.has_terminated == 1 || entry.finalized.load(Ordering::Acquire) {
+            KernelState::Terminated
+        } else if cb.should_terminate == 1 || entry.stop_requested.load(Ordering::Acquire) {
+            KernelState::Terminating
+        } else if cb.is_active == 1 {
+            KernelState::Active
+        } else {
+            KernelState::Launching
+        };
+        Ok(KernelStatus {
+            id: entry.id.clone(),
+            state,
+            messages_processed: cb.messages_processed,
+            messages_in_flight: cb.messages_in_flight,
+            messages_sent: cb.output_tail,
+            error_count: cb.error_count,
+            last_error: cb.last_error,
+            memory_bytes: entry.memory.load(Ordering::Acquire),
+            undelivered: entry.undelivered.load(Ordering::Acquire),
+        })
+    }
+
+    // ----- buffers -------------------------------------------------------------------
+
+    pub(crate) fn allocate(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
+        self.ensure_open()?;
+        if entry.finalized.load(Ordering::Acquire) {
+            return Err(Error::KernelTerminated {
+                id: entry.id.to_string(),
+            });
+        }
+        // Held across the allocation so that concurrent allocations of one kernel are
+        // accounted (and, with a sandbox, limited) one at a time.
+        let mut buffers = entry.buffers.lock();
+        let alloc = self.backend.allocate(len)?;
+        buffers.insert(alloc.id, alloc.reserved);
+        entry.memory.fetch_add(alloc.reserved, Ordering::AcqRel);
+        Ok(alloc.id)
+    }
+
+    fn owned(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
+        if entry.buffers.lock().contains_key(&buf) {
+            Ok(())
+        } else {
+            Err(Error::UnknownBuffer(buf.0))
+        }
+    }
+
+    pub(crate) fn write(
+        &self,
+        entry: &KernelEntry,
+        buf: BufferId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        self.owned(entry, buf)?;
+        self.guard_control_buffer(entry, buf)?;
+        self.backend.write(buf, offset, data)
+    }
+
+    pub(crate) fn read(
+        &self,
+        entry: &KernelEntry,
+        buf: BufferId,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        self.owned(entry, buf)?;
+        self.guard_control_buffer(entry, buf)?;
+        let mut out = vec![0u8; len];
+        self.backend.read(buf, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// The control block is reached only through `read_control`/`update_control`.
+    fn guard_control_buffer(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
+        if matches!(&*entry.control.lock(), ControlSlot::Live(b) if *b == buf) {
+            return Err(Error::UnknownBuffer(buf.0));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn free(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
+        self.guard_control_buffer(entry, buf)?;
+        self.release(entry, buf)
+    }
+
+    fn release(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
+        let mut buffers = entry.buffers.lock();
+        let reserved = buffers.remove(&buf).ok_or(Error::UnknownBuffer(buf.0))?;
+        self.backend.free(buf)?;
+        entry.memory.fetch_sub(reserved, Ordering::AcqRel);
+        Ok(())
+    }
+
+    // ----- K2K -----------------------------------------------------------------------
+
+    fn lookup(&self, id: &str) -> Result<Arc<KernelEntry>> {
+        self.kernels
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownKernel { id: id.to_owned() })
+    }
+
+    /// Sends from `from` (`None`: the host) to the kernel named `to`. `from` is always a
+    /// registry entry reached through a handle or context, never a caller's string.
+    pub(crate) fn send(
+        &self,
+        from: Option<&KernelEntry>,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Option<Duration>,
+    ) -> Result<()> {
+        self.ensure_open()?;
+        validate_message(topic, payload)?;
+        if let Some(src) = from
+            && src.is_stopping()
+        {
+            return Err(Error::KernelTerminated {
+                id: src.id.to_string(),
+            });
+        }
+        let dest = self.lookup(to)?;
+        if dest.is_stopping() {
+            return Err(Error::KernelTerminated {
+                id: dest.id.to_string(),
+            });
+        }
+        let (source, state, clock) = match from {
+            Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
+            None => (Endpoint::Host, &self.host_sender, &self.host_clock),
+        };
+        let mut state = state.lock();
+        let msg = Message {
+            source,
+            destination: dest.id.clone(),
+            topic: topic.to_owned(),
+            payload: payload.to_vec(),
+            sequence: state.next_sequence,
+            timestamp: clock.now(),
+        };
+        dest.mailbox.push(msg, wait)?;
+        state.next_sequence += 1;
+        if let Some(src) = from {
+            src.sent.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// The kernel side of the queue: the next batch of messages, or `None` when the
+    /// kernel must stop. Also merges the senders' clocks into the kernel's.
+    pub(crate) fn next_batch(&self, entry: &KernelEntry, max: usize) -> Option<Vec<Message>> {
+        if self.should_stop(entry) {
+            return None;
+        }
+        let batch = entry.mailbox.pop_batch(max, self.config.poll_interval);
+        if batch.is_empty() {
+            // Idle: look at the control block again (the watchdog or terminate may
+            // have raised should_terminate).
+            return if self.should_stop(entry) {
+                None
+            } else {
+                Some(batch)
+            };
+        }
+        for m in &batch {
+            entry.clock.observe(m.timestamp);
+        }
+        Some(batch)
+    }
+
+    fn should_stop(&self, entry: &KernelEntry) -> bool {
+        if entry.stop_requested.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.read_control(entry) {
+            Ok(cb) => cb.should_terminate == 1,
+            Err(e) => {
+                tracing::error!(kernel = %entry.id, error = %e, "control block unreadable; stopping kernel");
+                true
+            }
+        }
+    }
+
+    /// Records a batch's outcome and the queue counters in the control block.
+    pub(crate) fn complete_batch(&self, entry: &KernelEntry, outcome: BatchOutcome) {
+        if outcome.processed == 0 {
+            return;
+        }
+        let ts = entry.clock.now();
+        let sent = entry.sent.load(Ordering::Acquire);
+        let res = self.update_control(entry, |cb| {
+            cb.messages_processed += outcome.processed;
+            cb.input_head = entry.mailbox.dequeued();
+            cb.input_tail = entry.mailbox.enqueued().max(cb.input_head);
+            cb.messages_in_flight = cb.input_tail - cb.input_head;
+            cb.output_tail = sent;
+            cb.output_head = sent;
+            cb.hlc_physical = ts.physical;
+            cb.hlc_logical = ts.logical;
+            if outcome.errors > 0 {
+                cb.error_count = cb.error_count.saturating_add(outcome.errors);
+                cb.last_error = HANDLER_ERROR_CODE;
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(kernel = %entry.id, error = %e, "cannot update control block");
+        }
+    }
+
+    /// Called by the kernel as its last act: marks it terminated in its control block.
+    pub(crate) fn mark_terminated(&self, entry: &KernelEntry, error: Option<u32>) {
+        let res = self.update_control(entry, |cb| {
+            cb.is_active = 0;
+            cb.has_terminated = 1;
+            if let Some(code) = error {
+                cb.last_error = code;
+                cb.error_count = cb.error_count.saturating_add(1);
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(kernel = %entry.id, error = %e, "cannot mark kernel terminated");
+        }
+    }
+
+    // ----- termination ------------------------------------------------------------------
+
+    /// Asks a kernel to stop: raises should_terminate in its control block and closes
+    /// its queue to new messages. Idempotent.
+    pub(crate) fn request_stop(&self, entry: &KernelEntry) -> Result<()> {
+        if entry.stop_requested.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        entry.mailbox.close();
+        let res = self.update_control(entry, |cb| cb.should_terminate = 1);
+        entry.mailbox.wake();
+        tracing::info!(kernel = %entry.id, "kernel stop requested");
+        res
+    }
+
+    /// Waits until the kernel has stopped, then releases its resources.
+    pub(crate) fn wait(&self, entry: &KernelEntry, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let finished = entry.worker.lock().as_ref().is_none_or(|w| w.is_finished());
+            if finished {
+                self.finalize(entry);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Joins the worker, counts undelivered messages, keeps a final copy of the control
+    /// block and frees (zeroes) every buffer of the kernel. Runs once per kernel.
+    fn finalize(&self, entry: &KernelEntry) {
+        let worker = entry.worker.lock().take();
+        if let Some(mut w) = worker
+            && let Err(e) = w.join()
+        {
+            tracing::error!(kernel = %entry.id, error = %e, "kernel ended abnormally");
+        }
+        if entry.finalized.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        entry.mailbox.close();
+        let undelivered = entry.mailbox.drain();
+        if undelivered > 0 {
+            entry.undelivered.fetch_add(undelivered, Ordering::AcqRel);
+            tracing::warn!(kernel = %entry.id, undelivered, "kernel stopped with messages still queued; they were not processed");
+        }
+        {
+            let mut slot = entry.control.lock();
+            if let ControlSlot::Live(buf) = *slot {
+                let mut last = self.load_control(buf).unwrap_or_default();
+                last.is_active = 0;
+                last.has_terminated = 1;
+                last.input_head = entry.mailbox.dequeued();
+                last.input_tail = entry.mailbox.enqueued().max(last.input_head);
+                last.messages_in_flight = 0;
+                *slot = ControlSlot::Final(last);
+            }
+        }
+        let buffers: Vec<BufferId> = entry.buffers.lock().keys().copied().collect();
+        for buf in buffers {
+            if let Err(e) = self.release(entry, buf) {
+                tracing::error!(kernel = %entry.id, buffer = %buf, error = %e, "cannot free kernel buffer");
+            }
+        }
+        tracing::info!(kernel = %entry.id, "kernel terminated and its buffers freed");
+    }
+
+    // ----- tick and shutdown -------------------------------------------------------------
+
+    /// Periodic work, driven by the runtime's ticker thread: finalize kernels whose
+    /// execution ended on its own (handler panic, backend failure).
+    pub(crate) fn tick(&self) {
+        let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
+        for entry in entries {
+            if entry.finalized.load(Ordering::Acquire) {
+                continue;
+            }
+            let finished = entry
+                .worker
+                .lock()
+                .as_ref()
+                .is_some_and(|w| w.is_finished());
+            if finished {
+                entry.stop_requested.store(true, Ordering::Release);
+                self.finalize(&entry);
+            }
+        }
+    }
+
+    pub(crate) fn kernel(&self, id: &str) -> Result<Arc<KernelEntry>> {
+        self.lookup(id)
+    }
+
+    pub(crate) fn kernel_ids(&self) -> Vec<KernelId> {
+        let mut ids: Vec<KernelId> = self.kernels.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn memory_in_use(&self) -> u64 {
+        self.backend.allocated_bytes()
+    }
+
+    /// Stops every kernel, waits for each (up to `timeout` in all), frees everything.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> Result<super::ShutdownReport> {
+        self.shut_down.store(true, Ordering::Release);
+        let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
+        for e in &entries {
+            self.request_stop(e)?;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut stuck = Vec::new();
+        for e in &entries {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait(e, left).is_err() {
+                stuck.push(e.id.to_string());
+            }
+        }
+        let undelivered = entries
+            .iter()
+            .map(|e| e.undelivered.load(Ordering::Acquire))
+            .sum();
+        let report = super::ShutdownReport {
+            kernels: entries.len(),
+            undelivered,
+            memory_in_use: self.backend.allocated_bytes(),
+            stuck,
+        };
+        if report.stuck.is_empty() {
+            tracing::info!(kernels = report.kernels, "runtime shut down");
+            Ok(report)
+        } else {
+            Err(Error::Timeout(timeout))
+        }
+    }
+}
+
+/// Clamp used when a kernel is told to stop after its handler panicked.
+pub(crate) fn panic_code() -> u32 {
+    Error::KernelPanicked {
+        id: String::new(),
+        message: String::new(),
+    }
+    .code()
+}

@@ -1,0 +1,334 @@
+//! The persistent-kernel runtime: [`RuntimeBuilder`], [`Runtime`], [`KernelHandle`].
+//!
+//! ```
+//! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
+//! use std::time::Duration;
+//!
+//! let runtime = RuntimeBuilder::new().development().build()?;
+//! let sink = runtime.launch("sink", LaunchOptions::new())?;
+//! let source = runtime.launch(
+//!     "source",
+//!     LaunchOptions::new().handler(|ctx, msg| {
+//!         ctx.send("sink", "forwarded", &msg.payload)?;
+//!         Ok(())
+//!     }),
+//! )?;
+//! runtime.send("source", "input", b"hello")?;
+//! # let t0 = std::time::Instant::now();
+//! while sink.status()?.messages_processed < 1 {
+//! #   assert!(t0.elapsed() < Duration::from_secs(10));
+//!     std::thread::sleep(Duration::from_millis(1));
+//! }
+//! runtime.shutdown()?;
+//! # drop(source);
+//! # Ok::<(), ringkernel_core::Error>(())
+//! ```
+
+mod builder;
+mod context;
+mod gate;
+
+pub use builder::{RuntimeBuilder, RuntimeConfig, SecurityMode};
+pub use context::KernelContext;
+pub use gate::BatchOutcome;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::backend::{BackendInfo, BufferId, HandlerResult, KernelProgram};
+use crate::error::Result;
+use crate::k2k::{KernelId, Message};
+use gate::{Gate, KernelEntry};
+
+/// How long `shutdown()` waits for kernels to stop before reporting them stuck.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a kernel is launched.
+#[derive(Debug)]
+pub struct LaunchOptions {
+    pub(crate) queue_capacity: Option<usize>,
+    pub(crate) program: KernelProgram,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LaunchOptions {
+    /// A kernel whose handler accepts every message and does nothing with it (a sink:
+    /// each message is still counted as processed), with the runtime's default queue
+    /// capacity.
+    pub fn new() -> Self {
+        LaunchOptions {
+            queue_capacity: None,
+            program: KernelProgram::Host(Box::new(|_, _| Ok(()))),
+        }
+    }
+
+    /// The handler run for each message on host-executed backends.
+    pub fn handler<F>(mut self, f: F) -> Self
+    where
+        F: FnMut(&KernelContext, Message) -> HandlerResult + Send + 'static,
+    {
+        self.program = KernelProgram::Host(Box::new(f));
+        self
+    }
+
+    /// Any program the chosen backend runs.
+    pub fn program(mut self, program: KernelProgram) -> Self {
+        self.program = program;
+        self
+    }
+
+    /// Input queue capacity in messages (rounded up to a power of two).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = Some(capacity);
+        self
+    }
+}
+
+/// Life-cycle state of a kernel, as read from its control block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelState {
+    /// Started, not yet marked active.
+    Launching,
+    /// Running and accepting messages.
+    Active,
+    /// Asked to stop, not yet stopped.
+    Terminating,
+    /// Stopped; its buffers are freed once the runtime has finalized it.
+    Terminated,
+}
+
+/// A kernel's status, read from its control block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelStatus {
+    /// The kernel.
+    pub id: KernelId,
+    /// Life-cycle state.
+    pub state: KernelState,
+    /// Messages handled so far.
+    pub messages_processed: u64,
+    /// Messages waiting in its queue when the control block was last written.
+    pub messages_in_flight: u64,
+    /// Messages it has sent.
+    pub messages_sent: u64,
+    /// Errors met (handler errors, panics).
+    pub error_count: u32,
+    /// Code of the last error (0: none).
+    pub last_error: u32,
+    /// Device memory it owns now, in reserved bytes.
+    pub memory_bytes: u64,
+    /// Messages that were still queued when it stopped and were never processed.
+    pub undelivered: u64,
+}
+
+/// What `shutdown()` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Kernels stopped.
+    pub kernels: usize,
+    /// Messages left unprocessed in queues.
+    pub undelivered: u64,
+    /// Device memory still reserved afterwards (0 unless a kernel was stuck).
+    pub memory_in_use: u64,
+    /// Kernels that did not stop in time.
+    pub stuck: Vec<String>,
+}
+
+/// A kernel's handle: its identity for sends, its status, its buffers, its life cycle.
+/// Handles are created only by [`Runtime::launch`] (and [`Runtime::kernel`]), so a
+/// handle's identity cannot be forged.
+#[derive(Clone, Debug)]
+pub struct KernelHandle {
+    gate: Arc<Gate>,
+    entry: Arc<KernelEntry>,
+}
+
+impl KernelHandle {
+    /// The kernel's id.
+    pub fn id(&self) -> &KernelId {
+        &self.entry.id
+    }
+
+    /// The kernel's status, read from its control block.
+    pub fn status(&self) -> Result<KernelStatus> {
+        self.gate.status(&self.entry)
+    }
+
+    /// How long ago the kernel was launched.
+    pub fn uptime(&self) -> Duration {
+        self.entry.uptime()
+    }
+
+    /// Sends `payload` on `topic` from this kernel to `to`. Fails at once with
+    /// [`crate::Error::QueueFull`] when the destination's queue is full.
+    pub fn send(&self, to: &str, topic: &str, payload: &[u8]) -> Result<()> {
+        self.gate.send(Some(&self.entry), to, topic, payload, None)
+    }
+
+    /// Like [`KernelHandle::send`], waiting up to `wait` for room in the queue.
+    pub fn send_timeout(
+        &self,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Result<()> {
+        self.gate
+            .send(Some(&self.entry), to, topic, payload, Some(wait))
+    }
+
+    /// Allocates a device buffer owned by this kernel; counts towards its memory.
+    pub fn allocate(&self, len: u64) -> Result<BufferId> {
+        self.gate.allocate(&self.entry, len)
+    }
+
+    /// Writes into one of this kernel's buffers.
+    pub fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
+        self.gate.write(&self.entry, buffer, offset, data)
+    }
+
+    /// Reads from one of this kernel's buffers.
+    pub fn read(&self, buffer: BufferId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.gate.read(&self.entry, buffer, offset, len)
+    }
+
+    /// Frees (and zeroes) one of this kernel's buffers.
+    pub fn free(&self, buffer: BufferId) -> Result<()> {
+        self.gate.free(&self.entry, buffer)
+    }
+
+    /// Asks the kernel to stop (raises `should_terminate` in its control block and
+    /// closes its queue). Returns at once; calling it again does nothing.
+    pub fn terminate(&self) -> Result<()> {
+        self.gate.request_stop(&self.entry)
+    }
+
+    /// Waits up to `timeout` for the kernel to stop, then frees its buffers.
+    pub fn wait(&self, timeout: Duration) -> Result<KernelStatus> {
+        self.gate.wait(&self.entry, timeout)?;
+        self.status()
+    }
+}
+
+/// A running runtime. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct Runtime {
+    gate: Arc<Gate>,
+    ticker: Mutex<Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl Runtime {
+    fn start(gate: Arc<Gate>) -> Result<Self> {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let weak = Arc::downgrade(&gate);
+        let interval = gate.config.tick_interval;
+        let ticker = std::thread::Builder::new()
+            .name("rk-ticker".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(interval)
+                {
+                    match weak.upgrade() {
+                        Some(g) => g.tick(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| crate::Error::Backend(format!("cannot start ticker thread: {e}")))?;
+        Ok(Runtime {
+            gate,
+            ticker: Mutex::new(Some((stop_tx, ticker))),
+        })
+    }
+
+    /// Launches a persistent kernel named `id`.
+    pub fn launch(&self, id: &str, options: LaunchOptions) -> Result<KernelHandle> {
+        let entry = self.gate.launch(id, options)?;
+        Ok(KernelHandle {
+            gate: self.gate.clone(),
+            entry,
+        })
+    }
+
+    /// A handle to a kernel launched earlier.
+    pub fn kernel(&self, id: &str) -> Result<KernelHandle> {
+        Ok(KernelHandle {
+            gate: self.gate.clone(),
+            entry: self.gate.kernel(id)?,
+        })
+    }
+
+    /// Ids of every kernel known to the runtime (running or terminated), sorted.
+    pub fn kernels(&self) -> Vec<KernelId> {
+        self.gate.kernel_ids()
+    }
+
+    /// Sends a message from the host program (source [`crate::k2k::Endpoint::Host`]).
+    pub fn send(&self, to: &str, topic: &str, payload: &[u8]) -> Result<()> {
+        self.gate.send(None, to, topic, payload, None)
+    }
+
+    /// Like [`Runtime::send`], waiting up to `wait` for room in the queue.
+    pub fn send_timeout(
+        &self,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Duration,
+    ) -> Result<()> {
+        self.gate.send(None, to, topic, payload, Some(wait))
+    }
+
+    /// Production or development mode.
+    pub fn mode(&self) -> SecurityMode {
+        self.gate.mode
+    }
+
+    /// Facts about the backend in use.
+    pub fn backend_info(&self) -> BackendInfo {
+        self.gate.backend_info()
+    }
+
+    /// Device memory reserved by live buffers, in bytes.
+    pub fn memory_in_use(&self) -> u64 {
+        self.gate.memory_in_use()
+    }
+
+    /// Runs the periodic work now (it also runs on the tick interval by itself).
+    pub fn tick(&self) {
+        self.gate.tick();
+    }
+
+    /// Stops every kernel, waits for them, frees (zeroes) all their buffers and stops
+    /// the ticker. Later launches and sends fail with `RuntimeShutDown`.
+    pub fn shutdown(&self) -> Result<ShutdownReport> {
+        self.shutdown_timeout(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    /// [`Runtime::shutdown`] with an explicit wait limit.
+    pub fn shutdown_timeout(&self, timeout: Duration) -> Result<ShutdownReport> {
+        let report = self.gate.shutdown(timeout);
+        if let Some((stop, thread)) = self.ticker.lock().take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        report
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if (!self.gate.is_shut_down() || self.ticker.lock().is_some())
+            && let Err(e) = self.shutdown()
+        {
+            tracing::error!(error = %e, "runtime shutdown on drop failed");
+        }
+    }
+}

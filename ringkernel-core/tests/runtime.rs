@@ -1,0 +1,394 @@
+//! Runtime behaviour on the CPU backend: life cycle, K2K delivery, backpressure, errors,
+//! memory accounting and zeroing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use ringkernel_core::Error;
+use ringkernel_core::backend::BufferId;
+use ringkernel_core::control::CONTROL_BLOCK_SIZE;
+use ringkernel_core::k2k::Endpoint;
+use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn runtime() -> Runtime {
+    RuntimeBuilder::new()
+        .development()
+        .build()
+        .expect("runtime")
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn lifecycle_launch_status_terminate_twice_and_duplicate_id() {
+    let rt = runtime();
+    let k = rt.launch("worker", LaunchOptions::new()).unwrap();
+    assert_eq!(k.id().as_str(), "worker");
+    let st = k.status().unwrap();
+    assert_eq!(st.state, KernelState::Active);
+    assert_eq!(st.messages_processed, 0);
+    assert_eq!(st.memory_bytes, CONTROL_BLOCK_SIZE as u64);
+
+    assert!(matches!(
+        rt.launch("worker", LaunchOptions::new()),
+        Err(Error::DuplicateKernel { id }) if id == "worker"
+    ));
+    assert!(matches!(
+        rt.launch("bad*id", LaunchOptions::new()),
+        Err(Error::InvalidKernelId { .. })
+    ));
+
+    k.terminate().unwrap();
+    k.terminate().unwrap(); // idempotent
+    let st = k.wait(WAIT).unwrap();
+    assert_eq!(st.state, KernelState::Terminated);
+    assert_eq!(st.memory_bytes, 0, "buffers freed after termination");
+    k.terminate().unwrap(); // still fine after the kernel is gone
+
+    // Once the old kernel is finalized its id may be reused.
+    let again = rt.launch("worker", LaunchOptions::new()).unwrap();
+    assert_eq!(again.status().unwrap().state, KernelState::Active);
+    assert_eq!(k.status().unwrap().state, KernelState::Terminated);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn pipeline_counts_and_source_identity() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let sink = rt
+        .launch(
+            "sink",
+            LaunchOptions::new().handler(move |_, m| {
+                s.lock()
+                    .push((m.source.clone(), m.topic.clone(), m.payload.clone()));
+                Ok(())
+            }),
+        )
+        .unwrap();
+    let relay = rt
+        .launch(
+            "relay",
+            LaunchOptions::new().handler(|ctx, m| {
+                let mut p = m.payload.clone();
+                p.reverse();
+                ctx.send("sink", "relayed", &p)?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("relay", "in", b"abc").unwrap();
+    relay.send("sink", "direct", b"xyz").unwrap();
+    wait_until("two messages at sink", || {
+        sink.status().unwrap().messages_processed == 2
+    });
+    let mut got = seen.lock().clone();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    let relay_ep = Endpoint::Kernel(relay.id().clone());
+    assert_eq!(got[0], (relay_ep.clone(), "direct".into(), b"xyz".to_vec()));
+    assert_eq!(got[1], (relay_ep, "relayed".into(), b"cba".to_vec()));
+    wait_until("relay counters", || {
+        let st = relay.status().unwrap();
+        st.messages_processed == 1 && st.messages_sent == 2
+    });
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn per_pair_delivery_order_follows_sequence() {
+    let rt = runtime();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let recv = rt
+        .launch(
+            "recv",
+            LaunchOptions::new()
+                .queue_capacity(4096)
+                .handler(move |_, m| {
+                    let n = u32::from_le_bytes(m.payload[..4].try_into()?);
+                    s.lock().push((m.source.to_string(), m.sequence, n));
+                    Ok(())
+                }),
+        )
+        .unwrap();
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    let ta = std::thread::spawn(move || {
+        for i in 0..1000u32 {
+            a.send_timeout("recv", "n", &i.to_le_bytes(), WAIT).unwrap();
+        }
+    });
+    for i in 0..1000u32 {
+        b.send_timeout("recv", "n", &i.to_le_bytes(), WAIT).unwrap();
+    }
+    ta.join().unwrap();
+    wait_until("2000 processed", || {
+        recv.status().unwrap().messages_processed == 2000
+    });
+    let seen = seen.lock();
+    for src in ["a", "b"] {
+        let mine: Vec<_> = seen.iter().filter(|x| x.0 == src).collect();
+        assert_eq!(mine.len(), 1000);
+        for (i, (_, seq, n)) in mine.iter().enumerate() {
+            assert_eq!((*seq, *n), (i as u64, i as u32), "order broken for {src}");
+        }
+    }
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn full_queue_gives_backpressure_error_and_loses_nothing() {
+    let rt = runtime();
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let slow = rt
+        .launch(
+            "slow",
+            LaunchOptions::new().queue_capacity(4).handler(move |_, _| {
+                entered_tx.send(())?;
+                go_rx.recv()?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("slow", "t", b"first").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap(); // handler is busy with message 1
+    for i in 0..4 {
+        rt.send("slow", "t", &[i]).unwrap();
+    }
+    match rt.send("slow", "t", b"one too many") {
+        Err(Error::QueueFull { id, capacity }) => {
+            assert_eq!((id.as_str(), capacity), ("slow", 4));
+        }
+        other => panic!("expected QueueFull, got {other:?}"),
+    }
+    assert!(matches!(
+        rt.send_timeout("slow", "t", b"x", Duration::from_millis(20)),
+        Err(Error::QueueFull { .. })
+    ));
+    for _ in 0..5 {
+        go_tx.send(()).unwrap();
+    }
+    wait_until("all five processed", || {
+        slow.status().unwrap().messages_processed == 5
+    });
+    // Room again: a bounded wait succeeds.
+    go_tx.send(()).unwrap();
+    rt.send_timeout("slow", "t", b"later", WAIT).unwrap();
+    wait_until("sixth processed", || {
+        slow.status().unwrap().messages_processed == 6
+    });
+    assert_eq!(slow.status().unwrap().messages_in_flight, 0);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn unknown_destination_terminated_kernel_and_shutdown_errors() {
+    let rt = runtime();
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    assert!(matches!(
+        a.send("nobody", "t", b""),
+        Err(Error::UnknownKernel { id }) if id == "nobody"
+    ));
+    b.terminate().unwrap();
+    assert!(matches!(
+        a.send("b", "t", b""),
+        Err(Error::KernelTerminated { id }) if id == "b"
+    ));
+    b.wait(WAIT).unwrap();
+    assert!(matches!(
+        a.send("b", "t", b""),
+        Err(Error::KernelTerminated { .. })
+    ));
+    // A terminated kernel cannot send either.
+    assert!(matches!(
+        b.send("a", "t", b""),
+        Err(Error::KernelTerminated { id }) if id == "b"
+    ));
+    assert!(matches!(
+        rt.send("a", "t\nx", b""),
+        Err(Error::InvalidConfig(_))
+    ));
+    rt.shutdown().unwrap();
+    assert!(matches!(
+        rt.send("a", "t", b""),
+        Err(Error::RuntimeShutDown)
+    ));
+    assert!(matches!(
+        rt.launch("c", LaunchOptions::new()),
+        Err(Error::RuntimeShutDown)
+    ));
+}
+
+#[test]
+fn undelivered_messages_are_counted_not_lost_silently() {
+    let rt = runtime();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let k = rt
+        .launch(
+            "k",
+            LaunchOptions::new().handler(move |_, _| {
+                entered_tx.send(())?;
+                go_rx.recv()?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("k", "t", b"0").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    for _ in 0..3 {
+        rt.send("k", "t", b"queued").unwrap();
+    }
+    k.terminate().unwrap();
+    go_tx.send(()).unwrap();
+    let st = k.wait(WAIT).unwrap();
+    assert_eq!(st.messages_processed, 1);
+    assert_eq!(st.undelivered, 3);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn handler_errors_are_counted_and_panics_stop_the_kernel() {
+    let rt = runtime();
+    let k = rt
+        .launch(
+            "picky",
+            LaunchOptions::new().handler(|_, m| {
+                if m.payload == b"bad" {
+                    return Err("refused".into());
+                }
+                if m.payload == b"boom" {
+                    panic!("handler exploded");
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("picky", "t", b"ok").unwrap();
+    rt.send("picky", "t", b"bad").unwrap();
+    wait_until("two processed", || {
+        k.status().unwrap().messages_processed == 2
+    });
+    let st = k.status().unwrap();
+    assert_eq!(st.error_count, 1);
+    assert_eq!(st.last_error, ringkernel_core::error::HANDLER_ERROR_CODE);
+
+    rt.send("picky", "t", b"boom").unwrap();
+    wait_until("kernel stopped after panic", || {
+        rt.tick();
+        k.status().unwrap().state == KernelState::Terminated
+    });
+    let st = k.status().unwrap();
+    assert_eq!(st.error_count, 2);
+    assert_eq!(st.memory_bytes, 0);
+    assert!(matches!(
+        rt.send("picky", "t", b"again"),
+        Err(Error::KernelTerminated { .. })
+    ));
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn buffers_are_owned_accounted_and_zeroed_on_free() {
+    let rt = runtime();
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    let buf = a.allocate(100).unwrap();
+    // 128 for the control block plus 100 rounded up to the 64-byte granule.
+    assert_eq!(a.status().unwrap().memory_bytes, 128 + 128);
+    a.write(buf, 0, &[0x5A; 100]).unwrap();
+    assert_eq!(a.read(buf, 90, 10).unwrap(), vec![0x5A; 10]);
+    assert!(matches!(
+        a.write(buf, 99, &[1, 2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(a.allocate(0), Err(Error::InvalidAllocation(0))));
+    // Another kernel cannot touch it.
+    assert!(matches!(b.read(buf, 0, 1), Err(Error::UnknownBuffer(_))));
+    assert!(matches!(b.free(buf), Err(Error::UnknownBuffer(_))));
+    // Nobody reaches a control block through the buffer API, even guessing its id.
+    for guess in 0..16 {
+        let id = BufferId(guess);
+        if id == buf {
+            continue;
+        }
+        assert!(a.read(id, 0, 1).is_err());
+        assert!(a.write(id, 0, &[1]).is_err());
+        assert!(a.free(id).is_err());
+    }
+    assert_eq!(a.status().unwrap().state, KernelState::Active);
+
+    // Freed memory comes back zeroed to the next owner.
+    a.free(buf).unwrap();
+    assert_eq!(a.status().unwrap().memory_bytes, 128);
+    let reused = b.allocate(100).unwrap();
+    assert_eq!(b.read(reused, 0, 100).unwrap(), vec![0u8; 100]);
+
+    // A terminated kernel's buffers are freed and zeroed too.
+    let secret = a.allocate(4096).unwrap();
+    a.write(secret, 0, &[0xEE; 4096]).unwrap();
+    a.terminate().unwrap();
+    a.wait(WAIT).unwrap();
+    let next = b.allocate(4096).unwrap();
+    assert_eq!(b.read(next, 0, 4096).unwrap(), vec![0u8; 4096]);
+
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.memory_in_use, 0);
+    assert_eq!(rt.memory_in_use(), 0);
+    assert!(report.stuck.is_empty());
+}
+
+#[test]
+fn shutdown_returns_accounting_to_zero_with_many_kernels() {
+    let rt = runtime();
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let k = rt.launch(&format!("k{i}"), LaunchOptions::new()).unwrap();
+        k.allocate(1000 + i).unwrap();
+        handles.push(k);
+    }
+    assert!(rt.memory_in_use() >= 16 * (128 + 1024));
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.kernels, 16);
+    assert_eq!(report.memory_in_use, 0);
+    for k in handles {
+        assert_eq!(k.status().unwrap().state, KernelState::Terminated);
+    }
+}
+
+#[test]
+fn status_reads_the_control_block() {
+    let rt = runtime();
+    let k = rt
+        .launch("k", LaunchOptions::new().queue_capacity(1000))
+        .unwrap();
+    for _ in 0..10 {
+        rt.send("k", "t", b"").unwrap();
+    }
+    wait_until("ten processed", || {
+        k.status().unwrap().messages_processed == 10
+    });
+    assert_eq!(
+        rt.kernel("k").unwrap().status().unwrap().messages_processed,
+        10
+    );
+    assert!(matches!(
+        rt.kernel("nope"),
+        Err(Error::UnknownKernel { .. })
+    ));
+    assert_eq!(rt.kernels().len(), 1);
+    drop(rt); // dropping shuts down
+    assert_eq!(k.status().unwrap().state, KernelState::Terminated);
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"; CI: .ci/run calls exactly this).
+#
+# 1. Installs what the tests need and is missing on a fresh Debian/Ubuntu machine:
+#    - Mesa's lavapipe (a real Vulkan driver on the CPU) for the wgpu backend tests,
+#    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
+#    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU.
+# 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
+#    criterion bench once in test mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+# --- system packages -------------------------------------------------------------------
+apt_pkgs=()
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || apt_pkgs+=(mesa-vulkan-drivers)
+dpkg -s libvulkan1 >/dev/null 2>&1 || apt_pkgs+=(libvulkan1)
+command -v qpdf >/dev/null 2>&1 || apt_pkgs+=(qpdf)
+command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+    log "installing ${apt_pkgs[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}"
+fi
+
+# --- NVRTC (CUDA runtime compiler; no GPU needed) ---------------------------------------
+nvrtc_lib() {
+    python3 - <<'PY' 2>/dev/null
+import importlib.util, os
+spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+if spec and spec.submodule_search_locations:
+    print(os.path.join(list(spec.submodule_search_locations)[0], "lib"))
+PY
+}
+if [ -z "$(nvrtc_lib)" ]; then
+    log "installing the NVRTC wheel (nvidia-cuda-nvrtc-cu12)"
+    python3 -m pip install --quiet --disable-pip-version-check "nvidia-cuda-nvrtc-cu12>=12.4,<13"
+fi
+NVRTC_DIR="$(nvrtc_lib)"
+if [ -n "$NVRTC_DIR" ]; then
+    export LD_LIBRARY_PATH="$NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+# In CI a missing Vulkan adapter is a failure, not a skip.
+if [ "${CI:-}" = "true" ]; then
+    export RINGKERNEL_REQUIRE_WGPU=1
+fi
+
+# --- the suite -----------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo test (unit, integration, examples, benches in test mode)"
+cargo test --workspace --all-targets --locked
+
+log "cargo test --doc"
+cargo test --workspace --doc --locked
