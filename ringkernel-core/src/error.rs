@@ -129,6 +129,55 @@ pub enum Error {
         message: String,
     },
 
+    /// Authentication failed: the sealed bytes were modified, moved to another kernel or
+    /// buffer, relabelled, or opened with the wrong key. Nothing of the plaintext is
+    /// returned. This is fatal for the region.
+    #[error("authentication failed: sealed data was modified, moved or opened with the wrong key")]
+    Tampered,
+
+    /// The envelope names a key epoch that has been retired and zeroized
+    /// (crypto-erasure): what was sealed under it can no longer be opened by anyone.
+    #[error("key epoch {epoch} has been retired; data sealed under it is unrecoverable")]
+    KeyRetired {
+        /// The retired epoch.
+        epoch: u32,
+    },
+
+    /// The envelope names a key epoch this instance never had.
+    #[error("unknown key epoch {epoch}")]
+    UnknownKeyEpoch {
+        /// The epoch named in the envelope.
+        epoch: u32,
+    },
+
+    /// The sealed bytes are not a well-formed envelope (wrong magic, version, length,
+    /// algorithm id). Parsing never panics; it returns this.
+    #[error("malformed sealed envelope: {0}")]
+    MalformedEnvelope(String),
+
+    /// A sealed region was opened for a different kernel or buffer than the one it was
+    /// sealed for.
+    #[error("sealed data belongs to another context (kernel or buffer)")]
+    WrongContext,
+
+    /// A sealed region carries an older (or otherwise unexpected) sequence number than
+    /// the latest sealed: a replay.
+    #[error("replayed or stale sealed data: expected sequence {expected}, found {found}")]
+    Replay {
+        /// The sequence the opener expected.
+        expected: u64,
+        /// The sequence in the envelope.
+        found: u64,
+    },
+
+    /// The password does not match the key metadata's check value.
+    #[error("wrong password for this key")]
+    WrongPassword,
+
+    /// Encryption is configured as `Algorithm::None`; nothing can be sealed.
+    #[error("encryption is disabled (Algorithm::None)")]
+    EncryptionDisabled,
+
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -156,6 +205,14 @@ impl Error {
             Error::Corrupt { .. } => 15,
             Error::KernelPanicked { .. } => 16,
             Error::Io(_) => 17,
+            Error::Tampered => 18,
+            Error::KeyRetired { .. } => 19,
+            Error::UnknownKeyEpoch { .. } => 20,
+            Error::MalformedEnvelope(_) => 21,
+            Error::WrongContext => 22,
+            Error::Replay { .. } => 23,
+            Error::WrongPassword => 24,
+            Error::EncryptionDisabled => 25,
         }
     }
 }

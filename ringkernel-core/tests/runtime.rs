@@ -1,6 +1,8 @@
 //! Runtime behaviour on the CPU backend: life cycle, K2K delivery, backpressure, errors,
 //! memory accounting and zeroing.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,3 +1,19 @@
-//! The security layers. Each joins the runtime's gate when its module lands:
-//! `encryption` (memory encryption), `sandbox` (kernel sandbox), `audit` and
-//! `compliance`.
+//! The security layers, joined into the runtime's gate:
+//!
+//! - [`encryption`]: `MemoryEncryption` — AEAD over control blocks, queues and kernel
+//!   state in device memory; key derivation; timed rotation.
+//! - [`memory`]: `SecureBuffer` — locked, zeroed host memory for secrets.
+//!
+//! The names users know from the reference API are re-exported here.
+
+pub mod encryption;
+pub mod memory;
+
+pub use encryption::{
+    Algorithm, EncryptionConfig, EncryptionStats, KeyDerivation, KeyId, MemoryEncryption,
+    SealedData,
+};
+pub use memory::{
+    MemoryProtectionInfo, ProtectionLevel, SecureBuffer, memory_protection_info, secure_bytes,
+    set_memory_protection,
+};

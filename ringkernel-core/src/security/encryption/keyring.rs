@@ -1,0 +1,226 @@
+//! The keyring: a master key and the per-epoch data keys derived from it.
+//!
+//! Each epoch's data key is `HKDF(master, salt = 32 random bytes,
+//! info = "ringkernel/v1/data-key" || algorithm id || epoch)`. The random salt makes
+//! every epoch key unique to this process even when the master key is derived again
+//! from the same password, so counter nonces never repeat under a key; and once an
+//! epoch is retired its key and salt are zeroized, so nothing (not even the master key)
+//! can derive it again: data still sealed under it is crypto-erased.
+//!
+//! Nonces: every key has one 64-bit counter; each single-shot record and each stream
+//! takes one value. A key is rotated before its counter reaches the configured seal
+//! bound or its byte count the byte bound (see docs/encryption.md for the bounds).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use super::algorithm::Algorithm;
+use super::config::EncryptionConfig;
+use super::kdf;
+use super::provider::{AeadKey, SMALL_RECORD_LIMIT};
+use crate::error::{Error, Result};
+use crate::security::memory::SecureBuffer;
+
+/// One epoch's data key, as AEAD instances of the small-record and bulk providers.
+pub(crate) struct EpochKey {
+    pub(crate) epoch: u32,
+    small: Box<dyn AeadKey>,
+    bulk: Option<Box<dyn AeadKey>>,
+    pub(crate) created: Instant,
+    counter: AtomicU64,
+    bytes: AtomicU64,
+    retire_at: Mutex<Option<Instant>>,
+}
+
+impl EpochKey {
+    /// The AEAD instance for a record of `len` bytes.
+    pub(crate) fn key_for(&self, len: usize) -> &dyn AeadKey {
+        match &self.bulk {
+            Some(bulk) if len > SMALL_RECORD_LIMIT => bulk.as_ref(),
+            _ => self.small.as_ref(),
+        }
+    }
+
+    /// Records sealed under this key so far.
+    pub(crate) fn seals(&self) -> u64 {
+        self.counter.load(Ordering::Acquire)
+    }
+}
+
+/// A reserved nonce counter value under a specific key.
+pub(crate) struct Reservation {
+    pub(crate) key: Arc<EpochKey>,
+    pub(crate) counter: u64,
+}
+
+/// Master key plus live epochs (ascending; the last is current).
+pub(crate) struct Keyring {
+    algorithm: Algorithm,
+    config: EncryptionConfig,
+    master: SecureBuffer,
+    epochs: RwLock<Vec<Arc<EpochKey>>>,
+    /// Highest epoch ever issued (epochs are issued 1, 2, 3, ...).
+    highest: AtomicU64,
+    rotation_lock: Mutex<()>,
+}
+
+impl Keyring {
+    pub(crate) fn new(config: &EncryptionConfig, master: SecureBuffer) -> Result<Self> {
+        let ring = Keyring {
+            algorithm: config.algorithm,
+            config: config.clone(),
+            master,
+            epochs: RwLock::new(Vec::new()),
+            highest: AtomicU64::new(0),
+            rotation_lock: Mutex::new(()),
+        };
+        let first = ring.make_epoch(1)?;
+        ring.epochs.write().push(Arc::new(first));
+        ring.highest.store(1, Ordering::Release);
+        Ok(ring)
+    }
+
+    fn make_epoch(&self, epoch: u32) -> Result<EpochKey> {
+        let mut salt = SecureBuffer::new(32);
+        getrandom::fill(salt.as_mut_slice())
+            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        let mut info = Vec::with_capacity(32);
+        info.extend_from_slice(b"ringkernel/v1/data-key");
+        info.push(self.algorithm.id());
+        info.extend_from_slice(&epoch.to_le_bytes());
+        let mut key = SecureBuffer::new(self.algorithm.key_len());
+        kdf::hkdf(
+            &self.config.key_derivation,
+            Some(salt.as_slice()),
+            self.master.as_slice(),
+            &info,
+            key.as_mut_slice(),
+        )?;
+        let small_provider = self
+            .config
+            .provider
+            .provider_for(self.algorithm, SMALL_RECORD_LIMIT);
+        let bulk_provider = self
+            .config
+            .provider
+            .provider_for(self.algorithm, SMALL_RECORD_LIMIT + 1);
+        let small = small_provider.new_key(self.algorithm, key.as_slice())?;
+        let bulk = if bulk_provider.name() == small_provider.name() {
+            None
+        } else {
+            Some(bulk_provider.new_key(self.algorithm, key.as_slice())?)
+        };
+        Ok(EpochKey {
+            epoch,
+            small,
+            bulk,
+            created: Instant::now(),
+            counter: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            retire_at: Mutex::new(None),
+        })
+    }
+
+    /// The current epoch's key.
+    pub(crate) fn current(&self) -> Arc<EpochKey> {
+        // Invariant: the ring always holds at least one epoch (the current one).
+        self.epochs
+            .read()
+            .last()
+            .cloned()
+            .unwrap_or_else(|| unreachable!("keyring without a current epoch"))
+    }
+
+    /// Takes a nonce counter value under the current key for a record of `len` bytes,
+    /// rotating first when the key's usage bound would be crossed.
+    pub(crate) fn reserve(&self, len: usize) -> Result<(Reservation, Option<u32>)> {
+        let mut rotated = None;
+        loop {
+            let key = self.current();
+            let counter = key.counter.fetch_add(1, Ordering::AcqRel);
+            let bytes = key.bytes.fetch_add(len as u64, Ordering::AcqRel) + len as u64;
+            if counter < self.config.max_seals_per_key && bytes <= self.config.max_bytes_per_key {
+                return Ok((Reservation { key, counter }, rotated));
+            }
+            // Bound reached: move to a fresh key (once, even with many racing sealers).
+            if let Some(e) = self.rotate_from(key.epoch)? {
+                rotated = Some(e);
+            }
+        }
+    }
+
+    /// Rotates unless someone already rotated away from `epoch`. Returns the new epoch.
+    fn rotate_from(&self, epoch: u32) -> Result<Option<u32>> {
+        let _g = self.rotation_lock.lock();
+        if self.current().epoch != epoch {
+            return Ok(None);
+        }
+        self.rotate_locked().map(Some)
+    }
+
+    /// Starts a new epoch; older epochs enter their grace period.
+    pub(crate) fn rotate(&self) -> Result<u32> {
+        let _g = self.rotation_lock.lock();
+        self.rotate_locked()
+    }
+
+    fn rotate_locked(&self) -> Result<u32> {
+        let next = self.highest.load(Ordering::Acquire) + 1;
+        let next = u32::try_from(next)
+            .map_err(|_| Error::InvalidConfig("key epochs exhausted (2^32 rotations)".into()))?;
+        let key = Arc::new(self.make_epoch(next)?);
+        let retire_at = Instant::now() + self.config.grace_period;
+        let mut epochs = self.epochs.write();
+        for old in epochs.iter() {
+            let mut r = old.retire_at.lock();
+            if r.is_none() {
+                *r = Some(retire_at);
+            }
+        }
+        epochs.push(key);
+        self.highest.store(u64::from(next), Ordering::Release);
+        Ok(next)
+    }
+
+    /// Zeroizes every superseded epoch whose grace period is over; returns them.
+    pub(crate) fn retire_expired(&self, now: Instant) -> Vec<u32> {
+        let mut epochs = self.epochs.write();
+        let current = epochs.last().map(|k| k.epoch);
+        let mut retired = Vec::new();
+        epochs.retain(|k| {
+            let expired = Some(k.epoch) != current && k.retire_at.lock().is_some_and(|t| t <= now);
+            if expired {
+                retired.push(k.epoch);
+            }
+            !expired
+        });
+        // Dropping the last Arc of a retired EpochKey drops its AEAD instances, which
+        // zero their key schedules; readers holding a clone finish their operation first.
+        retired
+    }
+
+    /// The key of `epoch`, or why it cannot be had.
+    pub(crate) fn key(&self, epoch: u32) -> Result<Arc<EpochKey>> {
+        if let Some(k) = self.epochs.read().iter().find(|k| k.epoch == epoch) {
+            return Ok(k.clone());
+        }
+        if epoch >= 1 && u64::from(epoch) <= self.highest.load(Ordering::Acquire) {
+            Err(Error::KeyRetired { epoch })
+        } else {
+            Err(Error::UnknownKeyEpoch { epoch })
+        }
+    }
+
+    /// Epoch numbers currently usable for opening (ascending).
+    pub(crate) fn live_epochs(&self) -> Vec<u32> {
+        self.epochs.read().iter().map(|k| k.epoch).collect()
+    }
+
+    /// Whether the current key is older than `every`.
+    pub(crate) fn older_than(&self, every: Duration) -> bool {
+        self.current().created.elapsed() >= every
+    }
+}

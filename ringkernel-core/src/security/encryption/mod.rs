@@ -1,0 +1,689 @@
+//! Memory encryption: real AEAD over the data kernels keep in device memory.
+//!
+//! ```
+//! use ringkernel_core::control::ControlBlock;
+//! use ringkernel_core::security::encryption::{Algorithm, EncryptionConfig, MemoryEncryption};
+//!
+//! let encryption = MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::Aes256Gcm))?;
+//! let block = ControlBlock::new(1024);
+//! let sealed = encryption.encrypt(&block)?;
+//! let opened: ControlBlock = encryption.decrypt(&sealed)?;
+//! assert_eq!(opened, block);
+//! encryption.rotate_key()?;
+//! # Ok::<(), ringkernel_core::Error>(())
+//! ```
+//!
+//! What the caller must never do: reuse sealed bytes as a freshness proof without
+//! naming the sequence they expect (use [`MemoryEncryption::open_region`] with
+//! [`SequenceCheck::Exact`]); choose `Algorithm::None` outside development.
+//!
+//! Layout of the sealed bytes, nonce policy, key hierarchy, rotation bounds and what is
+//! and is not protected: `docs/encryption.md`.
+
+mod algorithm;
+mod config;
+pub mod envelope;
+pub mod kdf;
+mod keyring;
+pub mod provider;
+mod stream;
+
+pub use algorithm::{Algorithm, TAG_LEN};
+pub use config::{
+    ARGON2ID_DEFAULT, DEFAULT_CHUNK_SIZE, DEFAULT_GRACE, DEFAULT_MAX_BYTES_PER_KEY,
+    DEFAULT_MAX_SEALS_PER_KEY, DEFAULT_ROTATION, EncryptionConfig, KeyDerivation,
+    PBKDF2_MIN_ITERATIONS,
+};
+pub use envelope::{ContextId, Direction, EnvelopeKind, Header};
+pub use provider::{AeadKey, AeadProvider, AwsLc, ProviderChoice, RustCrypto};
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::security::memory::SecureBuffer;
+use envelope::{single_nonce_96, stream_prefix_96};
+use keyring::{Keyring, Reservation};
+
+/// Identifies a data key: its epoch. Printing it reveals nothing secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u32);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch-{}", self.0)
+    }
+}
+
+/// Where the master key came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// 256 bits from the OS random generator.
+    Random,
+    /// Derived from a password or secret with the recorded KDF and salt.
+    Password,
+    /// None: encryption disabled.
+    Disabled,
+}
+
+/// Public facts about the master key: enough to derive it again from the same
+/// password ([`MemoryEncryption::unlock`]) and to check the password, nothing secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyMetadata {
+    /// Random, password-derived, or none.
+    pub source: KeySource,
+    /// The KDF.
+    pub kdf: KeyDerivation,
+    /// The random salt used with the password (empty for random keys).
+    pub salt: Vec<u8>,
+    /// `HKDF(master, info = "ringkernel/v1/key-check")`, 16 bytes: lets `unlock`
+    /// refuse a wrong password without revealing anything about the key.
+    pub key_check: [u8; 16],
+}
+
+/// Counters of the encryption layer (read without locks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncryptionStats {
+    /// Records and streams sealed.
+    pub seals: u64,
+    /// Records and streams opened successfully.
+    pub opens: u64,
+    /// Opens that failed (tampered, wrong context, replay, retired key, malformed).
+    pub failures: u64,
+    /// Key rotations (timed, bound-triggered and explicit).
+    pub rotations: u64,
+    /// Epochs retired and zeroized.
+    pub retirements: u64,
+    /// Plaintext bytes sealed.
+    pub bytes_sealed: u64,
+    /// Plaintext bytes opened.
+    pub bytes_opened: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    seals: AtomicU64,
+    opens: AtomicU64,
+    failures: AtomicU64,
+    rotations: AtomicU64,
+    retirements: AtomicU64,
+    bytes_sealed: AtomicU64,
+    bytes_opened: AtomicU64,
+}
+
+/// How [`MemoryEncryption::open_region`] checks the envelope's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Must be exactly this one (the latest sealed): anything else is a replay.
+    Exact(u64),
+    /// Must be at least this one.
+    AtLeast(u64),
+    /// Any sequence (standalone data without freshness tracking).
+    Any,
+}
+
+/// A sealed envelope's bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedData(Vec<u8>);
+
+impl SealedData {
+    /// Wraps bytes after checking they parse as an envelope.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        Header::parse(&bytes)?;
+        Ok(SealedData(bytes))
+    }
+
+    /// The envelope bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The envelope bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> Result<Header> {
+        Header::parse(&self.0)
+    }
+}
+
+impl fmt::Debug for SealedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedData({} bytes)", self.0.len())
+    }
+}
+
+struct Inner {
+    config: EncryptionConfig,
+    keyring: Option<Keyring>,
+    metadata: KeyMetadata,
+    counters: Counters,
+    standalone_sequence: AtomicU64,
+}
+
+/// The memory-encryption layer: seals and opens regions, owns the keys, rotates them.
+///
+/// Cheap to clone (clones share keys and counters), so an application can keep a handle
+/// after giving one to `RuntimeBuilder::with_encryption`.
+#[derive(Clone)]
+pub struct MemoryEncryption {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for MemoryEncryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryEncryption")
+            .field("algorithm", &self.inner.config.algorithm)
+            .field("key", &"[REDACTED]")
+            .field("current_key_id", &self.current_key_id())
+            .finish()
+    }
+}
+
+impl MemoryEncryption {
+    /// Encryption under a random 256-bit master key.
+    pub fn new(config: EncryptionConfig) -> Result<Self> {
+        config.validate()?;
+        if config.algorithm == Algorithm::None {
+            return Ok(Self::disabled(config));
+        }
+        let mut master = SecureBuffer::new(kdf::MASTER_KEY_LEN);
+        getrandom::fill(master.as_mut_slice())
+            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        Self::with_master(config, master, KeySource::Random, Vec::new())
+    }
+
+    /// Encryption under a master key derived from `password` with `kdf` and a fresh
+    /// random salt (kept in [`MemoryEncryption::key_metadata`]); other settings from
+    /// [`EncryptionConfig::secure`].
+    pub fn from_password(password: &str, kdf: KeyDerivation) -> Result<Self> {
+        Self::from_password_with_config(
+            password.as_bytes(),
+            EncryptionConfig::secure().key_derivation(kdf),
+        )
+    }
+
+    /// [`MemoryEncryption::from_password`] with a full configuration (its KDF is used).
+    pub fn from_password_with_config(password: &[u8], config: EncryptionConfig) -> Result<Self> {
+        let mut salt = vec![0u8; kdf::SALT_LEN];
+        getrandom::fill(&mut salt)
+            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        Self::derive(password, config, salt)
+    }
+
+    /// Derives the master key again from `password` and earlier `metadata` (same salt
+    /// and KDF), refusing a wrong password with [`Error::WrongPassword`].
+    pub fn unlock(
+        password: &[u8],
+        metadata: &KeyMetadata,
+        config: EncryptionConfig,
+    ) -> Result<Self> {
+        if metadata.source != KeySource::Password {
+            return Err(Error::InvalidConfig(
+                "only password-derived keys can be unlocked from metadata".into(),
+            ));
+        }
+        let me = Self::derive(
+            password,
+            config.key_derivation(metadata.kdf),
+            metadata.salt.clone(),
+        )?;
+        let a = me.inner.metadata.key_check;
+        let b = metadata.key_check;
+        let diff = a
+            .iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        if diff != 0 {
+            return Err(Error::WrongPassword);
+        }
+        Ok(me)
+    }
+
+    fn derive(password: &[u8], config: EncryptionConfig, salt: Vec<u8>) -> Result<Self> {
+        config.validate()?;
+        if config.algorithm == Algorithm::None {
+            return Ok(Self::disabled(config));
+        }
+        let secret = SecureBuffer::from_slice(password);
+        let master = kdf::derive_master(&config.key_derivation, secret.as_slice(), &salt)?;
+        Self::with_master(config, master, KeySource::Password, salt)
+    }
+
+    fn disabled(config: EncryptionConfig) -> Self {
+        MemoryEncryption {
+            inner: Arc::new(Inner {
+                metadata: KeyMetadata {
+                    source: KeySource::Disabled,
+                    kdf: config.key_derivation,
+                    salt: Vec::new(),
+                    key_check: [0; 16],
+                },
+                config,
+                keyring: None,
+                counters: Counters::default(),
+                standalone_sequence: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn with_master(
+        config: EncryptionConfig,
+        master: SecureBuffer,
+        source: KeySource,
+        salt: Vec<u8>,
+    ) -> Result<Self> {
+        let mut key_check = [0u8; 16];
+        kdf::hkdf(
+            &config.key_derivation,
+            None,
+            master.as_slice(),
+            b"ringkernel/v1/key-check",
+            &mut key_check,
+        )?;
+        let keyring = Keyring::new(&config, master)?;
+        Ok(MemoryEncryption {
+            inner: Arc::new(Inner {
+                metadata: KeyMetadata {
+                    source,
+                    kdf: config.key_derivation,
+                    salt,
+                    key_check,
+                },
+                config,
+                keyring: Some(keyring),
+                counters: Counters::default(),
+                standalone_sequence: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    fn ring(&self) -> Result<&Keyring> {
+        self.inner.keyring.as_ref().ok_or(Error::EncryptionDisabled)
+    }
+
+    /// Whether anything is sealed (false for `Algorithm::None`).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.keyring.is_some()
+    }
+
+    /// The configured algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.inner.config.algorithm
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EncryptionConfig {
+        &self.inner.config
+    }
+
+    /// The current data key's id (its epoch); `None` when disabled.
+    pub fn current_key_id(&self) -> Option<KeyId> {
+        self.inner
+            .keyring
+            .as_ref()
+            .map(|r| KeyId(r.current().epoch))
+    }
+
+    /// How long the current data key has been in use.
+    pub fn current_key_age(&self) -> Option<Duration> {
+        self.inner
+            .keyring
+            .as_ref()
+            .map(|r| r.current().created.elapsed())
+    }
+
+    /// Records sealed under the current key.
+    pub fn current_key_seals(&self) -> u64 {
+        self.inner
+            .keyring
+            .as_ref()
+            .map_or(0, |r| r.current().seals())
+    }
+
+    /// Epochs that can still open data (the current one and those in grace).
+    pub fn live_key_ids(&self) -> Vec<KeyId> {
+        self.inner
+            .keyring
+            .as_ref()
+            .map(|r| r.live_epochs().into_iter().map(KeyId).collect())
+            .unwrap_or_default()
+    }
+
+    /// Public facts about the master key (salt, KDF, password check value).
+    pub fn key_metadata(&self) -> &KeyMetadata {
+        &self.inner.metadata
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> EncryptionStats {
+        let c = &self.inner.counters;
+        EncryptionStats {
+            seals: c.seals.load(Ordering::Relaxed),
+            opens: c.opens.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            retirements: c.retirements.load(Ordering::Relaxed),
+            bytes_sealed: c.bytes_sealed.load(Ordering::Relaxed),
+            bytes_opened: c.bytes_opened.load(Ordering::Relaxed),
+        }
+    }
+
+    // ----- the reference API -------------------------------------------------------
+
+    /// Seals a plain-old-data value (a [`ControlBlock`](crate::control::ControlBlock),
+    /// say) as standalone data.
+    pub fn encrypt<T: Pod>(&self, value: &T) -> Result<SealedData> {
+        self.encrypt_bytes(bytemuck::bytes_of(value))
+    }
+
+    /// Opens standalone data sealed by [`MemoryEncryption::encrypt`] as a `T`.
+    pub fn decrypt<T: Pod>(&self, sealed: &SealedData) -> Result<T> {
+        let bytes = self.decrypt_bytes(sealed)?;
+        if bytes.len() != std::mem::size_of::<T>() {
+            return Err(Error::MalformedEnvelope(format!(
+                "sealed value is {} bytes, the type needs {}",
+                bytes.len(),
+                std::mem::size_of::<T>()
+            )));
+        }
+        Ok(bytemuck::pod_read_unaligned(&bytes))
+    }
+
+    /// Seals bytes as standalone data (single-shot up to 64 KiB, STREAM above).
+    pub fn encrypt_bytes(&self, plaintext: &[u8]) -> Result<SealedData> {
+        let seq = self
+            .inner
+            .standalone_sequence
+            .fetch_add(1, Ordering::AcqRel);
+        let ctx = ContextId::standalone();
+        let bytes = if plaintext.len() > self.inner.config.chunk_size as usize {
+            self.seal_stream(ctx, seq, plaintext, &[])?
+        } else {
+            self.seal_region(ctx, seq, plaintext, &[])?
+        };
+        Ok(SealedData(bytes))
+    }
+
+    /// Opens standalone data (either form). The plaintext is zeroed when dropped.
+    pub fn decrypt_bytes(&self, sealed: &SealedData) -> Result<Zeroizing<Vec<u8>>> {
+        self.open_any(
+            sealed.as_bytes(),
+            ContextId::standalone(),
+            SequenceCheck::Any,
+            &[],
+        )
+    }
+
+    /// Starts a new key epoch now; the previous one still opens data for the grace
+    /// period, then is zeroized. Returns the new key id.
+    pub fn rotate_key(&self) -> Result<KeyId> {
+        let epoch = self.ring()?.rotate()?;
+        self.inner
+            .counters
+            .rotations
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(epoch, "encryption key rotated");
+        Ok(KeyId(epoch))
+    }
+
+    /// Rotates when the `auto_rotate` interval has passed since the current key was
+    /// made. Returns the new key id if it rotated.
+    pub fn rotate_if_due(&self) -> Result<Option<KeyId>> {
+        let (Some(ring), Some(every)) = (&self.inner.keyring, self.inner.config.auto_rotate) else {
+            return Ok(None);
+        };
+        if ring.older_than(every) {
+            self.rotate_key().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Zeroizes superseded keys whose grace period is over; returns their ids.
+    pub fn retire_expired_keys(&self) -> Vec<KeyId> {
+        let Some(ring) = &self.inner.keyring else {
+            return Vec::new();
+        };
+        let retired = ring.retire_expired(Instant::now());
+        if !retired.is_empty() {
+            self.inner
+                .counters
+                .retirements
+                .fetch_add(retired.len() as u64, Ordering::Relaxed);
+            tracing::info!(?retired, "retired key epochs zeroized");
+        }
+        retired.into_iter().map(KeyId).collect()
+    }
+
+    // ----- regions (what the runtime uses) -------------------------------------------
+
+    fn reserve(&self, len: usize) -> Result<Reservation> {
+        let ring = self.ring()?;
+        if len as u64 > self.inner.config.max_bytes_per_key {
+            return Err(Error::InvalidConfig(format!(
+                "a {len}-byte record exceeds max_bytes_per_key"
+            )));
+        }
+        let (res, rotated) = ring.reserve(len)?;
+        if let Some(epoch) = rotated {
+            self.inner
+                .counters
+                .rotations
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(epoch, "encryption key rotated at its usage bound");
+        }
+        Ok(res)
+    }
+
+    fn nonce_for(&self, alg: Algorithm, counter: u64, dir: Direction) -> Result<Vec<u8>> {
+        if alg.random_nonces() {
+            let mut n = vec![0u8; alg.nonce_len()];
+            getrandom::fill(&mut n)
+                .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            Ok(n)
+        } else {
+            Ok(single_nonce_96(dir, counter).to_vec())
+        }
+    }
+
+    fn count_seal(&self, len: usize) {
+        let c = &self.inner.counters;
+        c.seals.fetch_add(1, Ordering::Relaxed);
+        c.bytes_sealed.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// Seals `plaintext` as a single-shot envelope for region `context` at `sequence`,
+    /// binding `aad` (not stored) as well as the header.
+    pub fn seal_region(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>> {
+        let alg = self.inner.config.algorithm;
+        let length = u32::try_from(plaintext.len())
+            .map_err(|_| Error::InvalidConfig("single-shot records are at most 4 GiB".into()))?;
+        let res = self.reserve(plaintext.len())?;
+        let header = Header {
+            algorithm: alg,
+            kind: EnvelopeKind::Single,
+            epoch: res.key.epoch,
+            context,
+            sequence,
+            length: u64::from(length),
+            chunk_size: 0,
+            nonce: self.nonce_for(alg, res.counter, Direction::Host)?,
+        };
+        let mut out = Vec::with_capacity(header.encoded_len() + plaintext.len() + TAG_LEN);
+        header.encode_into(&mut out);
+        let header_len = out.len();
+        let mut full_aad = Vec::with_capacity(header_len + aad.len());
+        full_aad.extend_from_slice(&out);
+        full_aad.extend_from_slice(aad);
+        out.extend_from_slice(plaintext);
+        let tag = res.key.key_for(plaintext.len()).seal_in_place(
+            &header.nonce,
+            &full_aad,
+            &mut out[header_len..],
+        )?;
+        out.extend_from_slice(&tag);
+        self.count_seal(plaintext.len());
+        Ok(out)
+    }
+
+    /// Seals a large buffer as a chunked STREAM envelope (chunks in parallel).
+    pub fn seal_stream(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        data: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>> {
+        let alg = self.inner.config.algorithm;
+        let res = self.reserve(data.len())?;
+        let prefix = if alg.random_nonces() {
+            let mut p = vec![0u8; alg.nonce_len() - envelope::STREAM_NONCE_SUFFIX];
+            getrandom::fill(&mut p)
+                .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            p
+        } else {
+            stream_prefix_96(Direction::Host, res.counter).to_vec()
+        };
+        let header = Header {
+            algorithm: alg,
+            kind: EnvelopeKind::Stream,
+            epoch: res.key.epoch,
+            context,
+            sequence,
+            length: data.len() as u64,
+            chunk_size: self.inner.config.chunk_size,
+            nonce: prefix,
+        };
+        let mut out = Vec::new();
+        header.encode_into(&mut out);
+        let key = res.key.key_for(header.chunk_size as usize);
+        stream::seal_body(key, &header, aad, data, &mut out)?;
+        self.count_seal(data.len());
+        Ok(out)
+    }
+
+    /// Opens a single-shot envelope of region `context`, checking its sequence.
+    pub fn open_region(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Single)))
+    }
+
+    /// Opens a STREAM envelope of region `context`, checking its sequence.
+    pub fn open_stream(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Stream)))
+    }
+
+    fn open_any(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        self.counted(self.open_inner(sealed, context, check, aad, None))
+    }
+
+    fn counted(&self, r: Result<Zeroizing<Vec<u8>>>) -> Result<Zeroizing<Vec<u8>>> {
+        let c = &self.inner.counters;
+        match &r {
+            Ok(p) => {
+                c.opens.fetch_add(1, Ordering::Relaxed);
+                c.bytes_opened.fetch_add(p.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                c.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        r
+    }
+
+    fn open_inner(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+        kind: Option<EnvelopeKind>,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let ring = self.ring()?;
+        let header = Header::parse(sealed)?;
+        if kind.is_some_and(|k| k != header.kind) {
+            return Err(Error::MalformedEnvelope("unexpected envelope kind".into()));
+        }
+        if header.algorithm != self.inner.config.algorithm {
+            // A relabelled algorithm id: the key is for another algorithm.
+            return Err(Error::Tampered);
+        }
+        if header.context != context {
+            return Err(Error::WrongContext);
+        }
+        match check {
+            SequenceCheck::Exact(expected) if header.sequence != expected => {
+                return Err(Error::Replay {
+                    expected,
+                    found: header.sequence,
+                });
+            }
+            SequenceCheck::AtLeast(min) if header.sequence < min => {
+                return Err(Error::Replay {
+                    expected: min,
+                    found: header.sequence,
+                });
+            }
+            _ => {}
+        }
+        let key = ring.key(header.epoch)?;
+        match header.kind {
+            EnvelopeKind::Single => {
+                let header_len = header.encoded_len();
+                let len = header.length as usize;
+                let mut full_aad = Vec::with_capacity(header_len + aad.len());
+                full_aad.extend_from_slice(&sealed[..header_len]);
+                full_aad.extend_from_slice(aad);
+                let mut plain = Zeroizing::new(sealed[header_len..header_len + len].to_vec());
+                let tag: &[u8; TAG_LEN] = sealed[header_len + len..]
+                    .try_into()
+                    .map_err(|_| Error::MalformedEnvelope("bad tag length".into()))?;
+                key.key_for(len)
+                    .open_in_place(&header.nonce, &full_aad, &mut plain, tag)?;
+                Ok(plain)
+            }
+            EnvelopeKind::Stream => stream::open_body(
+                key.key_for(header.chunk_size as usize),
+                &header,
+                aad,
+                sealed,
+            ),
+        }
+    }
+
+    /// Length of the single-shot envelope of a `len`-byte plaintext.
+    pub fn sealed_len(&self, len: usize) -> usize {
+        envelope::SINGLE_FIXED + self.inner.config.algorithm.nonce_len() + len + TAG_LEN
+    }
+}

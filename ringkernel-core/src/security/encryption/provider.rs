@@ -1,0 +1,278 @@
+//! The AEAD provider seam, in the manner of rustls' `CryptoProvider`: the envelope,
+//! keyring, rotation and runtime code name no crypto crate; they hold
+//! [`AeadKey`]s made by an [`AeadProvider`].
+//!
+//! Two providers ship: [`RustCrypto`] (the pure-Rust `aes-gcm` and `chacha20poly1305`
+//! crates; every algorithm) and [`AwsLc`] (`aws-lc-rs`; AES-GCM and
+//! ChaCha20-Poly1305, no XChaCha20). Which serves small records and which bulk buffers
+//! is chosen by [`ProviderChoice`], whose default follows `docs/benchmarks.md`.
+
+use std::fmt;
+
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+
+use super::algorithm::{Algorithm, TAG_LEN};
+use crate::error::{Error, Result};
+
+/// A keyed AEAD instance. Implementations zero their key material on drop.
+pub trait AeadKey: Send + Sync {
+    /// The algorithm.
+    fn algorithm(&self) -> Algorithm;
+
+    /// Encrypts `buf` in place and returns the tag.
+    fn seal_in_place(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]>;
+
+    /// Authenticates and decrypts `buf` in place. On failure `buf`'s content is
+    /// unspecified and must be discarded; the error is [`Error::Tampered`].
+    fn open_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<()>;
+}
+
+/// A source of [`AeadKey`]s.
+pub trait AeadProvider: Send + Sync + fmt::Debug {
+    /// Short name for reports (`"rustcrypto"`, `"aws-lc-rs"`).
+    fn name(&self) -> &'static str;
+
+    /// Whether this provider implements `alg`.
+    fn supports(&self, alg: Algorithm) -> bool;
+
+    /// A keyed instance of `alg`. `key` must be `alg.key_len()` bytes.
+    fn new_key(&self, alg: Algorithm, key: &[u8]) -> Result<Box<dyn AeadKey>>;
+}
+
+/// Which providers serve which sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderChoice {
+    /// The measured default: the fastest provider for small records (control blocks,
+    /// messages) and for bulk buffers, per algorithm (see `docs/benchmarks.md`).
+    Auto,
+    /// RustCrypto for everything.
+    RustCrypto,
+    /// aws-lc-rs for everything it supports (XChaCha20 falls back to RustCrypto).
+    AwsLc,
+}
+
+/// Records up to this many bytes count as "small" for [`ProviderChoice::Auto`].
+pub const SMALL_RECORD_LIMIT: usize = 1024;
+
+impl ProviderChoice {
+    /// The provider used for records of `len` bytes under `alg`.
+    pub fn provider_for(self, alg: Algorithm, len: usize) -> &'static dyn AeadProvider {
+        let aws = match self {
+            ProviderChoice::RustCrypto => false,
+            ProviderChoice::AwsLc => true,
+            ProviderChoice::Auto => auto_prefers_aws_lc(alg, len),
+        };
+        if aws && AwsLc.supports(alg) {
+            &AwsLc
+        } else {
+            &RustCrypto
+        }
+    }
+}
+
+/// The measured choice (docs/benchmarks.md, "AEAD providers"): aws-lc-rs is faster for
+/// AES-GCM at every size measured and for ChaCha20-Poly1305 above the small-record
+/// limit; RustCrypto wins for small ChaCha20-Poly1305 records and is the only
+/// XChaCha20 implementation.
+fn auto_prefers_aws_lc(alg: Algorithm, len: usize) -> bool {
+    match alg {
+        Algorithm::Aes256Gcm | Algorithm::Aes128Gcm => true,
+        Algorithm::ChaCha20Poly1305 => len > SMALL_RECORD_LIMIT,
+        Algorithm::XChaCha20Poly1305 | Algorithm::None => false,
+    }
+}
+
+fn check_key(alg: Algorithm, key: &[u8]) -> Result<()> {
+    if alg == Algorithm::None || key.len() != alg.key_len() {
+        return Err(Error::InvalidConfig(format!(
+            "{alg} needs a {}-byte key, got {} bytes",
+            alg.key_len(),
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_nonce(alg: Algorithm, nonce: &[u8]) -> Result<()> {
+    if nonce.len() != alg.nonce_len() {
+        return Err(Error::MalformedEnvelope(format!(
+            "{alg} needs a {}-byte nonce, got {}",
+            alg.nonce_len(),
+            nonce.len()
+        )));
+    }
+    Ok(())
+}
+
+fn tampered() -> Error {
+    Error::Tampered
+}
+
+// ----- RustCrypto ------------------------------------------------------------------------
+
+/// The pure-Rust RustCrypto AEADs (`aes-gcm`, `chacha20poly1305`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RustCrypto;
+
+struct RcKey<C> {
+    alg: Algorithm,
+    cipher: C,
+}
+
+impl<C> AeadKey for RcKey<C>
+where
+    C: AeadInPlace + Send + Sync,
+{
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    fn seal_in_place(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]> {
+        check_nonce(self.alg, nonce)?;
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(nonce.into(), aad, buf)
+            .map_err(|_| Error::InvalidConfig("record too long for the AEAD".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(&tag);
+        Ok(out)
+    }
+
+    fn open_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<()> {
+        check_nonce(self.alg, nonce)?;
+        self.cipher
+            .decrypt_in_place_detached(nonce.into(), aad, buf, tag.as_slice().into())
+            .map_err(|_| tampered())
+    }
+}
+
+impl AeadProvider for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+
+    fn supports(&self, alg: Algorithm) -> bool {
+        alg != Algorithm::None
+    }
+
+    fn new_key(&self, alg: Algorithm, key: &[u8]) -> Result<Box<dyn AeadKey>> {
+        check_key(alg, key)?;
+        let bad = |_| Error::InvalidConfig(format!("bad {alg} key length"));
+        Ok(match alg {
+            Algorithm::Aes256Gcm => Box::new(RcKey {
+                alg,
+                cipher: aes_gcm::Aes256Gcm::new_from_slice(key).map_err(bad)?,
+            }),
+            Algorithm::Aes128Gcm => Box::new(RcKey {
+                alg,
+                cipher: aes_gcm::Aes128Gcm::new_from_slice(key).map_err(bad)?,
+            }),
+            Algorithm::ChaCha20Poly1305 => Box::new(RcKey {
+                alg,
+                cipher: chacha20poly1305::ChaCha20Poly1305::new_from_slice(key).map_err(bad)?,
+            }),
+            Algorithm::XChaCha20Poly1305 => Box::new(RcKey {
+                alg,
+                cipher: chacha20poly1305::XChaCha20Poly1305::new_from_slice(key).map_err(bad)?,
+            }),
+            Algorithm::None => {
+                return Err(Error::InvalidConfig("Algorithm::None has no key".into()));
+            }
+        })
+    }
+}
+
+// ----- aws-lc-rs -------------------------------------------------------------------------
+
+/// AWS-LC through `aws-lc-rs` (assembly-optimised AES-GCM and ChaCha20-Poly1305).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AwsLc;
+
+struct AwsKey {
+    alg: Algorithm,
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+impl AwsKey {
+    fn nonce(&self, nonce: &[u8]) -> Result<aws_lc_rs::aead::Nonce> {
+        check_nonce(self.alg, nonce)?;
+        aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| Error::MalformedEnvelope("bad nonce length".into()))
+    }
+}
+
+impl AeadKey for AwsKey {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    fn seal_in_place(&self, nonce: &[u8], aad: &[u8], buf: &mut [u8]) -> Result<[u8; TAG_LEN]> {
+        let nonce = self.nonce(nonce)?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), buf)
+            .map_err(|_| Error::InvalidConfig("record too long for the AEAD".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    fn open_in_place(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<()> {
+        let nonce = self.nonce(nonce)?;
+        self.key
+            .open_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), tag, buf)
+            .map(|_| ())
+            .map_err(|_| tampered())
+    }
+}
+
+impl AeadProvider for AwsLc {
+    fn name(&self) -> &'static str {
+        "aws-lc-rs"
+    }
+
+    fn supports(&self, alg: Algorithm) -> bool {
+        matches!(
+            alg,
+            Algorithm::Aes256Gcm | Algorithm::Aes128Gcm | Algorithm::ChaCha20Poly1305
+        )
+    }
+
+    fn new_key(&self, alg: Algorithm, key: &[u8]) -> Result<Box<dyn AeadKey>> {
+        check_key(alg, key)?;
+        let which = match alg {
+            Algorithm::Aes256Gcm => &aws_lc_rs::aead::AES_256_GCM,
+            Algorithm::Aes128Gcm => &aws_lc_rs::aead::AES_128_GCM,
+            Algorithm::ChaCha20Poly1305 => &aws_lc_rs::aead::CHACHA20_POLY1305,
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "aws-lc-rs does not implement {alg}"
+                )));
+            }
+        };
+        let unbound = aws_lc_rs::aead::UnboundKey::new(which, key)
+            .map_err(|_| Error::InvalidConfig(format!("bad {alg} key")))?;
+        Ok(Box::new(AwsKey {
+            alg,
+            key: aws_lc_rs::aead::LessSafeKey::new(unbound),
+        }))
+    }
+}
