@@ -7,6 +7,7 @@ use super::Runtime;
 use super::gate::Gate;
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
+use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
 
 /// Production refuses insecure settings and fills in secure defaults; development allows
 /// them and says so in the compliance report.
@@ -51,6 +52,7 @@ pub struct RuntimeBuilder {
     backend: Option<Box<dyn ComputeBackend>>,
     mode: SecurityMode,
     config: RuntimeConfig,
+    encryption: Option<MemoryEncryption>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -59,6 +61,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("backend", &self.backend.as_ref().map(|b| b.info().name))
             .field("mode", &self.mode)
             .field("config", &self.config)
+            .field("encryption", &self.encryption)
             .finish()
     }
 }
@@ -76,6 +79,7 @@ impl RuntimeBuilder {
             backend: None,
             mode: SecurityMode::Production,
             config: RuntimeConfig::default(),
+            encryption: None,
         }
     }
 
@@ -98,6 +102,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The memory-encryption layer: control blocks, queued messages and kernel state
+    /// are sealed as its configuration says, and its keys rotate on the runtime's
+    /// ticker. Without it, production mode uses `EncryptionConfig::secure()` with a
+    /// random key; development mode seals nothing.
+    pub fn with_encryption(mut self, encryption: MemoryEncryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
     /// Runtime tunables.
     pub fn config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
@@ -117,8 +130,47 @@ impl RuntimeBuilder {
                 "poll_interval and tick_interval must be greater than zero".into(),
             ));
         }
+        let mut notes = Vec::new();
+        let encryption = match (self.mode, self.encryption) {
+            (SecurityMode::Production, Some(enc)) => {
+                if let Some(why) = enc.config().insecurity() {
+                    return Err(Error::InvalidConfig(format!(
+                        "production mode refuses this encryption configuration: {why}"
+                    )));
+                }
+                Some(enc)
+            }
+            (SecurityMode::Production, None) => {
+                notes.push(
+                    "memory encryption: secure default (AES-256-GCM, random key, 24 h rotation)"
+                        .into(),
+                );
+                Some(MemoryEncryption::new(EncryptionConfig::secure())?)
+            }
+            (SecurityMode::Development, Some(enc)) => {
+                if let Some(why) = enc.config().insecurity() {
+                    tracing::warn!(reason = %why, "development mode: insecure encryption configuration allowed");
+                    notes.push(format!(
+                        "development mode allowed an insecure setting: {why}"
+                    ));
+                }
+                Some(enc)
+            }
+            (SecurityMode::Development, None) => {
+                notes.push(
+                    "development mode: memory encryption not configured; nothing is sealed".into(),
+                );
+                None
+            }
+        };
         let backend = self.backend.unwrap_or_else(|| Box::new(CpuBackend::new()));
         tracing::info!(backend = backend.info().name, mode = ?self.mode, "building runtime");
-        Runtime::start(Arc::new(Gate::new(backend, self.mode, self.config)))
+        Runtime::start(Arc::new(Gate::new(
+            backend,
+            self.mode,
+            self.config,
+            encryption,
+            notes,
+        )))
     }
 }

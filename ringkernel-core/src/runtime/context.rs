@@ -73,6 +73,17 @@ impl KernelContext {
         self.gate.free(&self.entry, buffer)
     }
 
+    /// Saves `data` as this kernel's state in device memory (sealed when kernel-state
+    /// encryption is on), replacing earlier state.
+    pub fn save_state(&self, data: &[u8]) -> Result<()> {
+        self.gate.save_state(&self.entry, data)
+    }
+
+    /// This kernel's saved state, if any; zeroed when dropped.
+    pub fn load_state(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        self.gate.load_state(&self.entry)
+    }
+
     // ----- used by backends to drive the persistent-kernel loop ----------------------
 
     /// Backend API: the next batch of at most `max` messages (possibly empty after the

@@ -12,16 +12,20 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use zeroize::Zeroizing;
+
+use super::sealing::{KernelContexts, Sealing};
 use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
 use crate::backend::{BufferId, ComputeBackend, KernelLaunch, KernelWorker};
-use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
+use crate::control::ControlBlock;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
+use crate::security::encryption::{KeyId, MemoryEncryption};
 
 /// Send-side state of one sender (a kernel or the host): its sequence counter. Held
 /// across the enqueue so that per-pair order equals sequence order.
@@ -34,14 +38,28 @@ pub(crate) struct SenderState {
 /// as a final host copy once its buffers have been freed.
 #[derive(Debug)]
 enum ControlSlot {
-    Live(BufferId),
+    /// In device buffer `buf`, sealed (when sealing is on) as sealing number `seq`.
+    Live {
+        buf: BufferId,
+        seq: u64,
+    },
     Final(ControlBlock),
+}
+
+/// A kernel's saved state: its buffer, the stored length and its sealing number.
+#[derive(Debug)]
+struct StateSlot {
+    buf: BufferId,
+    stored_len: usize,
+    seq: u64,
 }
 
 /// Everything the runtime holds about one kernel.
 pub(crate) struct KernelEntry {
     pub(crate) id: KernelId,
     pub(crate) mailbox: Mailbox,
+    contexts: KernelContexts,
+    state: Mutex<Option<StateSlot>>,
     /// The control block's location; its lock serialises read-modify-write cycles.
     control: Mutex<ControlSlot>,
     sender: Mutex<SenderState>,
@@ -91,10 +109,16 @@ pub(crate) struct Gate {
     backend: Box<dyn ComputeBackend>,
     pub(crate) mode: SecurityMode,
     pub(crate) config: RuntimeConfig,
+    pub(crate) encryption: Option<MemoryEncryption>,
+    sealing: Sealing,
+    /// Key epoch every live sealed region has been sealed under, after the last reseal.
+    sealed_epoch: AtomicU32,
+    pub(crate) notes: Vec<String>,
     kernels: RwLock<HashMap<KernelId, Arc<KernelEntry>>>,
     host_sender: Mutex<SenderState>,
     host_clock: HybridClock,
     shut_down: AtomicBool,
+    tick_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -111,15 +135,27 @@ impl Gate {
         backend: Box<dyn ComputeBackend>,
         mode: SecurityMode,
         config: RuntimeConfig,
+        encryption: Option<MemoryEncryption>,
+        notes: Vec<String>,
     ) -> Self {
+        let sealing = Sealing::new(encryption.as_ref());
+        let epoch = encryption
+            .as_ref()
+            .and_then(MemoryEncryption::current_key_id)
+            .map_or(0, |k| k.0);
         Gate {
             backend,
             mode,
             config,
+            encryption,
+            sealing,
+            sealed_epoch: AtomicU32::new(epoch),
+            notes,
             kernels: RwLock::new(HashMap::new()),
             host_sender: Mutex::new(SenderState::default()),
             host_clock: HybridClock::new(),
             shut_down: AtomicBool::new(false),
+            tick_lock: Mutex::new(()),
         }
     }
 
@@ -155,6 +191,8 @@ impl Gate {
         let entry = Arc::new(KernelEntry {
             id: id.clone(),
             mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
+            contexts: KernelContexts::new(&id),
+            state: Mutex::new(None),
             control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
             sender: Mutex::new(SenderState::default()),
             clock: HybridClock::new(),
@@ -197,13 +235,17 @@ impl Gate {
         mut cb: ControlBlock,
         opts: LaunchOptions,
     ) -> Result<()> {
-        let control = self.allocate(entry, CONTROL_BLOCK_SIZE as u64)?;
+        let control = self.allocate(entry, self.sealing.control_len() as u64)?;
         cb.is_active = 1;
         let ts = entry.clock.now();
         cb.hlc_physical = ts.physical;
         cb.hlc_logical = ts.logical;
-        self.backend.write(control, 0, cb.as_bytes())?;
-        *entry.control.lock() = ControlSlot::Live(control);
+        self.sealing
+            .write_control(&*self.backend, control, entry.contexts.control, 0, &cb)?;
+        *entry.control.lock() = ControlSlot::Live {
+            buf: control,
+            seq: 0,
+        };
         let worker = self.backend.launch(KernelLaunch {
             id: entry.id.clone(),
             control,
@@ -221,14 +263,13 @@ impl Gate {
         let slot = entry.control.lock();
         match &*slot {
             ControlSlot::Final(cb) => Ok(*cb),
-            ControlSlot::Live(buf) => self.load_control(*buf),
+            ControlSlot::Live { buf, seq } => self.load_control(entry, *buf, *seq),
         }
     }
 
-    fn load_control(&self, buf: BufferId) -> Result<ControlBlock> {
-        let mut bytes = [0u8; CONTROL_BLOCK_SIZE];
-        self.backend.read(buf, 0, &mut bytes)?;
-        ControlBlock::from_bytes(&bytes)
+    fn load_control(&self, entry: &KernelEntry, buf: BufferId, seq: u64) -> Result<ControlBlock> {
+        self.sealing
+            .read_control(&*self.backend, buf, entry.contexts.control, seq)
     }
 
     /// Read-modify-write of a kernel's control block under its lock, so that no update
@@ -241,11 +282,20 @@ impl Gate {
         let mut slot = entry.control.lock();
         match &mut *slot {
             ControlSlot::Final(cb) => Ok(f(cb)),
-            ControlSlot::Live(buf) => {
-                let buf = *buf;
-                let mut cb = self.load_control(buf)?;
+            ControlSlot::Live { buf, seq } => {
+                let mut cb = self.load_control(entry, *buf, *seq)?;
                 let r = f(&mut cb);
-                self.backend.write(buf, 0, cb.as_bytes())?;
+                // Each write is a new sealing (fresh nonce, current key epoch, next
+                // sequence), so a stale copy of the buffer can never be passed off.
+                let next = *seq + 1;
+                self.sealing.write_control(
+                    &*self.backend,
+                    *buf,
+                    entry.contexts.control,
+                    next,
+                    &cb,
+                )?;
+                *seq = next;
                 Ok(r)
             }
         }
@@ -327,9 +377,13 @@ impl Gate {
         Ok(out)
     }
 
-    /// The control block is reached only through `read_control`/`update_control`.
+    /// The control block and the saved state are reached only through their own
+    /// gate paths (which seal and open them), never through the buffer API.
     fn guard_control_buffer(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
-        if matches!(&*entry.control.lock(), ControlSlot::Live(b) if *b == buf) {
+        if matches!(&*entry.control.lock(), ControlSlot::Live { buf: b, .. } if *b == buf) {
+            return Err(Error::UnknownBuffer(buf.0));
+        }
+        if matches!(&*entry.state.lock(), Some(s) if s.buf == buf) {
             return Err(Error::UnknownBuffer(buf.0));
         }
         Ok(())
@@ -388,12 +442,23 @@ impl Gate {
             None => (Endpoint::Host, &self.host_sender, &self.host_clock),
         };
         let mut state = state.lock();
+        let sequence = state.next_sequence;
+        // Sealed for the destination's queue, bound to source, destination, topic and
+        // sequence, so a queued payload cannot be re-attributed or reordered.
+        let stored = self.sealing.seal_payload(
+            dest.contexts.queue,
+            &source,
+            &dest.id,
+            topic,
+            sequence,
+            payload,
+        )?;
         let msg = Message {
             source,
             destination: dest.id.clone(),
             topic: topic.to_owned(),
-            payload: payload.to_vec(),
-            sequence: state.next_sequence,
+            payload: stored,
+            sequence,
             timestamp: clock.now(),
         };
         dest.mailbox.push(msg, wait)?;
@@ -420,10 +485,40 @@ impl Gate {
                 Some(batch)
             };
         }
-        for m in &batch {
+        let mut open = Vec::with_capacity(batch.len());
+        let mut failed: Option<Error> = None;
+        let mut failures = 0u32;
+        for mut m in batch {
             entry.clock.observe(m.timestamp);
+            let stored = std::mem::take(&mut m.payload);
+            match self.sealing.open_payload(
+                entry.contexts.queue,
+                &m.source,
+                &m.destination,
+                &m.topic,
+                m.sequence,
+                stored,
+            ) {
+                Ok(p) => {
+                    m.payload = p;
+                    open.push(m);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(kernel = %entry.id, source = %m.source, sequence = m.sequence, error = %e,
+                        "queued message failed to open and was not delivered");
+                    failed = Some(e);
+                }
+            }
         }
-        Some(batch)
+        if let Some(e) = failed {
+            let code = e.code();
+            let _ = self.update_control(entry, |cb| {
+                cb.error_count = cb.error_count.saturating_add(failures);
+                cb.last_error = code;
+            });
+        }
+        Some(open)
     }
 
     fn should_stop(&self, entry: &KernelEntry) -> bool {
@@ -531,8 +626,8 @@ impl Gate {
         }
         {
             let mut slot = entry.control.lock();
-            if let ControlSlot::Live(buf) = *slot {
-                let mut last = self.load_control(buf).unwrap_or_default();
+            if let ControlSlot::Live { buf, seq } = *slot {
+                let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
                 last.is_active = 0;
                 last.has_terminated = 1;
                 last.input_head = entry.mailbox.dequeued();
@@ -541,6 +636,7 @@ impl Gate {
                 *slot = ControlSlot::Final(last);
             }
         }
+        *entry.state.lock() = None;
         let buffers: Vec<BufferId> = entry.buffers.lock().keys().copied().collect();
         for buf in buffers {
             if let Err(e) = self.release(entry, buf) {
@@ -555,6 +651,10 @@ impl Gate {
     /// Periodic work, driven by the runtime's ticker thread: finalize kernels whose
     /// execution ended on its own (handler panic, backend failure).
     pub(crate) fn tick(&self) {
+        let Some(_only_one) = self.tick_lock.try_lock() else {
+            return;
+        };
+        self.tick_encryption();
         let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
         for entry in entries {
             if entry.finalized.load(Ordering::Acquire) {
@@ -570,6 +670,148 @@ impl Gate {
                 self.finalize(&entry);
             }
         }
+    }
+
+    /// Timed rotation, re-sealing after any rotation (timed, bound-triggered or
+    /// explicit), then retirement of keys whose grace period is over. Re-sealing runs
+    /// before retirement, so no live region is left under a key about to be erased.
+    fn tick_encryption(&self) {
+        let Some(enc) = &self.encryption else {
+            return;
+        };
+        if let Err(e) = enc.rotate_if_due() {
+            tracing::error!(error = %e, "timed key rotation failed");
+        }
+        let current = enc.current_key_id().map_or(0, |k| k.0);
+        if current != self.sealed_epoch.load(Ordering::Acquire) {
+            self.reseal_all();
+        }
+        enc.retire_expired_keys();
+    }
+
+    /// Rotates the data key now and re-seals every live region under it.
+    pub(crate) fn rotate_keys(&self) -> Result<(KeyId, usize)> {
+        let enc = self.encryption.as_ref().ok_or(Error::EncryptionDisabled)?;
+        let _g = self.tick_lock.lock();
+        let key = enc.rotate_key()?;
+        let n = self.reseal_all();
+        Ok((key, n))
+    }
+
+    /// Re-seals every live sealed region under the current key: control blocks first,
+    /// then saved kernel state. Each goes through its region's lock, so no concurrent
+    /// update is lost. Returns how many regions were re-sealed.
+    pub(crate) fn reseal_all(&self) -> usize {
+        let Some(current) = self.encryption.as_ref().and_then(|e| e.current_key_id()) else {
+            return 0;
+        };
+        let entries: Vec<Arc<KernelEntry>> = self
+            .kernels
+            .read()
+            .values()
+            .filter(|e| !e.finalized.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        let started = Instant::now();
+        let mut n = 0;
+        if self.sealing.seals_control() {
+            for e in &entries {
+                match self.update_control(e, |_| ()) {
+                    Ok(()) => n += 1,
+                    Err(err) => {
+                        tracing::error!(kernel = %e.id, error = %err, "cannot re-seal control block")
+                    }
+                }
+            }
+        }
+        for e in &entries {
+            match self.reseal_state(e) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(kernel = %e.id, error = %err, "cannot re-seal kernel state")
+                }
+            }
+        }
+        self.sealed_epoch.store(current.0, Ordering::Release);
+        tracing::info!(key = %current, regions = n, elapsed_us = started.elapsed().as_micros() as u64,
+            "sealed regions re-sealed under the current key");
+        n
+    }
+
+    // ----- kernel state ------------------------------------------------------------------
+
+    /// Stores `data` as the kernel's state in a device buffer of its own (sealed as a
+    /// STREAM when kernel-state encryption is on), replacing any earlier state.
+    pub(crate) fn save_state(&self, entry: &KernelEntry, data: &[u8]) -> Result<()> {
+        self.ensure_open()?;
+        if entry.finalized.load(Ordering::Acquire) {
+            return Err(Error::KernelTerminated {
+                id: entry.id.to_string(),
+            });
+        }
+        let mut slot = entry.state.lock();
+        let seq = slot.as_ref().map_or(1, |s| s.seq + 1);
+        let stored = self.sealing.seal_state(entry.contexts.state, seq, data)?;
+        match slot.as_mut() {
+            Some(s) if s.stored_len == stored.len() => {
+                self.backend.write(s.buf, 0, &stored)?;
+                s.seq = seq;
+            }
+            _ => {
+                let buf = self.allocate(entry, stored.len().max(1) as u64)?;
+                if let Err(e) = self.backend.write(buf, 0, &stored) {
+                    let _ = self.release(entry, buf);
+                    return Err(e);
+                }
+                if let Some(old) = slot.take() {
+                    self.release(entry, old.buf)?;
+                }
+                *slot = Some(StateSlot {
+                    buf,
+                    stored_len: stored.len(),
+                    seq,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's saved state, if any (zeroed when dropped).
+    pub(crate) fn load_state(&self, entry: &KernelEntry) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let slot = entry.state.lock();
+        let Some(s) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let mut stored = vec![0u8; s.stored_len];
+        self.backend.read(s.buf, 0, &mut stored)?;
+        self.sealing
+            .open_state(entry.contexts.state, s.seq, &stored)
+            .map(Some)
+    }
+
+    fn reseal_state(&self, entry: &KernelEntry) -> Result<bool> {
+        let mut slot = entry.state.lock();
+        let Some(s) = slot.as_mut() else {
+            return Ok(false);
+        };
+        let mut stored = vec![0u8; s.stored_len];
+        self.backend.read(s.buf, 0, &mut stored)?;
+        let plain = self
+            .sealing
+            .open_state(entry.contexts.state, s.seq, &stored)?;
+        let resealed = self
+            .sealing
+            .seal_state(entry.contexts.state, s.seq + 1, &plain)?;
+        if resealed.len() != s.stored_len {
+            return Err(Error::Corrupt {
+                what: "kernel state",
+                reason: "re-sealed length differs".into(),
+            });
+        }
+        self.backend.write(s.buf, 0, &resealed)?;
+        s.seq += 1;
+        Ok(true)
     }
 
     pub(crate) fn kernel(&self, id: &str) -> Result<Arc<KernelEntry>> {

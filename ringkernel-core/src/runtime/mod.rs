@@ -27,6 +27,7 @@
 mod builder;
 mod context;
 mod gate;
+mod sealing;
 
 pub use builder::{RuntimeBuilder, RuntimeConfig, SecurityMode};
 pub use context::KernelContext;
@@ -41,6 +42,7 @@ use parking_lot::Mutex;
 use crate::backend::{BackendInfo, BufferId, HandlerResult, KernelProgram};
 use crate::error::Result;
 use crate::k2k::{KernelId, Message};
+use crate::security::encryption::{KeyId, MemoryEncryption};
 use gate::{Gate, KernelEntry};
 
 /// How long `shutdown()` waits for kernels to stop before reporting them stuck.
@@ -204,6 +206,11 @@ impl KernelHandle {
         self.gate.free(&self.entry, buffer)
     }
 
+    /// The kernel's saved state (see [`KernelContext::save_state`]), opened.
+    pub fn load_state(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        self.gate.load_state(&self.entry)
+    }
+
     /// Asks the kernel to stop (raises `should_terminate` in its control block and
     /// closes its queue). Returns at once; calling it again does nothing.
     pub fn terminate(&self) -> Result<()> {
@@ -299,6 +306,24 @@ impl Runtime {
     /// Device memory reserved by live buffers, in bytes.
     pub fn memory_in_use(&self) -> u64 {
         self.gate.memory_in_use()
+    }
+
+    /// The memory-encryption layer, when one is configured (also when it is
+    /// `Algorithm::None` in development mode).
+    pub fn encryption(&self) -> Option<&MemoryEncryption> {
+        self.gate.encryption.as_ref()
+    }
+
+    /// Rotates the data key now and re-seals every live sealed region (control blocks,
+    /// kernel state) under it. Returns the new key and the number of regions re-sealed.
+    pub fn rotate_keys(&self) -> Result<(KeyId, usize)> {
+        self.gate.rotate_keys()
+    }
+
+    /// What the builder recorded about this runtime's security configuration, in
+    /// particular every insecure choice development mode allowed.
+    pub fn security_notes(&self) -> &[String] {
+        &self.gate.notes
     }
 
     /// Runs the periodic work now (it also runs on the tick interval by itself).

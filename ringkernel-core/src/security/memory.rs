@@ -131,6 +131,11 @@ fn record_lock_result(ok: bool) {
     LOCK_STATE.store(if ok { 1 } else { 2 }, Ordering::Release);
     if !ok {
         WARN_ONCE.call_once(|| {
+            // Loudly: stderr as well as the log, since a missing subscriber must not
+            // hide that secrets may reach swap.
+            eprintln!(
+                "ringkernel: WARNING: mlock refused (RLIMIT_MEMLOCK); secrets are zeroed on drop but may be swapped (protection level zeroing_only)"
+            );
             tracing::warn!(
                 "memory locking (mlock) refused by the OS (check RLIMIT_MEMLOCK / `ulimit -l`): \
                  secrets are zeroed on drop but may be written to swap; protection level is zeroing_only"

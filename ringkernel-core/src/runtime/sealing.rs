@@ -1,0 +1,177 @@
+//! How the gate stores regions in device memory: sealed with the runtime's
+//! [`MemoryEncryption`] when the configuration says so, plain otherwise.
+//!
+//! Regions and their contexts: a kernel's control block (`"control"`), the payloads
+//! waiting in its queue (`"queue"`), and its saved state (`"state"`). Each sealing of
+//! a control block or state region carries the next sequence number of that region,
+//! and opening demands exactly the latest one, so an older copy written back into the
+//! buffer is refused as a replay.
+
+use zeroize::Zeroizing;
+
+use crate::backend::{BufferId, ComputeBackend};
+use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
+use crate::error::Result;
+use crate::k2k::{Endpoint, KernelId};
+use crate::security::encryption::{ContextId, MemoryEncryption, SequenceCheck};
+
+/// The contexts of one kernel's regions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelContexts {
+    pub(crate) control: ContextId,
+    pub(crate) queue: ContextId,
+    pub(crate) state: ContextId,
+}
+
+impl KernelContexts {
+    pub(crate) fn new(id: &KernelId) -> Self {
+        KernelContexts {
+            control: ContextId::new(id.as_str(), "control"),
+            queue: ContextId::new(id.as_str(), "queue"),
+            state: ContextId::new(id.as_str(), "state"),
+        }
+    }
+}
+
+/// The sealing policy of a runtime.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sealing {
+    control: Option<MemoryEncryption>,
+    queue: Option<MemoryEncryption>,
+    state: Option<MemoryEncryption>,
+}
+
+impl Sealing {
+    pub(crate) fn new(enc: Option<&MemoryEncryption>) -> Self {
+        let pick =
+            |on: fn(&MemoryEncryption) -> bool| enc.filter(|e| e.is_enabled() && on(e)).cloned();
+        Sealing {
+            control: pick(|e| e.config().seals_control_blocks()),
+            queue: pick(|e| e.config().seals_message_queues()),
+            state: pick(|e| e.config().seals_kernel_state()),
+        }
+    }
+
+    pub(crate) fn seals_control(&self) -> bool {
+        self.control.is_some()
+    }
+
+    /// Bytes a control block occupies in its device buffer.
+    pub(crate) fn control_len(&self) -> usize {
+        self.control
+            .as_ref()
+            .map_or(CONTROL_BLOCK_SIZE, |e| e.sealed_len(CONTROL_BLOCK_SIZE))
+    }
+
+    /// Reads the control block sealed at `seq` (or plain).
+    pub(crate) fn read_control(
+        &self,
+        backend: &dyn ComputeBackend,
+        buf: BufferId,
+        ctx: ContextId,
+        seq: u64,
+    ) -> Result<ControlBlock> {
+        let mut bytes = vec![0u8; self.control_len()];
+        backend.read(buf, 0, &mut bytes)?;
+        match &self.control {
+            None => ControlBlock::from_bytes(&bytes),
+            Some(e) => {
+                let plain = e.open_region(&bytes, ctx, SequenceCheck::Exact(seq), b"")?;
+                ControlBlock::from_bytes(&plain)
+            }
+        }
+    }
+
+    /// Writes the control block as sealing number `seq`.
+    pub(crate) fn write_control(
+        &self,
+        backend: &dyn ComputeBackend,
+        buf: BufferId,
+        ctx: ContextId,
+        seq: u64,
+        cb: &ControlBlock,
+    ) -> Result<()> {
+        match &self.control {
+            None => backend.write(buf, 0, cb.as_bytes()),
+            Some(e) => backend.write(buf, 0, &e.seal_region(ctx, seq, cb.as_bytes(), b"")?),
+        }
+    }
+
+    /// The associated data binding a queued payload to its route and place in order.
+    fn message_aad(source: &Endpoint, dest: &KernelId, topic: &str, seq: u64) -> Vec<u8> {
+        let src = source.to_string();
+        let mut aad = Vec::with_capacity(src.len() + dest.as_str().len() + topic.len() + 32);
+        for part in [src.as_bytes(), dest.as_str().as_bytes(), topic.as_bytes()] {
+            aad.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            aad.extend_from_slice(part);
+        }
+        aad.extend_from_slice(&seq.to_le_bytes());
+        aad
+    }
+
+    /// Seals a payload for the destination's queue (or copies it, when queues are plain).
+    pub(crate) fn seal_payload(
+        &self,
+        ctx: ContextId,
+        source: &Endpoint,
+        dest: &KernelId,
+        topic: &str,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<Vec<u8>> {
+        match &self.queue {
+            None => Ok(payload.to_vec()),
+            Some(e) => e.seal_region(
+                ctx,
+                seq,
+                payload,
+                &Self::message_aad(source, dest, topic, seq),
+            ),
+        }
+    }
+
+    /// Opens a queued payload (identity when queues are plain).
+    pub(crate) fn open_payload(
+        &self,
+        ctx: ContextId,
+        source: &Endpoint,
+        dest: &KernelId,
+        topic: &str,
+        seq: u64,
+        stored: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        match &self.queue {
+            None => Ok(stored),
+            Some(e) => {
+                let plain = e.open_region(
+                    &stored,
+                    ctx,
+                    SequenceCheck::Exact(seq),
+                    &Self::message_aad(source, dest, topic, seq),
+                )?;
+                Ok(plain.to_vec())
+            }
+        }
+    }
+
+    /// The bytes to store for kernel state `data` as sealing number `seq`.
+    pub(crate) fn seal_state(&self, ctx: ContextId, seq: u64, data: &[u8]) -> Result<Vec<u8>> {
+        match &self.state {
+            None => Ok(data.to_vec()),
+            Some(e) => e.seal_stream(ctx, seq, data, b""),
+        }
+    }
+
+    /// Opens stored kernel state sealed as number `seq`.
+    pub(crate) fn open_state(
+        &self,
+        ctx: ContextId,
+        seq: u64,
+        stored: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        match &self.state {
+            None => Ok(Zeroizing::new(stored.to_vec())),
+            Some(e) => e.open_stream(stored, ctx, SequenceCheck::Exact(seq), b""),
+        }
+    }
+}

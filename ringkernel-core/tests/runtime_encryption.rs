@@ -1,0 +1,396 @@
+//! Memory encryption wired into the runtime: control blocks rest sealed in device
+//! buffers, tampering/replay/moves are caught on the next read, rotation re-seals live
+//! regions without losing updates, queued payloads and kernel state are sealed, and
+//! production refuses insecure settings.
+//!
+//! `Dumpable` wraps the real CPU backend and keeps a second handle to it, playing the
+//! attacker who can read and write raw device memory around the runtime.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringkernel_core::backend::{
+    Allocation, BackendInfo, BufferId, ComputeBackend, CpuBackend, KernelLaunch, KernelWorker,
+};
+use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::encryption::{
+    Algorithm, EncryptionConfig, KeyDerivation, KeyId, MemoryEncryption,
+};
+use ringkernel_core::{Error, Result};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The real CPU backend, shared so that the test can dump and patch device memory.
+#[derive(Clone)]
+struct Dumpable(
+    Arc<CpuBackend>,
+    Arc<parking_lot::Mutex<Vec<(BufferId, u64)>>>,
+);
+
+impl Dumpable {
+    fn new() -> Self {
+        Dumpable(Arc::new(CpuBackend::new()), Default::default())
+    }
+    fn raw(&self, buf: BufferId, len: u64) -> Vec<u8> {
+        let mut out = vec![0u8; len as usize];
+        self.0.read(buf, 0, &mut out).unwrap();
+        out
+    }
+    fn buffers(&self) -> Vec<(BufferId, u64)> {
+        self.1.lock().clone()
+    }
+}
+
+impl ComputeBackend for Dumpable {
+    fn info(&self) -> BackendInfo {
+        self.0.info()
+    }
+    fn allocation_size(&self, len: u64) -> Result<u64> {
+        self.0.allocation_size(len)
+    }
+    fn allocate(&self, len: u64) -> Result<Allocation> {
+        let a = self.0.allocate(len)?;
+        self.1.lock().push((a.id, a.len));
+        Ok(a)
+    }
+    fn write(&self, b: BufferId, o: u64, d: &[u8]) -> Result<()> {
+        self.0.write(b, o, d)
+    }
+    fn read(&self, b: BufferId, o: u64, out: &mut [u8]) -> Result<()> {
+        self.0.read(b, o, out)
+    }
+    fn zero(&self, b: BufferId) -> Result<()> {
+        self.0.zero(b)
+    }
+    fn free(&self, b: BufferId) -> Result<()> {
+        self.1.lock().retain(|(id, _)| *id != b);
+        self.0.free(b)
+    }
+    fn allocated_bytes(&self) -> u64 {
+        self.0.allocated_bytes()
+    }
+    fn launch(&self, l: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
+        self.0.launch(l)
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn runtime_with(enc: MemoryEncryption, dev: &Dumpable) -> Runtime {
+    RuntimeBuilder::new()
+        .production()
+        .with_backend(dev.clone())
+        .with_encryption(enc)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn control_block_rests_sealed_and_tampering_is_caught() {
+    let dev = Dumpable::new();
+    let rt = runtime_with(
+        MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
+        &dev,
+    );
+    let k = rt.launch("vault", LaunchOptions::new()).unwrap();
+    for _ in 0..5 {
+        rt.send("vault", "t", b"payload").unwrap();
+    }
+    wait_until("5 processed", || {
+        k.status().unwrap().messages_processed == 5
+    });
+
+    // The only buffer is the control block: an envelope, not a control block image.
+    let (buf, len) = dev.buffers()[0];
+    assert_eq!(len, 52 + 128 + 16, "AES-256-GCM envelope of 128 bytes");
+    assert_eq!(
+        k.status().unwrap().memory_bytes,
+        256,
+        "196 bytes in 64-byte granules"
+    );
+    let raw = dev.raw(buf, len);
+    assert_eq!(&raw[0..4], b"RKSE");
+    assert!(
+        !raw.windows(8).any(|w| w == 5u64.to_le_bytes()),
+        "the plaintext counter must not appear in device memory"
+    );
+
+    // Flip one ciphertext byte in device memory: the next read refuses it.
+    let mut bad = raw.clone();
+    bad[100] ^= 0x40;
+    dev.0.write(buf, 0, &bad).unwrap();
+    assert!(matches!(k.status(), Err(Error::Tampered)));
+    // The kernel notices on its next poll and stops rather than run on corrupt state.
+    wait_until("kernel stopped", || {
+        rt.tick();
+        matches!(k.status(), Ok(s) if s.state == KernelState::Terminated)
+    });
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn replayed_and_moved_control_blocks_are_refused() {
+    let dev = Dumpable::new();
+    let rt = runtime_with(
+        MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
+        &dev,
+    );
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    let bufs = dev.buffers();
+    let (buf_a, len) = bufs[0];
+    let (buf_b, _) = bufs[1];
+    let old = dev.raw(buf_a, len);
+    rt.send("a", "t", b"x").unwrap();
+    wait_until("a processed", || {
+        a.status().unwrap().messages_processed == 1
+    });
+
+    // An old copy of a's control block written back: a replay.
+    let current_a = dev.raw(buf_a, len);
+    dev.0.write(buf_a, 0, &old).unwrap();
+    assert!(matches!(a.status(), Err(Error::Replay { .. })));
+    dev.0.write(buf_a, 0, &current_a).unwrap();
+    assert_eq!(a.status().unwrap().messages_processed, 1);
+
+    // a's control block moved into b's buffer: wrong context.
+    let current_b = dev.raw(buf_b, len);
+    dev.0.write(buf_b, 0, &current_a).unwrap();
+    assert!(matches!(b.status(), Err(Error::WrongContext)));
+    dev.0.write(buf_b, 0, &current_b).unwrap();
+    assert_eq!(b.status().unwrap().state, KernelState::Active);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn counters_survive_rotations_exactly() {
+    let dev = Dumpable::new();
+    let enc = MemoryEncryption::new(
+        EncryptionConfig::secure()
+            .auto_rotate(Duration::from_millis(150))
+            .grace_period(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let rt = runtime_with(enc.clone(), &dev);
+    let sink = rt
+        .launch("sink", LaunchOptions::new().queue_capacity(64))
+        .unwrap();
+    let relay = rt
+        .launch(
+            "relay",
+            LaunchOptions::new().handler(|ctx, m| {
+                ctx.send_timeout("sink", "fwd", &m.payload, WAIT)?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    const N: u64 = 3000;
+    let first_key = enc.current_key_id().unwrap();
+    let sender = {
+        let rt_send = |i: u64| rt.send_timeout("relay", "in", &i.to_le_bytes(), WAIT);
+        let t0 = Instant::now();
+        let mut explicit = 0;
+        for i in 0..N {
+            rt_send(i).unwrap();
+            if i % 1000 == 999 {
+                rt.rotate_keys().unwrap();
+                explicit += 1;
+            }
+        }
+        // Keep going long enough for timed rotation to fire too.
+        while t0.elapsed() < Duration::from_millis(400) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        explicit
+    };
+    assert_eq!(sender, 3);
+    wait_until("all relayed", || {
+        sink.status().unwrap().messages_processed == N
+    });
+    let st_relay = relay.status().unwrap();
+    assert_eq!(
+        (st_relay.messages_processed, st_relay.messages_sent),
+        (N, N)
+    );
+    assert_eq!(st_relay.error_count, 0);
+    let stats = enc.stats();
+    assert!(
+        stats.rotations >= 4,
+        "3 explicit + at least one timed, got {}",
+        stats.rotations
+    );
+    assert_eq!(stats.failures, 0, "no reader ever failed to open");
+    assert!(
+        stats.retirements >= 1,
+        "old keys retired after their grace period"
+    );
+    assert!(enc.current_key_id().unwrap() > first_key);
+    // Every live control block is sealed under the current epoch after the reseal.
+    rt.tick();
+    for (buf, len) in dev.buffers() {
+        let raw = dev.raw(buf, len);
+        let epoch = u32::from_le_bytes(raw[8..12].try_into().unwrap());
+        assert_eq!(KeyId(epoch), enc.current_key_id().unwrap());
+    }
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn rotation_reseals_many_control_blocks() {
+    let dev = Dumpable::new();
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().grace_period(Duration::ZERO)).unwrap();
+    let rt = runtime_with(enc.clone(), &dev);
+    let kernels: Vec<_> = (0..200)
+        .map(|i| rt.launch(&format!("k{i}"), LaunchOptions::new()).unwrap())
+        .collect();
+    let (key, resealed) = rt.rotate_keys().unwrap();
+    assert_eq!(key, KeyId(2));
+    assert_eq!(resealed, 200);
+    rt.tick(); // retires epoch 1 (grace 0): nothing must still need it
+    assert_eq!(enc.live_key_ids(), vec![KeyId(2)]);
+    for k in &kernels {
+        assert_eq!(k.status().unwrap().state, KernelState::Active);
+    }
+    assert_eq!(enc.stats().failures, 0);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn queued_payloads_and_kernel_state_are_sealed() {
+    let dev = Dumpable::new();
+    let enc = MemoryEncryption::new(EncryptionConfig::secure().chunk_size(1024)).unwrap();
+    let rt = runtime_with(enc.clone(), &dev);
+    let got = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let k = rt
+        .launch(
+            "ledger",
+            LaunchOptions::new().handler(move |ctx, m| {
+                g.lock().push(m.payload.clone());
+                // Kernel state: the running transcript, kept sealed in device memory.
+                let mut state = ctx.load_state()?.map(|s| s.to_vec()).unwrap_or_default();
+                state.extend_from_slice(&m.payload);
+                ctx.save_state(&state)?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    let before = enc.stats();
+    let secret = b"card=4111111111111111;".repeat(100);
+    rt.send("ledger", "tx", &secret).unwrap();
+    rt.send("ledger", "tx", b"second").unwrap();
+    wait_until("2 processed", || {
+        k.status().unwrap().messages_processed == 2
+    });
+    assert_eq!(got.lock().as_slice(), &[secret.clone(), b"second".to_vec()]);
+    let after = enc.stats();
+    assert!(
+        after.seals - before.seals >= 4,
+        "2 payloads + 2 state saves sealed"
+    );
+
+    // The state buffer in device memory is a sealed stream with no plaintext in it.
+    let state = k.load_state().unwrap().unwrap();
+    assert_eq!(&state[..secret.len()], &secret[..]);
+    let mut found_state = false;
+    for (buf, len) in dev.buffers() {
+        let raw = dev.raw(buf, len);
+        assert_eq!(&raw[0..4], b"RKSE");
+        assert!(!raw.windows(16).any(|w| w == &b"card=41111111111"[..]));
+        found_state |= raw[6] == 2; // stream form
+    }
+    assert!(found_state);
+
+    // State survives rotation with immediate retirement of the old key.
+    let enc_short = enc.clone();
+    rt.rotate_keys().unwrap();
+    assert_eq!(&k.load_state().unwrap().unwrap()[..], &state[..]);
+    assert_eq!(enc_short.stats().failures, 0);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn production_refuses_insecure_encryption_and_development_records_it() {
+    let none = MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::None)).unwrap();
+    let err = RuntimeBuilder::new()
+        .production()
+        .with_encryption(none.clone())
+        .build()
+        .unwrap_err();
+    match err {
+        Error::InvalidConfig(msg) => {
+            assert!(msg.contains("EncryptionConfig::secure()"), "{msg}");
+            assert!(msg.contains("development()"), "{msg}");
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    let weak = MemoryEncryption::from_password_with_config(
+        b"pw",
+        EncryptionConfig::new().key_derivation(KeyDerivation::Pbkdf2Sha256 { iterations: 1000 }),
+    )
+    .unwrap();
+    assert!(
+        RuntimeBuilder::new()
+            .production()
+            .with_encryption(weak)
+            .build()
+            .is_err()
+    );
+
+    let rt = RuntimeBuilder::new()
+        .development()
+        .with_encryption(none)
+        .build()
+        .unwrap();
+    assert!(
+        rt.security_notes()
+            .iter()
+            .any(|n| n.contains("Algorithm::None"))
+    );
+    let k = rt.launch("plain", LaunchOptions::new()).unwrap();
+    assert_eq!(k.status().unwrap().memory_bytes, 128, "plain control block");
+    assert!(matches!(rt.rotate_keys(), Err(Error::EncryptionDisabled)));
+    rt.shutdown().unwrap();
+
+    // Production without an explicit layer gets the secure default.
+    let rt = RuntimeBuilder::new().production().build().unwrap();
+    let enc = rt.encryption().unwrap();
+    assert!(enc.is_enabled());
+    assert_eq!(enc.algorithm(), Algorithm::Aes256Gcm);
+    assert_eq!(
+        enc.config().get_auto_rotate(),
+        Some(Duration::from_secs(86_400))
+    );
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn every_algorithm_runs_the_runtime() {
+    for alg in Algorithm::ALL {
+        let dev = Dumpable::new();
+        let rt = runtime_with(
+            MemoryEncryption::new(EncryptionConfig::secure().algorithm(alg)).unwrap(),
+            &dev,
+        );
+        let k = rt.launch("k", LaunchOptions::new()).unwrap();
+        for _ in 0..10 {
+            rt.send("k", "t", b"hello").unwrap();
+        }
+        wait_until("10 processed", || {
+            k.status().unwrap().messages_processed == 10
+        });
+        rt.rotate_keys().unwrap();
+        assert_eq!(k.status().unwrap().messages_processed, 10, "{alg}");
+        rt.shutdown().unwrap();
+        assert_eq!(dev.allocated_bytes(), 0);
+    }
+}
