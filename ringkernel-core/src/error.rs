@@ -178,6 +178,17 @@ pub enum Error {
     #[error("encryption is disabled (Algorithm::None)")]
     EncryptionDisabled,
 
+    /// The kernel sandbox refused the operation (and recorded a violation).
+    #[error("denied by the sandbox for kernel {kernel:?}: {reason}")]
+    Denied {
+        /// The kernel whose operation was refused.
+        kernel: String,
+        /// The kind of violation.
+        violation: crate::security::sandbox::ViolationKind,
+        /// What was violated, with the numbers.
+        reason: String,
+    },
+
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -213,6 +224,7 @@ impl Error {
             Error::Replay { .. } => 23,
             Error::WrongPassword => 24,
             Error::EncryptionDisabled => 25,
+            Error::Denied { .. } => 26,
         }
     }
 }

@@ -18,6 +18,7 @@ use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuild
 use ringkernel_core::security::encryption::{
     Algorithm, EncryptionConfig, KeyDerivation, KeyId, MemoryEncryption,
 };
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 use ringkernel_core::{Error, Result};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -85,10 +86,13 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn runtime_with(enc: MemoryEncryption, dev: &Dumpable) -> Runtime {
+    // These tests are about encryption: kernels may message each other freely.
+    let open = KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::permissive());
     RuntimeBuilder::new()
         .production()
         .with_backend(dev.clone())
         .with_encryption(enc)
+        .with_sandbox(open)
         .build()
         .unwrap()
 }

@@ -11,13 +11,18 @@ use std::time::{Duration, Instant};
 
 use ringkernel_core::Result;
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::{
+    EncryptionConfig, KernelSandbox, MemoryEncryption, ResourceLimits, SandboxPolicy,
+    memory_protection_info,
+};
 
 const READINGS: u64 = 10_000;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .init();
     match run() {
@@ -34,7 +39,31 @@ fn build_runtime() -> Result<Runtime> {
         .skip_while(|a| a != "--backend")
         .nth(1)
         .unwrap_or_else(|| "cpu".into());
-    let builder = RuntimeBuilder::new().production();
+    // Layer 1: memory encryption (AES-256-GCM, random master key, 24 h rotation).
+    let encryption = MemoryEncryption::new(EncryptionConfig::secure())?;
+    // Layer 2: a restrictive sandbox. Every kernel gets conservative limits and no K2K
+    // route unless allowed; the pipeline's own routes and topics are allowed one by one.
+    let limits = ResourceLimits::conservative().max_messages_per_second(1_000_000);
+    let sandbox = KernelSandbox::with_policy(limits, SandboxPolicy::restrictive())
+        .with_kernel_policy(
+            "ingest",
+            limits,
+            SandboxPolicy::restrictive()
+                .k2k_allow_list(&["processor_*"])
+                .allow_topics(&["reading"]),
+        )
+        .with_kernel_policy(
+            "processor_*",
+            limits,
+            SandboxPolicy::restrictive()
+                .k2k_allow_list(&["aggregator"])
+                .deny_k2k_to(&["audit_*"])
+                .allow_topics(&["scaled"]),
+        );
+    let builder = RuntimeBuilder::new()
+        .production()
+        .with_encryption(encryption)
+        .with_sandbox(sandbox);
     match backend.as_str() {
         "cpu" => builder.build(),
         "wgpu" => builder
@@ -55,6 +84,18 @@ fn run() -> Result<()> {
     println!("RingKernel secure runtime");
     println!("  backend : {} ({})", info.name, info.device);
     println!("  mode    : {:?}", runtime.mode());
+    if let Some(enc) = runtime.encryption() {
+        let mem = memory_protection_info();
+        println!(
+            "  sealing : {} (control blocks, queues, kernel state), key {}",
+            enc.algorithm(),
+            enc.current_key_id().map_or("-".into(), |k| k.to_string())
+        );
+        println!(
+            "  secrets : host memory protection {} on {}",
+            mem.protection_level, mem.platform
+        );
+    }
 
     // aggregator: sums the scaled readings it receives.
     let total = Arc::new(AtomicU64::new(0));
@@ -98,6 +139,7 @@ fn run() -> Result<()> {
     )?;
 
     let started = Instant::now();
+    let mut rotation = None;
     for i in 1..=READINGS {
         runtime.send_timeout(
             "ingest",
@@ -105,6 +147,10 @@ fn run() -> Result<()> {
             i.to_string().as_bytes(),
             Duration::from_secs(5),
         )?;
+        if i == READINGS / 2 {
+            // Rotate while the pipeline runs: every live control block is re-sealed.
+            rotation = Some(runtime.rotate_keys()?);
+        }
     }
     wait_for(&aggregator, READINGS)?;
     let elapsed = started.elapsed();
@@ -132,11 +178,49 @@ fn run() -> Result<()> {
         got,
         expected
     );
+    if let (Some((key, resealed)), Some(enc)) = (rotation, runtime.encryption()) {
+        let stats = enc.stats();
+        println!("\nEncryption");
+        println!("  rotated mid-run to {key}, re-sealing {resealed} live region(s)");
+        println!(
+            "  {} seals, {} opens, {} failures, {} rotation(s); live keys {:?}",
+            stats.seals,
+            stats.opens,
+            stats.failures,
+            stats.rotations,
+            enc.live_key_ids()
+        );
+    }
     if got != expected {
         return Err(ringkernel_core::Error::Corrupt {
             what: "aggregate",
             reason: format!("expected {expected}, got {got}"),
         });
+    }
+
+    // The sandbox at work: ingest may reach processors only.
+    println!("\nSandbox");
+    match ingest.send("aggregator", "reading", b"bypass") {
+        Err(e) => println!("  ingest -> aggregator refused: {e}"),
+        Ok(()) => {
+            return Err(ringkernel_core::Error::InvalidConfig(
+                "the sandbox let a forbidden route through".into(),
+            ));
+        }
+    }
+    if let Some(sb) = runtime.sandbox() {
+        for v in sb.check_violations(&ingest)? {
+            println!(
+                "  recorded: {} ({:?}, action {:?})",
+                v.violation_type, v.kernel, v.action
+            );
+        }
+        let table = sb.route_table();
+        println!(
+            "  route table: {} permitted route(s) among {} kernel slot(s)",
+            table.permitted_routes(),
+            table.slots()
+        );
     }
 
     let report = runtime.shutdown()?;

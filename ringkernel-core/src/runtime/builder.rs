@@ -8,6 +8,7 @@ use super::gate::Gate;
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
+use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Production refuses insecure settings and fills in secure defaults; development allows
 /// them and says so in the compliance report.
@@ -53,6 +54,7 @@ pub struct RuntimeBuilder {
     mode: SecurityMode,
     config: RuntimeConfig,
     encryption: Option<MemoryEncryption>,
+    sandbox: Option<KernelSandbox>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("mode", &self.mode)
             .field("config", &self.config)
             .field("encryption", &self.encryption)
+            .field("sandbox", &self.sandbox)
             .finish()
     }
 }
@@ -80,6 +83,7 @@ impl RuntimeBuilder {
             mode: SecurityMode::Production,
             config: RuntimeConfig::default(),
             encryption: None,
+            sandbox: None,
         }
     }
 
@@ -108,6 +112,15 @@ impl RuntimeBuilder {
     /// random key; development mode seals nothing.
     pub fn with_encryption(mut self, encryption: MemoryEncryption) -> Self {
         self.encryption = Some(encryption);
+        self
+    }
+
+    /// The kernel sandbox: its limits and policies are enforced on every send,
+    /// allocation, kernel-side write and watchdog tick. Without it, production mode
+    /// uses `ResourceLimits::conservative()` with `SandboxPolicy::restrictive()` (no
+    /// K2K route unless allowed); development mode has no sandbox.
+    pub fn with_sandbox(mut self, sandbox: KernelSandbox) -> Self {
+        self.sandbox = Some(sandbox);
         self
     }
 
@@ -163,6 +176,26 @@ impl RuntimeBuilder {
                 None
             }
         };
+        let sandbox = match (self.mode, self.sandbox) {
+            (_, Some(sb)) => {
+                sb.validate()?;
+                Some(sb)
+            }
+            (SecurityMode::Production, None) => {
+                notes.push(
+                    "sandbox: secure default (conservative limits, restrictive policy: no K2K route unless allowed)"
+                        .into(),
+                );
+                Some(KernelSandbox::with_policy(
+                    ResourceLimits::conservative(),
+                    SandboxPolicy::restrictive(),
+                ))
+            }
+            (SecurityMode::Development, None) => {
+                notes.push("development mode: no sandbox; kernels are not limited".into());
+                None
+            }
+        };
         let backend = self.backend.unwrap_or_else(|| Box::new(CpuBackend::new()));
         tracing::info!(backend = backend.info().name, mode = ?self.mode, "building runtime");
         Runtime::start(Arc::new(Gate::new(
@@ -170,6 +203,7 @@ impl RuntimeBuilder {
             self.mode,
             self.config,
             encryption,
+            sandbox,
             notes,
         )))
     }

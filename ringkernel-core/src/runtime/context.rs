@@ -53,6 +53,12 @@ impl KernelContext {
             .send(Some(&self.entry), to, topic, payload, Some(wait))
     }
 
+    /// Whether the runtime has asked this kernel to stop (terminate, watchdog). A
+    /// handler that loops for long should check it and return.
+    pub fn should_terminate(&self) -> bool {
+        self.gate.should_stop(&self.entry)
+    }
+
     /// Allocates a device buffer owned by this kernel.
     pub fn allocate(&self, len: u64) -> Result<BufferId> {
         self.gate.allocate(&self.entry, len)
@@ -60,7 +66,7 @@ impl KernelContext {
 
     /// Writes into one of this kernel's buffers.
     pub fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
-        self.gate.write(&self.entry, buffer, offset, data)
+        self.gate.write(&self.entry, buffer, offset, data, true)
     }
 
     /// Reads from one of this kernel's buffers.

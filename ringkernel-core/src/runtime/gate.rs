@@ -26,6 +26,7 @@ use crate::control::ControlBlock;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
 use crate::security::encryption::{KeyId, MemoryEncryption};
+use crate::security::sandbox::{KernelSandbox, KernelSlot, Verdict, WatchdogStep};
 
 /// Send-side state of one sender (a kernel or the host): its sequence counter. Held
 /// across the enqueue so that per-pair order equals sequence order.
@@ -58,6 +59,8 @@ struct StateSlot {
 pub(crate) struct KernelEntry {
     pub(crate) id: KernelId,
     pub(crate) mailbox: Mailbox,
+    /// The kernel's sandbox state, when the runtime has a sandbox.
+    sandbox: Option<Arc<KernelSlot>>,
     contexts: KernelContexts,
     state: Mutex<Option<StateSlot>>,
     /// The control block's location; its lock serialises read-modify-write cycles.
@@ -110,6 +113,7 @@ pub(crate) struct Gate {
     pub(crate) mode: SecurityMode,
     pub(crate) config: RuntimeConfig,
     pub(crate) encryption: Option<MemoryEncryption>,
+    pub(crate) sandbox: Option<KernelSandbox>,
     sealing: Sealing,
     /// Key epoch every live sealed region has been sealed under, after the last reseal.
     sealed_epoch: AtomicU32,
@@ -136,6 +140,7 @@ impl Gate {
         mode: SecurityMode,
         config: RuntimeConfig,
         encryption: Option<MemoryEncryption>,
+        sandbox: Option<KernelSandbox>,
         notes: Vec<String>,
     ) -> Self {
         let sealing = Sealing::new(encryption.as_ref());
@@ -148,6 +153,7 @@ impl Gate {
             mode,
             config,
             encryption,
+            sandbox,
             sealing,
             sealed_epoch: AtomicU32::new(epoch),
             notes,
@@ -188,8 +194,17 @@ impl Gate {
             .queue_capacity
             .unwrap_or(self.config.default_queue_capacity);
         let cb = ControlBlock::new(u32::try_from(capacity).unwrap_or(u32::MAX));
+        let mut kernels = self.kernels.write();
+        if let Some(old) = kernels.get(&id)
+            && !old.finalized.load(Ordering::Acquire)
+        {
+            return Err(Error::DuplicateKernel { id: id.to_string() });
+        }
+        // The sandbox picks the kernel's limits and policy and gives it its route slot.
+        let sandbox = self.sandbox.as_ref().map(|s| s.register(&id)).transpose()?;
         let entry = Arc::new(KernelEntry {
             id: id.clone(),
+            sandbox,
             mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
             contexts: KernelContexts::new(&id),
             state: Mutex::new(None),
@@ -205,15 +220,8 @@ impl Gate {
             undelivered: AtomicU64::new(0),
             launched_at: Instant::now(),
         });
-        {
-            let mut kernels = self.kernels.write();
-            if let Some(old) = kernels.get(&id)
-                && !old.finalized.load(Ordering::Acquire)
-            {
-                return Err(Error::DuplicateKernel { id: id.to_string() });
-            }
-            kernels.insert(id.clone(), entry.clone());
-        }
+        kernels.insert(id.clone(), entry.clone());
+        drop(kernels);
         match self.start_kernel(&entry, cb, opts) {
             Ok(()) => {
                 tracing::info!(kernel = %id, "kernel launched");
@@ -281,7 +289,9 @@ impl Gate {
     ) -> Result<R> {
         let mut slot = entry.control.lock();
         match &mut *slot {
-            ControlSlot::Final(cb) => Ok(f(cb)),
+            ControlSlot::Final(_) => Err(Error::KernelTerminated {
+                id: entry.id.to_string(),
+            }),
             ControlSlot::Live { buf, seq } => {
                 let mut cb = self.load_control(entry, *buf, *seq)?;
                 let r = f(&mut cb);
@@ -337,6 +347,12 @@ impl Gate {
         // Held across the allocation so that concurrent allocations of one kernel are
         // accounted (and, with a sandbox, limited) one at a time.
         let mut buffers = entry.buffers.lock();
+        if let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
+            // Limits use the backend's real reserved size, never the caller's number.
+            let reserved = self.backend.allocation_size(len)?;
+            let used = entry.memory.load(Ordering::Acquire);
+            self.enforce(entry, sb.check_allocation(slot, used, reserved))?;
+        }
         let alloc = self.backend.allocate(len)?;
         buffers.insert(alloc.id, alloc.reserved);
         entry.memory.fetch_add(alloc.reserved, Ordering::AcqRel);
@@ -351,16 +367,43 @@ impl Gate {
         }
     }
 
+    /// Writes into a kernel's buffer. `by_kernel` marks writes through the kernel's
+    /// own context, which a read-only memory policy refuses.
     pub(crate) fn write(
         &self,
         entry: &KernelEntry,
         buf: BufferId,
         offset: u64,
         data: &[u8],
+        by_kernel: bool,
     ) -> Result<()> {
         self.owned(entry, buf)?;
         self.guard_control_buffer(entry, buf)?;
+        if by_kernel {
+            self.check_kernel_write(entry, buf.0)?;
+        }
         self.backend.write(buf, offset, data)
+    }
+
+    fn check_kernel_write(&self, entry: &KernelEntry, buffer: u64) -> Result<()> {
+        match (&self.sandbox, &entry.sandbox) {
+            (Some(sb), Some(slot)) => self.enforce(entry, sb.check_write(slot, buffer)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Carries out a sandbox verdict for `entry`'s operation.
+    fn enforce(&self, entry: &KernelEntry, verdict: Verdict) -> Result<()> {
+        match verdict {
+            Verdict::Allow | Verdict::AllowLogged => Ok(()),
+            Verdict::Deny(e) => Err(e),
+            Verdict::DenyAndTerminate(e) => {
+                if let Err(stop) = self.request_stop(entry) {
+                    tracing::error!(kernel = %entry.id, error = %stop, "cannot stop violating kernel");
+                }
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn read(
@@ -436,6 +479,12 @@ impl Gate {
             return Err(Error::KernelTerminated {
                 id: dest.id.to_string(),
             });
+        }
+        if let (Some(sb), Some(src)) = (&self.sandbox, from)
+            && let (Some(src_slot), Some(dst_slot)) = (&src.sandbox, &dest.sandbox)
+        {
+            // ACL, topic, connections, rate: refused sends are never enqueued.
+            self.enforce(src, sb.check_send(src_slot, dst_slot, topic))?;
         }
         let (source, state, clock) = match from {
             Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
@@ -521,7 +570,7 @@ impl Gate {
         Some(open)
     }
 
-    fn should_stop(&self, entry: &KernelEntry) -> bool {
+    pub(crate) fn should_stop(&self, entry: &KernelEntry) -> bool {
         if entry.stop_requested.load(Ordering::Acquire) {
             return true;
         }
@@ -570,8 +619,12 @@ impl Gate {
                 cb.error_count = cb.error_count.saturating_add(1);
             }
         });
-        if let Err(e) = res {
-            tracing::error!(kernel = %entry.id, error = %e, "cannot mark kernel terminated");
+        match res {
+            // Already finalized (cut off by the watchdog): nothing left to mark.
+            Ok(()) | Err(Error::KernelTerminated { .. }) => {}
+            Err(e) => {
+                tracing::error!(kernel = %entry.id, error = %e, "cannot mark kernel terminated")
+            }
         }
     }
 
@@ -609,14 +662,28 @@ impl Gate {
     /// Joins the worker, counts undelivered messages, keeps a final copy of the control
     /// block and frees (zeroes) every buffer of the kernel. Runs once per kernel.
     fn finalize(&self, entry: &KernelEntry) {
+        self.finalize_with(entry, true);
+    }
+
+    /// [`Gate::finalize`]; with `join == false` the worker is abandoned instead of
+    /// joined (a host thread stuck in user code cannot be killed; it is cut off from
+    /// the runtime instead: its sends, buffers and control block are gone).
+    fn finalize_with(&self, entry: &KernelEntry, join: bool) {
         let worker = entry.worker.lock().take();
-        if let Some(mut w) = worker
-            && let Err(e) = w.join()
-        {
-            tracing::error!(kernel = %entry.id, error = %e, "kernel ended abnormally");
+        if let Some(mut w) = worker {
+            if join {
+                if let Err(e) = w.join() {
+                    tracing::error!(kernel = %entry.id, error = %e, "kernel ended abnormally");
+                }
+            } else {
+                tracing::warn!(kernel = %entry.id, "kernel did not stop within the watchdog grace period; cut off from the runtime");
+            }
         }
         if entry.finalized.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
+            sb.unregister(slot);
         }
         entry.mailbox.close();
         let undelivered = entry.mailbox.drain();
@@ -655,6 +722,7 @@ impl Gate {
             return;
         };
         self.tick_encryption();
+        self.tick_watchdog();
         let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
         for entry in entries {
             if entry.finalized.load(Ordering::Acquire) {
@@ -668,6 +736,34 @@ impl Gate {
             if finished {
                 entry.stop_requested.store(true, Ordering::Release);
                 self.finalize(&entry);
+            }
+        }
+    }
+
+    /// Execution-time limits: raise should_terminate, then stop by force after the
+    /// sandbox's grace period.
+    fn tick_watchdog(&self) {
+        let Some(sb) = &self.sandbox else {
+            return;
+        };
+        for step in sb.watchdog(Instant::now()) {
+            let (WatchdogStep::Raise(id) | WatchdogStep::Force(id)) = &step;
+            let Ok(entry) = self.lookup(id.as_str()) else {
+                continue;
+            };
+            if entry.finalized.load(Ordering::Acquire) {
+                continue;
+            }
+            match step {
+                WatchdogStep::Raise(_) => {
+                    if let Err(e) = self.request_stop(&entry) {
+                        tracing::error!(kernel = %entry.id, error = %e, "watchdog cannot raise should_terminate");
+                    }
+                }
+                WatchdogStep::Force(_) => {
+                    let finished = entry.worker.lock().as_ref().is_none_or(|w| w.is_finished());
+                    self.finalize_with(&entry, finished);
+                }
             }
         }
     }
@@ -745,6 +841,7 @@ impl Gate {
     /// STREAM when kernel-state encryption is on), replacing any earlier state.
     pub(crate) fn save_state(&self, entry: &KernelEntry, data: &[u8]) -> Result<()> {
         self.ensure_open()?;
+        self.check_kernel_write(entry, 0)?;
         if entry.finalized.load(Ordering::Acquire) {
             return Err(Error::KernelTerminated {
                 id: entry.id.to_string(),

@@ -43,6 +43,7 @@ use crate::backend::{BackendInfo, BufferId, HandlerResult, KernelProgram};
 use crate::error::Result;
 use crate::k2k::{KernelId, Message};
 use crate::security::encryption::{KeyId, MemoryEncryption};
+use crate::security::sandbox::KernelSandbox;
 use gate::{Gate, KernelEntry};
 
 /// How long `shutdown()` waits for kernels to stop before reporting them stuck.
@@ -193,7 +194,7 @@ impl KernelHandle {
 
     /// Writes into one of this kernel's buffers.
     pub fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
-        self.gate.write(&self.entry, buffer, offset, data)
+        self.gate.write(&self.entry, buffer, offset, data, false)
     }
 
     /// Reads from one of this kernel's buffers.
@@ -221,6 +222,12 @@ impl KernelHandle {
     pub fn wait(&self, timeout: Duration) -> Result<KernelStatus> {
         self.gate.wait(&self.entry, timeout)?;
         self.status()
+    }
+}
+
+impl AsRef<str> for KernelHandle {
+    fn as_ref(&self) -> &str {
+        self.entry.id.as_str()
     }
 }
 
@@ -312,6 +319,11 @@ impl Runtime {
     /// `Algorithm::None` in development mode).
     pub fn encryption(&self) -> Option<&MemoryEncryption> {
         self.gate.encryption.as_ref()
+    }
+
+    /// The kernel sandbox, when one is configured.
+    pub fn sandbox(&self) -> Option<&KernelSandbox> {
+        self.gate.sandbox.as_ref()
     }
 
     /// Rotates the data key now and re-seals every live sealed region (control blocks,

@@ -3,11 +3,13 @@
 //! - [`encryption`]: `MemoryEncryption` — AEAD over control blocks, queues and kernel
 //!   state in device memory; key derivation; timed rotation.
 //! - [`memory`]: `SecureBuffer` — locked, zeroed host memory for secrets.
+//! - [`sandbox`]: `KernelSandbox` — resource limits and K2K access control.
 //!
 //! The names users know from the reference API are re-exported here.
 
 pub mod encryption;
 pub mod memory;
+pub mod sandbox;
 
 pub use encryption::{
     Algorithm, EncryptionConfig, EncryptionStats, KeyDerivation, KeyId, MemoryEncryption,
@@ -16,4 +18,8 @@ pub use encryption::{
 pub use memory::{
     MemoryProtectionInfo, ProtectionLevel, SecureBuffer, memory_protection_info, secure_bytes,
     set_memory_protection,
+};
+pub use sandbox::{
+    KernelSandbox, MemoryAccess, ResourceLimits, SandboxPolicy, Violation, ViolationAction,
+    ViolationKind, ViolationType,
 };

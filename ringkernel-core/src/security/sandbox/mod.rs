@@ -1,0 +1,559 @@
+//! The kernel sandbox: resource limits and K2K access control, enforced by the runtime
+//! on every send, allocation, write and tick.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
+//! use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
+//!
+//! let limits = ResourceLimits::new()
+//!     .max_memory_bytes(1 << 20)
+//!     .max_messages_per_second(10_000)
+//!     .max_k2k_connections(4);
+//! let sandbox = KernelSandbox::with_policy(
+//!     limits,
+//!     SandboxPolicy::restrictive().k2k_allow_list(&["aggregator"]),
+//! );
+//! let runtime = RuntimeBuilder::new()
+//!     .development()
+//!     .with_sandbox(sandbox.clone())
+//!     .build()?;
+//! let worker = runtime.launch("worker", LaunchOptions::new())?;
+//! runtime.launch("aggregator", LaunchOptions::new())?;
+//! runtime.launch("admin_kernel", LaunchOptions::new())?;
+//! worker.send("aggregator", "sum", b"1")?;               // allowed
+//! assert!(worker.send("admin_kernel", "x", b"").is_err()); // denied, recorded
+//! assert_eq!(sandbox.check_violations(&worker)?.len(), 1);
+//! # runtime.shutdown()?;
+//! # Ok::<(), ringkernel_core::Error>(())
+//! ```
+//!
+//! What is enforced where (all inside the runtime's gate, none optional):
+//!
+//! | limit / rule | enforced at | violation |
+//! |---|---|---|
+//! | K2K allow/deny lists | every send: one bit of the route table | `UnauthorizedK2K` |
+//! | topic allow list | every send (cached per topic) | `UnauthorizedTopic` |
+//! | distinct peers | every send | `ConnectionLimitExceeded` |
+//! | messages per second | every send (token bucket) | `RateLimitExceeded` |
+//! | memory | every allocation, with the backend's real sizes | `MemoryExceeded` |
+//! | read-only memory | kernel-side writes and state saves | `ReadOnlyWrite` |
+//! | execution time | the runtime's watchdog tick | `ExecutionTimeout` |
+//!
+//! Sends from the host program (`Runtime::send`) are not subject to kernel policies:
+//! the host owns the runtime.
+
+mod limits;
+mod patterns;
+mod policy;
+mod rate;
+mod routes;
+mod violations;
+
+pub use limits::ResourceLimits;
+pub use patterns::{Pattern, PatternSet};
+pub use policy::{CompiledPolicy, DefaultRoute, MemoryAccess, SandboxPolicy};
+pub use routes::RouteTable;
+pub use violations::{Violation, ViolationAction, ViolationKind, ViolationType};
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::k2k::KernelId;
+use policy::Override;
+use rate::TokenBucket;
+use violations::ViolationRing;
+
+/// Violations kept per kernel (older ones are dropped; totals keep counting).
+pub const VIOLATION_RING_CAPACITY: usize = 256;
+/// Topics whose decision a kernel caches.
+const TOPIC_CACHE: usize = 256;
+/// Default time between raising `should_terminate` and stopping a kernel by force.
+pub const DEFAULT_WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+
+/// The sandbox of one live kernel.
+pub(crate) struct KernelSlot {
+    pub(crate) id: KernelId,
+    index: usize,
+    limits: ResourceLimits,
+    policy: Arc<CompiledPolicy>,
+    send: Mutex<SendGuard>,
+    violations: Mutex<ViolationRing>,
+    launched: Instant,
+    watchdog_raised: Mutex<Option<Instant>>,
+}
+
+impl fmt::Debug for KernelSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelSlot")
+            .field("id", &self.id)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct SendGuard {
+    bucket: Option<TokenBucket>,
+    peers: HashSet<usize>,
+    topics: HashMap<String, bool>,
+}
+
+/// What the watchdog asks the runtime to do with a kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WatchdogStep {
+    /// Raise should_terminate in its control block.
+    Raise(KernelId),
+    /// The grace period is over: stop it by force.
+    Force(KernelId),
+}
+
+/// A decision the gate must carry out.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Allow,
+    /// Go ahead, but the violation was recorded (LogOnly).
+    AllowLogged,
+    Deny(Error),
+    /// Refuse and stop the kernel.
+    DenyAndTerminate(Error),
+}
+
+struct Inner {
+    default_limits: ResourceLimits,
+    default_policy: std::result::Result<Arc<CompiledPolicy>, String>,
+    overrides: Vec<Override>,
+    override_error: Option<String>,
+    actions: [ViolationAction; 7],
+    watchdog_grace: Duration,
+    kernels: RwLock<HashMap<KernelId, Arc<KernelSlot>>>,
+    free_slots: Mutex<Vec<usize>>,
+    next_slot: Mutex<usize>,
+    routes: RwLock<Arc<RouteTable>>,
+    totals: [AtomicU64; 7],
+    /// Violations of kernels that have stopped, kept for `check_violations`.
+    retired: Mutex<HashMap<KernelId, Vec<Violation>>>,
+}
+
+/// The kernel sandbox. Cheap to clone (clones share state), so an application can
+/// keep a handle after giving one to `RuntimeBuilder::with_sandbox`.
+#[derive(Clone)]
+pub struct KernelSandbox {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KernelSandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelSandbox")
+            .field("default_limits", &self.inner.default_limits)
+            .field("overrides", &self.inner.overrides.len())
+            .field("kernels", &self.inner.kernels.read().len())
+            .finish()
+    }
+}
+
+impl KernelSandbox {
+    /// Limits only; the policy is [`SandboxPolicy::new`] (routes allowed unless denied).
+    pub fn new(limits: ResourceLimits) -> Self {
+        Self::with_policy(limits, SandboxPolicy::new())
+    }
+
+    /// Limits and a default policy for every kernel. An invalid pattern in `policy` is
+    /// reported by [`KernelSandbox::validate`] and by `RuntimeBuilder::build`.
+    pub fn with_policy(limits: ResourceLimits, policy: SandboxPolicy) -> Self {
+        KernelSandbox {
+            inner: Arc::new(Inner {
+                default_limits: limits,
+                default_policy: policy.compile().map(Arc::new).map_err(|e| e.to_string()),
+                overrides: Vec::new(),
+                override_error: None,
+                actions: [ViolationAction::Deny; 7],
+                watchdog_grace: DEFAULT_WATCHDOG_GRACE,
+                kernels: RwLock::new(HashMap::new()),
+                free_slots: Mutex::new(Vec::new()),
+                next_slot: Mutex::new(0),
+                routes: RwLock::new(Arc::new(RouteTable::default())),
+                totals: Default::default(),
+                retired: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Like [`KernelSandbox::with_policy`], failing at once on an invalid pattern.
+    pub fn try_with_policy(limits: ResourceLimits, policy: SandboxPolicy) -> Result<Self> {
+        let sb = Self::with_policy(limits, policy);
+        sb.validate()?;
+        Ok(sb)
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => {
+                tracing::error!("sandbox configured after it was shared; change ignored");
+            }
+        }
+        self
+    }
+
+    /// Kernels whose id matches `selector` get these limits and this policy instead of
+    /// the defaults. The first matching override wins, in the order added.
+    pub fn with_kernel_policy(
+        self,
+        selector: &str,
+        limits: ResourceLimits,
+        policy: SandboxPolicy,
+    ) -> Self {
+        let compiled = Pattern::new(selector).and_then(|s| Ok((s, policy.compile()?)));
+        self.configure(|inner| match compiled {
+            Ok((selector, policy)) => inner.overrides.push(Override {
+                selector,
+                limits,
+                policy,
+            }),
+            Err(e) => inner.override_error = Some(e.to_string()),
+        })
+    }
+
+    /// What to do on violations of `kind` (default: deny).
+    pub fn on_violation(self, kind: ViolationKind, action: ViolationAction) -> Self {
+        self.configure(|inner| inner.actions[kind.index()] = action)
+    }
+
+    /// Time between the watchdog raising `should_terminate` and stopping the kernel by
+    /// force (default 1 s).
+    pub fn watchdog_grace(self, grace: Duration) -> Self {
+        self.configure(|inner| inner.watchdog_grace = grace)
+    }
+
+    /// Reports the first invalid pattern of the configuration.
+    pub fn validate(&self) -> Result<()> {
+        if let Err(e) = &self.inner.default_policy {
+            return Err(Error::InvalidConfig(e.clone()));
+        }
+        if let Some(e) = &self.inner.override_error {
+            return Err(Error::InvalidConfig(e.clone()));
+        }
+        Ok(())
+    }
+
+    /// The default limits.
+    pub fn default_limits(&self) -> ResourceLimits {
+        self.inner.default_limits
+    }
+
+    /// The default policy (compiled), if valid.
+    pub fn default_policy(&self) -> Option<&CompiledPolicy> {
+        self.inner.default_policy.as_ref().ok().map(|p| &**p)
+    }
+
+    /// The action configured for `kind`.
+    pub fn action_for(&self, kind: ViolationKind) -> ViolationAction {
+        self.inner.actions[kind.index()]
+    }
+
+    /// The most recent violations of `kernel` (a `KernelHandle`, `KernelId` or id
+    /// string), oldest first; also for kernels that have stopped.
+    pub fn check_violations<K: AsRef<str> + ?Sized>(&self, kernel: &K) -> Result<Vec<Violation>> {
+        let id = kernel.as_ref();
+        if let Some(slot) = self.inner.kernels.read().get(id) {
+            return Ok(slot.violations.lock().recent());
+        }
+        Ok(self
+            .inner
+            .retired
+            .lock()
+            .get(id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// How many violations `kernel` has committed in all (the ring keeps only the most
+    /// recent [`VIOLATION_RING_CAPACITY`]); 0 for unknown or stopped kernels.
+    pub fn violation_count<K: AsRef<str> + ?Sized>(&self, kernel: &K) -> u64 {
+        self.inner
+            .kernels
+            .read()
+            .get(kernel.as_ref())
+            .map_or(0, |s| s.violations.lock().total())
+    }
+
+    /// Violations recorded so far, by kind (all kernels, never reset).
+    pub fn violation_totals(&self) -> Vec<(ViolationKind, u64)> {
+        ViolationKind::ALL
+            .iter()
+            .map(|k| (*k, self.inner.totals[k.index()].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Total violations of all kinds.
+    pub fn total_violations(&self) -> u64 {
+        self.inner
+            .totals
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The current route table (a snapshot).
+    pub fn route_table(&self) -> Arc<RouteTable> {
+        self.inner.routes.read().clone()
+    }
+
+    /// The limits and policy that apply to a kernel named `id`.
+    pub fn policy_for(&self, id: &str) -> Result<(ResourceLimits, Arc<CompiledPolicy>)> {
+        self.validate()?;
+        for o in &self.inner.overrides {
+            if o.selector.matches(id) {
+                return Ok((o.limits, Arc::new(o.policy.clone())));
+            }
+        }
+        let policy = self
+            .inner
+            .default_policy
+            .as_ref()
+            .map_err(|e| Error::InvalidConfig(e.clone()))?;
+        Ok((self.inner.default_limits, policy.clone()))
+    }
+
+    // ----- called by the runtime's gate ------------------------------------------------
+
+    /// Registers a launching kernel: picks its limits and policy, gives it a slot and
+    /// fills its row and column of the route table.
+    pub(crate) fn register(&self, id: &KernelId) -> Result<Arc<KernelSlot>> {
+        let (limits, policy) = self.policy_for(id.as_str())?;
+        let index = match self.inner.free_slots.lock().pop() {
+            Some(i) => i,
+            None => {
+                let mut next = self.inner.next_slot.lock();
+                *next += 1;
+                *next - 1
+            }
+        };
+        let now = Instant::now();
+        let slot = Arc::new(KernelSlot {
+            id: id.clone(),
+            index,
+            limits,
+            policy,
+            send: Mutex::new(SendGuard {
+                bucket: limits
+                    .messages_per_second()
+                    .map(|r| TokenBucket::new(r, now)),
+                peers: HashSet::new(),
+                topics: HashMap::new(),
+            }),
+            violations: Mutex::new(ViolationRing::new(VIOLATION_RING_CAPACITY)),
+            launched: now,
+            watchdog_raised: Mutex::new(None),
+        });
+        let mut kernels = self.inner.kernels.write();
+        kernels.insert(id.clone(), slot.clone());
+        self.inner.retired.lock().remove(id);
+        let mut table = (**self.inner.routes.read()).clone();
+        table.insert(index, id.clone(), |src, dst| {
+            kernels
+                .get(src)
+                .is_some_and(|s| s.policy.allows_route(dst.as_str()))
+        });
+        *self.inner.routes.write() = Arc::new(table);
+        Ok(slot)
+    }
+
+    /// Removes a stopped kernel; its violations stay readable.
+    pub(crate) fn unregister(&self, slot: &KernelSlot) {
+        let mut kernels = self.inner.kernels.write();
+        if kernels
+            .get(&slot.id)
+            .is_some_and(|s| std::ptr::eq(&**s, slot))
+        {
+            kernels.remove(&slot.id);
+            let mut table = (**self.inner.routes.read()).clone();
+            table.remove(slot.index);
+            *self.inner.routes.write() = Arc::new(table);
+            self.inner.free_slots.lock().push(slot.index);
+            self.inner
+                .retired
+                .lock()
+                .insert(slot.id.clone(), slot.violations.lock().recent());
+        }
+    }
+
+    fn record(&self, slot: &KernelSlot, violation_type: ViolationType, context: String) -> Verdict {
+        let kind = violation_type.kind();
+        let action = self.inner.actions[kind.index()];
+        let error = Error::Denied {
+            kernel: slot.id.to_string(),
+            violation: kind,
+            reason: violation_type.to_string(),
+        };
+        tracing::warn!(kernel = %slot.id, violation = %violation_type, ?action, context = %context, "sandbox violation");
+        self.inner.totals[kind.index()].fetch_add(1, Ordering::Relaxed);
+        slot.violations.lock().push(Violation {
+            violation_type,
+            kernel: slot.id.to_string(),
+            timestamp: SystemTime::now(),
+            context,
+            action,
+        });
+        match action {
+            ViolationAction::Deny => Verdict::Deny(error),
+            ViolationAction::LogOnly => Verdict::AllowLogged,
+            ViolationAction::Terminate => Verdict::DenyAndTerminate(error),
+        }
+    }
+
+    /// Decides a send from `src` to `dst` on `topic`: route, topic, connections, rate
+    /// (in that order; a refused send consumes no rate token).
+    pub(crate) fn check_send(&self, src: &KernelSlot, dst: &KernelSlot, topic: &str) -> Verdict {
+        if !self.inner.routes.read().permits(src.index, dst.index) {
+            return self.record(
+                src,
+                ViolationType::UnauthorizedK2K {
+                    target: dst.id.to_string(),
+                },
+                format!("send to {} on {topic:?}", dst.id),
+            );
+        }
+        let mut guard = src.send.lock();
+        if src.policy.restricts_topics() {
+            let allowed = match guard.topics.get(topic) {
+                Some(a) => *a,
+                None => {
+                    let a = src.policy.allows_topic(topic);
+                    if guard.topics.len() >= TOPIC_CACHE {
+                        guard.topics.clear();
+                    }
+                    guard.topics.insert(topic.to_owned(), a);
+                    a
+                }
+            };
+            if !allowed {
+                drop(guard);
+                return self.record(
+                    src,
+                    ViolationType::UnauthorizedTopic {
+                        topic: topic.to_owned(),
+                    },
+                    format!("send to {} on {topic:?}", dst.id),
+                );
+            }
+        }
+        let mut verdict = Verdict::Allow;
+        if let Some(limit) = src.limits.k2k_connections()
+            && !guard.peers.contains(&dst.index)
+        {
+            if guard.peers.len() >= limit as usize {
+                drop(guard);
+                let v = self.record(
+                    src,
+                    ViolationType::ConnectionLimitExceeded {
+                        target: dst.id.to_string(),
+                        limit,
+                    },
+                    format!("send to {} on {topic:?}", dst.id),
+                );
+                if !matches!(v, Verdict::AllowLogged) {
+                    return v;
+                }
+                verdict = v;
+                guard = src.send.lock();
+            }
+            guard.peers.insert(dst.index);
+        }
+        let now = Instant::now();
+        if let Some(bucket) = guard.bucket.as_mut()
+            && !bucket.try_take(now)
+        {
+            drop(guard);
+            let rate = src.limits.messages_per_second().unwrap_or(0);
+            let v = self.record(
+                src,
+                ViolationType::RateLimitExceeded { rate },
+                format!("send to {} on {topic:?}", dst.id),
+            );
+            return v;
+        }
+        verdict
+    }
+
+    /// Decides an allocation that would bring `slot`'s memory from `used` to
+    /// `used + reserved` bytes.
+    pub(crate) fn check_allocation(&self, slot: &KernelSlot, used: u64, reserved: u64) -> Verdict {
+        match slot.limits.memory_bytes() {
+            Some(limit) if used.saturating_add(reserved) > limit => self.record(
+                slot,
+                ViolationType::MemoryExceeded {
+                    used: used.saturating_add(reserved),
+                    limit,
+                },
+                format!("allocation of {reserved} reserved bytes with {used} in use"),
+            ),
+            _ => Verdict::Allow,
+        }
+    }
+
+    /// Decides a kernel-side write to `buffer` (0: saved state).
+    pub(crate) fn check_write(&self, slot: &KernelSlot, buffer: u64) -> Verdict {
+        if slot.policy.memory_access() == MemoryAccess::ReadOnly {
+            self.record(
+                slot,
+                ViolationType::ReadOnlyWrite { buffer },
+                if buffer == 0 {
+                    "save_state".into()
+                } else {
+                    format!("write to buffer {buffer}")
+                },
+            )
+        } else {
+            Verdict::Allow
+        }
+    }
+
+    /// The watchdog: kernels past their execution time get should_terminate raised
+    /// (once, with a violation); past the grace period they are stopped by force.
+    pub(crate) fn watchdog(&self, now: Instant) -> Vec<WatchdogStep> {
+        let slots: Vec<Arc<KernelSlot>> = self.inner.kernels.read().values().cloned().collect();
+        let mut steps = Vec::new();
+        for slot in slots {
+            let Some(limit) = slot.limits.execution_time() else {
+                continue;
+            };
+            let elapsed = now.saturating_duration_since(slot.launched);
+            if elapsed < limit {
+                continue;
+            }
+            let mut raised = slot.watchdog_raised.lock();
+            match *raised {
+                None => {
+                    *raised = Some(now);
+                    drop(raised);
+                    let verdict = self.record(
+                        &slot,
+                        ViolationType::ExecutionTimeout { elapsed },
+                        format!("running for {elapsed:?}, limit {limit:?}"),
+                    );
+                    // Deny and Terminate both stop the kernel; LogOnly only records.
+                    if !matches!(verdict, Verdict::AllowLogged) {
+                        steps.push(WatchdogStep::Raise(slot.id.clone()));
+                    }
+                }
+                Some(at)
+                    if now.saturating_duration_since(at) >= self.inner.watchdog_grace
+                        && self.action_for(ViolationKind::ExecutionTimeout)
+                            != ViolationAction::LogOnly =>
+                {
+                    steps.push(WatchdogStep::Force(slot.id.clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        steps
+    }
+}
