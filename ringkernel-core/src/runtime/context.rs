@@ -86,7 +86,7 @@ impl KernelContext {
     }
 
     /// This kernel's saved state, if any; zeroed when dropped.
-    pub fn load_state(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    pub fn load_state(&self) -> Result<Option<crate::security::memory::Plaintext>> {
         self.gate.load_state(&self.entry)
     }
 

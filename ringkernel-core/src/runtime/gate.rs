@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use zeroize::Zeroizing;
+use crate::security::memory::Plaintext;
 
 use super::sealing::{KernelContexts, Sealing};
 use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
@@ -875,7 +875,7 @@ impl Gate {
     }
 
     /// The kernel's saved state, if any (zeroed when dropped).
-    pub(crate) fn load_state(&self, entry: &KernelEntry) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    pub(crate) fn load_state(&self, entry: &KernelEntry) -> Result<Option<Plaintext>> {
         let slot = entry.state.lock();
         let Some(s) = slot.as_ref() else {
             return Ok(None);

@@ -208,7 +208,7 @@ impl KernelHandle {
     }
 
     /// The kernel's saved state (see [`KernelContext::save_state`]), opened.
-    pub fn load_state(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    pub fn load_state(&self) -> Result<Option<crate::security::memory::Plaintext>> {
         self.gate.load_state(&self.entry)
     }
 

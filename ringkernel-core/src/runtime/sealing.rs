@@ -7,7 +7,7 @@
 //! and opening demands exactly the latest one, so an older copy written back into the
 //! buffer is refused as a replay.
 
-use zeroize::Zeroizing;
+use crate::security::memory::Plaintext;
 
 use crate::backend::{BufferId, ComputeBackend};
 use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
@@ -163,14 +163,9 @@ impl Sealing {
     }
 
     /// Opens stored kernel state sealed as number `seq`.
-    pub(crate) fn open_state(
-        &self,
-        ctx: ContextId,
-        seq: u64,
-        stored: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    pub(crate) fn open_state(&self, ctx: ContextId, seq: u64, stored: &[u8]) -> Result<Plaintext> {
         match &self.state {
-            None => Ok(Zeroizing::new(stored.to_vec())),
+            None => Ok(Plaintext::new(stored.to_vec())),
             Some(e) => e.open_stream(stored, ctx, SequenceCheck::Exact(seq), b""),
         }
     }

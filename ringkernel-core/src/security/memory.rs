@@ -295,6 +295,62 @@ impl PartialEq for SecureBuffer {
 
 impl Eq for SecureBuffer {}
 
+/// Opened plaintext: a byte vector that zeroes its whole allocation when dropped and
+/// never prints its bytes.
+///
+/// Unlike [`SecureBuffer`] it is not locked (opening happens on every message and
+/// control-block access, where an `mlock` per call would cost more than the AEAD); it
+/// is zeroed with a single non-elidable memset, several times faster than the
+/// byte-by-byte volatile writes of `zeroize` on large buffers.
+pub struct Plaintext(Vec<u8>);
+
+impl Plaintext {
+    /// Takes ownership of `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Plaintext(bytes)
+    }
+
+    /// A copy as an ordinary vector (which the caller must protect).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for Plaintext {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Plaintext {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        let cap = self.0.capacity();
+        // SAFETY: the pointer and capacity describe the vector's whole allocation,
+        // which we own; bytes past `len` are allocated (possibly uninitialised) memory
+        // that may be written.
+        unsafe { memsec::memzero(self.0.as_mut_ptr(), cap) };
+    }
+}
+
+impl fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Plaintext([REDACTED; {} bytes])", self.0.len())
+    }
+}
+
+impl PartialEq<[u8]> for Plaintext {
+    fn eq(&self, other: &[u8]) -> bool {
+        self.0 == other
+    }
+}
+
 /// Runs `f` on a scratch secure buffer of `len` bytes that is zeroed (and unlocked)
 /// when the scope ends, also when `f` panics.
 pub fn secure_bytes<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {

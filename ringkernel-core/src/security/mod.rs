@@ -16,8 +16,8 @@ pub use encryption::{
     SealedData,
 };
 pub use memory::{
-    MemoryProtectionInfo, ProtectionLevel, SecureBuffer, memory_protection_info, secure_bytes,
-    set_memory_protection,
+    MemoryProtectionInfo, Plaintext, ProtectionLevel, SecureBuffer, memory_protection_info,
+    secure_bytes, set_memory_protection,
 };
 pub use sandbox::{
     KernelSandbox, MemoryAccess, ResourceLimits, SandboxPolicy, Violation, ViolationAction,

@@ -174,11 +174,10 @@ impl Keyring {
         let key = Arc::new(self.make_epoch(next)?);
         let retire_at = Instant::now() + self.config.grace_period;
         let mut epochs = self.epochs.write();
-        for old in epochs.iter() {
-            let mut r = old.retire_at.lock();
-            if r.is_none() {
-                *r = Some(retire_at);
-            }
+        // Only the outgoing current key starts its grace period now; older ones
+        // already have theirs.
+        if let Some(outgoing) = epochs.last() {
+            outgoing.retire_at.lock().get_or_insert(retire_at);
         }
         epochs.push(key);
         self.highest.store(u64::from(next), Ordering::Release);
@@ -204,8 +203,12 @@ impl Keyring {
 
     /// The key of `epoch`, or why it cannot be had.
     pub(crate) fn key(&self, epoch: u32) -> Result<Arc<EpochKey>> {
-        if let Some(k) = self.epochs.read().iter().find(|k| k.epoch == epoch) {
-            return Ok(k.clone());
+        {
+            // Epochs are kept in ascending order.
+            let epochs = self.epochs.read();
+            if let Ok(i) = epochs.binary_search_by_key(&epoch, |k| k.epoch) {
+                return Ok(epochs[i].clone());
+            }
         }
         if epoch >= 1 && u64::from(epoch) <= self.highest.load(Ordering::Acquire) {
             Err(Error::KeyRetired { epoch })

@@ -42,8 +42,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::security::memory::Plaintext;
 use bytemuck::Pod;
-use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
@@ -413,7 +413,7 @@ impl MemoryEncryption {
     }
 
     /// Opens standalone data (either form). The plaintext is zeroed when dropped.
-    pub fn decrypt_bytes(&self, sealed: &SealedData) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn decrypt_bytes(&self, sealed: &SealedData) -> Result<Plaintext> {
         self.open_any(
             sealed.as_bytes(),
             ContextId::standalone(),
@@ -583,7 +583,7 @@ impl MemoryEncryption {
         context: ContextId,
         check: SequenceCheck,
         aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    ) -> Result<Plaintext> {
         self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Single)))
     }
 
@@ -594,7 +594,7 @@ impl MemoryEncryption {
         context: ContextId,
         check: SequenceCheck,
         aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    ) -> Result<Plaintext> {
         self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Stream)))
     }
 
@@ -604,11 +604,11 @@ impl MemoryEncryption {
         context: ContextId,
         check: SequenceCheck,
         aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    ) -> Result<Plaintext> {
         self.counted(self.open_inner(sealed, context, check, aad, None))
     }
 
-    fn counted(&self, r: Result<Zeroizing<Vec<u8>>>) -> Result<Zeroizing<Vec<u8>>> {
+    fn counted(&self, r: Result<Plaintext>) -> Result<Plaintext> {
         let c = &self.inner.counters;
         match &r {
             Ok(p) => {
@@ -629,7 +629,7 @@ impl MemoryEncryption {
         check: SequenceCheck,
         aad: &[u8],
         kind: Option<EnvelopeKind>,
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    ) -> Result<Plaintext> {
         let ring = self.ring()?;
         let header = Header::parse(sealed)?;
         if kind.is_some_and(|k| k != header.kind) {
@@ -665,7 +665,7 @@ impl MemoryEncryption {
                 let mut full_aad = Vec::with_capacity(header_len + aad.len());
                 full_aad.extend_from_slice(&sealed[..header_len]);
                 full_aad.extend_from_slice(aad);
-                let mut plain = Zeroizing::new(sealed[header_len..header_len + len].to_vec());
+                let mut plain = Plaintext::new(sealed[header_len..header_len + len].to_vec());
                 let tag: &[u8; TAG_LEN] = sealed[header_len + len..]
                     .try_into()
                     .map_err(|_| Error::MalformedEnvelope("bad tag length".into()))?;

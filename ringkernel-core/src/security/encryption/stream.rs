@@ -2,8 +2,8 @@
 //!
 //! See the envelope module docs for the byte layout and the nonce of each chunk.
 
+use crate::security::memory::Plaintext;
 use rayon::prelude::*;
-use zeroize::Zeroizing;
 
 use super::algorithm::TAG_LEN;
 use super::envelope::{Header, stream_chunk_count, stream_chunk_nonce};
@@ -33,7 +33,12 @@ pub(crate) fn seal_body(
         .ok_or_else(|| Error::InvalidConfig("stream too large".into()))?;
     let header_len = out.len();
     let aad = aad_for(out, extra_aad);
-    out.resize(header_len + data.len() + count * TAG_LEN, 0);
+    // A fresh zeroed allocation (calloc: pages are mapped lazily), so that the pages of
+    // a large output are first touched by the parallel chunk workers, not zero-filled
+    // here on one thread.
+    let mut sealed = vec![0u8; header_len + data.len() + count * TAG_LEN];
+    sealed[..header_len].copy_from_slice(out);
+    *out = sealed;
     let body = &mut out[header_len..];
     let seal_one = |(i, slot): (usize, &mut [u8])| -> Result<()> {
         let start = i * chunk;
@@ -65,7 +70,7 @@ pub(crate) fn open_body(
     header: &Header,
     extra_aad: &[u8],
     bytes: &[u8],
-) -> Result<Zeroizing<Vec<u8>>> {
+) -> Result<Plaintext> {
     let chunk = header.chunk_size as usize;
     let count = stream_chunk_count(header.length, header.chunk_size)
         .ok_or_else(|| Error::MalformedEnvelope("stream too large".into()))?;
@@ -74,7 +79,7 @@ pub(crate) fn open_body(
     let body = &bytes[header_len..];
     let total = usize::try_from(header.length)
         .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
-    let mut out = Zeroizing::new(vec![0u8; total]);
+    let mut out = Plaintext::new(vec![0u8; total]);
     let open_one = |(i, (slot, plain)): (usize, (&[u8], &mut [u8]))| -> Result<()> {
         let (ct, tag) = slot.split_at(plain.len());
         let tag: &[u8; TAG_LEN] = tag

@@ -1,0 +1,591 @@
+//! The kernel sandbox, exercised through real runtime activity: every violation type
+//! is raised by real sends, allocations, writes or a stuck kernel.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use ringkernel_core::Error;
+use ringkernel_core::k2k::Endpoint;
+use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::sandbox::{
+    KernelSandbox, MemoryAccess, Pattern, ResourceLimits, SandboxPolicy, VIOLATION_RING_CAPACITY,
+    ViolationAction, ViolationKind, ViolationType,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn runtime(sandbox: &KernelSandbox) -> Runtime {
+    RuntimeBuilder::new()
+        .development()
+        .with_sandbox(sandbox.clone())
+        .build()
+        .unwrap()
+}
+
+/// A kernel counting what it receives.
+fn counter(rt: &Runtime, id: &str) -> (KernelHandle, Arc<AtomicU64>) {
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    let k = rt
+        .launch(
+            id,
+            LaunchOptions::new().handler(move |_, _| {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+        .unwrap();
+    (k, n)
+}
+
+fn denied(r: ringkernel_core::Result<()>, kind: ViolationKind) {
+    match r {
+        Err(Error::Denied { violation, .. }) => assert_eq!(violation, kind),
+        other => panic!("expected Denied({kind:?}), got {other:?}"),
+    }
+}
+
+#[test]
+fn unauthorized_k2k_is_refused_recorded_and_never_delivered() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(&["aggregator"]),
+    );
+    let rt = runtime(&sb);
+    let worker = rt.launch("worker", LaunchOptions::new()).unwrap();
+    let (agg, agg_n) = counter(&rt, "aggregator");
+    let (admin, admin_n) = counter(&rt, "admin_kernel");
+    worker.send("aggregator", "sum", b"1").unwrap();
+    denied(
+        worker.send("admin_kernel", "steal", b"x"),
+        ViolationKind::UnauthorizedK2K,
+    );
+    wait_until("aggregator got 1", || agg_n.load(Ordering::SeqCst) == 1);
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        admin_n.load(Ordering::SeqCst),
+        0,
+        "denied message must never arrive"
+    );
+    assert_eq!(admin.status().unwrap().messages_processed, 0);
+    let v = sb.check_violations(&worker).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        v[0].violation_type,
+        ViolationType::UnauthorizedK2K {
+            target: "admin_kernel".into()
+        }
+    );
+    assert_eq!(v[0].kernel, "worker");
+    assert_eq!(v[0].action, ViolationAction::Deny);
+    assert!(v[0].context.contains("steal"));
+    assert!(v[0].timestamp <= std::time::SystemTime::now());
+    assert_eq!(sb.total_violations(), 1);
+    // The host is not subject to kernel policies.
+    rt.send("admin_kernel", "ops", b"").unwrap();
+    drop(agg);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn wildcard_semantics_through_the_runtime() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::new().k2k_deny_list(&["external_*", "*_admin", "a?c", "Secret"]),
+    )
+    .with_kernel_policy(
+        "strict_*",
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive()
+            .k2k_allow_list(&["proc_*"])
+            .deny_k2k_to(&["proc_secret"]),
+    )
+    .with_kernel_policy(
+        "open",
+        ResourceLimits::new(),
+        SandboxPolicy::permissive().allow_all_k2k(),
+    )
+    .with_kernel_policy(
+        "closed",
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive(),
+    );
+    let rt = runtime(&sb);
+    let ids = [
+        "src",
+        "external",
+        "external_feed",
+        "db_admin",
+        "_admin",
+        "admin",
+        "abc",
+        "ac",
+        "abbc",
+        "Secret",
+        "secret",
+        "proc_1",
+        "proc_secret",
+        "strict_a",
+        "open",
+        "closed",
+    ];
+    let h: Vec<KernelHandle> = ids
+        .iter()
+        .map(|i| rt.launch(i, LaunchOptions::new()).unwrap())
+        .collect();
+    let src = &h[0];
+    let expect = [
+        ("external", true), // `external_*` needs the underscore
+        ("external_feed", false),
+        ("db_admin", false),
+        ("_admin", false), // `*` matches the empty run
+        ("admin", true),
+        ("abc", false),
+        ("ac", true), // `?` is exactly one character
+        ("abbc", true),
+        ("Secret", false),
+        ("secret", true), // case-sensitive
+    ];
+    for (to, ok) in expect {
+        assert_eq!(src.send(to, "t", b"").is_ok(), ok, "src -> {to}");
+    }
+    let strict = &h[13];
+    assert!(strict.send("proc_1", "t", b"").is_ok());
+    denied(
+        strict.send("proc_secret", "t", b""),
+        ViolationKind::UnauthorizedK2K,
+    ); // deny beats allow
+    denied(strict.send("src", "t", b""), ViolationKind::UnauthorizedK2K); // restrictive default
+    let open = &h[14];
+    for to in ["external_feed", "db_admin", "closed"] {
+        assert!(open.send(to, "t", b"").is_ok(), "open -> {to}");
+    }
+    let closed = &h[15];
+    for to in ["src", "open", "proc_1"] {
+        denied(closed.send(to, "t", b""), ViolationKind::UnauthorizedK2K); // deny-all
+    }
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn invalid_patterns_are_refused_when_the_runtime_is_built() {
+    for bad in ["admin ", "", " x", "tab\there"] {
+        let sb = KernelSandbox::with_policy(
+            ResourceLimits::new(),
+            SandboxPolicy::new().k2k_deny_list(&[bad]),
+        );
+        assert!(sb.validate().is_err(), "{bad:?}");
+        match RuntimeBuilder::new().development().with_sandbox(sb).build() {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains("pattern"), "{msg}"),
+            other => panic!("{bad:?}: expected InvalidConfig, got {other:?}"),
+        }
+    }
+    let sb = KernelSandbox::new(ResourceLimits::new()).with_kernel_policy(
+        "bad ",
+        ResourceLimits::new(),
+        SandboxPolicy::new(),
+    );
+    assert!(sb.validate().is_err());
+    assert!(
+        KernelSandbox::try_with_policy(
+            ResourceLimits::new(),
+            SandboxPolicy::new().allow_topics(&[""])
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_kernel_cannot_send_as_another() {
+    // b may reach sink; a may not. a's handler can only send as a.
+    let sb = KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::permissive())
+        .with_kernel_policy(
+            "a",
+            ResourceLimits::new(),
+            SandboxPolicy::permissive().deny_k2k_to(&["sink"]),
+        );
+    let rt = runtime(&sb);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    rt.launch(
+        "sink",
+        LaunchOptions::new().handler(move |_, m| {
+            s.lock().push(m.source.clone());
+            Ok(())
+        }),
+    )
+    .unwrap();
+    let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let r = results.clone();
+    rt.launch(
+        "a",
+        LaunchOptions::new().handler(move |ctx, _| {
+            r.lock().push(
+                ctx.send("sink", "forged", b"pretend to be b")
+                    .map_err(|e| e.to_string()),
+            );
+            Ok(())
+        }),
+    )
+    .unwrap();
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    rt.send("a", "go", b"").unwrap();
+    b.send("sink", "real", b"").unwrap();
+    wait_until("a ran", || !results.lock().is_empty());
+    wait_until("sink got b", || !seen.lock().is_empty());
+    assert!(
+        results.lock()[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("unauthorized K2K")
+    );
+    assert_eq!(seen.lock().as_slice(), &[Endpoint::Kernel(b.id().clone())]);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn rate_limit_holds_within_ten_percent_over_a_one_second_flood() {
+    const RATE: u32 = 2000;
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new().max_messages_per_second(RATE),
+        SandboxPolicy::permissive(),
+    );
+    let rt = runtime(&sb);
+    rt.launch("sink", LaunchOptions::new().queue_capacity(1 << 16))
+        .unwrap();
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    let t0 = Instant::now();
+    let (mut ok, mut refused) = (0u64, 0u64);
+    while t0.elapsed() < Duration::from_secs(1) {
+        match src.send("sink", "t", b"") {
+            Ok(()) => ok += 1,
+            Err(Error::Denied {
+                violation: ViolationKind::RateLimitExceeded,
+                ..
+            }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let lo = f64::from(RATE) * 0.9;
+    let hi = f64::from(RATE) * 1.1;
+    assert!(
+        (lo..=hi).contains(&(ok as f64)),
+        "{ok} messages passed in one second (limit {RATE})"
+    );
+    assert!(refused > 0);
+    // The ring is bounded, the total keeps counting.
+    let recent = sb.check_violations(&src).unwrap();
+    assert_eq!(
+        recent.len() as u64,
+        refused.min(VIOLATION_RING_CAPACITY as u64)
+    );
+    assert_eq!(sb.violation_count(&src), refused);
+    assert!(matches!(
+        recent[0].violation_type,
+        ViolationType::RateLimitExceeded { rate: RATE }
+    ));
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn connection_limit_counts_distinct_peers() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new().max_k2k_connections(2),
+        SandboxPolicy::permissive(),
+    );
+    let rt = runtime(&sb);
+    for p in ["p1", "p2", "p3"] {
+        rt.launch(p, LaunchOptions::new()).unwrap();
+    }
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    for _ in 0..5 {
+        src.send("p1", "t", b"").unwrap();
+        src.send("p2", "t", b"").unwrap();
+    }
+    denied(
+        src.send("p3", "t", b""),
+        ViolationKind::ConnectionLimitExceeded,
+    );
+    src.send("p1", "t", b"").unwrap(); // existing peers stay reachable
+    let v = sb.check_violations(&src).unwrap();
+    assert_eq!(
+        v[0].violation_type,
+        ViolationType::ConnectionLimitExceeded {
+            target: "p3".into(),
+            limit: 2
+        }
+    );
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn memory_limit_refuses_the_crossing_allocation_and_keeps_accounting_exact() {
+    let sb = KernelSandbox::new(ResourceLimits::new().max_memory_bytes(1024));
+    let rt = runtime(&sb);
+    let k = rt.launch("k", LaunchOptions::new()).unwrap();
+    assert_eq!(k.status().unwrap().memory_bytes, 128); // control block
+    let _a = k.allocate(500).unwrap(); // 512 reserved
+    let before = rt.memory_in_use();
+    // 500 more bytes reserve 512: 128 + 512 + 512 > 1024.
+    denied(k.allocate(500).map(|_| ()), ViolationKind::MemoryExceeded);
+    assert_eq!(k.status().unwrap().memory_bytes, 640);
+    assert_eq!(rt.memory_in_use(), before, "nothing was allocated");
+    // Exactly up to the limit is fine: 1024 - 640 = 384.
+    let _b = k.allocate(384).unwrap();
+    assert_eq!(k.status().unwrap().memory_bytes, 1024);
+    denied(k.allocate(1).map(|_| ()), ViolationKind::MemoryExceeded);
+    let v = sb.check_violations(&k).unwrap();
+    assert_eq!(
+        v[0].violation_type,
+        ViolationType::MemoryExceeded {
+            used: 1152,
+            limit: 1024
+        }
+    );
+    // A limit below one control block refuses the launch itself.
+    let tiny = KernelSandbox::new(ResourceLimits::new().max_memory_bytes(64));
+    let rt2 = runtime(&tiny);
+    assert!(matches!(
+        rt2.launch("x", LaunchOptions::new()),
+        Err(Error::Denied { .. })
+    ));
+    assert_eq!(rt2.memory_in_use(), 0);
+    rt2.shutdown().unwrap();
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn watchdog_stops_a_cooperative_kernel_stuck_in_a_loop() {
+    let sb =
+        KernelSandbox::new(ResourceLimits::new().max_execution_time(Duration::from_millis(150)));
+    let rt = runtime(&sb);
+    let k = rt
+        .launch(
+            "spinner",
+            LaunchOptions::new().handler(|ctx, _| {
+                while !ctx.should_terminate() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("spinner", "go", b"").unwrap();
+    wait_until("watchdog stopped the kernel", || {
+        k.status().unwrap().state == KernelState::Terminated
+    });
+    k.wait(WAIT).unwrap();
+    let v = sb.check_violations(&k).unwrap();
+    assert!(
+        matches!(v[0].violation_type, ViolationType::ExecutionTimeout { elapsed } if elapsed >= Duration::from_millis(150))
+    );
+    assert_eq!(k.status().unwrap().memory_bytes, 0);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn watchdog_cuts_off_a_kernel_that_ignores_should_terminate() {
+    let sb =
+        KernelSandbox::new(ResourceLimits::new().max_execution_time(Duration::from_millis(100)))
+            .watchdog_grace(Duration::from_millis(100));
+    let rt = runtime(&sb);
+    rt.launch("peer", LaunchOptions::new()).unwrap();
+    let (entered_tx, entered_rx) = crossbeam_channel::bounded::<()>(1);
+    let k = rt
+        .launch(
+            "stuck",
+            LaunchOptions::new().handler(move |_, _| {
+                let _ = entered_tx.send(());
+                loop {
+                    // Never returns and never looks at should_terminate.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }),
+        )
+        .unwrap();
+    rt.send("stuck", "go", b"").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    wait_until("kernel cut off", || {
+        k.status().unwrap().state == KernelState::Terminated
+    });
+    let st = k.status().unwrap();
+    assert_eq!(st.memory_bytes, 0, "its buffers were freed");
+    assert!(matches!(
+        k.send("peer", "t", b""),
+        Err(Error::KernelTerminated { .. })
+    ));
+    assert!(matches!(
+        k.allocate(10),
+        Err(Error::KernelTerminated { .. })
+    ));
+    // Shutdown does not wait for the abandoned thread.
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.memory_in_use, 0);
+}
+
+#[test]
+fn read_only_kernels_cannot_write_their_buffers_or_state() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::new().memory_access(MemoryAccess::ReadOnly),
+    );
+    let rt = runtime(&sb);
+    let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let r = results.clone();
+    let k = rt
+        .launch(
+            "reader",
+            LaunchOptions::new().handler(move |ctx, m| {
+                let buf = ringkernel_core::backend::BufferId(u64::from_le_bytes(
+                    m.payload[..8].try_into()?,
+                ));
+                let read = ctx.read(buf, 0, 4)?;
+                r.lock().push((
+                    read,
+                    ctx.write(buf, 0, b"evil").is_err(),
+                    ctx.save_state(b"s").is_err(),
+                ));
+                Ok(())
+            }),
+        )
+        .unwrap();
+    // The host fills the kernel's buffer; the kernel may only read it.
+    let buf = k.allocate(16).unwrap();
+    k.write(buf, 0, b"data").unwrap();
+    rt.send("reader", "buf", &buf.0.to_le_bytes()).unwrap();
+    wait_until("handler ran", || !results.lock().is_empty());
+    assert_eq!(results.lock()[0], (b"data".to_vec(), true, true));
+    assert_eq!(k.read(buf, 0, 4).unwrap(), b"data");
+    let kinds: Vec<ViolationKind> = sb
+        .check_violations(&k)
+        .unwrap()
+        .iter()
+        .map(|v| v.violation_type.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![ViolationKind::ReadOnlyWrite, ViolationKind::ReadOnlyWrite]
+    );
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn topics_outside_the_allow_list_are_refused() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::permissive().allow_topics(&["public.*"]),
+    );
+    let rt = runtime(&sb);
+    let (_, n) = counter(&rt, "sink");
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    src.send("sink", "public.prices", b"").unwrap();
+    denied(
+        src.send("sink", "private.keys", b""),
+        ViolationKind::UnauthorizedTopic,
+    );
+    denied(
+        src.send("sink", "public", b""),
+        ViolationKind::UnauthorizedTopic,
+    );
+    wait_until("one delivered", || n.load(Ordering::SeqCst) == 1);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn configurable_actions_log_only_and_terminate() {
+    let sb = KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::restrictive())
+        .on_violation(ViolationKind::UnauthorizedK2K, ViolationAction::LogOnly)
+        .on_violation(ViolationKind::UnauthorizedTopic, ViolationAction::Terminate)
+        .with_kernel_policy(
+            "topical",
+            ResourceLimits::new(),
+            SandboxPolicy::permissive().allow_topics(&["ok"]),
+        );
+    let rt = runtime(&sb);
+    let (_, n) = counter(&rt, "sink");
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    a.send("sink", "t", b"").unwrap(); // logged, delivered
+    wait_until("delivered", || n.load(Ordering::SeqCst) == 1);
+    assert_eq!(
+        sb.check_violations(&a).unwrap()[0].action,
+        ViolationAction::LogOnly
+    );
+    let t = rt.launch("topical", LaunchOptions::new()).unwrap();
+    denied(t.send("sink", "bad", b""), ViolationKind::UnauthorizedTopic);
+    wait_until("terminated", || {
+        t.status().unwrap().state == KernelState::Terminated || {
+            rt.tick();
+            false
+        }
+    });
+    assert!(matches!(
+        t.send("sink", "ok", b""),
+        Err(Error::KernelTerminated { .. })
+    ));
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn route_table_follows_launch_and_stop() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(&["b"]),
+    );
+    let rt = runtime(&sb);
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    assert_eq!(sb.route_table().permitted_routes(), 0);
+    let b = rt.launch("b", LaunchOptions::new()).unwrap();
+    assert_eq!(sb.route_table().permitted_routes(), 1); // a -> b
+    b.terminate().unwrap();
+    b.wait(WAIT).unwrap();
+    assert_eq!(sb.route_table().permitted_routes(), 0);
+    let b2 = rt.launch("b", LaunchOptions::new()).unwrap();
+    a.send("b", "t", b"").unwrap();
+    assert_eq!(sb.route_table().permitted_routes(), 1);
+    // Violations of a stopped kernel stay readable.
+    denied(b2.send("a", "t", b""), ViolationKind::UnauthorizedK2K);
+    b2.terminate().unwrap();
+    b2.wait(WAIT).unwrap();
+    assert_eq!(sb.check_violations("b").unwrap().len(), 1);
+    rt.shutdown().unwrap();
+}
+
+/// A naive recursive glob matcher, the reference for the compiled one.
+fn naive(p: &[char], t: &[char]) -> bool {
+    match (p.first(), t.first()) {
+        (None, None) => true,
+        (Some('*'), _) => naive(&p[1..], t) || (!t.is_empty() && naive(p, &t[1..])),
+        (Some('?'), Some(_)) => naive(&p[1..], &t[1..]),
+        (Some(a), Some(b)) if a == b => naive(&p[1..], &t[1..]),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn compiled_matcher_agrees_with_the_naive_one(
+        pattern in "[ab*?]{1,8}",
+        text in "[abü]{0,10}",
+    ) {
+        let p = Pattern::new(&pattern).unwrap();
+        let pc: Vec<char> = pattern.chars().collect();
+        let tc: Vec<char> = text.chars().collect();
+        prop_assert_eq!(p.matches(&text), naive(&pc, &tc), "{} vs {}", pattern, text);
+    }
+}
