@@ -189,6 +189,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The audit log failed verification: a record or segment was modified, removed,
+    /// reordered, duplicated, truncated, or a checkpoint or watermark was forged.
+    #[error("audit log integrity failure in segment {segment}{}: {reason}", record.map(|r| format!(", record {r}")).unwrap_or_default())]
+    AuditIntegrity {
+        /// The first bad segment.
+        segment: u64,
+        /// The first bad record, when one can be named.
+        record: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -225,6 +237,7 @@ impl Error {
             Error::WrongPassword => 24,
             Error::EncryptionDisabled => 25,
             Error::Denied { .. } => 26,
+            Error::AuditIntegrity { .. } => 27,
         }
     }
 }

@@ -1,0 +1,250 @@
+//! The on-disk format: records, timestamps, hashes, the RFC 6962 Merkle tree, and the
+//! signed two-line files (checkpoints, retention watermark).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The `prev` of the very first record: 64 zeros.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit record, one JSON line. Field order is the order written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// Sequence number, from 0, gapless over the whole log.
+    pub seq: u64,
+    /// UTC time the record was written, RFC 3339 with microseconds.
+    pub ts: String,
+    /// What happened, e.g. `kernel.launch`, `k2k.send`, `sandbox.violation`.
+    pub event: String,
+    /// Who did it: `host`, `runtime`, `kernel:<id>`.
+    pub actor: String,
+    /// What it was done to (a kernel id, a key epoch, a buffer), or empty.
+    pub target: String,
+    /// `ok`, `denied` or `error`.
+    pub result: String,
+    /// Event-specific facts (never key bytes or payloads), keys sorted.
+    pub details: serde_json::Map<String, serde_json::Value>,
+    /// Hex SHA-256 of the previous record's line bytes (without its newline).
+    pub prev: String,
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// Parses lower- or upper-case hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let val = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(val(p[0])? << 4 | val(p[1])?))
+        .collect()
+}
+
+/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// RFC 3339 UTC with microseconds, e.g. `2026-11-22T03:17:00.123456Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (y, m, day) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// The UTC day number of `t` (segments roll when it changes).
+pub fn utc_day(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86_400
+}
+
+/// RFC 6962 leaf hash: SHA-256(0x00 || leaf).
+pub fn leaf_hash(leaf: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(leaf);
+    h.finalize().into()
+}
+
+fn node_hash(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(l);
+    h.update(r);
+    h.finalize().into()
+}
+
+/// RFC 6962 Merkle tree hash over leaf hashes: the empty tree is SHA-256(""), a split
+/// point is the largest power of two smaller than the number of leaves.
+pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => Sha256::digest(b"").into(),
+        1 => leaves[0],
+        n => {
+            // The largest power of two smaller than n (= the highest bit of n - 1).
+            let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            node_hash(&merkle_root(&leaves[..k]), &merkle_root(&leaves[k..]))
+        }
+    }
+}
+
+/// A checkpoint: the signed summary of a closed segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Format version (1).
+    pub version: u32,
+    /// Segment number.
+    pub segment: u64,
+    /// Sequence number of the segment's first record.
+    pub first_seq: u64,
+    /// Number of complete records in the segment.
+    pub count: u64,
+    /// RFC 6962 Merkle root over the records' line bytes, hex.
+    pub merkle_root: String,
+    /// SHA-256 of the last record's line bytes (the chain head), hex.
+    pub last_hash: String,
+    /// SHA-256 of the previous checkpoint's body line, hex (zeros for the first).
+    pub prev_checkpoint: String,
+    /// When the segment was closed.
+    pub closed_at: String,
+    /// Bytes of a torn final line left by a crash before the segment was sealed.
+    pub torn_tail_bytes: u64,
+    /// The Ed25519 public key that signs, hex.
+    pub public_key: String,
+}
+
+/// The retention watermark: which segments were deleted and where the chain goes on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watermark {
+    /// Format version (1).
+    pub version: u32,
+    /// Every segment up to and including this one may be missing.
+    pub deleted_through_segment: u64,
+    /// Sequence number of the first record after the deleted segments.
+    pub next_seq: u64,
+    /// Chain head after the deleted segments (prev of the next record).
+    pub last_hash: String,
+    /// SHA-256 of the last deleted segment's checkpoint body line.
+    pub last_checkpoint_hash: String,
+    /// When retention ran.
+    pub updated_at: String,
+}
+
+/// Encodes `body` as a signed two-line file: the JSON body, then the hex signature of
+/// exactly those bytes.
+pub fn signed_file<T: Serialize>(body: &T, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> Result<(Vec<u8>, String)> {
+    let line = serde_json::to_vec(body).map_err(|e| Error::Corrupt {
+        what: "audit file",
+        reason: e.to_string(),
+    })?;
+    let sig = sign(&line);
+    let mut out = line.clone();
+    out.push(b'\n');
+    out.extend_from_slice(hex(&sig).as_bytes());
+    out.push(b'\n');
+    Ok((out, sha256_hex(&line)))
+}
+
+/// Splits a signed two-line file into (body bytes, signature).
+pub fn split_signed(bytes: &[u8]) -> Option<(&[u8], [u8; 64])> {
+    let text = bytes.strip_suffix(b"\n")?;
+    let nl = text.iter().position(|&b| b == b'\n')?;
+    let (body, sig) = (&text[..nl], &text[nl + 1..]);
+    let sig = unhex(std::str::from_utf8(sig).ok()?)?;
+    Some((body, sig.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_root(leaves: &[[u8; 32]]) -> [u8; 32] {
+        if leaves.is_empty() {
+            return Sha256::digest(b"").into();
+        }
+        if leaves.len() == 1 {
+            return leaves[0];
+        }
+        let mut k = 1;
+        while k * 2 < leaves.len() {
+            k *= 2;
+        }
+        node_hash(&naive_root(&leaves[..k]), &naive_root(&leaves[k..]))
+    }
+
+    #[test]
+    fn merkle_matches_the_rfc6962_definition() {
+        // RFC 6962 §2.1: empty tree and single empty leaf.
+        assert_eq!(hex(&merkle_root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex(&leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        let leaves: Vec<[u8; 32]> = (0..40u8).map(|i| leaf_hash(&[i])).collect();
+        for n in 0..=leaves.len() {
+            assert_eq!(merkle_root(&leaves[..n]), naive_root(&leaves[..n]), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_000_123_456);
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.123456Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn hex_round_trip_and_signed_files() {
+        assert_eq!(unhex(&hex(&[0, 15, 255])).unwrap(), vec![0, 15, 255]);
+        assert!(unhex("abc").is_none() && unhex("zz").is_none());
+        let (bytes, h) = signed_file(&serde_json::json!({"a": 1}), |_| [7u8; 64]).unwrap();
+        let (body, sig) = split_signed(&bytes).unwrap();
+        assert_eq!(body, br#"{"a":1}"#);
+        assert_eq!(sig, [7u8; 64]);
+        assert_eq!(h, sha256_hex(body));
+        assert!(split_signed(b"no newline").is_none());
+    }
+}

@@ -1,0 +1,435 @@
+//! The tamper-evident audit log.
+//!
+//! JSON lines in size- or day-bounded segment files; each record carries the SHA-256 of
+//! the previous record's line bytes; each closed segment gets an Ed25519-signed
+//! checkpoint (RFC 6962 Merkle root, counts, chain head, previous checkpoint); retention
+//! deletes whole old segments under a signed watermark. An auditor verifies a copied
+//! log with the public key alone ([`verify`], or the `ringkernel-audit-verify` tool).
+//!
+//! ```
+//! use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, verify};
+//!
+//! let dir = std::env::temp_dir().join(format!("rk-audit-doc-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! let log = AuditLog::open(AuditConfig::in_directory(&dir))?;
+//! log.append(AuditEvent::new("kernel.launch").actor("host").target("processor_1"))?;
+//! log.close()?; // seals the segment: every record is now covered by a signature
+//! let report = verify(&dir, &log.public_key())?;
+//! assert_eq!(report.records, 2); // ours, and the log's own `audit.open`
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), ringkernel_core::Error>(())
+//! ```
+//!
+//! Format, keys, retention and how an auditor verifies: `docs/audit.md`.
+
+mod format;
+mod verify;
+mod writer;
+
+pub use format::{AuditRecord, Checkpoint, Watermark, ZERO_HASH, merkle_root, leaf_hash};
+pub use verify::{TornTail, VerifyReport, verify};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Sender, bounded};
+use ed25519_dalek::Signer;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::security::memory::SecureBuffer;
+use writer::{Command, Writer};
+
+/// Where the audit log lives and what it records.
+///
+/// ```
+/// use ringkernel_core::security::audit::AuditConfig;
+/// let config = AuditConfig {
+///     log_k2k_messages: true,
+///     log_memory_access: true,
+///     log_violations: true,
+///     retention_days: 90,
+///     ..AuditConfig::default()
+/// };
+/// assert!(config.enabled);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    /// Whether to keep an audit log at all (`false` is refused in production mode).
+    pub enabled: bool,
+    /// Record every K2K send (allowed and denied). Denied sends are also recorded as
+    /// violations when `log_violations` is on.
+    pub log_k2k_messages: bool,
+    /// Record buffer allocations, frees, reads and writes.
+    pub log_memory_access: bool,
+    /// Record sandbox violations and watchdog actions.
+    pub log_violations: bool,
+    /// Delete closed segments older than this many days (0: keep forever).
+    pub retention_days: u32,
+    /// Directory of the segment files (created if missing; one log per directory).
+    pub directory: PathBuf,
+    /// The checkpoint signing key (`None`: a fresh random key; publish its public key).
+    pub signing_key: Option<AuditSigningKey>,
+    /// A segment is closed and signed when it would grow past this size.
+    pub max_segment_bytes: u64,
+    /// Written records reach the operating system at least this often.
+    pub flush_interval: Duration,
+}
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default retention: 400 days (covers PCI-DSS 10.5.1's 12 months with margin).
+pub const DEFAULT_RETENTION_DAYS: u32 = 400;
+/// Default directory, relative to the working directory.
+pub const DEFAULT_DIRECTORY: &str = "ringkernel-audit";
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            enabled: true,
+            log_k2k_messages: false,
+            log_memory_access: false,
+            log_violations: true,
+            retention_days: DEFAULT_RETENTION_DAYS,
+            directory: PathBuf::from(DEFAULT_DIRECTORY),
+            signing_key: None,
+            max_segment_bytes: DEFAULT_SEGMENT_BYTES,
+            flush_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// The defaults, in `dir`.
+    pub fn in_directory(dir: impl AsRef<Path>) -> Self {
+        AuditConfig {
+            directory: dir.as_ref().to_path_buf(),
+            ..Self::default()
+        }
+    }
+
+    /// No audit log (development only).
+    pub fn disabled() -> Self {
+        AuditConfig {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// The Ed25519 key that signs checkpoints and watermarks. Its 32-byte seed lives in a
+/// [`SecureBuffer`] (locked, zeroed); `Debug` shows only the public key.
+#[derive(Clone)]
+pub struct AuditSigningKey {
+    seed: SecureBuffer,
+}
+
+impl AuditSigningKey {
+    /// A fresh random key.
+    pub fn generate() -> Result<Self> {
+        let mut seed = SecureBuffer::new(32);
+        getrandom::fill(seed.as_mut_slice())
+            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        Ok(AuditSigningKey { seed })
+    }
+
+    /// A key from its 32-byte seed (the caller should zero its copy).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        AuditSigningKey {
+            seed: SecureBuffer::from_slice(seed),
+        }
+    }
+
+    fn with_key<R>(&self, f: impl FnOnce(&ed25519_dalek::SigningKey) -> R) -> R {
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(self.seed.as_slice());
+        let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        f(&key) // `key` is zeroized on drop
+    }
+
+    /// The public key auditors verify with.
+    pub fn public_key(&self) -> AuditPublicKey {
+        AuditPublicKey(self.with_key(|k| k.verifying_key().to_bytes()))
+    }
+
+    pub(crate) fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.with_key(|k| k.sign(msg).to_bytes())
+    }
+}
+
+impl fmt::Debug for AuditSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuditSigningKey(public {}, secret [REDACTED])", self.public_key())
+    }
+}
+
+/// An Ed25519 public key for verifying the log.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuditPublicKey(pub [u8; 32]);
+
+impl AuditPublicKey {
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<Self> {
+        format::unhex(s.trim())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(AuditPublicKey)
+            .ok_or_else(|| Error::InvalidConfig("a public key is 64 hex digits".into()))
+    }
+
+    /// 64 hex digits.
+    pub fn to_hex(&self) -> String {
+        format::hex(&self.0)
+    }
+}
+
+impl fmt::Display for AuditPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for AuditPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AuditPublicKey({self})")
+    }
+}
+
+/// How an audited operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditResult {
+    /// It happened.
+    Ok,
+    /// It was refused by a security layer.
+    Denied,
+    /// It failed.
+    Error,
+}
+
+impl AuditResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Ok => "ok",
+            AuditResult::Denied => "denied",
+            AuditResult::Error => "error",
+        }
+    }
+}
+
+/// An event to record. Never put key material or message payloads in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEvent {
+    pub(crate) event: String,
+    pub(crate) actor: String,
+    pub(crate) target: String,
+    pub(crate) result: AuditResult,
+    pub(crate) details: serde_json::Map<String, Value>,
+}
+
+impl AuditEvent {
+    /// An event named `event` (e.g. `kernel.launch`), actor `runtime`, result ok.
+    pub fn new(event: &str) -> Self {
+        AuditEvent {
+            event: event.to_owned(),
+            actor: "runtime".into(),
+            target: String::new(),
+            result: AuditResult::Ok,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// Who did it.
+    pub fn actor(mut self, actor: impl fmt::Display) -> Self {
+        self.actor = actor.to_string();
+        self
+    }
+
+    /// What it was done to.
+    pub fn target(mut self, target: impl fmt::Display) -> Self {
+        self.target = target.to_string();
+        self
+    }
+
+    /// How it ended.
+    pub fn result(mut self, result: AuditResult) -> Self {
+        self.result = result;
+        self
+    }
+
+    /// One detail.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+struct LogInner {
+    config: AuditConfig,
+    public_key: AuditPublicKey,
+    tx: Sender<Command>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    appended: AtomicU64,
+}
+
+/// An open audit log. Cheap to clone; appends from any thread form one chain.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<LogInner>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("directory", &self.inner.config.directory)
+            .field("public_key", &self.inner.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Records waiting for the writer thread, at most; appends wait when it is this far
+/// behind (an audit log never drops records).
+pub const QUEUE_CAPACITY: usize = 65_536;
+
+impl AuditLog {
+    /// Opens (or resumes) the log in `config.directory`. A log left unsealed by a crash
+    /// is sealed first, its torn final line (if any) recorded in the checkpoint.
+    pub fn open(config: AuditConfig) -> Result<Self> {
+        if !config.enabled {
+            return Err(Error::InvalidConfig(
+                "the audit log is disabled in this configuration".into(),
+            ));
+        }
+        if config.max_segment_bytes < 4096 {
+            return Err(Error::InvalidConfig(
+                "max_segment_bytes must be at least 4096".into(),
+            ));
+        }
+        let key = match &config.signing_key {
+            Some(k) => k.clone(),
+            None => AuditSigningKey::generate()?,
+        };
+        let public_key = key.public_key();
+        let (writer, resumed) = Writer::open(&config, key)?;
+        let (tx, rx) = bounded(QUEUE_CAPACITY);
+        let flush_interval = config.flush_interval;
+        let thread = std::thread::Builder::new()
+            .name("rk-audit".into())
+            .spawn(move || writer.run(rx, flush_interval))
+            .map_err(|e| Error::Backend(format!("cannot start the audit writer: {e}")))?;
+        let log = AuditLog {
+            inner: Arc::new(LogInner {
+                config,
+                public_key,
+                tx,
+                thread: Mutex::new(Some(thread)),
+                closed: AtomicBool::new(false),
+                appended: AtomicU64::new(0),
+            }),
+        };
+        log.append(
+            AuditEvent::new("audit.open")
+                .detail("public_key", public_key.to_hex())
+                .detail("resumed_after_seq", resumed.map_or(Value::Null, Value::from)),
+        )?;
+        Ok(log)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AuditConfig {
+        &self.inner.config
+    }
+
+    /// The public key checkpoints are signed for.
+    pub fn public_key(&self) -> AuditPublicKey {
+        self.inner.public_key
+    }
+
+    /// The log's directory.
+    pub fn directory(&self) -> &Path {
+        &self.inner.config.directory
+    }
+
+    /// Records appended through this handle's log since it was opened.
+    pub fn appended(&self) -> u64 {
+        self.inner.appended.load(Ordering::Relaxed)
+    }
+
+    /// Queues a record. Returns at once unless the writer is [`QUEUE_CAPACITY`] records
+    /// behind; the record reaches the OS within the flush interval.
+    pub fn append(&self, event: AuditEvent) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::InvalidConfig("the audit log is closed".into()));
+        }
+        self.inner
+            .tx
+            .send(Command::Append(event, SystemTime::now()))
+            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?;
+        self.inner.appended.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {
+        let (tx, rx) = bounded(1);
+        self.inner
+            .tx
+            .send(make(tx))
+            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?
+    }
+
+    /// Writes everything queued so far and syncs it to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.call(Command::Flush)
+    }
+
+    /// Closes and signs the current segment now (even if small) and starts a new one.
+    pub fn seal_segment(&self) -> Result<()> {
+        self.call(Command::Seal)
+    }
+
+    /// Deletes closed segments whose checkpoint is older than `now` minus the
+    /// retention period, under a signed watermark. Returns the deleted segment numbers.
+    /// Retention also runs by itself each time a segment is sealed.
+    pub fn apply_retention(&self, now: SystemTime) -> Result<Vec<u64>> {
+        self.call(|tx| Command::Retention(now, tx))
+    }
+
+    /// Verifies the log on disk (after a flush) with this log's public key.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.flush()?;
+        verify(self.directory(), &self.public_key())
+    }
+
+    /// Writes, seals the current segment and stops the writer. Later appends fail.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let r = self.call(Command::Close);
+        if let Some(t) = self.inner.thread.lock().take() {
+            let _ = t.join();
+        }
+        r
+    }
+}
+
+impl Drop for LogInner {
+    fn drop(&mut self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let (tx, rx) = bounded(1);
+            if self.tx.send(Command::Close(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+            if let Some(t) = self.thread.lock().take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The audit log against every tamper case, retention, concurrency and a real crash.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use ringkernel_core::Error;
+use ringkernel_core::security::audit::{
+    AuditConfig, AuditEvent, AuditLog, AuditSigningKey, verify,
+};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "rk-audit-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(dir: &Path, segment_bytes: u64) -> AuditConfig {
+    AuditConfig {
+        max_segment_bytes: segment_bytes,
+        retention_days: 0,
+        ..AuditConfig::in_directory(dir)
+    }
+}
+
+fn seg(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("segment-{n:08}.jsonl"))
+}
+
+fn write_log(dir: &Path, records: u64, segment_bytes: u64) -> AuditLog {
+    let log = AuditLog::open(config(dir, segment_bytes)).unwrap();
+    for i in 0..records {
+        log.append(
+            AuditEvent::new("k2k.send")
+                .actor("kernel:ingest")
+                .target("processor_1")
+                .detail("sequence", i)
+                .detail("topic", "reading"),
+        )
+        .unwrap();
+    }
+    log.close().unwrap();
+    log
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn expect_integrity(r: ringkernel_core::Result<impl std::fmt::Debug>, segment: u64, record: Option<u64>) -> String {
+    match r {
+        Err(Error::AuditIntegrity { segment: s, record: rec, reason }) => {
+            assert_eq!((s, rec), (segment, record), "{reason}");
+            reason
+        }
+        other => panic!("expected an integrity failure in segment {segment}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_clean_log_verifies_with_the_public_key() {
+    let dir = TempDir::new("clean");
+    let log = write_log(&dir.0, 500, 4096);
+    let r = verify(&dir.0, &log.public_key()).unwrap();
+    assert_eq!(r.records, 501); // + audit.open
+    assert_eq!((r.first_seq, r.last_seq), (Some(0), Some(500)));
+    assert!(r.segments > 5, "small segments roll by size: {r:?}");
+    assert_eq!(r.sealed_segments, r.segments, "close seals the last segment");
+    assert_eq!(r.unsealed_records, 0);
+    assert!(r.torn_tail.is_none());
+    // Another key does not verify it.
+    let other = AuditSigningKey::generate().unwrap().public_key();
+    expect_integrity(verify(&dir.0, &other), 1, None);
+    // Records are JSON lines with the documented fields, and hold no payload bytes.
+    let first = lines(&seg(&dir.0, 1));
+    let v: serde_json::Value = serde_json::from_str(&first[1]).unwrap();
+    for field in ["seq", "ts", "event", "actor", "target", "result", "details", "prev"] {
+        assert!(v.get(field).is_some(), "{field}");
+    }
+    assert!(v["ts"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn every_tamper_case_is_detected_and_named() {
+    let dir = TempDir::new("tamper");
+    let log = write_log(&dir.0, 300, 4096);
+    let pk = log.public_key();
+    let original: Vec<(u64, Vec<u8>)> = (1..=3).map(|n| (n, fs::read(seg(&dir.0, n)).unwrap())).collect();
+    let restore = || {
+        for (n, b) in &original {
+            fs::write(seg(&dir.0, *n), b).unwrap();
+        }
+    };
+    let l2 = lines(&seg(&dir.0, 2));
+    let first2: u64 = serde_json::from_str::<serde_json::Value>(&l2[0]).unwrap()["seq"].as_u64().unwrap();
+    let rewrite = |ls: &[String]| fs::write(seg(&dir.0, 2), ls.join("\n") + "\n").unwrap();
+
+    // Edit one byte of record first2+3 (still valid JSON).
+    let mut ls = l2.clone();
+    ls[3] = ls[3].replacen("ingest", "ingesT", 1);
+    rewrite(&ls);
+    let why = expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 3));
+    assert!(why.contains("modified"), "{why}");
+    restore();
+
+    // Delete a record.
+    let mut ls = l2.clone();
+    ls.remove(5);
+    rewrite(&ls);
+    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 5));
+    restore();
+
+    // Reorder two records.
+    let mut ls = l2.clone();
+    ls.swap(2, 3);
+    rewrite(&ls);
+    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 2));
+    restore();
+
+    // Duplicate a record.
+    let mut ls = l2.clone();
+    ls.insert(4, ls[3].clone());
+    rewrite(&ls);
+    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 4));
+    restore();
+
+    // Truncate a record in the middle of a sealed segment.
+    let mut ls = l2.clone();
+    let cut = ls[6].len() / 2;
+    ls[6].truncate(cut);
+    rewrite(&ls);
+    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 6));
+    restore();
+
+    // Edit the last record of a sealed segment: the signed checkpoint catches it.
+    let mut ls = l2.clone();
+    let last = ls.len() - 1;
+    ls[last] = ls[last].replacen("reading", "Reading", 1);
+    rewrite(&ls);
+    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    assert!(why.contains("checkpoint"), "{why}");
+    restore();
+
+    // Remove a middle segment.
+    fs::rename(seg(&dir.0, 2), dir.0.join("moved")).unwrap();
+    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    assert!(why.contains("missing"), "{why}");
+    fs::rename(dir.0.join("moved"), seg(&dir.0, 2)).unwrap();
+
+    // Forge a checkpoint: change its count, keep the old signature.
+    let cp = dir.0.join("segment-00000002.checkpoint");
+    let orig_cp = fs::read_to_string(&cp).unwrap();
+    fs::write(&cp, orig_cp.replacen("\"count\":", "\"count\":1", 1)).unwrap();
+    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    assert!(why.contains("signature"), "{why}");
+    // ...or sign a forged checkpoint with another key.
+    let forger = AuditSigningKey::generate().unwrap();
+    let body = orig_cp.lines().next().unwrap();
+    let sig = forger_sign(&forger, body.as_bytes());
+    fs::write(&cp, format!("{body}\n{sig}\n")).unwrap();
+    expect_integrity(verify(&dir.0, &pk), 2, None);
+    fs::write(&cp, &orig_cp).unwrap();
+
+    assert!(verify(&dir.0, &pk).is_ok(), "restored log verifies again");
+}
+
+fn forger_sign(_key: &AuditSigningKey, msg: &[u8]) -> String {
+    // The checkpoint format is public: an attacker can produce well-formed, validly
+    // signed files — only not with our key.
+    use ed25519_dalek::Signer;
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    forger.sign(msg).to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn concurrent_appenders_form_one_chain() {
+    let dir = TempDir::new("concurrent");
+    let log = AuditLog::open(config(&dir.0, 1 << 20)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let log = log.clone();
+            s.spawn(move || {
+                for i in 0..500 {
+                    log.append(AuditEvent::new("test").actor(format!("thread:{t}")).detail("i", i)).unwrap();
+                }
+            });
+        }
+    });
+    let r = log.verify().unwrap();
+    assert_eq!(r.records, 4001);
+    assert_eq!(r.unsealed_records, 4001, "nothing sealed yet: all in the open segment");
+    log.close().unwrap();
+    assert_eq!(verify(&dir.0, &log.public_key()).unwrap().sealed_segments, 1);
+    assert!(matches!(log.append(AuditEvent::new("late")), Err(Error::InvalidConfig(_))));
+}
+
+#[test]
+fn retention_deletes_old_segments_under_a_signed_watermark() {
+    let dir = TempDir::new("retention");
+    let log = AuditLog::open(AuditConfig {
+        retention_days: 30,
+        ..config(&dir.0, 4096)
+    })
+    .unwrap();
+    for i in 0..200 {
+        log.append(AuditEvent::new("e").detail("i", i)).unwrap();
+    }
+    log.seal_segment().unwrap();
+    let before = verify(&dir.0, &log.public_key()).unwrap();
+    // Nothing is old enough today.
+    assert!(log.apply_retention(SystemTime::now()).unwrap().is_empty());
+    // 31 days later every sealed segment is past retention.
+    let later = SystemTime::now() + Duration::from_secs(31 * 86_400);
+    let deleted = log.apply_retention(later).unwrap();
+    assert_eq!(deleted.len() as u64, before.sealed_segments);
+    log.append(AuditEvent::new("after retention")).unwrap();
+    let r = log.verify().unwrap();
+    assert_eq!(r.deleted_through_segment, deleted.last().copied());
+    assert_eq!(r.first_seq, before.last_seq.map(|s| s + 1));
+    assert_eq!(r.records, 1);
+    // A forged watermark (claiming more was deleted) does not verify.
+    let wm = dir.0.join("retention.watermark");
+    let text = fs::read_to_string(&wm).unwrap();
+    fs::write(&wm, text.replacen("\"deleted_through_segment\":", "\"deleted_through_segment\":9", 1)).unwrap();
+    expect_integrity(verify(&dir.0, &log.public_key()), 0, None);
+    fs::write(&wm, text).unwrap();
+    log.close().unwrap();
+    assert!(verify(&dir.0, &log.public_key()).is_ok());
+}
+
+#[test]
+fn a_log_resumes_after_close_and_keeps_one_chain() {
+    let dir = TempDir::new("resume");
+    let key = AuditSigningKey::generate().unwrap();
+    let open = || {
+        AuditLog::open(AuditConfig {
+            signing_key: Some(key.clone()),
+            ..config(&dir.0, 1 << 20)
+        })
+        .unwrap()
+    };
+    let a = open();
+    assert!(matches!(
+        AuditLog::open(config(&dir.0, 1 << 20)),
+        Err(Error::InvalidConfig(msg)) if msg.contains("in use")
+    ));
+    a.append(AuditEvent::new("first run")).unwrap();
+    a.close().unwrap();
+    drop(a);
+    let b = open();
+    b.append(AuditEvent::new("second run")).unwrap();
+    b.close().unwrap();
+    let r = verify(&dir.0, &key.public_key()).unwrap();
+    assert_eq!((r.records, r.segments, r.sealed_segments), (4, 2, 2));
+}
+
+const CRASH_CHILD: &str = "RINGKERNEL_AUDIT_CRASH_CHILD";
+
+#[test]
+fn kill_dash_nine_leaves_at_most_a_torn_tail() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD) {
+        // Child: append as fast as possible until killed.
+        let seed = [7u8; 32];
+        let log = AuditLog::open(AuditConfig {
+            signing_key: Some(AuditSigningKey::from_seed(&seed)),
+            flush_interval: Duration::from_millis(1),
+            ..config(Path::new(&dir), 64 * 1024)
+        })
+        .unwrap();
+        println!("child-ready");
+        for i in 0u64.. {
+            log.append(AuditEvent::new("crash.test").detail("i", i).detail("pad", "x".repeat(100))).unwrap();
+        }
+        return;
+    }
+    let dir = TempDir::new("crash");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", "kill_dash_nine_leaves_at_most_a_torn_tail", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD, &dir.0)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let it write for a while, then SIGKILL it mid-stream.
+    let t0 = std::time::Instant::now();
+    while fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0) < 4 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let key = AuditSigningKey::from_seed(&[7u8; 32]);
+    let r = verify(&dir.0, &key.public_key()).unwrap();
+    assert!(r.records > 100, "{r:?}");
+    // Reopening seals what the crash left open (torn line recorded) and goes on.
+    let log = AuditLog::open(AuditConfig {
+        signing_key: Some(key.clone()),
+        ..config(&dir.0, 64 * 1024)
+    })
+    .unwrap();
+    log.append(AuditEvent::new("after crash")).unwrap();
+    log.close().unwrap();
+    let r2 = verify(&dir.0, &key.public_key()).unwrap();
+    assert_eq!(r2.records, r.records + 2);
+    assert_eq!(r2.sealed_segments, r2.segments);
+    if let Some(t) = &r.torn_tail {
+        assert_eq!(r2.torn_tail.as_ref().map(|x| x.segment), Some(t.segment));
+    }
+}
+
+#[test]
+fn a_torn_final_line_is_reported_not_called_tampering() {
+    let dir = TempDir::new("torn");
+    let key = AuditSigningKey::generate().unwrap();
+    let cfg = || AuditConfig {
+        signing_key: Some(key.clone()),
+        ..config(&dir.0, 1 << 20)
+    };
+    let log = AuditLog::open(cfg()).unwrap();
+    for i in 0..10 {
+        log.append(AuditEvent::new("e").detail("i", i)).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    // As a crash mid-write leaves it: no checkpoint yet, half a line at the end.
+    fs::remove_file(dir.0.join("segment-00000001.checkpoint")).unwrap();
+    let mut bytes = fs::read(seg(&dir.0, 1)).unwrap();
+    bytes.extend_from_slice(br#"{"seq":11,"ts":"2026-11-22T0"#);
+    fs::write(seg(&dir.0, 1), &bytes).unwrap();
+    let r = verify(&dir.0, &key.public_key()).unwrap();
+    assert_eq!(r.records, 11);
+    assert_eq!(r.torn_tail.as_ref().map(|t| (t.segment, t.bytes)), Some((1, 28)));
+    // A torn line anywhere but at the very end is tampering.
+    let mut mid = bytes.clone();
+    mid.extend_from_slice(b"\n");
+    fs::write(seg(&dir.0, 1), &mid).unwrap();
+    expect_integrity(verify(&dir.0, &key.public_key()), 1, Some(11));
+    fs::write(seg(&dir.0, 1), &bytes).unwrap();
+    // Reopening seals the crashed segment, recording the torn bytes, and continues.
+    let log = AuditLog::open(cfg()).unwrap();
+    log.append(AuditEvent::new("after")).unwrap();
+    log.close().unwrap();
+    let r = verify(&dir.0, &key.public_key()).unwrap();
+    assert_eq!((r.records, r.sealed_segments), (13, 2));
+    assert_eq!(r.torn_tail.map(|t| t.segment), Some(1));
+}
