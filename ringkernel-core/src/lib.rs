@@ -11,10 +11,20 @@
 //!
 //! ```
 //! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
-//! let runtime = RuntimeBuilder::new().production().build()?;
+//! use ringkernel_core::security::audit::AuditConfig;
+//! # let dir = std::env::temp_dir().join(format!("rk-doc-lib-{}", std::process::id()));
+//! let runtime = RuntimeBuilder::new()
+//!     .production()
+//!     .with_audit_logging(AuditConfig::in_directory(&dir))
+//!     .build()?;
 //! let k = runtime.launch("processor_1", LaunchOptions::new())?;
 //! k.terminate()?;
 //! k.wait(std::time::Duration::from_secs(5))?;
+//! runtime.shutdown()?;
+//! // The log of what happened verifies with the public key alone.
+//! let log = runtime.audit_log().unwrap();
+//! ringkernel_core::security::audit::verify(&dir, &log.public_key())?;
+//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok::<(), ringkernel_core::Error>(())
 //! ```
 //!

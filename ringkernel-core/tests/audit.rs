@@ -72,9 +72,17 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn expect_integrity(r: ringkernel_core::Result<impl std::fmt::Debug>, segment: u64, record: Option<u64>) -> String {
+fn expect_integrity(
+    r: ringkernel_core::Result<impl std::fmt::Debug>,
+    segment: u64,
+    record: Option<u64>,
+) -> String {
     match r {
-        Err(Error::AuditIntegrity { segment: s, record: rec, reason }) => {
+        Err(Error::AuditIntegrity {
+            segment: s,
+            record: rec,
+            reason,
+        }) => {
             assert_eq!((s, rec), (segment, record), "{reason}");
             reason
         }
@@ -90,7 +98,10 @@ fn a_clean_log_verifies_with_the_public_key() {
     assert_eq!(r.records, 501); // + audit.open
     assert_eq!((r.first_seq, r.last_seq), (Some(0), Some(500)));
     assert!(r.segments > 5, "small segments roll by size: {r:?}");
-    assert_eq!(r.sealed_segments, r.segments, "close seals the last segment");
+    assert_eq!(
+        r.sealed_segments, r.segments,
+        "close seals the last segment"
+    );
     assert_eq!(r.unsealed_records, 0);
     assert!(r.torn_tail.is_none());
     // Another key does not verify it.
@@ -99,7 +110,9 @@ fn a_clean_log_verifies_with_the_public_key() {
     // Records are JSON lines with the documented fields, and hold no payload bytes.
     let first = lines(&seg(&dir.0, 1));
     let v: serde_json::Value = serde_json::from_str(&first[1]).unwrap();
-    for field in ["seq", "ts", "event", "actor", "target", "result", "details", "prev"] {
+    for field in [
+        "seq", "ts", "event", "actor", "target", "result", "details", "prev",
+    ] {
         assert!(v.get(field).is_some(), "{field}");
     }
     assert!(v["ts"].as_str().unwrap().ends_with('Z'));
@@ -110,14 +123,18 @@ fn every_tamper_case_is_detected_and_named() {
     let dir = TempDir::new("tamper");
     let log = write_log(&dir.0, 300, 4096);
     let pk = log.public_key();
-    let original: Vec<(u64, Vec<u8>)> = (1..=3).map(|n| (n, fs::read(seg(&dir.0, n)).unwrap())).collect();
+    let original: Vec<(u64, Vec<u8>)> = (1..=3)
+        .map(|n| (n, fs::read(seg(&dir.0, n)).unwrap()))
+        .collect();
     let restore = || {
         for (n, b) in &original {
             fs::write(seg(&dir.0, *n), b).unwrap();
         }
     };
     let l2 = lines(&seg(&dir.0, 2));
-    let first2: u64 = serde_json::from_str::<serde_json::Value>(&l2[0]).unwrap()["seq"].as_u64().unwrap();
+    let first2: u64 = serde_json::from_str::<serde_json::Value>(&l2[0]).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
     let rewrite = |ls: &[String]| fs::write(seg(&dir.0, 2), ls.join("\n") + "\n").unwrap();
 
     // Edit one byte of record first2+3 (still valid JSON).
@@ -194,7 +211,12 @@ fn forger_sign(_key: &AuditSigningKey, msg: &[u8]) -> String {
     // signed files — only not with our key.
     use ed25519_dalek::Signer;
     let forger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
-    forger.sign(msg).to_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    forger
+        .sign(msg)
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -206,17 +228,31 @@ fn concurrent_appenders_form_one_chain() {
             let log = log.clone();
             s.spawn(move || {
                 for i in 0..500 {
-                    log.append(AuditEvent::new("test").actor(format!("thread:{t}")).detail("i", i)).unwrap();
+                    log.append(
+                        AuditEvent::new("test")
+                            .actor(format!("thread:{t}"))
+                            .detail("i", i),
+                    )
+                    .unwrap();
                 }
             });
         }
     });
     let r = log.verify().unwrap();
     assert_eq!(r.records, 4001);
-    assert_eq!(r.unsealed_records, 4001, "nothing sealed yet: all in the open segment");
+    assert_eq!(
+        r.unsealed_records, 4001,
+        "nothing sealed yet: all in the open segment"
+    );
     log.close().unwrap();
-    assert_eq!(verify(&dir.0, &log.public_key()).unwrap().sealed_segments, 1);
-    assert!(matches!(log.append(AuditEvent::new("late")), Err(Error::InvalidConfig(_))));
+    assert_eq!(
+        verify(&dir.0, &log.public_key()).unwrap().sealed_segments,
+        1
+    );
+    assert!(matches!(
+        log.append(AuditEvent::new("late")),
+        Err(Error::InvalidConfig(_))
+    ));
 }
 
 #[test]
@@ -246,7 +282,15 @@ fn retention_deletes_old_segments_under_a_signed_watermark() {
     // A forged watermark (claiming more was deleted) does not verify.
     let wm = dir.0.join("retention.watermark");
     let text = fs::read_to_string(&wm).unwrap();
-    fs::write(&wm, text.replacen("\"deleted_through_segment\":", "\"deleted_through_segment\":9", 1)).unwrap();
+    fs::write(
+        &wm,
+        text.replacen(
+            "\"deleted_through_segment\":",
+            "\"deleted_through_segment\":9",
+            1,
+        ),
+    )
+    .unwrap();
     expect_integrity(verify(&dir.0, &log.public_key()), 0, None);
     fs::write(&wm, text).unwrap();
     log.close().unwrap();
@@ -277,6 +321,11 @@ fn a_log_resumes_after_close_and_keeps_one_chain() {
     b.close().unwrap();
     let r = verify(&dir.0, &key.public_key()).unwrap();
     assert_eq!((r.records, r.segments, r.sealed_segments), (4, 2, 2));
+    // A different signing key cannot continue this log.
+    assert!(matches!(
+        AuditLog::open(config(&dir.0, 1 << 20)),
+        Err(Error::InvalidConfig(msg)) if msg.contains("signed by key")
+    ));
 }
 
 const CRASH_CHILD: &str = "RINGKERNEL_AUDIT_CRASH_CHILD";
@@ -294,21 +343,33 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
         .unwrap();
         println!("child-ready");
         for i in 0u64.. {
-            log.append(AuditEvent::new("crash.test").detail("i", i).detail("pad", "x".repeat(100))).unwrap();
+            log.append(
+                AuditEvent::new("crash.test")
+                    .detail("i", i)
+                    .detail("pad", "x".repeat(100)),
+            )
+            .unwrap();
         }
         return;
     }
     let dir = TempDir::new("crash");
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["--exact", "kill_dash_nine_leaves_at_most_a_torn_tail", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "kill_dash_nine_leaves_at_most_a_torn_tail",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_CHILD, &dir.0)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Let it write for a while, then SIGKILL it mid-stream.
     let t0 = std::time::Instant::now();
-    while fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0) < 4 && t0.elapsed() < Duration::from_secs(20) {
+    while fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0) < 4
+        && t0.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -355,7 +416,10 @@ fn a_torn_final_line_is_reported_not_called_tampering() {
     fs::write(seg(&dir.0, 1), &bytes).unwrap();
     let r = verify(&dir.0, &key.public_key()).unwrap();
     assert_eq!(r.records, 11);
-    assert_eq!(r.torn_tail.as_ref().map(|t| (t.segment, t.bytes)), Some((1, 28)));
+    assert_eq!(
+        r.torn_tail.as_ref().map(|t| (t.segment, t.bytes)),
+        Some((1, 28))
+    );
     // A torn line anywhere but at the very end is tampering.
     let mut mid = bytes.clone();
     mid.extend_from_slice(b"\n");

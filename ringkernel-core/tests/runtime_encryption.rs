@@ -23,6 +23,18 @@ use ringkernel_core::{Error, Result};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A fresh audit directory per runtime (one log per directory).
+fn audit_dir() -> ringkernel_core::security::audit::AuditConfig {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rk-enc-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    ringkernel_core::security::audit::AuditConfig::in_directory(dir)
+}
+
 /// The real CPU backend, shared so that the test can dump and patch device memory.
 #[derive(Clone)]
 struct Dumpable(
@@ -90,6 +102,7 @@ fn runtime_with(enc: MemoryEncryption, dev: &Dumpable) -> Runtime {
     let open = KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::permissive());
     RuntimeBuilder::new()
         .production()
+        .with_audit_logging(audit_dir())
         .with_backend(dev.clone())
         .with_encryption(enc)
         .with_sandbox(open)
@@ -327,6 +340,7 @@ fn production_refuses_insecure_encryption_and_development_records_it() {
     let none = MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::None)).unwrap();
     let err = RuntimeBuilder::new()
         .production()
+        .with_audit_logging(audit_dir())
         .with_encryption(none.clone())
         .build()
         .unwrap_err();
@@ -366,7 +380,11 @@ fn production_refuses_insecure_encryption_and_development_records_it() {
     rt.shutdown().unwrap();
 
     // Production without an explicit layer gets the secure default.
-    let rt = RuntimeBuilder::new().production().build().unwrap();
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(audit_dir())
+        .build()
+        .unwrap();
     let enc = rt.encryption().unwrap();
     assert!(enc.is_enabled());
     assert_eq!(enc.algorithm(), Algorithm::Aes256Gcm);

@@ -77,6 +77,10 @@ fn run() -> Result<(), Error> {
     // The passphrase-rooted keys protect a runtime.
     let runtime = RuntimeBuilder::new()
         .production()
+        // Audit records go to a scratch directory for this demonstration.
+        .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
+            scratch_audit_dir("password-keys"),
+        ))
         .with_encryption(encryption.clone())
         .build()?;
     let kernel = runtime.launch("records", LaunchOptions::new())?;
@@ -95,4 +99,11 @@ fn run() -> Result<(), Error> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh scratch directory for this example's audit log.
+fn scratch_audit_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringkernel-example-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

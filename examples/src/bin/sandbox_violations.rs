@@ -58,6 +58,10 @@ fn run() -> Result<(), Error> {
     );
     let runtime = RuntimeBuilder::new()
         .production()
+        // Audit records go to a scratch directory for this demonstration.
+        .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
+            scratch_audit_dir("sandbox-violations"),
+        ))
         .with_sandbox(sandbox.clone())
         .build()?;
     for p in ["peer_a", "peer_b", "peer_c", "peer_secret", "admin_kernel"] {
@@ -174,4 +178,11 @@ fn run() -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// A fresh scratch directory for this example's audit log.
+fn scratch_audit_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ringkernel-example-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

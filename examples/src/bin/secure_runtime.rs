@@ -11,10 +11,14 @@ use std::time::{Duration, Instant};
 
 use ringkernel_core::Result;
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::{AuditConfig, verify};
 use ringkernel_core::security::{
     EncryptionConfig, KernelSandbox, MemoryEncryption, ResourceLimits, SandboxPolicy,
     memory_protection_info,
 };
+
+/// Where this example writes its audit log and reports (a fresh log each run).
+const AUDIT_DIR: &str = "reports/secure_runtime-audit";
 
 const READINGS: u64 = 10_000;
 
@@ -60,10 +64,20 @@ fn build_runtime() -> Result<Runtime> {
                 .deny_k2k_to(&["audit_*"])
                 .allow_topics(&["scaled"]),
         );
+    // Layer 3: the tamper-evident audit log (a fresh one per run of this example).
+    let _ = std::fs::remove_dir_all(AUDIT_DIR);
+    let audit = AuditConfig {
+        log_k2k_messages: false,
+        log_memory_access: true,
+        log_violations: true,
+        retention_days: 400,
+        ..AuditConfig::in_directory(AUDIT_DIR)
+    };
     let builder = RuntimeBuilder::new()
         .production()
         .with_encryption(encryption)
-        .with_sandbox(sandbox);
+        .with_sandbox(sandbox)
+        .with_audit_logging(audit);
     match backend.as_str() {
         "cpu" => builder.build(),
         "wgpu" => builder
@@ -223,11 +237,23 @@ fn run() -> Result<()> {
         );
     }
 
+    let public_key = runtime.audit_log().map(|l| l.public_key());
     let report = runtime.shutdown()?;
     println!(
         "\nShutdown: {} kernels stopped, {} undelivered messages, {} bytes of device memory left",
         report.kernels, report.undelivered, report.memory_in_use
     );
+
+    // The runtime's own audit log, verified with the public key alone.
+    if let Some(pk) = public_key {
+        let v = verify(AUDIT_DIR, &pk)?;
+        println!("\nAudit log {AUDIT_DIR}");
+        println!(
+            "  VERIFIED: {} records in {} signed segment(s); public key {pk}",
+            v.records, v.sealed_segments
+        );
+        println!("  auditors: ringkernel-audit-verify {AUDIT_DIR} {pk}");
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use super::Runtime;
 use super::gate::Gate;
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
+use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -45,8 +46,17 @@ impl Default for RuntimeConfig {
 ///
 /// ```
 /// use ringkernel_core::runtime::RuntimeBuilder;
-/// let runtime = RuntimeBuilder::new().production().build()?;
+/// use ringkernel_core::security::audit::AuditConfig;
+/// # let dir = std::env::temp_dir().join(format!("rk-doc-builder-{}", std::process::id()));
+/// // Production: every layer on, with its secure default unless configured.
+/// let runtime = RuntimeBuilder::new()
+///     .production()
+///     .with_audit_logging(AuditConfig::in_directory(&dir))
+///     .build()?;
 /// assert_eq!(runtime.backend_info().name, "cpu");
+/// assert!(runtime.encryption().is_some() && runtime.sandbox().is_some());
+/// # runtime.shutdown()?;
+/// # std::fs::remove_dir_all(&dir).ok();
 /// # Ok::<(), ringkernel_core::Error>(())
 /// ```
 pub struct RuntimeBuilder {
@@ -55,6 +65,7 @@ pub struct RuntimeBuilder {
     config: RuntimeConfig,
     encryption: Option<MemoryEncryption>,
     sandbox: Option<KernelSandbox>,
+    audit: Option<AuditConfig>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -65,6 +76,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("config", &self.config)
             .field("encryption", &self.encryption)
             .field("sandbox", &self.sandbox)
+            .field("audit", &self.audit)
             .finish()
     }
 }
@@ -84,6 +96,7 @@ impl RuntimeBuilder {
             config: RuntimeConfig::default(),
             encryption: None,
             sandbox: None,
+            audit: None,
         }
     }
 
@@ -121,6 +134,16 @@ impl RuntimeBuilder {
     /// K2K route unless allowed); development mode has no sandbox.
     pub fn with_sandbox(mut self, sandbox: KernelSandbox) -> Self {
         self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// The tamper-evident audit log: launches, stops, sends, violations, key
+    /// rotations, compliance runs (and memory access when asked) are recorded. Without
+    /// it, production mode logs to `./ringkernel-audit` with the default settings and a
+    /// fresh signing key; development mode keeps no log. Production refuses
+    /// `AuditConfig::disabled()`.
+    pub fn with_audit_logging(mut self, config: AuditConfig) -> Self {
+        self.audit = Some(config);
         self
     }
 
@@ -196,6 +219,62 @@ impl RuntimeBuilder {
                 None
             }
         };
+        let audit = match (self.mode, self.audit) {
+            (SecurityMode::Production, Some(cfg)) if !cfg.enabled => {
+                return Err(Error::InvalidConfig(
+                    "production mode refuses a disabled audit log; pass an AuditConfig with \
+                     enabled: true (e.g. AuditConfig::in_directory(\"/var/log/ringkernel\")), \
+                     or build with RuntimeBuilder::development()"
+                        .into(),
+                ));
+            }
+            (_, Some(cfg)) if cfg.enabled => {
+                if !cfg.log_violations {
+                    notes.push("audit log does not record sandbox violations".into());
+                }
+                Some(AuditLog::open(cfg)?)
+            }
+            (_, Some(_)) => {
+                notes.push("development mode: audit log disabled".into());
+                None
+            }
+            (SecurityMode::Production, None) => {
+                notes.push(format!(
+                    "audit log: secure default in ./{} (fresh signing key; publish its public key)",
+                    crate::security::audit::DEFAULT_DIRECTORY
+                ));
+                Some(AuditLog::open(AuditConfig::default())?)
+            }
+            (SecurityMode::Development, None) => {
+                notes.push("development mode: no audit log".into());
+                None
+            }
+        };
+        if let Some(log) = &audit {
+            let enc = encryption.as_ref();
+            let ev = AuditEvent::new("runtime.configure")
+                .actor("host")
+                .detail("mode", format!("{:?}", self.mode))
+                .detail(
+                    "encryption",
+                    enc.map_or("none".to_owned(), |e| e.algorithm().to_string()),
+                )
+                .detail(
+                    "auto_rotate_secs",
+                    enc.and_then(|e| e.config().get_auto_rotate())
+                        .map_or(serde_json::Value::Null, |d| d.as_secs().into()),
+                )
+                .detail("sandbox", sandbox.is_some())
+                .detail(
+                    "sandbox_default_denies_k2k",
+                    sandbox
+                        .as_ref()
+                        .and_then(|s| s.default_policy())
+                        .is_some_and(|p| p.denies_by_default()),
+                )
+                .detail("notes", notes.clone());
+            log.append(ev)?;
+        }
         let backend = self.backend.unwrap_or_else(|| Box::new(CpuBackend::new()));
         tracing::info!(backend = backend.info().name, mode = ?self.mode, "building runtime");
         Runtime::start(Arc::new(Gate::new(
@@ -204,6 +283,7 @@ impl RuntimeBuilder {
             self.config,
             encryption,
             sandbox,
+            audit,
             notes,
         )))
     }

@@ -25,6 +25,7 @@ use crate::backend::{BufferId, ComputeBackend, KernelLaunch, KernelWorker};
 use crate::control::ControlBlock;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
+use crate::security::audit::{AuditEvent, AuditLog, AuditResult};
 use crate::security::encryption::{KeyId, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, KernelSlot, Verdict, WatchdogStep};
 
@@ -114,6 +115,7 @@ pub(crate) struct Gate {
     pub(crate) config: RuntimeConfig,
     pub(crate) encryption: Option<MemoryEncryption>,
     pub(crate) sandbox: Option<KernelSandbox>,
+    pub(crate) audit: Option<AuditLog>,
     sealing: Sealing,
     /// Key epoch every live sealed region has been sealed under, after the last reseal.
     sealed_epoch: AtomicU32,
@@ -141,6 +143,7 @@ impl Gate {
         config: RuntimeConfig,
         encryption: Option<MemoryEncryption>,
         sandbox: Option<KernelSandbox>,
+        audit: Option<AuditLog>,
         notes: Vec<String>,
     ) -> Self {
         let sealing = Sealing::new(encryption.as_ref());
@@ -154,6 +157,7 @@ impl Gate {
             config,
             encryption,
             sandbox,
+            audit,
             sealing,
             sealed_epoch: AtomicU32::new(epoch),
             notes,
@@ -225,9 +229,27 @@ impl Gate {
         match self.start_kernel(&entry, cb, opts) {
             Ok(()) => {
                 tracing::info!(kernel = %id, "kernel launched");
+                self.audit(|| {
+                    AuditEvent::new("kernel.launch")
+                        .actor("host")
+                        .target(&id)
+                        .detail("queue_capacity", capacity as u64)
+                        .detail("sealed_control_block", self.sealing.seals_control())
+                });
                 Ok(entry)
             }
             Err(e) => {
+                self.audit(|| {
+                    AuditEvent::new("kernel.launch")
+                        .actor("host")
+                        .target(&id)
+                        .result(if matches!(e, Error::Denied { .. }) {
+                            AuditResult::Denied
+                        } else {
+                            AuditResult::Error
+                        })
+                        .detail("error", e.to_string())
+                });
                 entry.stop_requested.store(true, Ordering::Release);
                 entry.mailbox.close();
                 self.finalize(&entry);
@@ -262,6 +284,79 @@ impl Gate {
         })?;
         *entry.worker.lock() = Some(worker);
         Ok(())
+    }
+
+    // ----- audit ---------------------------------------------------------------------
+
+    /// Records an event when an audit log is configured; `make` runs only then.
+    pub(crate) fn audit(&self, make: impl FnOnce() -> AuditEvent) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(make())
+        {
+            tracing::error!(error = %e, "audit record could not be queued");
+        }
+    }
+
+    fn audits(&self, pick: impl Fn(&crate::security::audit::AuditConfig) -> bool) -> bool {
+        self.audit.as_ref().is_some_and(|l| pick(l.config()))
+    }
+
+    fn audit_violation(&self, entry: &KernelEntry, e: &Error, verdict: &Verdict) {
+        if !self.audits(|c| c.log_violations) {
+            return;
+        }
+        let (kind, reason) = match e {
+            Error::Denied {
+                violation, reason, ..
+            } => (violation.to_string(), reason.clone()),
+            other => ("other".to_owned(), other.to_string()),
+        };
+        let action = match verdict {
+            Verdict::AllowLogged(_) => "log_only",
+            Verdict::DenyAndTerminate(_) => "terminate",
+            _ => "deny",
+        };
+        self.audit(|| {
+            AuditEvent::new("sandbox.violation")
+                .actor(format!("kernel:{}", entry.id))
+                .target(&entry.id)
+                .result(if action == "log_only" {
+                    AuditResult::Ok
+                } else {
+                    AuditResult::Denied
+                })
+                .detail("kind", kind)
+                .detail("reason", reason)
+                .detail("action", action)
+        });
+    }
+
+    fn audit_memory(
+        &self,
+        entry: &KernelEntry,
+        op: &str,
+        buf: BufferId,
+        bytes: u64,
+        r: &Result<()>,
+    ) {
+        if self.audits(|c| c.log_memory_access) {
+            self.audit(|| {
+                let ev = AuditEvent::new(&format!("memory.{op}"))
+                    .actor(format!("kernel:{}", entry.id))
+                    .target(format!("buffer:{}", buf.0))
+                    .detail("bytes", bytes);
+                match r {
+                    Ok(()) => ev,
+                    Err(e) => ev
+                        .result(if matches!(e, Error::Denied { .. }) {
+                            AuditResult::Denied
+                        } else {
+                            AuditResult::Error
+                        })
+                        .detail("error", e.to_string()),
+                }
+            });
+        }
     }
 
     // ----- control block -------------------------------------------------------------
@@ -338,6 +433,16 @@ impl Gate {
     // ----- buffers -------------------------------------------------------------------
 
     pub(crate) fn allocate(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
+        let r = self.allocate_inner(entry, len);
+        let (buf, res) = match &r {
+            Ok(b) => (*b, Ok(())),
+            Err(e) => (BufferId(0), Err(clone_for_audit(e))),
+        };
+        self.audit_memory(entry, "allocate", buf, len, &res);
+        r
+    }
+
+    fn allocate_inner(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
         self.ensure_open()?;
         if entry.finalized.load(Ordering::Acquire) {
             return Err(Error::KernelTerminated {
@@ -377,12 +482,17 @@ impl Gate {
         data: &[u8],
         by_kernel: bool,
     ) -> Result<()> {
-        self.owned(entry, buf)?;
-        self.guard_control_buffer(entry, buf)?;
-        if by_kernel {
-            self.check_kernel_write(entry, buf.0)?;
-        }
-        self.backend.write(buf, offset, data)
+        let r = (|| {
+            self.owned(entry, buf)?;
+            self.guard_control_buffer(entry, buf)?;
+            if by_kernel {
+                self.check_kernel_write(entry, buf.0)?;
+            }
+            self.backend.write(buf, offset, data)
+        })();
+        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
+        self.audit_memory(entry, "write", buf, data.len() as u64, &res);
+        r
     }
 
     fn check_kernel_write(&self, entry: &KernelEntry, buffer: u64) -> Result<()> {
@@ -394,8 +504,14 @@ impl Gate {
 
     /// Carries out a sandbox verdict for `entry`'s operation.
     fn enforce(&self, entry: &KernelEntry, verdict: Verdict) -> Result<()> {
+        match &verdict {
+            Verdict::Allow => {}
+            Verdict::AllowLogged(e) | Verdict::Deny(e) | Verdict::DenyAndTerminate(e) => {
+                self.audit_violation(entry, e, &verdict);
+            }
+        }
         match verdict {
-            Verdict::Allow | Verdict::AllowLogged => Ok(()),
+            Verdict::Allow | Verdict::AllowLogged(_) => Ok(()),
             Verdict::Deny(e) => Err(e),
             Verdict::DenyAndTerminate(e) => {
                 if let Err(stop) = self.request_stop(entry) {
@@ -413,11 +529,16 @@ impl Gate {
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>> {
-        self.owned(entry, buf)?;
-        self.guard_control_buffer(entry, buf)?;
-        let mut out = vec![0u8; len];
-        self.backend.read(buf, offset, &mut out)?;
-        Ok(out)
+        let r = (|| {
+            self.owned(entry, buf)?;
+            self.guard_control_buffer(entry, buf)?;
+            let mut out = vec![0u8; len];
+            self.backend.read(buf, offset, &mut out)?;
+            Ok(out)
+        })();
+        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
+        self.audit_memory(entry, "read", buf, len as u64, &res);
+        r
     }
 
     /// The control block and the saved state are reached only through their own
@@ -438,11 +559,16 @@ impl Gate {
     }
 
     fn release(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
-        let mut buffers = entry.buffers.lock();
-        let reserved = buffers.remove(&buf).ok_or(Error::UnknownBuffer(buf.0))?;
-        self.backend.free(buf)?;
-        entry.memory.fetch_sub(reserved, Ordering::AcqRel);
-        Ok(())
+        let r = (|| {
+            let mut buffers = entry.buffers.lock();
+            let reserved = buffers.remove(&buf).ok_or(Error::UnknownBuffer(buf.0))?;
+            self.backend.free(buf)?;
+            entry.memory.fetch_sub(reserved, Ordering::AcqRel);
+            Ok(reserved)
+        })();
+        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
+        self.audit_memory(entry, "free", buf, *r.as_ref().unwrap_or(&0), &res);
+        r.map(|_| ())
     }
 
     // ----- K2K -----------------------------------------------------------------------
@@ -465,6 +591,40 @@ impl Gate {
         payload: &[u8],
         wait: Option<Duration>,
     ) -> Result<()> {
+        let r = self.send_inner(from, to, topic, payload, wait);
+        if self.audits(|c| c.log_k2k_messages) {
+            self.audit(|| {
+                let actor = from.map_or("host".to_owned(), |e| format!("kernel:{}", e.id));
+                // Route facts only: never the payload.
+                let ev = AuditEvent::new("k2k.send")
+                    .actor(actor)
+                    .target(to)
+                    .detail("topic", topic)
+                    .detail("bytes", payload.len() as u64);
+                match &r {
+                    Ok(seq) => ev.detail("sequence", *seq),
+                    Err(e) => ev
+                        .result(if matches!(e, Error::Denied { .. }) {
+                            AuditResult::Denied
+                        } else {
+                            AuditResult::Error
+                        })
+                        .detail("error", e.to_string()),
+                }
+            });
+        }
+        r.map(|_| ())
+    }
+
+    /// The send itself; returns the message's sequence number.
+    fn send_inner(
+        &self,
+        from: Option<&KernelEntry>,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Option<Duration>,
+    ) -> Result<u64> {
         self.ensure_open()?;
         validate_message(topic, payload)?;
         if let Some(src) = from
@@ -515,7 +675,7 @@ impl Gate {
         if let Some(src) = from {
             src.sent.fetch_add(1, Ordering::AcqRel);
         }
-        Ok(())
+        Ok(sequence)
     }
 
     /// The kernel side of the queue: the next batch of messages, or `None` when the
@@ -640,6 +800,7 @@ impl Gate {
         let res = self.update_control(entry, |cb| cb.should_terminate = 1);
         entry.mailbox.wake();
         tracing::info!(kernel = %entry.id, "kernel stop requested");
+        self.audit(|| AuditEvent::new("kernel.terminate").target(&entry.id));
         res
     }
 
@@ -711,6 +872,16 @@ impl Gate {
             }
         }
         tracing::info!(kernel = %entry.id, "kernel terminated and its buffers freed");
+        let last = self.read_control(entry).unwrap_or_default();
+        self.audit(|| {
+            AuditEvent::new("kernel.stopped")
+                .target(&entry.id)
+                .detail("messages_processed", last.messages_processed)
+                .detail("undelivered", undelivered)
+                .detail("errors", last.error_count)
+                .detail("joined", join)
+                .detail("uptime_ms", entry.uptime().as_millis() as u64)
+        });
     }
 
     // ----- tick and shutdown -------------------------------------------------------------
@@ -754,6 +925,18 @@ impl Gate {
             if entry.finalized.load(Ordering::Acquire) {
                 continue;
             }
+            self.audit(|| {
+                AuditEvent::new("sandbox.watchdog")
+                    .target(&entry.id)
+                    .result(AuditResult::Denied)
+                    .detail(
+                        "step",
+                        match step {
+                            WatchdogStep::Raise(_) => "raise_should_terminate",
+                            WatchdogStep::Force(_) => "cut_off_after_grace",
+                        },
+                    )
+            });
             match step {
                 WatchdogStep::Raise(_) => {
                     if let Err(e) = self.request_stop(&entry) {
@@ -775,14 +958,33 @@ impl Gate {
         let Some(enc) = &self.encryption else {
             return;
         };
-        if let Err(e) = enc.rotate_if_due() {
-            tracing::error!(error = %e, "timed key rotation failed");
+        match enc.rotate_if_due() {
+            Ok(Some(k)) => self.audit(|| {
+                AuditEvent::new("key.rotate")
+                    .target(k)
+                    .detail("trigger", "auto_rotate")
+            }),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "timed key rotation failed"),
         }
         let current = enc.current_key_id().map_or(0, |k| k.0);
         if current != self.sealed_epoch.load(Ordering::Acquire) {
-            self.reseal_all();
+            let n = self.reseal_all();
+            self.audit(|| {
+                AuditEvent::new("key.reseal")
+                    .target(format!("epoch-{current}"))
+                    .detail("regions", n as u64)
+            });
         }
-        enc.retire_expired_keys();
+        let retired = enc.retire_expired_keys();
+        if !retired.is_empty() {
+            self.audit(|| {
+                AuditEvent::new("key.retire").detail(
+                    "epochs",
+                    retired.iter().map(|k| u64::from(k.0)).collect::<Vec<u64>>(),
+                )
+            });
+        }
     }
 
     /// Rotates the data key now and re-seals every live region under it.
@@ -791,6 +993,13 @@ impl Gate {
         let _g = self.tick_lock.lock();
         let key = enc.rotate_key()?;
         let n = self.reseal_all();
+        self.audit(|| {
+            AuditEvent::new("key.rotate")
+                .actor("host")
+                .target(key)
+                .detail("trigger", "explicit")
+                .detail("regions_resealed", n as u64)
+        });
         Ok((key, n))
     }
 
@@ -950,12 +1159,41 @@ impl Gate {
             memory_in_use: self.backend.allocated_bytes(),
             stuck,
         };
+        self.audit(|| {
+            AuditEvent::new("runtime.shutdown")
+                .actor("host")
+                .detail("kernels", report.kernels as u64)
+                .detail("undelivered", report.undelivered)
+                .detail("memory_in_use", report.memory_in_use)
+                .detail("stuck", report.stuck.clone())
+        });
+        if let Some(log) = &self.audit
+            && let Err(e) = log.close()
+        {
+            tracing::error!(error = %e, "closing the audit log failed");
+        }
         if report.stuck.is_empty() {
             tracing::info!(kernels = report.kernels, "runtime shut down");
             Ok(report)
         } else {
             Err(Error::Timeout(timeout))
         }
+    }
+}
+
+/// A copy of an error good enough for an audit record (kind and message).
+fn clone_for_audit(e: &Error) -> Error {
+    match e {
+        Error::Denied {
+            kernel,
+            violation,
+            reason,
+        } => Error::Denied {
+            kernel: kernel.clone(),
+            violation: *violation,
+            reason: reason.clone(),
+        },
+        other => Error::Backend(other.to_string()),
     }
 }
 

@@ -321,6 +321,11 @@ impl Runtime {
         self.gate.encryption.as_ref()
     }
 
+    /// The audit log, when one is configured.
+    pub fn audit_log(&self) -> Option<&crate::security::audit::AuditLog> {
+        self.gate.audit.as_ref()
+    }
+
     /// The kernel sandbox, when one is configured.
     pub fn sandbox(&self) -> Option<&KernelSandbox> {
         self.gate.sandbox.as_ref()

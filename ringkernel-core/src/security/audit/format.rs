@@ -51,7 +51,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Parses lower- or upper-case hex.
 pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let val = |c: u8| match c {
@@ -176,7 +176,10 @@ pub struct Watermark {
 
 /// Encodes `body` as a signed two-line file: the JSON body, then the hex signature of
 /// exactly those bytes.
-pub fn signed_file<T: Serialize>(body: &T, sign: impl FnOnce(&[u8]) -> [u8; 64]) -> Result<(Vec<u8>, String)> {
+pub fn signed_file<T: Serialize>(
+    body: &T,
+    sign: impl FnOnce(&[u8]) -> [u8; 64],
+) -> Result<(Vec<u8>, String)> {
     let line = serde_json::to_vec(body).map_err(|e| Error::Corrupt {
         what: "audit file",
         reason: e.to_string(),
@@ -219,11 +222,21 @@ mod tests {
     #[test]
     fn merkle_matches_the_rfc6962_definition() {
         // RFC 6962 §2.1: empty tree and single empty leaf.
-        assert_eq!(hex(&merkle_root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-        assert_eq!(hex(&leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        assert_eq!(
+            hex(&merkle_root(&[])),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&leaf_hash(b"")),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
         let leaves: Vec<[u8; 32]> = (0..40u8).map(|i| leaf_hash(&[i])).collect();
         for n in 0..=leaves.len() {
-            assert_eq!(merkle_root(&leaves[..n]), naive_root(&leaves[..n]), "n = {n}");
+            assert_eq!(
+                merkle_root(&leaves[..n]),
+                naive_root(&leaves[..n]),
+                "n = {n}"
+            );
         }
     }
 

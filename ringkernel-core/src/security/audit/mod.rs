@@ -26,7 +26,7 @@ mod format;
 mod verify;
 mod writer;
 
-pub use format::{AuditRecord, Checkpoint, Watermark, ZERO_HASH, merkle_root, leaf_hash};
+pub use format::{AuditRecord, Checkpoint, Watermark, ZERO_HASH, leaf_hash, merkle_root};
 pub use verify::{TornTail, VerifyReport, verify};
 
 use std::fmt;
@@ -165,7 +165,11 @@ impl AuditSigningKey {
 
 impl fmt::Debug for AuditSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AuditSigningKey(public {}, secret [REDACTED])", self.public_key())
+        write!(
+            f,
+            "AuditSigningKey(public {}, secret [REDACTED])",
+            self.public_key()
+        )
     }
 }
 
@@ -335,7 +339,10 @@ impl AuditLog {
         log.append(
             AuditEvent::new("audit.open")
                 .detail("public_key", public_key.to_hex())
-                .detail("resumed_after_seq", resumed.map_or(Value::Null, Value::from)),
+                .detail(
+                    "resumed_after_seq",
+                    resumed.map_or(Value::Null, Value::from),
+                ),
         )?;
         Ok(log)
     }

@@ -56,7 +56,13 @@ fn check_signed(bytes: &[u8], key: &VerifyingKey, segment: u64, what: &str) -> R
     let (body, sig) = split_signed(bytes)
         .ok_or_else(|| bad(segment, None, format!("{what} is not a signed file")))?;
     key.verify_strict(body, &Signature::from_bytes(&sig))
-        .map_err(|_| bad(segment, None, format!("{what} signature does not verify with the given public key")))?;
+        .map_err(|_| {
+            bad(
+                segment,
+                None,
+                format!("{what} signature does not verify with the given public key"),
+            )
+        })?;
     Ok(body.to_vec())
 }
 
@@ -70,7 +76,8 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
     let key = VerifyingKey::from_bytes(&public_key.0)
         .map_err(|_| Error::InvalidConfig("not a valid Ed25519 public key".into()))?;
     let mut report = VerifyReport::default();
-    let (mut next_seq, mut prev_hash, mut prev_cp) = (0u64, ZERO_HASH.to_owned(), ZERO_HASH.to_owned());
+    let (mut next_seq, mut prev_hash, mut prev_cp) =
+        (0u64, ZERO_HASH.to_owned(), ZERO_HASH.to_owned());
     let mut first_segment = 1;
     let wm = watermark_path(dir);
     if wm.exists() {
@@ -91,7 +98,11 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
     let mut expected_segment = first_segment;
     for &n in &segments {
         if n != expected_segment {
-            return Err(bad(expected_segment, None, format!("segment {expected_segment} is missing")));
+            return Err(bad(
+                expected_segment,
+                None,
+                format!("segment {expected_segment} is missing"),
+            ));
         }
         expected_segment += 1;
         report.segments += 1;
@@ -106,13 +117,20 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 continue;
             }
             let rec: AuditRecord = serde_json::from_slice(line).map_err(|e| {
-                bad(n, Some(next_seq), format!("record {next_seq} is not a valid record: {e}"))
+                bad(
+                    n,
+                    Some(next_seq),
+                    format!("record {next_seq} is not a valid record: {e}"),
+                )
             })?;
             if rec.seq != next_seq {
                 return Err(bad(
                     n,
                     Some(next_seq),
-                    format!("expected record {next_seq}, found record {} (deleted, reordered or duplicated records)", rec.seq),
+                    format!(
+                        "expected record {next_seq}, found record {} (deleted, reordered or duplicated records)",
+                        rec.seq
+                    ),
                 ));
             }
             if rec.prev != prev_hash {
@@ -120,7 +138,9 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 return Err(bad(
                     n,
                     Some(culprit),
-                    format!("record {next_seq} does not link to record {culprit}: record {culprit} was modified (or the link of record {next_seq})"),
+                    format!(
+                        "record {next_seq} does not link to record {culprit}: record {culprit} was modified (or the link of record {next_seq})"
+                    ),
                 ));
             }
             prev_hash = sha256_hex(line);
@@ -137,12 +157,35 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 .map_err(|e| bad(n, None, format!("checkpoint unreadable: {e}")))?;
             let problems = [
                 (c.segment != n, "names another segment".to_owned()),
-                (c.first_seq != first_seq || c.count != leaves.len() as u64,
-                    format!("covers records {}..{}, the segment holds {}..{}", c.first_seq, c.first_seq + c.count, first_seq, next_seq)),
-                (c.merkle_root != hex(&merkle_root(&leaves)), "Merkle root does not match the records".to_owned()),
-                (c.last_hash != prev_hash, "chain head does not match the last record".to_owned()),
-                (c.prev_checkpoint != prev_cp, "does not link to the previous checkpoint".to_owned()),
-                (c.torn_tail_bytes != tail, format!("records a {}-byte torn tail, the segment has {tail}", c.torn_tail_bytes)),
+                (
+                    c.first_seq != first_seq || c.count != leaves.len() as u64,
+                    format!(
+                        "covers records {}..{}, the segment holds {}..{}",
+                        c.first_seq,
+                        c.first_seq + c.count,
+                        first_seq,
+                        next_seq
+                    ),
+                ),
+                (
+                    c.merkle_root != hex(&merkle_root(&leaves)),
+                    "Merkle root does not match the records".to_owned(),
+                ),
+                (
+                    c.last_hash != prev_hash,
+                    "chain head does not match the last record".to_owned(),
+                ),
+                (
+                    c.prev_checkpoint != prev_cp,
+                    "does not link to the previous checkpoint".to_owned(),
+                ),
+                (
+                    c.torn_tail_bytes != tail,
+                    format!(
+                        "records a {}-byte torn tail, the segment has {tail}",
+                        c.torn_tail_bytes
+                    ),
+                ),
             ];
             if let Some((_, why)) = problems.iter().find(|(p, _)| *p) {
                 return Err(bad(n, None, format!("checkpoint of segment {n} {why}")));
@@ -150,14 +193,24 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
             prev_cp = sha256_hex(&body);
             report.sealed_segments += 1;
             if tail > 0 {
-                report.torn_tail = Some(TornTail { segment: n, bytes: tail });
+                report.torn_tail = Some(TornTail {
+                    segment: n,
+                    bytes: tail,
+                });
             }
         } else if Some(n) != last {
-            return Err(bad(n, None, format!("segment {n} is closed but has no checkpoint")));
+            return Err(bad(
+                n,
+                None,
+                format!("segment {n} is closed but has no checkpoint"),
+            ));
         } else {
             report.unsealed_records = leaves.len() as u64;
             if tail > 0 {
-                report.torn_tail = Some(TornTail { segment: n, bytes: tail });
+                report.torn_tail = Some(TornTail {
+                    segment: n,
+                    bytes: tail,
+                });
             }
         }
     }

@@ -153,19 +153,27 @@ impl Writer {
             let cp = checkpoint_path(&dir, last);
             if cp.exists() {
                 let (c, h): (Checkpoint, _) = read_signed(&cp, "checkpoint")?;
+                if c.public_key != key.public_key().to_hex() {
+                    return Err(Error::InvalidConfig(format!(
+                        "audit directory {} holds a log signed by key {}; open it with that \
+                         signing key (AuditConfig::signing_key) or use a new directory",
+                        dir.display(),
+                        c.public_key
+                    )));
+                }
                 next_seq = c.first_seq + c.count;
                 prev_hash = c.last_hash;
                 prev_checkpoint = h;
             } else {
                 // A segment left open by a crash: seal what is complete in it.
                 let bytes = fs::read(segment_path(&dir, last))?;
-                let complete = bytes
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
+                let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                 let mut leaves = Vec::new();
                 let first_seq = next_seq;
-                for line in bytes[..complete].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                for line in bytes[..complete]
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
                     let rec: AuditRecord =
                         serde_json::from_slice(line).map_err(|e| parse_err("audit record", e))?;
                     next_seq = rec.seq + 1;

@@ -118,8 +118,8 @@ pub(crate) enum WatchdogStep {
 #[derive(Debug)]
 pub(crate) enum Verdict {
     Allow,
-    /// Go ahead, but the violation was recorded (LogOnly).
-    AllowLogged,
+    /// Go ahead, but the violation was recorded (LogOnly); the error describes it.
+    AllowLogged(Error),
     Deny(Error),
     /// Refuse and stop the kernel.
     DenyAndTerminate(Error),
@@ -404,7 +404,7 @@ impl KernelSandbox {
         });
         match action {
             ViolationAction::Deny => Verdict::Deny(error),
-            ViolationAction::LogOnly => Verdict::AllowLogged,
+            ViolationAction::LogOnly => Verdict::AllowLogged(error),
             ViolationAction::Terminate => Verdict::DenyAndTerminate(error),
         }
     }
@@ -459,7 +459,7 @@ impl KernelSandbox {
                     },
                     format!("send to {} on {topic:?}", dst.id),
                 );
-                if !matches!(v, Verdict::AllowLogged) {
+                if !matches!(v, Verdict::AllowLogged(_)) {
                     return v;
                 }
                 verdict = v;
@@ -540,7 +540,7 @@ impl KernelSandbox {
                         format!("running for {elapsed:?}, limit {limit:?}"),
                     );
                     // Deny and Terminate both stop the kernel; LogOnly only records.
-                    if !matches!(verdict, Verdict::AllowLogged) {
+                    if !matches!(verdict, Verdict::AllowLogged(_)) {
                         steps.push(WatchdogStep::Raise(slot.id.clone()));
                     }
                 }

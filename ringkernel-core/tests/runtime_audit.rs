@@ -1,0 +1,130 @@
+//! The runtime's audit trail: what a production runtime records, and that it verifies.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::time::{Duration, Instant};
+
+use ringkernel_core::Error;
+use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
+use ringkernel_core::security::audit::{AuditConfig, AuditRecord, verify};
+use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
+
+#[test]
+fn a_production_runtime_records_what_happened_and_never_payloads() {
+    let dir = std::env::temp_dir().join(format!("rk-runtime-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sandbox = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
+    );
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
+        .with_sandbox(sandbox)
+        .with_audit_logging(AuditConfig {
+            log_k2k_messages: true,
+            log_memory_access: true,
+            log_violations: true,
+            retention_days: 90,
+            ..AuditConfig::in_directory(&dir)
+        })
+        .build()
+        .unwrap();
+    let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    src.send("sink", "t", b"SECRET-PAYLOAD-MARKER").unwrap();
+    assert!(matches!(
+        src.send("src", "t", b"x"),
+        Err(Error::Denied { .. })
+    ));
+    let buf = src.allocate(64).unwrap();
+    src.free(buf).unwrap();
+    rt.rotate_keys().unwrap();
+    let t0 = Instant::now();
+    while sink.status().unwrap().messages_processed < 1 {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pk = rt.audit_log().unwrap().public_key();
+    rt.shutdown().unwrap();
+
+    let report = verify(&dir, &pk).unwrap();
+    assert_eq!(
+        report.sealed_segments, report.segments,
+        "shutdown seals the log"
+    );
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            !text.contains("SECRET-PAYLOAD-MARKER"),
+            "payload leaked into {path:?}"
+        );
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            records.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap()),
+            );
+        }
+    }
+    records.sort_by_key(|r| r.seq);
+    let has = |event: &str, result: &str| {
+        records
+            .iter()
+            .any(|r| r.event == event && r.result == result)
+    };
+    for (event, result) in [
+        ("audit.open", "ok"),
+        ("runtime.configure", "ok"),
+        ("kernel.launch", "ok"),
+        ("k2k.send", "ok"),
+        ("k2k.send", "denied"),
+        ("sandbox.violation", "denied"),
+        ("memory.allocate", "ok"),
+        ("memory.free", "ok"),
+        ("key.rotate", "ok"),
+        ("kernel.terminate", "ok"),
+        ("kernel.stopped", "ok"),
+        ("runtime.shutdown", "ok"),
+    ] {
+        assert!(has(event, result), "no {event} / {result} record");
+    }
+    let send = records
+        .iter()
+        .find(|r| r.event == "k2k.send" && r.result == "ok")
+        .unwrap();
+    assert_eq!(send.actor, "kernel:src");
+    assert_eq!(send.target, "sink");
+    assert_eq!(send.details["bytes"], 21);
+    let configure = records
+        .iter()
+        .find(|r| r.event == "runtime.configure")
+        .unwrap();
+    assert_eq!(configure.details["encryption"], "AES-256-GCM");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn production_refuses_a_disabled_audit_log() {
+    match RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(AuditConfig::disabled())
+        .build()
+    {
+        Err(Error::InvalidConfig(msg)) => assert!(msg.contains("development()"), "{msg}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    let rt = RuntimeBuilder::new()
+        .development()
+        .with_audit_logging(AuditConfig::disabled())
+        .build()
+        .unwrap();
+    assert!(rt.audit_log().is_none());
+    assert!(
+        rt.security_notes()
+            .iter()
+            .any(|n| n.contains("audit log disabled"))
+    );
+}
