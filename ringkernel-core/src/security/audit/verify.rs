@@ -95,8 +95,7 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
         .filter(|&n| n >= first_segment)
         .collect();
     let last = segments.last().copied();
-    let mut expected_segment = first_segment;
-    for &n in &segments {
+    for (expected_segment, &n) in (first_segment..).zip(segments.iter()) {
         if n != expected_segment {
             return Err(bad(
                 expected_segment,
@@ -104,7 +103,6 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 format!("segment {expected_segment} is missing"),
             ));
         }
-        expected_segment += 1;
         report.segments += 1;
         let bytes = fs::read(segment_path(dir, n))?;
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
