@@ -8,12 +8,13 @@ use super::gate::Gate;
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
+use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Production refuses insecure settings and fills in secure defaults; development allows
 /// them and says so in the compliance report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum SecurityMode {
     /// Secure defaults for every layer not configured; insecure settings are errors.
     Production,
@@ -66,6 +67,7 @@ pub struct RuntimeBuilder {
     encryption: Option<MemoryEncryption>,
     sandbox: Option<KernelSandbox>,
     audit: Option<AuditConfig>,
+    compliance: Option<ComplianceReporter>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -77,6 +79,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("encryption", &self.encryption)
             .field("sandbox", &self.sandbox)
             .field("audit", &self.audit)
+            .field("compliance", &self.compliance)
             .finish()
     }
 }
@@ -97,6 +100,7 @@ impl RuntimeBuilder {
             encryption: None,
             sandbox: None,
             audit: None,
+            compliance: None,
         }
     }
 
@@ -144,6 +148,14 @@ impl RuntimeBuilder {
     /// `AuditConfig::disabled()`.
     pub fn with_audit_logging(mut self, config: AuditConfig) -> Self {
         self.audit = Some(config);
+        self
+    }
+
+    /// A compliance reporter to attach to the runtime being built (its continuous
+    /// monitoring, if enabled, starts once the runtime runs). `Runtime::compliance()`
+    /// returns it.
+    pub fn with_compliance(mut self, reporter: ComplianceReporter) -> Self {
+        self.compliance = Some(reporter);
         self
     }
 
@@ -277,7 +289,7 @@ impl RuntimeBuilder {
         }
         let backend = self.backend.unwrap_or_else(|| Box::new(CpuBackend::new()));
         tracing::info!(backend = backend.info().name, mode = ?self.mode, "building runtime");
-        Runtime::start(Arc::new(Gate::new(
+        let mut runtime = Runtime::start(Arc::new(Gate::new(
             backend,
             self.mode,
             self.config,
@@ -285,6 +297,11 @@ impl RuntimeBuilder {
             sandbox,
             audit,
             notes,
-        )))
+        )))?;
+        if let Some(reporter) = self.compliance {
+            reporter.attach(runtime.gate_ref());
+            runtime.set_compliance(reporter);
+        }
+        Ok(runtime)
     }
 }

@@ -27,6 +27,7 @@
 mod builder;
 mod context;
 mod gate;
+pub(crate) mod gate_access;
 mod sealing;
 
 pub use builder::{RuntimeBuilder, RuntimeConfig, SecurityMode};
@@ -236,6 +237,7 @@ impl AsRef<str> for KernelHandle {
 pub struct Runtime {
     gate: Arc<Gate>,
     ticker: Mutex<Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>>,
+    compliance: Option<crate::security::compliance::ComplianceReporter>,
 }
 
 impl Runtime {
@@ -259,6 +261,7 @@ impl Runtime {
         Ok(Runtime {
             gate,
             ticker: Mutex::new(Some((stop_tx, ticker))),
+            compliance: None,
         })
     }
 
@@ -319,6 +322,19 @@ impl Runtime {
     /// `Algorithm::None` in development mode).
     pub fn encryption(&self) -> Option<&MemoryEncryption> {
         self.gate.encryption.as_ref()
+    }
+
+    pub(crate) fn set_compliance(&mut self, r: crate::security::compliance::ComplianceReporter) {
+        self.compliance = Some(r);
+    }
+
+    /// The compliance reporter given to `RuntimeBuilder::with_compliance`.
+    pub fn compliance(&self) -> Option<&crate::security::compliance::ComplianceReporter> {
+        self.compliance.as_ref()
+    }
+
+    pub(crate) fn gate_ref(&self) -> gate_access::GateRef {
+        Arc::downgrade(&self.gate)
     }
 
     /// The audit log, when one is configured.

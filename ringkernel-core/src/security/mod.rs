@@ -4,16 +4,22 @@
 //!   state in device memory; key derivation; timed rotation.
 //! - [`memory`]: `SecureBuffer` — locked, zeroed host memory for secrets.
 //! - [`audit`]: `AuditLog` — hash-chained, signed, tamper-evident audit records.
+//! - [`compliance`]: `ComplianceReporter` — reports that read the live runtime.
 //! - [`sandbox`]: `KernelSandbox` — resource limits and K2K access control.
 //!
 //! The names users know from the reference API are re-exported here.
 
 pub mod audit;
+pub mod compliance;
 pub mod encryption;
 pub mod memory;
 pub mod sandbox;
 
 pub use audit::{AuditConfig, AuditEvent, AuditLog, AuditPublicKey, AuditSigningKey};
+pub use compliance::{
+    ComplianceCheck, ComplianceReport, ComplianceReporter, ComplianceStandard, ComplianceStatus,
+    ExportFormat,
+};
 pub use encryption::{
     Algorithm, EncryptionConfig, EncryptionStats, KeyDerivation, KeyId, MemoryEncryption,
     SealedData,

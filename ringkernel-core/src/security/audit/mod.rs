@@ -27,6 +27,11 @@ mod verify;
 mod writer;
 
 pub use format::{AuditRecord, Checkpoint, Watermark, ZERO_HASH, leaf_hash, merkle_root};
+
+/// RFC 3339 UTC with microseconds, as used in audit records and reports.
+pub fn format_time(t: SystemTime) -> String {
+    format::rfc3339(t)
+}
 pub use verify::{TornTail, VerifyReport, verify};
 
 use std::fmt;

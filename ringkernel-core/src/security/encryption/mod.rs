@@ -87,7 +87,7 @@ pub struct KeyMetadata {
 }
 
 /// Counters of the encryption layer (read without locks).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EncryptionStats {
     /// Records and streams sealed.
     pub seals: u64,

@@ -50,7 +50,7 @@ pub enum ViolationType {
 
 /// The kind of a violation, without its numbers: the key for configured actions and
 /// counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum ViolationKind {
     /// [`ViolationType::MemoryExceeded`].
     MemoryExceeded,

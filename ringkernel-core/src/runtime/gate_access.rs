@@ -1,0 +1,101 @@
+//! What other layers (compliance) may read from the gate: a weak reference, a
+//! snapshot of its security state, and the audit hook. Crate-internal.
+
+use std::sync::{Arc, Weak};
+use std::time::SystemTime;
+
+use super::gate::Gate;
+use crate::security::audit::AuditEvent;
+use crate::security::compliance::{AuditFacts, ComplianceContext, EncryptionFacts, SandboxFacts};
+use crate::security::encryption::KeySource;
+use crate::security::memory::memory_protection_info;
+
+/// A weak reference to a runtime's gate.
+pub(crate) type GateRef = Weak<Gate>;
+/// The gate itself.
+pub(crate) type GateInner = Gate;
+
+/// Records an audit event through the gate.
+pub(crate) fn audit(gate: &Arc<Gate>, make: impl FnOnce() -> AuditEvent) {
+    gate.audit(make);
+}
+
+/// Snapshots the gate's security state for compliance checks.
+pub(crate) fn snapshot(gate: &Arc<Gate>, at: SystemTime) -> ComplianceContext {
+    let memory_encryption = match &gate.encryption {
+        Some(e) if e.is_enabled() => {
+            let c = e.config();
+            EncryptionFacts {
+                enabled: true,
+                algorithm: Some(e.algorithm()),
+                seals_control_blocks: c.seals_control_blocks(),
+                seals_message_queues: c.seals_message_queues(),
+                seals_kernel_state: c.seals_kernel_state(),
+                auto_rotate: c.get_auto_rotate(),
+                current_key_epoch: e.current_key_id().map(|k| k.0),
+                key_age: e.current_key_age(),
+                key_source: match e.key_metadata().source {
+                    KeySource::Random => "random",
+                    KeySource::Password => "password-derived",
+                    KeySource::Disabled => "disabled",
+                }
+                .into(),
+                key_derivation: c.get_key_derivation().describe(),
+                stats: e.stats(),
+            }
+        }
+        _ => EncryptionFacts {
+            key_source: "disabled".into(),
+            ..EncryptionFacts::default()
+        },
+    };
+    let sandbox = match &gate.sandbox {
+        Some(sb) => {
+            let l = sb.default_limits();
+            SandboxFacts {
+                present: true,
+                default_denies_k2k: sb.default_policy().is_some_and(|p| p.denies_by_default()),
+                default_limits: l,
+                limits_set: [
+                    l.memory_bytes().is_some(),
+                    l.execution_time().is_some(),
+                    l.messages_per_second().is_some(),
+                    l.k2k_connections().is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count() as u32,
+                permitted_routes: sb.route_table().permitted_routes(),
+                violations: sb.violation_totals(),
+            }
+        }
+        None => SandboxFacts::default(),
+    };
+    let audit = match &gate.audit {
+        Some(log) => {
+            let c = log.config();
+            AuditFacts {
+                enabled: true,
+                directory: Some(c.directory.clone()),
+                retention_days: c.retention_days,
+                logs_violations: c.log_violations,
+                logs_k2k_messages: c.log_k2k_messages,
+                logs_memory_access: c.log_memory_access,
+                public_key: Some(log.public_key().to_hex()),
+                verification: Some(log.verify().map_err(|e| e.to_string())),
+            }
+        }
+        None => AuditFacts::default(),
+    };
+    ComplianceContext {
+        generated_at: at,
+        mode: gate.mode,
+        backend: gate.backend_info(),
+        memory_encryption,
+        memory_protection: memory_protection_info(),
+        sandbox,
+        audit,
+        kernels: gate.kernel_ids().len(),
+        notes: gate.notes.clone(),
+    }
+}

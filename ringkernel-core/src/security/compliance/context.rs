@@ -1,0 +1,120 @@
+//! [`ComplianceContext`]: a snapshot of the live runtime that checks read.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::backend::BackendInfo;
+use crate::runtime::SecurityMode;
+use crate::security::audit::VerifyReport;
+use crate::security::encryption::{Algorithm, EncryptionStats};
+use crate::security::memory::MemoryProtectionInfo;
+use crate::security::sandbox::{ResourceLimits, ViolationKind};
+
+/// Facts about memory encryption.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EncryptionFacts {
+    /// Whether anything is sealed.
+    pub enabled: bool,
+    /// The AEAD, when enabled.
+    pub algorithm: Option<Algorithm>,
+    /// Control blocks sealed in device buffers.
+    pub seals_control_blocks: bool,
+    /// Queued K2K payloads sealed.
+    pub seals_message_queues: bool,
+    /// Saved kernel state sealed.
+    pub seals_kernel_state: bool,
+    /// Timed rotation interval.
+    pub auto_rotate: Option<Duration>,
+    /// Current key epoch.
+    pub current_key_epoch: Option<u32>,
+    /// Age of the current key.
+    pub key_age: Option<Duration>,
+    /// Where the master key came from (`random`, `password`, `disabled`).
+    pub key_source: String,
+    /// The password KDF, described.
+    pub key_derivation: String,
+    /// Counters.
+    pub stats: EncryptionStats,
+}
+
+impl EncryptionFacts {
+    /// Whether memory encryption is on (the reference API's name).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// Facts about the sandbox.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SandboxFacts {
+    /// Whether the runtime has a sandbox.
+    pub present: bool,
+    /// Whether the default policy denies K2K routes nobody allowed.
+    pub default_denies_k2k: bool,
+    /// The default limits.
+    #[serde(skip)]
+    pub default_limits: ResourceLimits,
+    /// How many of the four default limits are set.
+    pub limits_set: u32,
+    /// Per-kernel overrides (compiled route rules in the route table).
+    pub permitted_routes: usize,
+    /// Violations so far, by kind.
+    pub violations: Vec<(ViolationKind, u64)>,
+}
+
+impl SandboxFacts {
+    /// All violations.
+    pub fn total_violations(&self) -> u64 {
+        self.violations.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Facts about the audit log.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuditFacts {
+    /// Whether the runtime keeps an audit log.
+    pub enabled: bool,
+    /// Its directory.
+    pub directory: Option<PathBuf>,
+    /// Retention in days (0: forever).
+    pub retention_days: u32,
+    /// Whether sandbox violations are recorded.
+    pub logs_violations: bool,
+    /// Whether K2K sends are recorded.
+    pub logs_k2k_messages: bool,
+    /// Whether memory access is recorded.
+    pub logs_memory_access: bool,
+    /// The public key auditors verify with.
+    pub public_key: Option<String>,
+    /// The result of verifying the log now.
+    #[serde(skip)]
+    pub verification: Option<Result<VerifyReport, String>>,
+}
+
+/// A snapshot of the runtime, taken by `ComplianceReporter::generate`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComplianceContext {
+    /// When the snapshot was taken (injectable for reproducible reports).
+    #[serde(skip)]
+    pub generated_at: SystemTime,
+    /// Production or development.
+    pub mode: SecurityMode,
+    /// The backend.
+    #[serde(skip)]
+    pub backend: BackendInfo,
+    /// Memory encryption.
+    pub memory_encryption: EncryptionFacts,
+    /// Host memory protection for secrets.
+    #[serde(skip)]
+    pub memory_protection: MemoryProtectionInfo,
+    /// The sandbox.
+    pub sandbox: SandboxFacts,
+    /// The audit log.
+    pub audit: AuditFacts,
+    /// Kernels known to the runtime.
+    pub kernels: usize,
+    /// What the builder recorded (insecure choices allowed in development, defaults).
+    pub notes: Vec<String>,
+}

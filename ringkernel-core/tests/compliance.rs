@@ -1,0 +1,436 @@
+//! Compliance reports read the live runtime; exports are real, escaped, deterministic.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
+use ringkernel_core::security::compliance::{
+    CheckResult, ComplianceCheck, ComplianceReport, ComplianceReporter, ComplianceStandard,
+    ComplianceStatus, ExportFormat,
+};
+use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "rk-compliance-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn secured(retention_days: u32) -> (Runtime, std::path::PathBuf) {
+    let dir = scratch("audit");
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::conservative(),
+            SandboxPolicy::restrictive().k2k_allow_list(&["b"]),
+        ))
+        .with_audit_logging(AuditConfig {
+            retention_days,
+            ..AuditConfig::in_directory(&dir)
+        })
+        .build()
+        .unwrap();
+    (rt, dir)
+}
+
+fn check<'a>(r: &'a ComplianceReport, id: &str) -> &'a CheckResult {
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no {id} in {:?}", r.standard))
+}
+
+#[test]
+fn an_unencrypted_runtime_is_non_compliant_with_recommendations() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt);
+    for standard in ComplianceStandard::BUILT_IN {
+        let r = reporter.generate(standard).unwrap();
+        assert!(r.checks.len() >= 5, "{standard}: {} checks", r.checks.len());
+        for c in &r.checks {
+            assert!(!c.controls.is_empty(), "{} has no control reference", c.id);
+        }
+        let enc = check(&r, "ENC-01");
+        assert!(
+            matches!(enc.status, ComplianceStatus::NonCompliant { .. }),
+            "{standard}"
+        );
+        assert!(
+            enc.recommendation
+                .as_ref()
+                .unwrap()
+                .contains("MemoryEncryption")
+        );
+        assert!(enc.evidence.is_none());
+        assert!(matches!(
+            check(&r, "CFG-01").status,
+            ComplianceStatus::NonCompliant { .. }
+        ));
+    }
+    let soc2 = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    assert_eq!(check(&soc2, "ENC-01").controls, vec!["CC6.1"]);
+    let pci = reporter.generate(ComplianceStandard::PciDss).unwrap();
+    assert_eq!(check(&pci, "ENC-01").controls, vec!["3.5", "3.5.1"]);
+    let fed = reporter.generate(ComplianceStandard::FedRamp).unwrap();
+    assert_eq!(check(&fed, "AUD-02").controls, vec!["AU-9", "AU-9(3)"]);
+}
+
+#[test]
+fn a_secured_runtime_is_compliant_with_evidence_from_its_state() {
+    let (rt, dir) = secured(400);
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    rt.launch("b", LaunchOptions::new()).unwrap();
+    a.send("b", "t", b"x").unwrap();
+    let reporter = ComplianceReporter::new(&rt).organization("Example Corp");
+    let r = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    let enc = check(&r, "ENC-01");
+    assert!(
+        matches!(enc.status, ComplianceStatus::Compliant { .. }),
+        "{enc:?}"
+    );
+    let ev = enc.evidence.as_ref().unwrap();
+    assert!(
+        ev.contains("AES-256-GCM") && ev.contains("control blocks"),
+        "{ev}"
+    );
+    for id in [
+        "ACC-01", "AVL-01", "AUD-01", "AUD-02", "AUD-03", "CFG-01", "MEM-01", "KEY-01",
+    ] {
+        assert!(
+            matches!(check(&r, id).status, ComplianceStatus::Compliant { .. }),
+            "{id}: {:?}",
+            check(&r, id)
+        );
+    }
+    assert!(
+        check(&r, "AUD-02")
+            .evidence
+            .as_ref()
+            .unwrap()
+            .contains("verify")
+    );
+    // A violation turns MON-01 from compliant to partially compliant, with a finding.
+    assert!(matches!(
+        check(&r, "MON-01").status,
+        ComplianceStatus::Compliant { .. }
+    ));
+    assert!(a.send("a", "t", b"").is_err());
+    let r2 = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    let mon = check(&r2, "MON-01");
+    assert!(matches!(
+        mon.status,
+        ComplianceStatus::PartiallyCompliant { .. }
+    ));
+    assert!(
+        mon.finding
+            .as_ref()
+            .unwrap()
+            .contains("1 sandbox violation")
+    );
+    // FedRAMP is honest about FIPS validation.
+    let fed = reporter.generate(ComplianceStandard::FedRamp).unwrap();
+    assert!(
+        check(&fed, "ENC-02")
+            .finding
+            .as_ref()
+            .unwrap()
+            .contains("FIPS")
+    );
+    rt.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn retention_is_judged_per_standard() {
+    let (rt, dir) = secured(90);
+    let reporter = ComplianceReporter::new(&rt);
+    let pci = reporter.generate(ComplianceStandard::PciDss).unwrap();
+    let ret = check(&pci, "AUD-03");
+    assert_eq!(ret.controls, vec!["10.5.1"]);
+    assert!(matches!(ret.status, ComplianceStatus::NonCompliant { .. }));
+    assert!(ret.finding.as_ref().unwrap().contains("twelve months"));
+    assert!(ret.recommendation.as_ref().unwrap().contains("365"));
+    let hipaa = reporter.generate(ComplianceStandard::Hipaa).unwrap();
+    assert!(
+        check(&hipaa, "AUD-03")
+            .finding
+            .as_ref()
+            .unwrap()
+            .contains("six years")
+    );
+    let gdpr = reporter.generate(ComplianceStandard::Gdpr).unwrap();
+    assert!(matches!(
+        check(&gdpr, "AUD-03").status,
+        ComplianceStatus::Compliant { .. }
+    ));
+    rt.shutdown().unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn custom_checks_as_in_the_reference() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt);
+    let custom_check = ComplianceCheck::new("GPU_MEM_ENCRYPT")
+        .name("GPU Memory Encryption")
+        .description("All GPU memory must be encrypted at rest")
+        .standard(ComplianceStandard::Custom("INTERNAL_SEC_001"))
+        .check(|ctx| {
+            if ctx.memory_encryption.is_enabled() {
+                ComplianceStatus::Compliant {
+                    evidence: "AES-256-GCM encryption enabled".to_string(),
+                }
+            } else {
+                ComplianceStatus::NonCompliant {
+                    finding: "GPU memory encryption not enabled".to_string(),
+                    recommendation: "Enable memory encryption with MemoryEncryption::new()"
+                        .to_string(),
+                }
+            }
+        });
+    reporter.add_check(custom_check);
+    let r = reporter
+        .generate(ComplianceStandard::Custom("INTERNAL_SEC_001"))
+        .unwrap();
+    assert_eq!(r.checks.len(), 1);
+    let c = &r.checks[0];
+    assert_eq!(
+        (c.id.as_str(), c.name.as_str()),
+        ("GPU_MEM_ENCRYPT", "GPU Memory Encryption")
+    );
+    assert_eq!(
+        c.finding.as_deref(),
+        Some("GPU memory encryption not enabled")
+    );
+    // Not part of other standards' reports.
+    let soc2 = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    assert!(soc2.checks.iter().all(|c| c.id != "GPU_MEM_ENCRYPT"));
+}
+
+fn hostile_report() -> (Runtime, ComplianceReporter, ComplianceReport) {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt)
+        .organization("<script>alert('org')</script> & Co")
+        .with_fixed_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    reporter.add_check(
+        ComplianceCheck::new("XSS-1")
+            .name("<script>alert('name')</script>")
+            .standard(ComplianceStandard::Soc2)
+            .controls(&["<b>CC9.9</b>"])
+            .check(|_| ComplianceStatus::Compliant {
+                evidence: "<script>alert('evidence')</script> | pipe".into(),
+            }),
+    );
+    let ctx = reporter.context().unwrap();
+    let report = reporter.generate_from(&ctx, ComplianceStandard::Soc2);
+    (rt, reporter, report)
+}
+
+#[test]
+fn html_escapes_everything_and_json_keeps_it_intact() {
+    let (_rt, reporter, report) = hostile_report();
+    let html = String::from_utf8(reporter.render(&report, ExportFormat::Html).unwrap()).unwrap();
+    assert!(!html.contains("<script"), "unescaped script tag in HTML");
+    assert!(!html.contains("<b>CC9.9"));
+    assert!(
+        html.contains("&lt;script&gt;alert('name')&lt;/script&gt;")
+            || html.contains("&lt;script&gt;alert(&#39;name&#39;)&lt;/script&gt;")
+            || html.contains("&lt;script&gt;")
+    );
+    assert!(html.contains("http-equiv=\"Content-Security-Policy\""));
+    assert!(html.contains("default-src 'none'"));
+    assert!(html.contains("<svg"), "summary graphic");
+    let json: serde_json::Value =
+        serde_json::from_slice(&reporter.render(&report, ExportFormat::Json).unwrap()).unwrap();
+    assert_eq!(json["organization"], "<script>alert('org')</script> & Co");
+    assert_eq!(json["schema"], "ringkernel.compliance-report/v1");
+    let xss = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "XSS-1")
+        .unwrap();
+    assert_eq!(xss["name"], "<script>alert('name')</script>");
+    assert_eq!(xss["evidence"], "<script>alert('evidence')</script> | pipe");
+    assert_eq!(xss["status"]["status"], "compliant");
+    let md = String::from_utf8(reporter.render(&report, ExportFormat::Markdown).unwrap()).unwrap();
+    assert!(!md.contains("<script"));
+    assert!(md.contains("\\| pipe"), "pipes escaped in tables");
+}
+
+#[test]
+fn same_context_same_bytes_in_every_format() {
+    let (_rt, reporter, report) = hostile_report();
+    for format in [
+        ExportFormat::Json,
+        ExportFormat::Html,
+        ExportFormat::Markdown,
+        ExportFormat::Pdf,
+    ] {
+        let a = reporter.render(&report, format).unwrap();
+        let b = reporter.render(&report, format).unwrap();
+        assert_eq!(a, b, "{format:?} is not deterministic");
+    }
+    let ctx = reporter.context().unwrap();
+    assert_eq!(
+        reporter.generate_from(&ctx, ComplianceStandard::Soc2),
+        reporter.generate_from(&ctx, ComplianceStandard::Soc2)
+    );
+    assert_eq!(report.generated_at, "2026-11-18T11:06:40.000000Z");
+}
+
+fn tool(name: &str) -> bool {
+    Command::new(name).arg("--version").output().is_ok()
+}
+
+#[test]
+fn pdf_is_a_real_pdf_that_qpdf_accepts_and_pdftotext_reads() {
+    assert!(
+        tool("qpdf") && tool("pdftotext"),
+        "qpdf and poppler-utils are needed (scripts/test.sh installs them)"
+    );
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt).organization("Example Corp");
+    // Many checks, so that the report needs several pages.
+    for i in 0..40 {
+        reporter.add_check(
+            ComplianceCheck::new(&format!("ZZ-{i:02}"))
+                .name(&format!("Custom control number {i}"))
+                .description("A long description that wraps over more than one line in the PDF report, to exercise wrapping and page breaks.")
+                .standard(ComplianceStandard::Soc2)
+                .controls(&["CC1.1"])
+                .check(|_| ComplianceStatus::NotApplicable { reason: "example".into() }),
+        );
+    }
+    let report = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    let dir = scratch("pdf");
+    let path = dir.join("soc2.pdf");
+    reporter.export(&report, ExportFormat::Pdf, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    assert!(
+        bytes.len() < 200_000,
+        "subset fonts keep it small: {} bytes",
+        bytes.len()
+    );
+    let check = Command::new("qpdf")
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "qpdf --check failed: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let pages = Command::new("qpdf")
+        .arg("--show-npages")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let pages: u32 = String::from_utf8_lossy(&pages.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pages >= 3, "{pages} pages");
+    let text = Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for c in &report.checks {
+        assert!(text.contains(&c.name), "pdftotext lost {:?}", c.name);
+    }
+    if tool("pdffonts") {
+        let fonts = Command::new("pdffonts").arg(&path).output().unwrap();
+        let fonts = String::from_utf8_lossy(&fonts.stdout);
+        assert!(fonts.contains("DejaVuSans"), "{fonts}");
+        for line in fonts.lines().skip(2) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // columns: name type encoding emb sub uni object ID
+            let n = cols.len();
+            assert!(
+                n >= 7 && cols[n - 5] == "yes" && cols[n - 4] == "yes",
+                "font not embedded as subset: {line}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn continuous_monitoring_audits_status_changes() {
+    let (rt, dir) = secured(400);
+    let a = rt.launch("a", LaunchOptions::new()).unwrap();
+    let reporter =
+        ComplianceReporter::new(&rt).enable_continuous_monitoring(Duration::from_millis(40));
+    let t0 = std::time::Instant::now();
+    while reporter.last_reports().len() < 7 {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A violation changes MON-01 in every standard that maps it.
+    assert!(a.send("a", "t", b"").is_err());
+    let changed = reporter.monitor_once().unwrap();
+    assert!(changed >= 1, "{changed}");
+    rt.shutdown().unwrap();
+    drop(reporter);
+    let mut found = false;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "jsonl") {
+            for l in std::fs::read_to_string(&p).unwrap().lines() {
+                let r: AuditRecord = serde_json::from_str(l).unwrap();
+                if r.event == "compliance.status_change" && r.target.ends_with("MON-01") {
+                    assert_eq!(r.details["from"], "compliant");
+                    assert_eq!(r.details["to"], "partially_compliant");
+                    found = true;
+                }
+            }
+        }
+    }
+    assert!(found, "no compliance.status_change audit record");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn with_compliance_attaches_the_reporter_to_the_built_runtime() {
+    let reporter = ComplianceReporter::unattached().organization("Builder Corp");
+    assert!(
+        reporter.generate(ComplianceStandard::Soc2).is_err(),
+        "not attached yet"
+    );
+    let rt = RuntimeBuilder::new()
+        .development()
+        .with_compliance(reporter.clone())
+        .build()
+        .unwrap();
+    let r = rt
+        .compliance()
+        .unwrap()
+        .generate(ComplianceStandard::Gdpr)
+        .unwrap();
+    assert_eq!(r.organization, "Builder Corp");
+    assert_eq!(
+        reporter
+            .generate(ComplianceStandard::Gdpr)
+            .unwrap()
+            .standard,
+        ComplianceStandard::Gdpr
+    );
+    let _ = SystemTime::now();
+}
