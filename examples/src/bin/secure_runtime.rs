@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use ringkernel_core::Result;
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
 use ringkernel_core::security::audit::{AuditConfig, verify};
+use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 use ringkernel_core::security::{
     EncryptionConfig, KernelSandbox, MemoryEncryption, ResourceLimits, SandboxPolicy,
     memory_protection_info,
@@ -234,6 +235,25 @@ fn run() -> Result<()> {
             "  route table: {} permitted route(s) among {} kernel slot(s)",
             table.permitted_routes(),
             table.slots()
+        );
+    }
+
+    // Layer 4: compliance, read from the live runtime.
+    let reporter = ComplianceReporter::new(&runtime).organization("RingKernel example");
+    let soc2 = reporter.generate(ComplianceStandard::Soc2)?;
+    reporter.export(&soc2, ExportFormat::Pdf, "reports/secure_runtime_soc2.pdf")?;
+    reporter.export(
+        &soc2,
+        ExportFormat::Html,
+        "reports/secure_runtime_soc2.html",
+    )?;
+    println!("\nSOC 2 (reports/secure_runtime_soc2.pdf, .html)");
+    for check in &soc2.checks {
+        println!(
+            "  {:<7} {:<48} {}",
+            check.id,
+            check.name,
+            check.status.title()
         );
     }
 

@@ -1,0 +1,166 @@
+//! Audit and compliance benchmarks:
+//! - `audit_append`: records/s through the hash-chained log from 1 and 4 threads,
+//!   against writing the same JSON lines to a plain buffered file;
+//! - `audit_verify`: verification throughput (MB of log per second);
+//! - `compliance`: report generation and each export, for all seven standards.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringkernel_core::runtime::RuntimeBuilder;
+use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, verify};
+use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
+
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rk-bench-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn event(i: u64) -> AuditEvent {
+    AuditEvent::new("k2k.send")
+        .actor("kernel:ingest")
+        .target("processor_1")
+        .detail("topic", "reading")
+        .detail("bytes", 64u64)
+        .detail("sequence", i)
+}
+
+fn append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("audit_append");
+    g.throughput(Throughput::Elements(1));
+    for threads in [1usize, 4] {
+        g.bench_function(format!("chained_{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let dir = scratch("append");
+                let log = AuditLog::open(AuditConfig {
+                    retention_days: 0,
+                    ..AuditConfig::in_directory(&dir)
+                })
+                .expect("log");
+                let per = iters.div_ceil(threads as u64);
+                let t0 = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        let log = log.clone();
+                        s.spawn(move || {
+                            for i in 0..per {
+                                log.append(event(i)).expect("append");
+                            }
+                        });
+                    }
+                });
+                log.flush().expect("flush");
+                let elapsed = t0.elapsed();
+                log.close().expect("close");
+                drop(log);
+                let _ = std::fs::remove_dir_all(&dir);
+                elapsed.mul_f64(iters as f64 / (per * threads as u64) as f64)
+            })
+        });
+    }
+    // Baseline: the same lines (serialized once) written to a plain buffered file.
+    let line = br#"{"seq":12345,"ts":"2026-11-22T03:17:00.123456Z","event":"k2k.send","actor":"kernel:ingest","target":"processor_1","result":"ok","details":{"bytes":64,"sequence":12345,"topic":"reading"},"prev":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}"#;
+    g.bench_function("plain_file_same_lines", |b| {
+        b.iter_custom(|iters| {
+            let dir = scratch("plain");
+            std::fs::create_dir_all(&dir).expect("dir");
+            let f = std::fs::File::create(dir.join("plain.jsonl")).expect("file");
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                w.write_all(line).expect("write");
+                w.write_all(b"\n").expect("write");
+            }
+            w.flush().expect("flush");
+            w.get_ref().sync_data().expect("sync");
+            let elapsed = t0.elapsed();
+            let _ = std::fs::remove_dir_all(&dir);
+            elapsed
+        })
+    });
+    g.finish();
+}
+
+fn verify_bench(c: &mut Criterion) {
+    let dir = scratch("verify");
+    let log = AuditLog::open(AuditConfig {
+        retention_days: 0,
+        max_segment_bytes: 4 << 20,
+        ..AuditConfig::in_directory(&dir)
+    })
+    .expect("log");
+    for i in 0..50_000 {
+        log.append(event(i)).expect("append");
+    }
+    log.close().expect("close");
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum();
+    let pk = log.public_key();
+    let mut g = c.benchmark_group("audit_verify");
+    g.throughput(Throughput::Bytes(bytes));
+    g.sample_size(10);
+    g.bench_function("50000_records", |b| {
+        b.iter(|| black_box(verify(&dir, &pk).expect("verify")))
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn compliance(c: &mut Criterion) {
+    let dir = scratch("compliance");
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(AuditConfig::in_directory(&dir))
+        .build()
+        .expect("runtime");
+    let reporter = ComplianceReporter::new(&rt).organization("Bench Corp");
+    let mut g = c.benchmark_group("compliance");
+    g.sample_size(20);
+    g.bench_function("context_snapshot", |b| {
+        b.iter(|| black_box(reporter.context().expect("ctx")))
+    });
+    let ctx = reporter.context().expect("ctx");
+    g.bench_function("generate_all_7_standards", |b| {
+        b.iter(|| {
+            for s in ComplianceStandard::BUILT_IN {
+                black_box(reporter.generate_from(&ctx, s));
+            }
+        })
+    });
+    let reports: Vec<_> = ComplianceStandard::BUILT_IN
+        .iter()
+        .map(|s| reporter.generate_from(&ctx, *s))
+        .collect();
+    for format in [
+        ExportFormat::Json,
+        ExportFormat::Markdown,
+        ExportFormat::Html,
+        ExportFormat::Pdf,
+    ] {
+        g.bench_function(format!("export_all_7_{}", format.extension()), |b| {
+            b.iter(|| {
+                for r in &reports {
+                    black_box(reporter.render(r, format).expect("render"));
+                }
+            })
+        });
+    }
+    g.finish();
+    rt.shutdown().expect("shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    targets = append, verify_bench, compliance
+}
+criterion_main!(benches);
