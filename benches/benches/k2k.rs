@@ -6,15 +6,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringkernel_benches::wait_processed;
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, RuntimeBuilder};
-
-fn wait_processed(k: &KernelHandle, n: u64) {
-    let t0 = Instant::now();
-    while k.status().expect("status").messages_processed < n {
-        assert!(t0.elapsed() < Duration::from_secs(120), "bench stalled");
-        std::hint::spin_loop();
-    }
-}
 
 fn k2k(c: &mut Criterion) {
     let mut group = c.benchmark_group("k2k_cpu");

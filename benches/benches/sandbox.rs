@@ -9,7 +9,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringkernel_core::runtime::{KernelHandle, LaunchOptions, RuntimeBuilder};
+use ringkernel_benches::wait_processed;
+use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// `n` rules: allow 90% exact ids and 10% wildcards, deny one wildcard family.
@@ -65,14 +66,6 @@ fn decision(c: &mut Criterion) {
         rt.shutdown().expect("shutdown");
     }
     g.finish();
-}
-
-fn wait_processed(k: &KernelHandle, n: u64) {
-    let t0 = Instant::now();
-    while k.status().expect("status").messages_processed < n {
-        assert!(t0.elapsed() < Duration::from_secs(120), "bench stalled");
-        std::hint::spin_loop();
-    }
 }
 
 fn k2k(c: &mut Criterion) {

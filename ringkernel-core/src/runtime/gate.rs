@@ -240,15 +240,10 @@ impl Gate {
             }
             Err(e) => {
                 self.audit(|| {
-                    AuditEvent::new("kernel.launch")
-                        .actor("host")
-                        .target(&id)
-                        .result(if matches!(e, Error::Denied { .. }) {
-                            AuditResult::Denied
-                        } else {
-                            AuditResult::Error
-                        })
-                        .detail("error", e.to_string())
+                    Self::failed(
+                        AuditEvent::new("kernel.launch").actor("host").target(&id),
+                        &e,
+                    )
                 });
                 entry.stop_requested.store(true, Ordering::Release);
                 entry.mailbox.close();
@@ -297,6 +292,16 @@ impl Gate {
         }
     }
 
+    /// Marks an audit event as refused (sandbox) or failed, with the error's message.
+    fn failed(ev: AuditEvent, e: &Error) -> AuditEvent {
+        let result = if matches!(e, Error::Denied { .. }) {
+            AuditResult::Denied
+        } else {
+            AuditResult::Error
+        };
+        ev.result(result).detail("error", e.to_string())
+    }
+
     fn audits(&self, pick: impl Fn(&crate::security::audit::AuditConfig) -> bool) -> bool {
         self.audit.as_ref().is_some_and(|l| pick(l.config()))
     }
@@ -337,7 +342,7 @@ impl Gate {
         op: &str,
         buf: BufferId,
         bytes: u64,
-        r: &Result<()>,
+        err: Option<&Error>,
     ) {
         if self.audits(|c| c.log_memory_access) {
             self.audit(|| {
@@ -345,15 +350,9 @@ impl Gate {
                     .actor(format!("kernel:{}", entry.id))
                     .target(format!("buffer:{}", buf.0))
                     .detail("bytes", bytes);
-                match r {
-                    Ok(()) => ev,
-                    Err(e) => ev
-                        .result(if matches!(e, Error::Denied { .. }) {
-                            AuditResult::Denied
-                        } else {
-                            AuditResult::Error
-                        })
-                        .detail("error", e.to_string()),
+                match err {
+                    None => ev,
+                    Some(e) => Self::failed(ev, e),
                 }
             });
         }
@@ -434,11 +433,8 @@ impl Gate {
 
     pub(crate) fn allocate(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
         let r = self.allocate_inner(entry, len);
-        let (buf, res) = match &r {
-            Ok(b) => (*b, Ok(())),
-            Err(e) => (BufferId(0), Err(clone_for_audit(e))),
-        };
-        self.audit_memory(entry, "allocate", buf, len, &res);
+        let buf = *r.as_ref().unwrap_or(&BufferId(0));
+        self.audit_memory(entry, "allocate", buf, len, r.as_ref().err());
         r
     }
 
@@ -490,8 +486,7 @@ impl Gate {
             }
             self.backend.write(buf, offset, data)
         })();
-        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
-        self.audit_memory(entry, "write", buf, data.len() as u64, &res);
+        self.audit_memory(entry, "write", buf, data.len() as u64, r.as_ref().err());
         r
     }
 
@@ -536,8 +531,7 @@ impl Gate {
             self.backend.read(buf, offset, &mut out)?;
             Ok(out)
         })();
-        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
-        self.audit_memory(entry, "read", buf, len as u64, &res);
+        self.audit_memory(entry, "read", buf, len as u64, r.as_ref().err());
         r
     }
 
@@ -566,8 +560,13 @@ impl Gate {
             entry.memory.fetch_sub(reserved, Ordering::AcqRel);
             Ok(reserved)
         })();
-        let res = r.as_ref().map(|_| ()).map_err(clone_for_audit);
-        self.audit_memory(entry, "free", buf, *r.as_ref().unwrap_or(&0), &res);
+        self.audit_memory(
+            entry,
+            "free",
+            buf,
+            *r.as_ref().unwrap_or(&0),
+            r.as_ref().err(),
+        );
         r.map(|_| ())
     }
 
@@ -603,13 +602,7 @@ impl Gate {
                     .detail("bytes", payload.len() as u64);
                 match &r {
                     Ok(seq) => ev.detail("sequence", *seq),
-                    Err(e) => ev
-                        .result(if matches!(e, Error::Denied { .. }) {
-                            AuditResult::Denied
-                        } else {
-                            AuditResult::Error
-                        })
-                        .detail("error", e.to_string()),
+                    Err(e) => Self::failed(ev, e),
                 }
             });
         }
@@ -1178,22 +1171,6 @@ impl Gate {
         } else {
             Err(Error::Timeout(timeout))
         }
-    }
-}
-
-/// A copy of an error good enough for an audit record (kind and message).
-fn clone_for_audit(e: &Error) -> Error {
-    match e {
-        Error::Denied {
-            kernel,
-            violation,
-            reason,
-        } => Error::Denied {
-            kernel: kernel.clone(),
-            violation: *violation,
-            reason: reason.clone(),
-        },
-        other => Error::Backend(other.to_string()),
     }
 }
 
