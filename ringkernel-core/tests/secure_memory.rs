@@ -45,7 +45,15 @@ fn mlock_refusal_falls_back_to_zeroing_only() {
         child_checks();
         return;
     }
-    let exe = std::env::current_exe().unwrap();
+    // The unprivileged user must be able to run the binary wherever the checkout lives
+    // (a CI clone may sit in a directory only root can enter): run a world-readable
+    // copy from the system temp directory.
+    let exe = std::env::temp_dir().join(format!("rk-mlock-child-{}", std::process::id()));
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let uid = Command::new("id").arg("-u").output().unwrap();
     let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
     let script = "ulimit -l 0 && exec \"$0\" --exact mlock_refusal_falls_back_to_zeroing_only --nocapture --test-threads=1";
@@ -66,7 +74,8 @@ fn mlock_refusal_falls_back_to_zeroing_only() {
         c.args(["-c", script]);
         c
     };
-    let out = cmd.arg(&exe).env(CHILD, "1").output().unwrap();
+    let out = cmd.arg(&exe).env(CHILD, "1").current_dir("/").output().unwrap();
+    let _ = std::fs::remove_file(&exe);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
