@@ -74,7 +74,12 @@ fn mlock_refusal_falls_back_to_zeroing_only() {
         c.args(["-c", script]);
         c
     };
-    let out = cmd.arg(&exe).env(CHILD, "1").current_dir("/").output().unwrap();
+    let out = cmd
+        .arg(&exe)
+        .env(CHILD, "1")
+        .current_dir("/")
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&exe);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
