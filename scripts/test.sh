@@ -45,6 +45,8 @@ fi
 NVRTC_DIR="$(nvrtc_lib)"
 if [ -n "$NVRTC_DIR" ]; then
     export LD_LIBRARY_PATH="$NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    # NVRTC is installed: the CUDA compile test must run, not skip.
+    export RINGKERNEL_REQUIRE_NVRTC=1
 fi
 
 # In CI a missing Vulkan adapter is a failure, not a skip.

@@ -229,3 +229,52 @@ fn random_messages_match_rustcrypto_both_ways() {
         );
     }
 }
+
+/// The STREAM kernel's per-chunk logic (`shaders/cuda/stream_aead.cu`), run on the host
+/// one "thread" at a time: the body must equal what RustCrypto gives for the envelope's
+/// nonce rule (prefix || chunk index BE || last flag) and slot layout.
+#[test]
+fn stream_kernel_chunks_match_the_envelope_layout() {
+    let key: Vec<u8> = (0..32u8).map(|b| b.wrapping_mul(7)).collect();
+    let prefix = [0x80u8, 0, 0, 0, 0, 0, 42];
+    let aad = b"RKSE header bytes stand in here".to_vec();
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key).unwrap();
+    let mut reqs = Vec::new();
+    let mut expected = Vec::new();
+    for (len, chunk) in [
+        (0usize, 1024u32),
+        (1, 1024),
+        (1024, 1024),
+        (1025, 1024),
+        (5000, 1024),
+        (70_000, 65_536),
+    ] {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let chunks = len.div_ceil(chunk as usize).max(1);
+        let mut body = Vec::new();
+        for i in 0..chunks {
+            let start = i * chunk as usize;
+            let end = (start + chunk as usize).min(len);
+            let mut nonce = prefix.to_vec();
+            nonce.extend_from_slice(&(i as u32).to_be_bytes());
+            nonce.push(u8::from(i + 1 == chunks));
+            let mut c = data[start.min(end)..end].to_vec();
+            let tag = cipher
+                .encrypt_in_place_detached(nonce.as_slice().into(), &aad, &mut c)
+                .unwrap();
+            body.extend_from_slice(&c);
+            body.extend_from_slice(&tag);
+        }
+        reqs.push(format!(
+            "C {} {} {} {} {}",
+            hex(&key),
+            hex(&prefix),
+            hex(&aad),
+            hex(&data),
+            hex(&chunk.to_be_bytes())
+        ));
+        expected.push(hex(&body));
+    }
+    let out = run(reqs);
+    assert_eq!(out, expected);
+}

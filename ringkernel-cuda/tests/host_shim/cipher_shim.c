@@ -3,6 +3,9 @@
  * Reads one request per line on stdin, hex fields ("-" for empty):
  *   S <key> <nonce> <aad> <plaintext>          -> "<ciphertext> <tag>"
  *   O <key> <nonce> <aad> <ciphertext> <tag>   -> "OK <plaintext>" or "FAIL"
+ *   C <key> <prefix7> <aad> <plaintext> <chunk-size-hex4>
+ *       -> "<body>": the STREAM body of stream_aead.cu, every chunk sealed as one
+ *          GPU thread would, then opened again (prints "FAIL" if any chunk fails)
  * and answers one line per request on stdout.
  */
 #include <stdio.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #include "chacha20_poly1305.cuh"
+#include "stream_aead.cu"
 
 static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -62,7 +66,7 @@ int main(void) {
         unsigned char *key = unhex(fields[1], &klen), *nonce = unhex(fields[2], &nlen);
         unsigned char *aad = unhex(fields[3], &alen), *data = unhex(fields[4], &dlen);
         unsigned char *tag = nf > 5 ? unhex(fields[5], &tlen) : NULL;
-        if (!key || !nonce || !aad || !data || klen != 32 || nlen != 12) {
+        if (!key || !nonce || !aad || !data || klen != 32 || (nlen != 12 && !(fields[0][0] == 'C' && nlen == 7))) {
             puts("ERR");
         } else if (fields[0][0] == 'S') {
             unsigned char t[16];
@@ -71,6 +75,31 @@ int main(void) {
             putchar(' ');
             puthex(t, 16);
             putchar('\n');
+        } else if (fields[0][0] == 'C' && tag && tlen == 4 && nlen == 7) {
+            rk_u32 chunk = (rk_u32)tag[0] << 24 | (rk_u32)tag[1] << 16 | (rk_u32)tag[2] << 8 | tag[3];
+            rk_u32 chunks = chunk ? (rk_u32)((dlen + chunk - 1) / chunk) : 0;
+            if (chunks == 0) chunks = 1;
+            size_t body_len = dlen + 16 * (size_t)chunks;
+            unsigned char *body = calloc(body_len + 1, 1);
+            for (rk_u32 i = 0; i < chunks; i++) {
+                size_t start = (size_t)i * chunk, n = dlen - start < chunk ? dlen - start : chunk;
+                memcpy(body + (size_t)i * (chunk + 16), data + start, n);
+            }
+            for (rk_u32 i = 0; i < chunks; i++)
+                rk_stream_seal_chunk(key, nonce, aad, alen, body, dlen, chunk, chunks, i);
+            unsigned char *copy = malloc(body_len + 1);
+            memcpy(copy, body, body_len);
+            int bad = 0;
+            for (rk_u32 i = 0; i < chunks; i++)
+                bad |= rk_stream_open_chunk(key, nonce, aad, alen, copy, dlen, chunk, chunks, i);
+            if (bad) {
+                puts("FAIL");
+            } else {
+                puthex(body, body_len);
+                putchar('\n');
+            }
+            free(body);
+            free(copy);
         } else if (fields[0][0] == 'O' && tag && tlen == 16) {
             if (rk_aead_open(key, nonce, aad, alen, data, dlen, tag) == 0) {
                 fputs("OK ", stdout);
