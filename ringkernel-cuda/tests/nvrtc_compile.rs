@@ -1,14 +1,57 @@
-//! Every CUDA source in `shaders/cuda/` compiles with NVRTC to PTX for compute_90.
+//! Every CUDA source in `shaders/cuda/` compiles with NVRTC, without a single warning,
+//! to PTX for compute_90 and to a CUBIN for sm_90 (through `nvrtcGetCUBIN`).
 //! NVRTC needs no GPU: `scripts/test.sh` installs the `nvidia-cuda-nvrtc-cu12` wheel,
 //! puts its library on LD_LIBRARY_PATH and sets RINGKERNEL_REQUIRE_NVRTC=1, under which
 //! a missing libnvrtc fails this test; elsewhere the test says why it skips.
 
 use std::path::Path;
 
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use std::ffi::CString;
+
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts, result, sys};
+
+/// Compiles `src` for `sm_90` and returns (CUBIN bytes, compiler log).
+fn compile_cubin(src: &str, name: &str, include_dir: &Path) -> Result<(Vec<u8>, String), String> {
+    let src = CString::new(src).map_err(|e| e.to_string())?;
+    let name = CString::new(name).map_err(|e| e.to_string())?;
+    let prog = result::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    let options = [
+        "--gpu-architecture=sm_90".to_owned(),
+        format!("--include-path={}", include_dir.display()),
+    ];
+    // SAFETY: `prog` was created above from `src`/`name`, which outlive it, and is
+    // destroyed exactly once below; the buffers passed to NVRTC are sized by the
+    // sizes NVRTC reported.
+    unsafe {
+        let compiled = result::compile_program(prog, &options);
+        let log = result::get_program_log(prog)
+            .map(|l| l.iter().map(|&c| c as u8 as char).collect::<String>())
+            .unwrap_or_default();
+        let out = match compiled {
+            Err(e) => Err(format!("{e:?}\n{log}")),
+            Ok(()) => {
+                let mut size = 0usize;
+                let r = sys::nvrtcGetCUBINSize(prog, &mut size);
+                if r != sys::nvrtcResult::NVRTC_SUCCESS {
+                    Err(format!("nvrtcGetCUBINSize: {r:?}"))
+                } else {
+                    let mut cubin = vec![0u8; size];
+                    let r = sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast());
+                    if r == sys::nvrtcResult::NVRTC_SUCCESS {
+                        Ok((cubin, log))
+                    } else {
+                        Err(format!("nvrtcGetCUBIN: {r:?}"))
+                    }
+                }
+            }
+        };
+        let _ = result::destroy_program(prog);
+        out
+    }
+}
 
 #[test]
-fn every_cuda_source_compiles_to_ptx_for_compute_90() {
+fn every_cuda_source_compiles_to_ptx_and_cubin_without_warnings() {
     // SAFETY: only tries to dlopen the candidate libnvrtc names; no NVRTC call is made.
     let present = unsafe { cudarc::nvrtc::sys::is_culib_present() };
     if !present {
@@ -52,6 +95,19 @@ fn every_cuda_source_compiles_to_ptx_for_compute_90() {
                 );
             }
         }
+        let (cubin, log) = compile_cubin(&src, &path.display().to_string(), &dir)
+            .unwrap_or_else(|e| panic!("{} does not compile to a CUBIN: {e}", path.display()));
+        assert!(
+            cubin.starts_with(b"\x7fELF"),
+            "{}: CUBIN is not an ELF image",
+            path.display()
+        );
+        // Warnings are errors: the log of a clean compile is empty.
+        assert!(
+            !log.to_lowercase().contains("warning"),
+            "{} compiles with warnings:\n{log}",
+            path.display()
+        );
         compiled += 1;
     }
     assert!(compiled >= 1, "no .cu files found in {}", dir.display());
