@@ -258,45 +258,65 @@ fn a_kernel_cannot_send_as_another() {
 #[test]
 fn rate_limit_holds_within_ten_percent_over_a_one_second_flood() {
     const RATE: u32 = 2000;
-    let sb = KernelSandbox::with_policy(
-        ResourceLimits::new().max_messages_per_second(RATE),
-        SandboxPolicy::permissive(),
-    );
-    let rt = runtime(&sb);
-    rt.launch("sink", LaunchOptions::new().queue_capacity(1 << 16))
-        .unwrap();
-    let src = rt.launch("src", LaunchOptions::new()).unwrap();
-    let t0 = Instant::now();
-    let (mut ok, mut refused) = (0u64, 0u64);
-    while t0.elapsed() < Duration::from_secs(1) {
-        match src.send("sink", "t", b"") {
-            Ok(()) => ok += 1,
-            Err(Error::Denied {
-                violation: ViolationKind::RateLimitExceeded,
-                ..
-            }) => refused += 1,
-            Err(e) => panic!("{e}"),
+    // The upper bound is the limiter's guarantee. The lower bound also needs the
+    // flooding thread to keep running: a flood during which the OS descheduled it for
+    // longer than the 50 ms burst measures the scheduler, not the limiter, and is
+    // repeated (at most three times; the last one is judged whatever happened).
+    for attempt in 1..=3 {
+        let sb = KernelSandbox::with_policy(
+            ResourceLimits::new().max_messages_per_second(RATE),
+            SandboxPolicy::permissive(),
+        );
+        let rt = runtime(&sb);
+        rt.launch("sink", LaunchOptions::new().queue_capacity(1 << 16))
+            .unwrap();
+        let src = rt.launch("src", LaunchOptions::new()).unwrap();
+        let t0 = Instant::now();
+        let (mut ok, mut refused) = (0u64, 0u64);
+        let (mut last, mut max_gap) = (t0, Duration::ZERO);
+        while t0.elapsed() < Duration::from_secs(1) {
+            match src.send("sink", "t", b"") {
+                Ok(()) => ok += 1,
+                Err(Error::Denied {
+                    violation: ViolationKind::RateLimitExceeded,
+                    ..
+                }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+            let now = Instant::now();
+            max_gap = max_gap.max(now - last);
+            last = now;
         }
+        let hi = f64::from(RATE) * 1.1;
+        assert!(
+            ok as f64 <= hi,
+            "{ok} messages passed in one second (limit {RATE})"
+        );
+        let starved = max_gap > Duration::from_millis(40);
+        if starved && attempt < 3 {
+            rt.shutdown().unwrap();
+            continue;
+        }
+        let lo = f64::from(RATE) * 0.9;
+        assert!(
+            ok as f64 >= lo,
+            "only {ok} messages passed in one second (limit {RATE}; longest pause {max_gap:?})"
+        );
+        assert!(refused > 0);
+        // The ring is bounded, the total keeps counting.
+        let recent = sb.check_violations(&src).unwrap();
+        assert_eq!(
+            recent.len() as u64,
+            refused.min(VIOLATION_RING_CAPACITY as u64)
+        );
+        assert_eq!(sb.violation_count(&src), refused);
+        assert!(matches!(
+            recent[0].violation_type,
+            ViolationType::RateLimitExceeded { rate: RATE }
+        ));
+        rt.shutdown().unwrap();
+        break;
     }
-    let lo = f64::from(RATE) * 0.9;
-    let hi = f64::from(RATE) * 1.1;
-    assert!(
-        (lo..=hi).contains(&(ok as f64)),
-        "{ok} messages passed in one second (limit {RATE})"
-    );
-    assert!(refused > 0);
-    // The ring is bounded, the total keeps counting.
-    let recent = sb.check_violations(&src).unwrap();
-    assert_eq!(
-        recent.len() as u64,
-        refused.min(VIOLATION_RING_CAPACITY as u64)
-    );
-    assert_eq!(sb.violation_count(&src), refused);
-    assert!(matches!(
-        recent[0].violation_type,
-        ViolationType::RateLimitExceeded { rate: RATE }
-    ));
-    rt.shutdown().unwrap();
 }
 
 #[test]
