@@ -149,16 +149,37 @@ impl ComputeBackend for CpuBackend {
     }
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
-        let KernelProgram::Host(handler) = launch.program;
-        let ctx = launch.context;
-        let thread = std::thread::Builder::new()
-            .name(format!("rk-{}", launch.id))
-            .spawn(move || host_kernel_loop(ctx, handler))
-            .map_err(|e| Error::Backend(format!("cannot start kernel thread: {e}")))?;
-        Ok(Box::new(CpuWorker {
-            thread: Mutex::new(Some(thread)),
-        }))
+        spawn_host_kernel(launch)
     }
+}
+
+/// Runs a [`KernelProgram::Host`] kernel on a thread of its own (any backend may use
+/// this for host programs); a device program is refused as unsupported.
+pub fn spawn_host_kernel(launch: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
+    match launch.program {
+        KernelProgram::Host(handler) => {
+            let ctx = launch.context;
+            spawn_kernel_thread(&launch.id, move || host_kernel_loop(ctx, handler))
+        }
+        KernelProgram::Device(_) => Err(Error::Unsupported {
+            backend: "cpu",
+            what: "device programs run on GPU backends (wgpu, cuda)".into(),
+        }),
+    }
+}
+
+/// Starts `body` on a thread named after kernel `id` and returns its worker.
+pub fn spawn_kernel_thread(
+    id: &crate::k2k::KernelId,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<Box<dyn KernelWorker>> {
+    let thread = std::thread::Builder::new()
+        .name(format!("rk-{id}"))
+        .spawn(body)
+        .map_err(|e| Error::Backend(format!("cannot start kernel thread: {e}")))?;
+    Ok(Box::new(CpuWorker {
+        thread: Mutex::new(Some(thread)),
+    }))
 }
 
 impl Drop for CpuBackend {

@@ -18,8 +18,10 @@
 //!   its [`KernelContext`].
 
 mod cpu;
+pub mod device;
 
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};
+pub use device::{DeviceProgram, DeviceRound, DeviceRoundOutcome, DeviceRoundSealing};
 
 use std::fmt;
 
@@ -90,14 +92,18 @@ pub type HandlerResult = std::result::Result<(), Box<dyn std::error::Error + Sen
 /// The code a kernel runs.
 #[non_exhaustive]
 pub enum KernelProgram {
-    /// A Rust closure run over the input queue on a host thread (CPU backend).
+    /// A Rust closure run over the input queue on a host thread (CPU backend, and GPU
+    /// backends for kernels that need no device code).
     Host(HostHandler),
+    /// The runtime's persistent kernel on a GPU (GPU backends only).
+    Device(DeviceProgram),
 }
 
 impl fmt::Debug for KernelProgram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KernelProgram::Host(_) => f.write_str("KernelProgram::Host(..)"),
+            KernelProgram::Device(p) => f.debug_tuple("KernelProgram::Device").field(p).finish(),
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct KernelLaunch {
     pub control: BufferId,
     /// The code to run.
     pub program: KernelProgram,
+    /// Bytes of the control block in its buffer (sealed or plain).
+    pub control_len: usize,
     /// The kernel's only way to the runtime: queue, control block, sends, buffers.
     pub context: KernelContext,
 }
@@ -124,6 +132,13 @@ pub trait KernelWorker: Send + Sync {
     /// ended by panicking. Called once, after [`KernelWorker::is_finished`] said true or
     /// after a stop was requested.
     fn join(&mut self) -> Result<()>;
+
+    /// For kernels that open and re-seal their control block on the device: runs one
+    /// round now so that the block is re-sealed under the current key (key rotation).
+    /// `None` (the default) means the host re-seals it.
+    fn reseal_on_device(&self) -> Option<Result<()>> {
+        None
+    }
 }
 
 /// A compute device: buffers and persistent kernels.

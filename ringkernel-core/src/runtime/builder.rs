@@ -297,7 +297,7 @@ impl RuntimeBuilder {
             sandbox,
             audit,
             notes,
-        )))?;
+        )?))?;
         if let Some(reporter) = self.compliance {
             reporter.attach(runtime.gate_ref());
             runtime.set_compliance(reporter);

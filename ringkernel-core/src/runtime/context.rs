@@ -30,6 +30,14 @@ impl KernelContext {
         KernelContext { gate, entry }
     }
 
+    pub(crate) fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub(crate) fn entry(&self) -> &KernelEntry {
+        &self.entry
+    }
+
     /// This kernel's id.
     pub fn id(&self) -> &KernelId {
         &self.entry.id

@@ -77,6 +77,8 @@ pub(crate) struct KernelEntry {
     finalized: AtomicBool,
     undelivered: AtomicU64,
     launched_at: Instant,
+    /// Runs a device program: its control block is opened and re-sealed on the GPU.
+    device: bool,
 }
 
 impl std::fmt::Debug for KernelEntry {
@@ -117,7 +119,11 @@ pub(crate) struct Gate {
     pub(crate) sandbox: Option<KernelSandbox>,
     pub(crate) audit: Option<AuditLog>,
     sealing: Sealing,
-    /// Key epoch every live sealed region has been sealed under, after the last reseal.
+    /// The ChaCha20-Poly1305 encryption of device kernels' control blocks when the
+    /// configured algorithm has no GPU implementation (see [`Sealing`]).
+    companion: Option<MemoryEncryption>,
+    /// Key epochs (configured + companion) every live sealed region has been sealed
+    /// under, after the last reseal.
     sealed_epoch: AtomicU32,
     pub(crate) notes: Vec<String>,
     kernels: RwLock<HashMap<KernelId, Arc<KernelEntry>>>,
@@ -144,14 +150,11 @@ impl Gate {
         encryption: Option<MemoryEncryption>,
         sandbox: Option<KernelSandbox>,
         audit: Option<AuditLog>,
-        notes: Vec<String>,
-    ) -> Self {
-        let sealing = Sealing::new(encryption.as_ref());
-        let epoch = encryption
-            .as_ref()
-            .and_then(MemoryEncryption::current_key_id)
-            .map_or(0, |k| k.0);
-        Gate {
+        mut notes: Vec<String>,
+    ) -> Result<Self> {
+        let companion = Self::device_companion(&*backend, encryption.as_ref(), &mut notes)?;
+        let sealing = Sealing::new(encryption.as_ref(), companion.as_ref());
+        let mut gate = Gate {
             backend,
             mode,
             config,
@@ -159,14 +162,57 @@ impl Gate {
             sandbox,
             audit,
             sealing,
-            sealed_epoch: AtomicU32::new(epoch),
+            companion,
+            sealed_epoch: AtomicU32::new(0),
             notes,
             kernels: RwLock::new(HashMap::new()),
             host_sender: Mutex::new(SenderState::default()),
             host_clock: HybridClock::new(),
             shut_down: AtomicBool::new(false),
             tick_lock: Mutex::new(()),
+        };
+        *gate.sealed_epoch.get_mut() = gate.key_generation();
+        Ok(gate)
+    }
+
+    /// On a GPU backend with sealed control blocks and an algorithm GPU kernels do not
+    /// implement: a ChaCha20-Poly1305 encryption (own random master key, same rotation
+    /// policy) for the control blocks of device kernels, and a note saying so.
+    fn device_companion(
+        backend: &dyn ComputeBackend,
+        enc: Option<&MemoryEncryption>,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<MemoryEncryption>> {
+        use crate::security::encryption::device::DEVICE_ALGORITHM;
+        let Some(enc) = enc.filter(|e| e.is_enabled() && e.config().seals_control_blocks())
+        else {
+            return Ok(None);
+        };
+        if backend.info().kind == crate::backend::DeviceKind::Cpu
+            || enc.algorithm() == DEVICE_ALGORITHM
+        {
+            return Ok(None);
         }
+        let config = enc.config().clone().algorithm(DEVICE_ALGORITHM);
+        let companion = MemoryEncryption::new(config)?;
+        notes.push(format!(
+            "control blocks of GPU kernels are sealed with {DEVICE_ALGORITHM} under their own \
+             keys and the same rotation policy: GPU kernels do not implement the configured {}",
+            enc.algorithm()
+        ));
+        Ok(Some(companion))
+    }
+
+    /// The configured and companion encryptions.
+    fn encryptions(&self) -> impl Iterator<Item = &MemoryEncryption> {
+        self.encryption.iter().chain(self.companion.iter())
+    }
+
+    /// Sum of the current key epochs of every encryption: changes on any rotation.
+    fn key_generation(&self) -> u32 {
+        self.encryptions()
+            .filter_map(MemoryEncryption::current_key_id)
+            .fold(0u32, |acc, k| acc.wrapping_add(k.0))
     }
 
     pub(crate) fn backend_info(&self) -> crate::backend::BackendInfo {
@@ -194,6 +240,7 @@ impl Gate {
     ) -> Result<Arc<KernelEntry>> {
         self.ensure_open()?;
         let id = KernelId::new(id)?;
+        let device = matches!(opts.program, crate::backend::KernelProgram::Device(_));
         let capacity = opts
             .queue_capacity
             .unwrap_or(self.config.default_queue_capacity);
@@ -223,6 +270,7 @@ impl Gate {
             finalized: AtomicBool::new(false),
             undelivered: AtomicU64::new(0),
             launched_at: Instant::now(),
+            device,
         });
         kernels.insert(id.clone(), entry.clone());
         drop(kernels);
@@ -260,13 +308,20 @@ impl Gate {
         mut cb: ControlBlock,
         opts: LaunchOptions,
     ) -> Result<()> {
-        let control = self.allocate(entry, self.sealing.control_len() as u64)?;
+        let control_len = self.sealing.control_len(entry.device);
+        let control = self.allocate(entry, control_len as u64)?;
         cb.is_active = 1;
         let ts = entry.clock.now();
         cb.hlc_physical = ts.physical;
         cb.hlc_logical = ts.logical;
-        self.sealing
-            .write_control(&*self.backend, control, entry.contexts.control, 0, &cb)?;
+        self.sealing.write_control(
+            &*self.backend,
+            control,
+            entry.contexts.control,
+            0,
+            &cb,
+            entry.device,
+        )?;
         *entry.control.lock() = ControlSlot::Live {
             buf: control,
             seq: 0,
@@ -275,6 +330,7 @@ impl Gate {
             id: entry.id.clone(),
             control,
             program: opts.program,
+            control_len,
             context: super::KernelContext::new(self.clone(), entry.clone()),
         })?;
         *entry.worker.lock() = Some(worker);
@@ -370,8 +426,13 @@ impl Gate {
     }
 
     fn load_control(&self, entry: &KernelEntry, buf: BufferId, seq: u64) -> Result<ControlBlock> {
-        self.sealing
-            .read_control(&*self.backend, buf, entry.contexts.control, seq)
+        self.sealing.read_control(
+            &*self.backend,
+            buf,
+            entry.contexts.control,
+            seq,
+            entry.device,
+        )
     }
 
     /// Read-modify-write of a kernel's control block under its lock, so that no update
@@ -398,6 +459,7 @@ impl Gate {
                     entry.contexts.control,
                     next,
                     &cb,
+                    entry.device,
                 )?;
                 *seq = next;
                 Ok(r)
@@ -951,17 +1013,20 @@ impl Gate {
         let Some(enc) = &self.encryption else {
             return;
         };
-        match enc.rotate_if_due() {
-            Ok(Some(k)) => self.audit(|| {
-                AuditEvent::new("key.rotate")
-                    .target(k)
-                    .detail("trigger", "auto_rotate")
-            }),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "timed key rotation failed"),
+        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+            match e.rotate_if_due() {
+                Ok(Some(k)) => self.audit(|| {
+                    AuditEvent::new("key.rotate")
+                        .target(k)
+                        .detail("trigger", "auto_rotate")
+                        .detail("keys", which)
+                }),
+                Ok(None) => {}
+                Err(err) => tracing::error!(error = %err, keys = which, "timed key rotation failed"),
+            }
         }
-        let current = enc.current_key_id().map_or(0, |k| k.0);
-        if current != self.sealed_epoch.load(Ordering::Acquire) {
+        if self.key_generation() != self.sealed_epoch.load(Ordering::Acquire) {
+            let current = enc.current_key_id().map_or(0, |k| k.0);
             let n = self.reseal_all();
             self.audit(|| {
                 AuditEvent::new("key.reseal")
@@ -969,14 +1034,18 @@ impl Gate {
                     .detail("regions", n as u64)
             });
         }
-        let retired = enc.retire_expired_keys();
-        if !retired.is_empty() {
-            self.audit(|| {
-                AuditEvent::new("key.retire").detail(
-                    "epochs",
-                    retired.iter().map(|k| u64::from(k.0)).collect::<Vec<u64>>(),
-                )
-            });
+        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+            let retired = e.retire_expired_keys();
+            if !retired.is_empty() {
+                self.audit(|| {
+                    AuditEvent::new("key.retire")
+                        .detail(
+                            "epochs",
+                            retired.iter().map(|k| u64::from(k.0)).collect::<Vec<u64>>(),
+                        )
+                        .detail("keys", which)
+                });
+            }
         }
     }
 
@@ -985,6 +1054,9 @@ impl Gate {
         let enc = self.encryption.as_ref().ok_or(Error::EncryptionDisabled)?;
         let _g = self.tick_lock.lock();
         let key = enc.rotate_key()?;
+        if let Some(c) = &self.companion {
+            c.rotate_key()?;
+        }
         let n = self.reseal_all();
         self.audit(|| {
             AuditEvent::new("key.rotate")
@@ -1000,7 +1072,12 @@ impl Gate {
     /// then saved kernel state. Each goes through its region's lock, so no concurrent
     /// update is lost. Returns how many regions were re-sealed.
     pub(crate) fn reseal_all(&self) -> usize {
-        let Some(current) = self.encryption.as_ref().and_then(|e| e.current_key_id()) else {
+        let Some(generation) = self
+            .encryption
+            .as_ref()
+            .and_then(|e| e.current_key_id())
+            .map(|_| self.key_generation())
+        else {
             return 0;
         };
         let entries: Vec<Arc<KernelEntry>> = self
@@ -1014,7 +1091,14 @@ impl Gate {
         let mut n = 0;
         if self.sealing.seals_control() {
             for e in &entries {
-                match self.update_control(e, |_| ()) {
+                // A device kernel's block is re-sealed by its own kernel, on the device.
+                let on_device = if e.device {
+                    e.worker.lock().as_ref().and_then(|w| w.reseal_on_device())
+                } else {
+                    None
+                };
+                let r = on_device.unwrap_or_else(|| self.update_control(e, |_| ()));
+                match r {
                     Ok(()) => n += 1,
                     Err(err) => {
                         tracing::error!(kernel = %e.id, error = %err, "cannot re-seal control block")
@@ -1031,10 +1115,105 @@ impl Gate {
                 }
             }
         }
-        self.sealed_epoch.store(current.0, Ordering::Release);
-        tracing::info!(key = %current, regions = n, elapsed_us = started.elapsed().as_micros() as u64,
+        self.sealed_epoch.store(generation, Ordering::Release);
+        tracing::info!(generation, regions = n, elapsed_us = started.elapsed().as_micros() as u64,
             "sealed regions re-sealed under the current key");
         n
+    }
+
+    // ----- device kernels --------------------------------------------------------------
+
+    /// One round of a device kernel under its control block's lock: the gate reserves
+    /// the re-sealing (device-direction nonce, next sequence number, current key),
+    /// hands over key slots and route table, and records what the device did.
+    pub(crate) fn device_round<R>(
+        &self,
+        entry: &KernelEntry,
+        f: impl FnOnce(
+            crate::backend::DeviceRound,
+        ) -> Result<(crate::backend::DeviceRoundOutcome, R)>,
+    ) -> Result<R> {
+        use crate::backend::{DeviceRound, DeviceRoundSealing, device};
+        use crate::security::encryption::EnvelopeKind;
+        if !entry.device {
+            return Err(Error::Unsupported {
+                backend: self.backend.info().name,
+                what: "device rounds for a host-program kernel".into(),
+            });
+        }
+        let mut slot = entry.control.lock();
+        let ControlSlot::Live { buf, seq } = &mut *slot else {
+            return Err(Error::KernelTerminated {
+                id: entry.id.to_string(),
+            });
+        };
+        let sealing = match self.sealing.control_for(true) {
+            None => None,
+            Some(enc) => Some(DeviceRoundSealing {
+                keys: enc.device_key_slots()?,
+                seal: enc.device_seal(
+                    EnvelopeKind::Single,
+                    entry.contexts.control,
+                    *seq + 1,
+                    crate::control::CONTROL_BLOCK_SIZE as u64,
+                )?,
+            }),
+        };
+        let routes = match (&self.sandbox, &entry.sandbox) {
+            (Some(sb), Some(s)) => Some((sb.route_table(), s.index)),
+            _ => None,
+        };
+        let (outcome, r) = f(DeviceRound {
+            control: *buf,
+            sequence: *seq,
+            sealing,
+            routes,
+        })?;
+        *seq = device::next_sequence(*seq, outcome);
+        Ok(r)
+    }
+
+    /// Turns sends the device refused into `UnauthorizedK2K` violations (audited, with
+    /// the configured action).
+    pub(crate) fn device_refusals(&self, entry: &KernelEntry, peer: &KernelId, count: u64) {
+        let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) else {
+            return;
+        };
+        for _ in 0..count {
+            let verdict = sb.record_device_refusal(slot, peer);
+            if let Err(e) = self.enforce(entry, verdict) {
+                tracing::debug!(kernel = %entry.id, error = %e, "device-side send refused");
+            }
+        }
+    }
+
+    /// Stops a kernel whose device failed, recording `error`.
+    pub(crate) fn stop_with_error(&self, entry: &KernelEntry, error: &Error) {
+        tracing::error!(kernel = %entry.id, error = %error, "device kernel failed; stopping it");
+        entry.stop_requested.store(true, Ordering::Release);
+        entry.mailbox.close();
+        let mut slot = entry.control.lock();
+        if let ControlSlot::Live { buf, seq } = *slot {
+            // The block may not open (that may be the failure): keep what can be read.
+            let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
+            last.is_active = 0;
+            last.has_terminated = 1;
+            last.last_error = error.code();
+            last.error_count = last.error_count.saturating_add(1);
+            if let Err(e) = self.sealing.write_control(
+                &*self.backend,
+                buf,
+                entry.contexts.control,
+                seq + 1,
+                &last,
+                entry.device,
+            ) {
+                tracing::error!(kernel = %entry.id, error = %e, "cannot record the device failure");
+                *slot = ControlSlot::Final(last);
+            } else {
+                *slot = ControlSlot::Live { buf, seq: seq + 1 };
+            }
+        }
     }
 
     // ----- kernel state ------------------------------------------------------------------

@@ -34,19 +34,30 @@ impl KernelContexts {
 }
 
 /// The sealing policy of a runtime.
+///
+/// Control blocks of device kernels (opened and re-sealed by GPU code) are sealed by
+/// `device_control`: the runtime's own encryption when its algorithm is the one GPU
+/// kernels implement (ChaCha20-Poly1305), otherwise a ChaCha20-Poly1305 companion with
+/// its own keys and the same rotation policy (stated in the runtime's security notes).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Sealing {
     control: Option<MemoryEncryption>,
+    device_control: Option<MemoryEncryption>,
     queue: Option<MemoryEncryption>,
     state: Option<MemoryEncryption>,
 }
 
 impl Sealing {
-    pub(crate) fn new(enc: Option<&MemoryEncryption>) -> Self {
+    pub(crate) fn new(enc: Option<&MemoryEncryption>, companion: Option<&MemoryEncryption>) -> Self {
         let pick =
             |on: fn(&MemoryEncryption) -> bool| enc.filter(|e| e.is_enabled() && on(e)).cloned();
+        let control = pick(|e| e.config().seals_control_blocks());
+        let device_control = control
+            .as_ref()
+            .map(|c| companion.cloned().unwrap_or_else(|| c.clone()));
         Sealing {
-            control: pick(|e| e.config().seals_control_blocks()),
+            control,
+            device_control,
             queue: pick(|e| e.config().seals_message_queues()),
             state: pick(|e| e.config().seals_kernel_state()),
         }
@@ -56,10 +67,18 @@ impl Sealing {
         self.control.is_some()
     }
 
+    /// The encryption of control blocks of device (`true`) or host kernels.
+    pub(crate) fn control_for(&self, device: bool) -> Option<&MemoryEncryption> {
+        if device {
+            self.device_control.as_ref()
+        } else {
+            self.control.as_ref()
+        }
+    }
+
     /// Bytes a control block occupies in its device buffer.
-    pub(crate) fn control_len(&self) -> usize {
-        self.control
-            .as_ref()
+    pub(crate) fn control_len(&self, device: bool) -> usize {
+        self.control_for(device)
             .map_or(CONTROL_BLOCK_SIZE, |e| e.sealed_len(CONTROL_BLOCK_SIZE))
     }
 
@@ -70,10 +89,11 @@ impl Sealing {
         buf: BufferId,
         ctx: ContextId,
         seq: u64,
+        device: bool,
     ) -> Result<ControlBlock> {
-        let mut bytes = vec![0u8; self.control_len()];
+        let mut bytes = vec![0u8; self.control_len(device)];
         backend.read(buf, 0, &mut bytes)?;
-        match &self.control {
+        match self.control_for(device) {
             None => ControlBlock::from_bytes(&bytes),
             Some(e) => {
                 let plain = e.open_region(&bytes, ctx, SequenceCheck::Exact(seq), b"")?;
@@ -90,8 +110,9 @@ impl Sealing {
         ctx: ContextId,
         seq: u64,
         cb: &ControlBlock,
+        device: bool,
     ) -> Result<()> {
-        match &self.control {
+        match self.control_for(device) {
             None => backend.write(buf, 0, cb.as_bytes()),
             Some(e) => backend.write(buf, 0, &e.seal_region(ctx, seq, cb.as_bytes(), b"")?),
         }

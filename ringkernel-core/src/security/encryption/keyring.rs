@@ -29,6 +29,8 @@ pub(crate) struct EpochKey {
     pub(crate) epoch: u32,
     small: Box<dyn AeadKey>,
     bulk: Option<Box<dyn AeadKey>>,
+    /// The raw key, kept (locked, zeroed on drop) for device key slots.
+    raw: SecureBuffer,
     pub(crate) created: Instant,
     counter: AtomicU64,
     bytes: AtomicU64,
@@ -42,6 +44,11 @@ impl EpochKey {
             Some(bulk) if len > SMALL_RECORD_LIMIT => bulk.as_ref(),
             _ => self.small.as_ref(),
         }
+    }
+
+    /// The raw key bytes (for a device key slot).
+    pub(crate) fn raw(&self) -> &[u8] {
+        self.raw.as_slice()
     }
 
     /// Records sealed under this key so far.
@@ -117,6 +124,7 @@ impl Keyring {
             epoch,
             small,
             bulk,
+            raw: key,
             created: Instant::now(),
             counter: AtomicU64::new(0),
             bytes: AtomicU64::new(0),

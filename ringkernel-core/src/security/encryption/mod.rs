@@ -22,6 +22,7 @@
 
 mod algorithm;
 mod config;
+pub mod device;
 pub mod envelope;
 pub mod kdf;
 mod keyring;
@@ -34,6 +35,7 @@ pub use config::{
     DEFAULT_MAX_SEALS_PER_KEY, DEFAULT_ROTATION, EncryptionConfig, KeyDerivation,
     PBKDF2_MIN_ITERATIONS,
 };
+pub use device::{DeviceKey, DeviceOpen, DeviceSeal};
 pub use envelope::{ContextId, Direction, EnvelopeKind, Header};
 pub use provider::{AeadKey, AeadProvider, AwsLc, ProviderChoice, RustCrypto};
 

@@ -80,7 +80,7 @@ pub const DEFAULT_WATCHDOG_GRACE: Duration = Duration::from_secs(1);
 /// The sandbox of one live kernel.
 pub(crate) struct KernelSlot {
     pub(crate) id: KernelId,
-    index: usize,
+    pub(crate) index: usize,
     limits: ResourceLimits,
     policy: Arc<CompiledPolicy>,
     send: Mutex<SendGuard>,
@@ -407,6 +407,17 @@ impl KernelSandbox {
             ViolationAction::LogOnly => Verdict::AllowLogged(error),
             ViolationAction::Terminate => Verdict::DenyAndTerminate(error),
         }
+    }
+
+    /// Records a send to `peer` that the device refused (its route bit is clear).
+    pub(crate) fn record_device_refusal(&self, src: &KernelSlot, peer: &KernelId) -> Verdict {
+        self.record(
+            src,
+            ViolationType::UnauthorizedK2K {
+                target: peer.to_string(),
+            },
+            format!("device-side send to {peer} refused by the device route table"),
+        )
     }
 
     /// Decides a send from `src` to `dst` on `topic`: route, topic, connections, rate

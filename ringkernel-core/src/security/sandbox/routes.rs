@@ -25,6 +25,11 @@ impl RouteTable {
         self.ids.get(slot).and_then(Option::as_ref)
     }
 
+    /// The slot of live kernel `id`, if any.
+    pub fn slot_of(&self, id: &KernelId) -> Option<usize> {
+        self.ids.iter().position(|s| s.as_ref() == Some(id))
+    }
+
     /// Whether `src` may send to `dst` (false for free or unknown slots).
     pub fn permits(&self, src: usize, dst: usize) -> bool {
         if src >= self.stride || dst >= self.stride {

@@ -1,0 +1,74 @@
+//! The WGSL sources (one copy, in `shaders/wgsl/`) and their compiled pipelines.
+//!
+//! WGSL has no `#include`: every kernel file is appended to the cipher library
+//! `chacha20_poly1305.wgsl` to form one module.
+
+use ringkernel_core::Error;
+
+/// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings.
+pub const CIPHER_WGSL: &str = include_str!("../../shaders/wgsl/chacha20_poly1305.wgsl");
+/// Single-shot seal/open of many records, one per invocation.
+pub const AEAD_BATCH_WGSL: &str = include_str!("../../shaders/wgsl/aead_batch.wgsl");
+/// Chunked STREAM seal/open of device buffers, one chunk per workgroup.
+pub const STREAM_AEAD_WGSL: &str = include_str!("../../shaders/wgsl/stream_aead.wgsl");
+/// The persistent kernel: sealed control block, input batch, device route check.
+pub const PERSISTENT_WGSL: &str = include_str!("../../shaders/wgsl/persistent_kernel.wgsl");
+
+/// Every module the backend compiles, by name: the cipher library followed by one
+/// kernel file.
+pub fn modules() -> Vec<(&'static str, String)> {
+    [
+        ("aead_batch", AEAD_BATCH_WGSL),
+        ("stream_aead", STREAM_AEAD_WGSL),
+        ("persistent_kernel", PERSISTENT_WGSL),
+    ]
+    .into_iter()
+    .map(|(name, src)| (name, format!("{CIPHER_WGSL}\n{src}")))
+    .collect()
+}
+
+/// The compiled compute pipelines.
+pub(crate) struct Pipelines {
+    pub(crate) aead_batch: wgpu::ComputePipeline,
+    pub(crate) stream_seal: wgpu::ComputePipeline,
+    pub(crate) stream_open: wgpu::ComputePipeline,
+    pub(crate) persistent: wgpu::ComputePipeline,
+}
+
+impl Pipelines {
+    pub(crate) fn compile(device: &wgpu::Device) -> Result<Pipelines, Error> {
+        let mut modules = std::collections::HashMap::new();
+        for (name, source) in modules() {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Backend(format!("WGSL module {name} rejected: {e}")));
+            }
+            modules.insert(name, module);
+        }
+        let pipeline = |module: &str, entry: &str| -> Result<wgpu::ComputePipeline, Error> {
+            let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &modules[module],
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            match pollster::block_on(scope.pop()) {
+                Some(e) => Err(Error::Backend(format!("pipeline {entry} rejected: {e}"))),
+                None => Ok(p),
+            }
+        };
+        Ok(Pipelines {
+            aead_batch: pipeline("aead_batch", "aead_batch")?,
+            stream_seal: pipeline("stream_aead", "stream_seal")?,
+            stream_open: pipeline("stream_aead", "stream_open")?,
+            persistent: pipeline("persistent_kernel", "persistent_round")?,
+        })
+    }
+}

@@ -1,0 +1,201 @@
+// ChaCha20-Poly1305 (RFC 8439) for RingKernel's wgpu kernels: the cipher library.
+//
+// 32-bit integer arithmetic only: no SHADER_INT64, which many real adapters lack.
+// ChaCha20 runs on four vec4<u32> rows (column and diagonal rounds as lane
+// rotations); Poly1305 uses 26-bit limbs ("donna-32") with the 32x32->64-bit products
+// emulated in 16-bit halves. No data-dependent branches or table lookups on secrets.
+//
+// Words are little-endian byte quadruples, as in the host's byte buffers: word i of a
+// buffer holds bytes 4i..4i+3. Every kernel file is this library followed by its own
+// bindings and entry points (the host concatenates them); this file has no bindings.
+
+const RK_MASK26: u32 = 0x3ffffffu;
+
+// A 256-bit key as eight little-endian words.
+struct RkKey {
+    lo: vec4<u32>,
+    hi: vec4<u32>,
+}
+
+fn rk_rotl4(v: vec4<u32>, n: u32) -> vec4<u32> {
+    return (v << vec4<u32>(n)) | (v >> vec4<u32>(32u - n));
+}
+
+// One 64-byte ChaCha20 block (RFC 8439 §2.3) as sixteen words: row r, lane l is word
+// 4r + l.
+fn rk_chacha20_block(key: RkKey, counter: u32, nonce: vec3<u32>) -> array<vec4<u32>, 4> {
+    let a0 = vec4<u32>(0x61707865u, 0x3320646eu, 0x79622d32u, 0x6b206574u);
+    let b0 = key.lo;
+    let c0 = key.hi;
+    let d0 = vec4<u32>(counter, nonce.x, nonce.y, nonce.z);
+    var a = a0;
+    var b = b0;
+    var c = c0;
+    var d = d0;
+    for (var i = 0u; i < 10u; i++) {
+        // Column round: the four quarter rounds of the columns, one per lane.
+        a += b; d = rk_rotl4(d ^ a, 16u);
+        c += d; b = rk_rotl4(b ^ c, 12u);
+        a += b; d = rk_rotl4(d ^ a, 8u);
+        c += d; b = rk_rotl4(b ^ c, 7u);
+        // Diagonal round: rotate rows so that diagonals line up in lanes, and back.
+        b = b.yzwx; c = c.zwxy; d = d.wxyz;
+        a += b; d = rk_rotl4(d ^ a, 16u);
+        c += d; b = rk_rotl4(b ^ c, 12u);
+        a += b; d = rk_rotl4(d ^ a, 8u);
+        c += d; b = rk_rotl4(b ^ c, 7u);
+        b = b.wxyz; c = c.zwxy; d = d.yzwx;
+    }
+    return array<vec4<u32>, 4>(a + a0, b + b0, c + c0, d + d0);
+}
+
+// Word `w` (0..15) of a keystream block.
+fn rk_block_word(blk: array<vec4<u32>, 4>, w: u32) -> u32 {
+    var b = blk;
+    return b[w >> 2u][w & 3u];
+}
+
+// All-ones over the first `n` bytes of a word (n clamped to 0..4).
+fn rk_byte_mask(n: i32) -> u32 {
+    if (n <= 0) {
+        return 0u;
+    }
+    if (n >= 4) {
+        return 0xffffffffu;
+    }
+    return 0xffffffffu >> (32u - 8u * u32(n));
+}
+
+// 32x32 -> 64-bit product as (low, high) words.
+fn rk_mul_wide(a: u32, b: u32) -> vec2<u32> {
+    let al = a & 0xffffu;
+    let ah = a >> 16u;
+    let bl = b & 0xffffu;
+    let bh = b >> 16u;
+    let ll = al * bl;
+    let lh = al * bh;
+    let hl = ah * bl;
+    let hh = ah * bh;
+    let mid = lh + hl;
+    let mid_carry = select(0u, 0x10000u, mid < lh);
+    let lo = ll + (mid << 16u);
+    let lo_carry = select(0u, 1u, lo < ll);
+    return vec2<u32>(lo, hh + (mid >> 16u) + mid_carry + lo_carry);
+}
+
+fn rk_add64(x: vec2<u32>, y: vec2<u32>) -> vec2<u32> {
+    let lo = x.x + y.x;
+    return vec2<u32>(lo, x.y + y.y + select(0u, 1u, lo < x.x));
+}
+
+// (x >> 26) of a 64-bit value below 2^58.
+fn rk_shr26(x: vec2<u32>) -> u32 {
+    return (x.x >> 26u) | (x.y << 6u);
+}
+
+struct RkPoly {
+    r0: u32, r1: u32, r2: u32, r3: u32, r4: u32,
+    h0: u32, h1: u32, h2: u32, h3: u32, h4: u32,
+    pad: vec4<u32>,
+}
+
+// Poly1305 keyed with the first 32 bytes of ChaCha20 block 0 (RFC 8439 §2.6).
+fn rk_poly_init(block0: array<vec4<u32>, 4>) -> RkPoly {
+    let k = block0[0];
+    var st: RkPoly;
+    st.r0 = k.x & 0x3ffffffu;
+    st.r1 = ((k.x >> 26u) | (k.y << 6u)) & 0x3ffff03u;
+    st.r2 = ((k.y >> 20u) | (k.z << 12u)) & 0x3ffc0ffu;
+    st.r3 = ((k.z >> 14u) | (k.w << 18u)) & 0x3f03fffu;
+    st.r4 = (k.w >> 8u) & 0x00fffffu;
+    st.h0 = 0u; st.h1 = 0u; st.h2 = 0u; st.h3 = 0u; st.h4 = 0u;
+    st.pad = block0[1];
+    return st;
+}
+
+// Absorbs one full 16-byte block `m` (the AEAD construction pads every input to
+// whole blocks, so the high bit is always set).
+fn rk_poly_block(st: ptr<function, RkPoly>, m: vec4<u32>) {
+    let r0 = (*st).r0; let r1 = (*st).r1; let r2 = (*st).r2; let r3 = (*st).r3; let r4 = (*st).r4;
+    let s1 = r1 * 5u; let s2 = r2 * 5u; let s3 = r3 * 5u; let s4 = r4 * 5u;
+    var h0 = (*st).h0 + (m.x & RK_MASK26);
+    var h1 = (*st).h1 + (((m.x >> 26u) | (m.y << 6u)) & RK_MASK26);
+    var h2 = (*st).h2 + (((m.y >> 20u) | (m.z << 12u)) & RK_MASK26);
+    var h3 = (*st).h3 + (((m.z >> 14u) | (m.w << 18u)) & RK_MASK26);
+    var h4 = (*st).h4 + ((m.w >> 8u) | (1u << 24u));
+    var d0 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(h0, r0), rk_mul_wide(h1, s4)), rk_mul_wide(h2, s3)), rk_mul_wide(h3, s2)), rk_mul_wide(h4, s1));
+    var d1 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(h0, r1), rk_mul_wide(h1, r0)), rk_mul_wide(h2, s4)), rk_mul_wide(h3, s3)), rk_mul_wide(h4, s2));
+    var d2 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(h0, r2), rk_mul_wide(h1, r1)), rk_mul_wide(h2, r0)), rk_mul_wide(h3, s4)), rk_mul_wide(h4, s3));
+    var d3 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(h0, r3), rk_mul_wide(h1, r2)), rk_mul_wide(h2, r1)), rk_mul_wide(h3, r0)), rk_mul_wide(h4, s4));
+    var d4 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(h0, r4), rk_mul_wide(h1, r3)), rk_mul_wide(h2, r2)), rk_mul_wide(h3, r1)), rk_mul_wide(h4, r0));
+    var c = rk_shr26(d0); h0 = d0.x & RK_MASK26;
+    d1 = rk_add64(d1, vec2<u32>(c, 0u)); c = rk_shr26(d1); h1 = d1.x & RK_MASK26;
+    d2 = rk_add64(d2, vec2<u32>(c, 0u)); c = rk_shr26(d2); h2 = d2.x & RK_MASK26;
+    d3 = rk_add64(d3, vec2<u32>(c, 0u)); c = rk_shr26(d3); h3 = d3.x & RK_MASK26;
+    d4 = rk_add64(d4, vec2<u32>(c, 0u)); c = rk_shr26(d4); h4 = d4.x & RK_MASK26;
+    h0 += c * 5u; c = h0 >> 26u; h0 &= RK_MASK26;
+    h1 += c;
+    (*st).h0 = h0; (*st).h1 = h1; (*st).h2 = h2; (*st).h3 = h3; (*st).h4 = h4;
+}
+
+// The tag: full reduction mod 2^130 - 5, then + pad mod 2^128. Wipes the state.
+fn rk_poly_finish(st: ptr<function, RkPoly>) -> vec4<u32> {
+    var h0 = (*st).h0; var h1 = (*st).h1; var h2 = (*st).h2; var h3 = (*st).h3; var h4 = (*st).h4;
+    var c = h1 >> 26u; h1 &= RK_MASK26;
+    h2 += c; c = h2 >> 26u; h2 &= RK_MASK26;
+    h3 += c; c = h3 >> 26u; h3 &= RK_MASK26;
+    h4 += c; c = h4 >> 26u; h4 &= RK_MASK26;
+    h0 += c * 5u; c = h0 >> 26u; h0 &= RK_MASK26;
+    h1 += c;
+    // g = h + 5 - 2^130: keep h when g is negative (h < p), else g.
+    var g0 = h0 + 5u; c = g0 >> 26u; g0 &= RK_MASK26;
+    var g1 = h1 + c; c = g1 >> 26u; g1 &= RK_MASK26;
+    var g2 = h2 + c; c = g2 >> 26u; g2 &= RK_MASK26;
+    var g3 = h3 + c; c = g3 >> 26u; g3 &= RK_MASK26;
+    var g4 = h4 + c - (1u << 26u);
+    var mask = (g4 >> 31u) - 1u;
+    g0 &= mask; g1 &= mask; g2 &= mask; g3 &= mask; g4 &= mask;
+    mask = ~mask;
+    h0 = (h0 & mask) | g0;
+    h1 = (h1 & mask) | g1;
+    h2 = (h2 & mask) | g2;
+    h3 = (h3 & mask) | g3;
+    h4 = (h4 & mask) | g4;
+    let t0 = h0 | (h1 << 26u);
+    let t1 = (h1 >> 6u) | (h2 << 20u);
+    let t2 = (h2 >> 12u) | (h3 << 14u);
+    let t3 = (h3 >> 18u) | (h4 << 8u);
+    let pad = (*st).pad;
+    let f0 = t0 + pad.x;
+    var carry = select(0u, 1u, f0 < t0);
+    let s1 = t1 + pad.y;
+    let f1 = s1 + carry;
+    carry = select(0u, 1u, s1 < t1) + select(0u, 1u, f1 < s1);
+    let s2 = t2 + pad.z;
+    let f2 = s2 + carry;
+    carry = select(0u, 1u, s2 < t2) + select(0u, 1u, f2 < s2);
+    let f3 = t3 + pad.w + carry;
+    (*st).r0 = 0u; (*st).r1 = 0u; (*st).r2 = 0u; (*st).r3 = 0u; (*st).r4 = 0u;
+    (*st).h0 = 0u; (*st).h1 = 0u; (*st).h2 = 0u; (*st).h3 = 0u; (*st).h4 = 0u;
+    (*st).pad = vec4<u32>(0u);
+    return vec4<u32>(f0, f1, f2, f3);
+}
+
+// The last block of the AEAD tag: le64(aad_len) || le64(ct_len), lengths below 2^32.
+fn rk_poly_lengths(st: ptr<function, RkPoly>, aad_len: u32, ct_len: u32) {
+    rk_poly_block(st, vec4<u32>(aad_len, 0u, ct_len, 0u));
+}
+
+// The nonce of STREAM chunk `i`: prefix (7 bytes: p0 = bytes 0..3, p1 = bytes 4..6)
+// || i (u32 big-endian) || last flag, as three little-endian words.
+fn rk_stream_nonce(p0: u32, p1: u32, i: u32, last: bool) -> vec3<u32> {
+    let n1 = (p1 & 0xffffffu) | ((i >> 24u) << 24u);
+    let n2 = ((i >> 16u) & 0xffu) | (((i >> 8u) & 0xffu) << 8u) | ((i & 0xffu) << 16u) | (select(0u, 1u, last) << 24u);
+    return vec3<u32>(p0, n1, n2);
+}
+
+// Constant-time tag comparison: 0 when equal.
+fn rk_tag_diff(a: vec4<u32>, b: vec4<u32>) -> u32 {
+    let d = a ^ b;
+    return d.x | d.y | d.z | d.w;
+}

@@ -1,0 +1,183 @@
+// Chunked STREAM sealing and opening of whole device buffers with ChaCha20-Poly1305,
+// in the envelope layout of ringkernel-core (security/encryption/envelope.rs), one
+// chunk per workgroup. Appended to chacha20_poly1305.wgsl by the host.
+//
+// The sealed body is a sequence of slots `chunk ciphertext || 16-byte tag` of
+// chunk_size + 16 bytes (chunk_size is a multiple of 64, so every slot starts on a word
+// boundary; only the last slot, which ends the body, may end inside a word). Chunk i
+// uses the nonce prefix || i (u32 big-endian) || last flag and authenticates `aad`
+// (the envelope header). In a workgroup all 64 invocations run the keystream over the
+// chunk's blocks; invocation 0 computes the Poly1305 tag (one pass, sequential by
+// nature). Opening verifies a chunk's tag before any of its plaintext is written.
+
+struct RkStreamParams {
+    key_lo: vec4<u32>,
+    key_hi: vec4<u32>,
+    // prefix bytes 0..3, prefix bytes 4..6, total plaintext bytes, chunk size (bytes)
+    p0: u32,
+    p1: u32,
+    total: u32,
+    chunk_size: u32,
+    chunks: u32,
+    aad_len: u32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: RkStreamParams;
+@group(0) @binding(1) var<storage, read> aad: array<u32>;
+@group(0) @binding(2) var<storage, read> src: array<u32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<u32>;
+@group(0) @binding(4) var<storage, read_write> failures: atomic<u32>;
+
+var<workgroup> rk_chunk_ok: u32;
+
+fn rk_stream_key() -> RkKey {
+    return RkKey(params.key_lo, params.key_hi);
+}
+
+fn rk_absorb_aad(st: ptr<function, RkPoly>) {
+    let words = (params.aad_len + 3u) / 4u;
+    for (var w = 0u; w < words; w += 4u) {
+        var m = vec4<u32>(0u);
+        for (var k = 0u; k < 4u; k++) {
+            if (w + k < words) {
+                m[k] = aad[w + k] & rk_byte_mask(i32(params.aad_len) - i32(4u * (w + k)));
+            }
+        }
+        rk_poly_block(st, m);
+    }
+}
+
+// Chunk `ch`: its plaintext length.
+fn rk_chunk_len(ch: u32) -> u32 {
+    return min(params.chunk_size, params.total - ch * params.chunk_size);
+}
+
+@compute @workgroup_size(64)
+fn stream_seal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let key = rk_stream_key();
+    for (var ch = wg.x; ch < params.chunks; ch += nwg.x) {
+        let len = rk_chunk_len(ch);
+        let full = len / 4u;
+        let rem = len % 4u;
+        let sbase = ch * (params.chunk_size / 4u);
+        let dbase = ch * ((params.chunk_size + 16u) / 4u);
+        let nonce = rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks);
+        let blocks = (len + 63u) / 64u;
+        for (var b = lid; b < blocks; b += 64u) {
+            let ks = rk_chacha20_block(key, 1u + b, nonce);
+            for (var k = 0u; k < 16u; k++) {
+                let w = b * 16u + k;
+                if (w < full) {
+                    dst[dbase + w] = src[sbase + w] ^ rk_block_word(ks, k);
+                }
+            }
+        }
+        storageBarrier();
+        workgroupBarrier();
+        if (lid == 0u) {
+            // The partial last word of ciphertext (if any), computed here.
+            var part = 0u;
+            if (rem != 0u) {
+                let ks = rk_chacha20_block(key, 1u + full / 16u, nonce);
+                part = (src[sbase + full] ^ rk_block_word(ks, full % 16u)) & rk_byte_mask(i32(rem));
+            }
+            var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
+            rk_absorb_aad(&st);
+            let words = (len + 3u) / 4u;
+            for (var w = 0u; w < words; w += 4u) {
+                var m = vec4<u32>(0u);
+                for (var k = 0u; k < 4u; k++) {
+                    let i = w + k;
+                    if (i < full) {
+                        m[k] = dst[dbase + i];
+                    } else if (i == full) {
+                        m[k] = part;
+                    }
+                }
+                rk_poly_block(&st, m);
+            }
+            rk_poly_lengths(&st, params.aad_len, len);
+            let tag = rk_poly_finish(&st);
+            // Tail: the partial ciphertext bytes, then the tag, from word `full` on.
+            if (rem == 0u) {
+                dst[dbase + full] = tag.x;
+                dst[dbase + full + 1u] = tag.y;
+                dst[dbase + full + 2u] = tag.z;
+                dst[dbase + full + 3u] = tag.w;
+            } else {
+                let sh = 8u * rem;
+                dst[dbase + full] = part | (tag.x << sh);
+                dst[dbase + full + 1u] = (tag.x >> (32u - sh)) | (tag.y << sh);
+                dst[dbase + full + 2u] = (tag.y >> (32u - sh)) | (tag.z << sh);
+                dst[dbase + full + 3u] = (tag.z >> (32u - sh)) | (tag.w << sh);
+                dst[dbase + full + 4u] = tag.w >> (32u - sh);
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+@compute @workgroup_size(64)
+fn stream_open(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let key = rk_stream_key();
+    for (var ch = wg.x; ch < params.chunks; ch += nwg.x) {
+        let len = rk_chunk_len(ch);
+        let full = len / 4u;
+        let rem = len % 4u;
+        let sbase = ch * ((params.chunk_size + 16u) / 4u);
+        let dbase = ch * (params.chunk_size / 4u);
+        let nonce = rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks);
+        if (lid == 0u) {
+            var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
+            rk_absorb_aad(&st);
+            let words = (len + 3u) / 4u;
+            for (var w = 0u; w < words; w += 4u) {
+                var m = vec4<u32>(0u);
+                for (var k = 0u; k < 4u; k++) {
+                    let i = w + k;
+                    if (i < words) {
+                        m[k] = src[sbase + i] & rk_byte_mask(i32(len) - i32(4u * i));
+                    }
+                }
+                rk_poly_block(&st, m);
+            }
+            rk_poly_lengths(&st, params.aad_len, len);
+            let expected = rk_poly_finish(&st);
+            // The stored tag starts at byte `len` of the slot.
+            var stored: vec4<u32>;
+            if (rem == 0u) {
+                stored = vec4<u32>(src[sbase + full], src[sbase + full + 1u], src[sbase + full + 2u], src[sbase + full + 3u]);
+            } else {
+                let sh = 8u * rem;
+                for (var k = 0u; k < 4u; k++) {
+                    stored[k] = (src[sbase + full + k] >> sh) | (src[sbase + full + k + 1u] << (32u - sh));
+                }
+            }
+            let ok = rk_tag_diff(expected, stored) == 0u;
+            rk_chunk_ok = select(0u, 1u, ok);
+            if (!ok) {
+                atomicAdd(&failures, 1u);
+            }
+        }
+        let ok = workgroupUniformLoad(&rk_chunk_ok) == 1u;
+        if (ok) {
+            let words = (len + 3u) / 4u;
+            let blocks = (len + 63u) / 64u;
+            for (var b = lid; b < blocks; b += 64u) {
+                let ks = rk_chacha20_block(key, 1u + b, nonce);
+                for (var k = 0u; k < 16u; k++) {
+                    let w = b * 16u + k;
+                    if (w < words) {
+                        let mask = rk_byte_mask(i32(len) - i32(4u * w));
+                        dst[dbase + w] = (src[sbase + w] ^ rk_block_word(ks, k)) & mask;
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+}
