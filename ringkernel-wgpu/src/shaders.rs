@@ -37,7 +37,7 @@ pub(crate) struct Pipelines {
 
 impl Pipelines {
     pub(crate) fn compile(device: &wgpu::Device) -> Result<Pipelines, Error> {
-        let mut modules = std::collections::HashMap::new();
+        let mut compiled = std::collections::HashMap::new();
         for (name, source) in modules() {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -47,14 +47,14 @@ impl Pipelines {
             if let Some(e) = pollster::block_on(scope.pop()) {
                 return Err(Error::Backend(format!("WGSL module {name} rejected: {e}")));
             }
-            modules.insert(name, module);
+            compiled.insert(name, module);
         }
         let pipeline = |module: &str, entry: &str| -> Result<wgpu::ComputePipeline, Error> {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: None,
-                module: &modules[module],
+                module: &compiled[module],
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,

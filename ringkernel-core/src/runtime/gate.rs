@@ -184,8 +184,7 @@ impl Gate {
         notes: &mut Vec<String>,
     ) -> Result<Option<MemoryEncryption>> {
         use crate::security::encryption::device::DEVICE_ALGORITHM;
-        let Some(enc) = enc.filter(|e| e.is_enabled() && e.config().seals_control_blocks())
-        else {
+        let Some(enc) = enc.filter(|e| e.is_enabled() && e.config().seals_control_blocks()) else {
             return Ok(None);
         };
         if backend.info().kind == crate::backend::DeviceKind::Cpu
@@ -1022,7 +1021,9 @@ impl Gate {
                         .detail("keys", which)
                 }),
                 Ok(None) => {}
-                Err(err) => tracing::error!(error = %err, keys = which, "timed key rotation failed"),
+                Err(err) => {
+                    tracing::error!(error = %err, keys = which, "timed key rotation failed")
+                }
             }
         }
         if self.key_generation() != self.sealed_epoch.load(Ordering::Acquire) {
@@ -1116,8 +1117,12 @@ impl Gate {
             }
         }
         self.sealed_epoch.store(generation, Ordering::Release);
-        tracing::info!(generation, regions = n, elapsed_us = started.elapsed().as_micros() as u64,
-            "sealed regions re-sealed under the current key");
+        tracing::info!(
+            generation,
+            regions = n,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "sealed regions re-sealed under the current key"
+        );
         n
     }
 
@@ -1129,9 +1134,7 @@ impl Gate {
     pub(crate) fn device_round<R>(
         &self,
         entry: &KernelEntry,
-        f: impl FnOnce(
-            crate::backend::DeviceRound,
-        ) -> Result<(crate::backend::DeviceRoundOutcome, R)>,
+        f: impl FnOnce(crate::backend::DeviceRound) -> Result<(crate::backend::DeviceRoundOutcome, R)>,
     ) -> Result<R> {
         use crate::backend::{DeviceRound, DeviceRoundSealing, device};
         use crate::security::encryption::EnvelopeKind;

@@ -48,7 +48,10 @@ pub(crate) struct Sealing {
 }
 
 impl Sealing {
-    pub(crate) fn new(enc: Option<&MemoryEncryption>, companion: Option<&MemoryEncryption>) -> Self {
+    pub(crate) fn new(
+        enc: Option<&MemoryEncryption>,
+        companion: Option<&MemoryEncryption>,
+    ) -> Self {
         let pick =
             |on: fn(&MemoryEncryption) -> bool| enc.filter(|e| e.is_enabled() && on(e)).cloned();
         let control = pick(|e| e.config().seals_control_blocks());

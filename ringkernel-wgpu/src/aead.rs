@@ -1,0 +1,386 @@
+//! ChaCha20-Poly1305 on the GPU: a batch primitive (many independent records, one per
+//! invocation), and sealing/opening whole device buffers in the envelope's STREAM form
+//! (one chunk per workgroup).
+
+use ringkernel_core::Error;
+use ringkernel_core::backend::BufferId;
+use ringkernel_core::security::encryption::{
+    ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
+};
+use zeroize::Zeroize;
+
+use crate::backend::WgpuBackend;
+use crate::gpu::{align4, words_of};
+
+/// Seal or open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AeadOp {
+    /// Encrypt `data` in place and compute `tag`.
+    Seal,
+    /// Verify `tag`, then decrypt `data` in place.
+    Open,
+}
+
+/// One ChaCha20-Poly1305 record for [`WgpuBackend::aead_batch`]. The key is zeroized
+/// when the job is dropped.
+#[derive(Clone)]
+pub struct AeadJob {
+    /// What to do.
+    pub op: AeadOp,
+    /// 256-bit key.
+    pub key: [u8; 32],
+    /// 96-bit nonce.
+    pub nonce: [u8; 12],
+    /// Associated data.
+    pub aad: Vec<u8>,
+    /// Plaintext (seal) or ciphertext (open); replaced by the result.
+    pub data: Vec<u8>,
+    /// Output of seal, input of open.
+    pub tag: [u8; TAG_LEN],
+}
+
+impl std::fmt::Debug for AeadJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AeadJob")
+            .field("op", &self.op)
+            .field("aad_len", &self.aad.len())
+            .field("data_len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AeadJob {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.data.zeroize();
+    }
+}
+
+const JOB_WORDS: usize = 12;
+
+impl WgpuBackend {
+    /// Seals or opens every job on the GPU in one dispatch. Returns, per job, whether it
+    /// succeeded: an open whose tag does not verify returns `false` and leaves its data
+    /// as it was (ciphertext). Records are limited to 4 GiB - 1 bytes.
+    pub fn aead_batch(&self, jobs: &mut [AeadJob]) -> Result<Vec<bool>, Error> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let gpu = &self.gpu;
+        let pipes = gpu.pipelines()?;
+        let mut data: Vec<u32> = Vec::new();
+        let mut desc: Vec<u32> = Vec::with_capacity(jobs.len() * JOB_WORDS);
+        let word_off = |data: &Vec<u32>| -> Result<u32, Error> {
+            u32::try_from(data.len()).map_err(|_| Error::Backend("AEAD batch too large".into()))
+        };
+        let len32 = |n: usize| -> Result<u32, Error> {
+            u32::try_from(n).map_err(|_| Error::Backend("AEAD record too large".into()))
+        };
+        for job in jobs.iter() {
+            let key_off = word_off(&data)?;
+            data.extend(words_of(&job.key));
+            let aad_off = word_off(&data)?;
+            data.extend(words_of(&job.aad));
+            let msg_off = word_off(&data)?;
+            data.extend(words_of(&job.data));
+            let tag_off = word_off(&data)?;
+            data.extend(words_of(&job.tag));
+            let nonce = words_of(&job.nonce);
+            desc.extend([
+                match job.op {
+                    AeadOp::Seal => 1,
+                    AeadOp::Open => 2,
+                },
+                key_off,
+                nonce[0],
+                nonce[1],
+                nonce[2],
+                aad_off,
+                len32(job.aad.len())?,
+                msg_off,
+                len32(job.data.len())?,
+                tag_off,
+                0,
+                0,
+            ]);
+        }
+        let count = len32(jobs.len())?;
+        let groups = count.div_ceil(64);
+        if groups > gpu.limits.max_compute_workgroups_per_dimension {
+            return Err(Error::Backend("AEAD batch has too many records".into()));
+        }
+        let data_len = (data.len() * 4) as u64;
+        let jobs_buf = gpu.storage("aead jobs", (desc.len() * 4) as u64)?;
+        let data_buf = gpu.storage("aead data", data_len)?;
+        let results_buf = gpu.storage("aead results", u64::from(count) * 4)?;
+        let count_buf = gpu.scoped("creating a uniform buffer", || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("aead count"),
+                size: 16,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        gpu.queue
+            .write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&desc));
+        gpu.queue
+            .write_buffer(&data_buf, 0, bytemuck::cast_slice(&data));
+        gpu.queue
+            .write_buffer(&count_buf, 0, bytemuck::cast_slice(&[count, 0, 0, 0]));
+        data.zeroize();
+        let pipeline = &pipes.aead_batch;
+        let bind = gpu.scoped("binding AEAD buffers", || {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("aead batch"),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    entry(0, &jobs_buf),
+                    entry(1, &data_buf),
+                    entry(2, &results_buf),
+                    entry(3, &count_buf),
+                ],
+            })
+        })?;
+        gpu.scoped("dispatching the AEAD batch", || {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(groups, 1, 1);
+            }
+            gpu.queue.submit([enc.finish()]);
+        })?;
+        let mut out = gpu.read_back(&data_buf, 0, data_len)?;
+        let results = gpu.read_back(&results_buf, 0, u64::from(count) * 4)?;
+        gpu.clear(&data_buf)?;
+        for b in [&jobs_buf, &data_buf, &results_buf, &count_buf] {
+            b.destroy();
+        }
+        let mut ok = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter_mut().enumerate() {
+            let d = &desc[i * JOB_WORDS..(i + 1) * JOB_WORDS];
+            let r = u32::from_le_bytes([
+                results[4 * i],
+                results[4 * i + 1],
+                results[4 * i + 2],
+                results[4 * i + 3],
+            ]);
+            let msg = d[7] as usize * 4;
+            let tag = d[9] as usize * 4;
+            if r == 0 {
+                let n = job.data.len();
+                job.data.copy_from_slice(&out[msg..msg + n]);
+                if job.op == AeadOp::Seal {
+                    job.tag.copy_from_slice(&out[tag..tag + TAG_LEN]);
+                }
+            }
+            ok.push(r == 0);
+        }
+        out.zeroize();
+        Ok(ok)
+    }
+
+    /// Seals the first `len` bytes of device buffer `buffer` on the GPU as a STREAM
+    /// envelope of region `context` at `sequence` and returns the envelope (header read
+    /// from the host's reservation, body from the device). It opens with
+    /// [`MemoryEncryption::open_stream`] on the CPU. ChaCha20-Poly1305 only; the chunk
+    /// size must be a multiple of 64 bytes.
+    pub fn seal_buffer(
+        &self,
+        enc: &MemoryEncryption,
+        context: ContextId,
+        sequence: u64,
+        buffer: BufferId,
+        len: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let (src, buf_len) = self.buffer(buffer)?;
+        ringkernel_core::backend::check_bounds(buffer, 0, len as usize, buf_len)?;
+        let seal = enc.device_seal(EnvelopeKind::Stream, context, sequence, len)?;
+        let chunk = seal.parsed.chunk_size;
+        let chunks = stream_chunks(len, chunk)?;
+        let body_len = len + u64::from(chunks) * TAG_LEN as u64;
+        let dst = self.gpu.storage("stream body", align4(body_len))?;
+        let failures = self.run_stream(
+            true,
+            seal.key.bytes(),
+            &seal.parsed.nonce,
+            &seal.header,
+            &src,
+            &dst,
+            len,
+            chunk,
+            chunks,
+        )?;
+        debug_assert_eq!(failures, 0);
+        let mut out = seal.header.clone();
+        let body = self.gpu.read_back(&dst, 0, align4(body_len))?;
+        out.extend_from_slice(&body[..body_len as usize]);
+        dst.destroy();
+        Ok(out)
+    }
+
+    /// Opens a STREAM envelope on the GPU into device buffer `buffer` (from offset 0).
+    /// The header is checked on the host exactly as [`MemoryEncryption::open_stream`]
+    /// would; every chunk's tag is checked on the device. When any chunk fails, nothing
+    /// is written to `buffer` and the result is [`Error::Tampered`]. Returns the
+    /// plaintext length.
+    pub fn open_into_buffer(
+        &self,
+        enc: &MemoryEncryption,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        buffer: BufferId,
+    ) -> Result<u64, Error> {
+        let (dst, buf_len) = self.buffer(buffer)?;
+        let open = enc.device_open(sealed, EnvelopeKind::Stream, context, check)?;
+        let total = open.parsed.length;
+        ringkernel_core::backend::check_bounds(buffer, 0, total as usize, buf_len)?;
+        let chunks = stream_chunks(total, open.parsed.chunk_size)?;
+        let body = &sealed[open.header_len..];
+        let src = self.gpu.storage("stream body", align4(body.len() as u64))?;
+        self.gpu.queue.write_buffer(&src, 0, &pad4(body));
+        // Open into a scratch buffer first: a buffer is either fully opened or untouched.
+        let scratch = self.gpu.storage("stream plaintext", align4(total))?;
+        let failures = self.run_stream(
+            false,
+            open.key.bytes(),
+            &open.parsed.nonce,
+            &sealed[..open.header_len],
+            &src,
+            &scratch,
+            total,
+            open.parsed.chunk_size,
+            chunks,
+        )?;
+        src.destroy();
+        if failures != 0 {
+            self.gpu.clear(&scratch)?;
+            scratch.destroy();
+            return Err(Error::Tampered);
+        }
+        let mut e = self.gpu.device.create_command_encoder(&Default::default());
+        e.copy_buffer_to_buffer(&scratch, 0, &dst, 0, align4(total));
+        e.clear_buffer(&scratch, 0, None);
+        self.gpu.queue.submit([e.finish()]);
+        self.gpu.wait()?;
+        scratch.destroy();
+        Ok(total)
+    }
+
+    /// Dispatches the STREAM kernel; returns the number of chunks that failed to open.
+    #[allow(clippy::too_many_arguments)]
+    fn run_stream(
+        &self,
+        seal: bool,
+        key: &[u8],
+        prefix: &[u8],
+        aad: &[u8],
+        src: &wgpu::Buffer,
+        dst: &wgpu::Buffer,
+        total: u64,
+        chunk: u32,
+        chunks: u32,
+    ) -> Result<u32, Error> {
+        let gpu = &self.gpu;
+        let pipes = gpu.pipelines()?;
+        let total32 = u32::try_from(total)
+            .map_err(|_| Error::Backend("GPU STREAM sealing is limited to 4 GiB - 1".into()))?;
+        if prefix.len() != 7 {
+            return Err(Error::Backend(
+                "unexpected STREAM nonce prefix length".into(),
+            ));
+        }
+        let mut p = [0u8; 8];
+        p[..7].copy_from_slice(prefix);
+        let mut params: Vec<u32> = words_of(key);
+        params.extend(words_of(&p));
+        params.extend([
+            total32,
+            chunk,
+            chunks,
+            u32::try_from(aad.len()).map_err(|_| Error::Backend("header too long".into()))?,
+            0,
+            0,
+        ]);
+        let uniform = gpu.scoped("creating a uniform buffer", || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stream params"),
+                size: (params.len() * 4) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        gpu.queue
+            .write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
+        params.zeroize();
+        let aad_buf = gpu.storage("stream aad", align4(aad.len() as u64))?;
+        gpu.queue.write_buffer(&aad_buf, 0, &pad4(aad));
+        let fail_buf = gpu.storage("stream failures", 4)?;
+        let pipeline = if seal {
+            &pipes.stream_seal
+        } else {
+            &pipes.stream_open
+        };
+        let bind = gpu.scoped("binding STREAM buffers", || {
+            gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("stream"),
+                layout: &pipeline.get_bind_group_layout(0),
+                // The seal entry point does not use the failure counter, and layouts
+                // derived from a shader hold only the bindings it uses.
+                entries: &[
+                    entry(0, &uniform),
+                    entry(1, &aad_buf),
+                    entry(2, src),
+                    entry(3, dst),
+                    entry(4, &fail_buf),
+                ][..if seal { 4 } else { 5 }],
+            })
+        })?;
+        let groups = chunks.min(gpu.limits.max_compute_workgroups_per_dimension);
+        gpu.scoped("dispatching the STREAM kernel", || {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &bind, &[]);
+                pass.dispatch_workgroups(groups, 1, 1);
+            }
+            // The key leaves the device with this submission.
+            enc.clear_buffer(&uniform, 0, None);
+            gpu.queue.submit([enc.finish()]);
+        })?;
+        let f = gpu.read_back(&fail_buf, 0, 4)?;
+        for b in [&uniform, &aad_buf, &fail_buf] {
+            b.destroy();
+        }
+        Ok(u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
+    }
+}
+
+/// Number of STREAM chunks (one empty chunk for an empty buffer); the chunk size must
+/// be a non-zero multiple of 64 for the GPU kernel's word-aligned slots.
+fn stream_chunks(total: u64, chunk: u32) -> Result<u32, Error> {
+    if chunk == 0 || chunk % 64 != 0 {
+        return Err(Error::Unsupported {
+            backend: "wgpu",
+            what: format!("STREAM chunk size {chunk}: the GPU kernel needs a multiple of 64"),
+        });
+    }
+    u32::try_from(total.div_ceil(u64::from(chunk)).max(1))
+        .map_err(|_| Error::Backend("too many STREAM chunks".into()))
+}
+
+pub(crate) fn pad4(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.resize(align4(bytes.len() as u64) as usize, 0);
+    v
+}
+
+pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}

@@ -1,0 +1,199 @@
+//! [`WgpuBackend`]: device buffers with real-size accounting, zeroed on allocation
+//! (wgpu zero-initialises every buffer) and cleared on the device before release.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use ringkernel_core::Error;
+use ringkernel_core::backend::{
+    Allocation, BackendInfo, BufferId, ComputeBackend, KernelLaunch, KernelProgram, KernelWorker,
+    check_bounds, spawn_host_kernel,
+};
+
+use crate::gpu::{AdapterFacts, Gpu, align4};
+
+/// Allocation granule: buffers are created in multiples of 256 bytes (the storage
+/// binding offset alignment of most adapters), and that is what accounting counts.
+pub(crate) const GRANULE: u64 = 256;
+
+pub(crate) struct DeviceBuffer {
+    pub(crate) buffer: Arc<wgpu::Buffer>,
+    pub(crate) len: u64,
+    pub(crate) reserved: u64,
+}
+
+/// The wgpu compute backend. See the crate docs.
+pub struct WgpuBackend {
+    pub(crate) gpu: Arc<Gpu>,
+    pub(crate) buffers: Arc<Mutex<HashMap<u64, DeviceBuffer>>>,
+    next_id: AtomicU64,
+    allocated: AtomicU64,
+    /// Serialises read-modify-write cycles of unaligned writes.
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for WgpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WgpuBackend")
+            .field("adapter", &self.gpu.facts.name)
+            .field("backend", &self.gpu.facts.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WgpuBackend {
+    /// Opens the adapter the environment names, or the default one, and compiles the
+    /// kernels. Returns [`Error::BackendUnavailable`] when there is no usable adapter.
+    pub fn new() -> Result<Self, Error> {
+        let gpu = Gpu::open()?;
+        gpu.pipelines()?;
+        Ok(WgpuBackend {
+            gpu,
+            buffers: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(1),
+            allocated: AtomicU64::new(0),
+            write_lock: Mutex::new(()),
+        })
+    }
+
+    /// The selected adapter.
+    pub fn adapter(&self) -> &AdapterFacts {
+        &self.gpu.facts
+    }
+
+    pub(crate) fn buffer(&self, id: BufferId) -> Result<(Arc<wgpu::Buffer>, u64), Error> {
+        self.buffers
+            .lock()
+            .get(&id.0)
+            .map(|b| (b.buffer.clone(), b.len))
+            .ok_or(Error::UnknownBuffer(id.0))
+    }
+}
+
+impl ComputeBackend for WgpuBackend {
+    fn info(&self) -> BackendInfo {
+        let f = &self.gpu.facts;
+        BackendInfo {
+            name: "wgpu",
+            device: format!("{} ({}, {})", f.name, f.backend, f.device_type),
+            kind: f.kind,
+            zeroes_on_allocate: true,
+            zeroes_on_free: true,
+        }
+    }
+
+    fn allocation_size(&self, len: u64) -> Result<u64, Error> {
+        let max = self
+            .gpu
+            .limits
+            .max_buffer_size
+            .min(u64::from(self.gpu.limits.max_storage_buffer_binding_size));
+        let reserved = len.div_ceil(GRANULE).checked_mul(GRANULE);
+        match reserved {
+            Some(r) if len > 0 && r <= max => Ok(r),
+            _ => Err(Error::InvalidAllocation(len)),
+        }
+    }
+
+    fn allocate(&self, len: u64) -> Result<Allocation, Error> {
+        let reserved = self.allocation_size(len)?;
+        let buffer = self.gpu.storage("ringkernel buffer", reserved)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.buffers.lock().insert(
+            id,
+            DeviceBuffer {
+                buffer: Arc::new(buffer),
+                len,
+                reserved,
+            },
+        );
+        self.allocated.fetch_add(reserved, Ordering::AcqRel);
+        Ok(Allocation {
+            id: BufferId(id),
+            len,
+            reserved,
+        })
+    }
+
+    fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let (buf, len) = self.buffer(buffer)?;
+        check_bounds(buffer, offset, data.len(), len)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset + data.len() as u64;
+        let (a0, a1) = (offset & !3, align4(end));
+        if a0 == offset && a1 == end {
+            self.gpu.queue.write_buffer(&buf, offset, data);
+        } else {
+            // wgpu copies whole words: patch the enclosing words.
+            let _g = self.write_lock.lock();
+            let mut words = self.gpu.read_back(&buf, a0, a1 - a0)?;
+            let start = (offset - a0) as usize;
+            words[start..start + data.len()].copy_from_slice(data);
+            self.gpu.queue.write_buffer(&buf, a0, &words);
+            zeroize::Zeroize::zeroize(&mut words);
+        }
+        self.gpu.queue.submit([]);
+        Ok(())
+    }
+
+    fn read(&self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<(), Error> {
+        let (buf, len) = self.buffer(buffer)?;
+        check_bounds(buffer, offset, out.len(), len)?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let end = offset + out.len() as u64;
+        let a0 = offset & !3;
+        let mut words = self.gpu.read_back(&buf, a0, align4(end) - a0)?;
+        let start = (offset - a0) as usize;
+        out.copy_from_slice(&words[start..start + out.len()]);
+        zeroize::Zeroize::zeroize(&mut words);
+        Ok(())
+    }
+
+    fn zero(&self, buffer: BufferId) -> Result<(), Error> {
+        let (buf, _) = self.buffer(buffer)?;
+        self.gpu.clear(&buf)
+    }
+
+    fn free(&self, buffer: BufferId) -> Result<(), Error> {
+        let entry = self
+            .buffers
+            .lock()
+            .remove(&buffer.0)
+            .ok_or(Error::UnknownBuffer(buffer.0))?;
+        self.allocated.fetch_sub(entry.reserved, Ordering::AcqRel);
+        // Zero on the device, wait, then release: the next owner of this memory finds
+        // zeros even on drivers that do not clear new allocations.
+        let r = self.gpu.clear(&entry.buffer);
+        entry.buffer.destroy();
+        r
+    }
+
+    fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(Ordering::Acquire)
+    }
+
+    fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
+        match launch.program {
+            KernelProgram::Device(_) => crate::kernel::launch(self, launch),
+            _ => spawn_host_kernel(launch),
+        }
+    }
+}
+
+impl Drop for WgpuBackend {
+    fn drop(&mut self) {
+        let buffers: Vec<DeviceBuffer> = self.buffers.lock().drain().map(|(_, b)| b).collect();
+        for b in buffers {
+            if let Err(e) = self.gpu.clear(&b.buffer) {
+                tracing::error!(error = %e, "cannot clear a device buffer at shutdown");
+            }
+            b.buffer.destroy();
+        }
+    }
+}
