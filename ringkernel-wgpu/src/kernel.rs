@@ -31,7 +31,7 @@ use crate::gpu::{Gpu, align4, words_of};
 /// Messages per round unless the program asks for fewer.
 const DEFAULT_BATCH: usize = 256;
 const KEY_SLOT_WORDS: usize = 12;
-const PARAM_WORDS: usize = 9 + 13;
+const PARAM_WORDS: usize = 9 + 13 + 2;
 const STATUS_WORDS: usize = 8;
 
 /// Device status codes (status word 0).
@@ -208,6 +208,8 @@ impl KernelDevice {
         params[1] = n;
         params[2] = round.sequence as u32;
         params[3] = (round.sequence >> 32) as u32;
+        params[22] = round.queued_total as u32;
+        params[23] = (round.queued_total >> 32) as u32;
 
         // Routes: only the sandbox's permitted routes exist on the device.
         let peer = self.program.peer().cloned();

@@ -10,15 +10,16 @@
 // host reserved (device direction, next sequence number).
 //
 // Control block words (ringkernel-core control.rs): 0 is_active, 1 should_terminate,
-// 2 has_terminated, 3 last_error, 4/5 messages_processed, 8/9 input_head,
-// 14/15 output_tail. Sealed layout: header words 0..13 (52 bytes, the last three are
+// 2 has_terminated, 3 last_error, 4/5 messages_processed, 6/7 messages_in_flight,
+// 8/9 input_head, 10/11 input_tail, 14/15 output_tail. Sealed layout: header words 0..13 (52 bytes, the last three are
 // the nonce), ciphertext words 13..45, tag words 45..49.
 
 @group(0) @binding(0) var<storage, read_write> control: array<u32>;
 // Two key slots of 12 words: epoch, valid (1), 2 unused, 8 key words.
 @group(0) @binding(1) var<storage, read> keys: array<u32>;
 // 0 sealed, 1 messages, 2/3 expected sequence, 4 has_peer, 5 own slot, 6 peer slot,
-// 7 route stride, 8 enforce routes, 9..22 the header to seal with (13 words).
+// 7 route stride, 8 enforce routes, 9..22 the header to seal with (13 words),
+// 22/23 messages ever enqueued (input_tail).
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 // Per message two words (offset in words, length in bytes), then the payloads.
 @group(0) @binding(3) var<storage, read> input: array<u32>;
@@ -215,6 +216,17 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         rk_add_u64(4u, processed);
         rk_add_u64(8u, processed);
         rk_add_u64(14u, forwarded);
+        // input_tail = max(messages ever enqueued, input_head); in flight = tail - head.
+        var tail_lo = params[22];
+        var tail_hi = params[23];
+        if (tail_hi < rk_cb[9] || (tail_hi == rk_cb[9] && tail_lo < rk_cb[8])) {
+            tail_lo = rk_cb[8];
+            tail_hi = rk_cb[9];
+        }
+        rk_cb[10] = tail_lo;
+        rk_cb[11] = tail_hi;
+        rk_cb[6] = tail_lo - rk_cb[8];
+        rk_cb[7] = tail_hi - rk_cb[9] - select(0u, 1u, tail_lo < rk_cb[8]);
         if (params[0] == 1u) {
             rk_seal_control();
         } else {

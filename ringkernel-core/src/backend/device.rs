@@ -72,6 +72,8 @@ pub struct DeviceRound {
     /// The sealing number of the control block now in the buffer (the device refuses
     /// any other: a replayed older block does not open).
     pub sequence: u64,
+    /// Messages ever enqueued to the kernel (the control block's `input_tail`).
+    pub queued_total: u64,
     /// Present when control blocks are sealed.
     pub sealing: Option<DeviceRoundSealing>,
     /// The sandbox's route table and this kernel's slot in it; `None` without a

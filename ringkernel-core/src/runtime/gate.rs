@@ -1169,6 +1169,7 @@ impl Gate {
         let (outcome, r) = f(DeviceRound {
             control: *buf,
             sequence: *seq,
+            queued_total: entry.mailbox.enqueued(),
             sealing,
             routes,
         })?;
