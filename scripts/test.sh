@@ -69,3 +69,13 @@ for bin in secure_runtime sandbox_violations password_derived_keys compliance_re
     cargo run -q --locked -p ringkernel-examples --bin "$bin" > /dev/null
     echo "example $bin: ok"
 done
+# The main example on the GPU path: required in CI (lavapipe), tried elsewhere.
+wgpu_example=(cargo run -q --locked -p ringkernel-examples --bin secure_runtime -- --backend wgpu)
+if [ "${RINGKERNEL_REQUIRE_WGPU:-}" = "1" ]; then
+    "${wgpu_example[@]}" > /dev/null
+    echo "example secure_runtime --backend wgpu: ok"
+elif "${wgpu_example[@]}" > /dev/null 2>&1; then
+    echo "example secure_runtime --backend wgpu: ok"
+else
+    echo "example secure_runtime --backend wgpu: SKIPPED (no usable wgpu adapter; run it to see why)"
+fi

@@ -33,6 +33,8 @@ const DEFAULT_BATCH: usize = 256;
 const KEY_SLOT_WORDS: usize = 12;
 const PARAM_WORDS: usize = 9 + 13 + 2;
 const STATUS_WORDS: usize = 8;
+/// How long a forwarded checksum may wait for room in the peer's queue.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Device status codes (status word 0).
 const OPEN_FAILED: u32 = 1;
@@ -147,7 +149,8 @@ fn deliver(ctx: &KernelContext, report: &RoundReport) {
         return;
     };
     for sum in &report.forwarded {
-        if let Err(e) = ctx.send(peer.as_str(), "checksum", &sum.to_le_bytes()) {
+        // Backpressure: a full peer queue holds the driver (and so the kernel) back.
+        if let Err(e) = ctx.send_timeout(peer.as_str(), "checksum", &sum.to_le_bytes(), SEND_WAIT) {
             tracing::warn!(kernel = %ctx.id(), peer = %peer, error = %e, "forwarded checksum not delivered");
         }
     }

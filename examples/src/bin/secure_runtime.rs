@@ -1,8 +1,9 @@
 //! The main example: a small ingest -> processor -> aggregator pipeline of persistent
 //! kernels on the CPU backend (or `--backend wgpu|cuda`), passing real messages, with a
-//! readable summary at the end.
+//! readable summary at the end. On a GPU backend a device kernel also checksums every
+//! reading on the GPU, opening and re-sealing its own control block there.
 //!
-//! Run: `cargo run -p ringkernel-examples --bin secure_runtime`
+//! Run: `cargo run -p ringkernel-examples --bin secure_runtime [-- --backend wgpu]`
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ringkernel_core::Result;
+use ringkernel_core::backend::{DeviceKind, DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
 use ringkernel_core::security::audit::{AuditConfig, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
@@ -64,6 +66,14 @@ fn build_runtime() -> Result<Runtime> {
                 .k2k_allow_list(&["aggregator"])
                 .deny_k2k_to(&["audit_*"])
                 .allow_topics(&["scaled"]),
+        )
+        // GPU backends: the device kernel may reach its sink and nothing else.
+        .with_kernel_policy(
+            "gpu_digest",
+            limits,
+            SandboxPolicy::restrictive()
+                .k2k_allow_list(&["digest_sink"])
+                .allow_topics(&["checksum"]),
         );
     // Layer 3: the tamper-evident audit log (a fresh one per run of this example).
     let _ = std::fs::remove_dir_all(AUDIT_DIR);
@@ -111,6 +121,9 @@ fn run() -> Result<()> {
             mem.protection_level, mem.platform
         );
     }
+    for note in runtime.security_notes() {
+        println!("  note    : {note}");
+    }
 
     // aggregator: sums the scaled readings it receives.
     let total = Arc::new(AtomicU64::new(0));
@@ -153,21 +166,52 @@ fn run() -> Result<()> {
         }),
     )?;
 
+    // On a GPU: a device kernel checksums every reading (FNV-1a on the GPU) and sends
+    // each checksum to a host kernel, which folds them.
+    let on_gpu = info.kind != DeviceKind::Cpu;
+    let digest = Arc::new(AtomicU64::new(0));
+    let gpu_kernel = if on_gpu {
+        let fold = digest.clone();
+        runtime.launch(
+            "digest_sink",
+            LaunchOptions::new().handler(move |_, msg| {
+                let c = u32::from_le_bytes(msg.payload.as_slice().try_into()?);
+                fold.fetch_add(u64::from(c), Ordering::Relaxed);
+                Ok(())
+            }),
+        )?;
+        Some(runtime.launch(
+            "gpu_digest",
+            LaunchOptions::new().program(KernelProgram::Device(
+                DeviceProgram::checksum().forward_to("digest_sink")?,
+            )),
+        )?)
+    } else {
+        None
+    };
+
     let started = Instant::now();
     let mut rotation = None;
     for i in 1..=READINGS {
-        runtime.send_timeout(
-            "ingest",
-            "raw",
-            i.to_string().as_bytes(),
-            Duration::from_secs(5),
-        )?;
+        let reading = i.to_string();
+        runtime.send_timeout("ingest", "raw", reading.as_bytes(), Duration::from_secs(5))?;
+        if gpu_kernel.is_some() {
+            runtime.send_timeout(
+                "gpu_digest",
+                "raw",
+                reading.as_bytes(),
+                Duration::from_secs(5),
+            )?;
+        }
         if i == READINGS / 2 {
             // Rotate while the pipeline runs: every live control block is re-sealed.
             rotation = Some(runtime.rotate_keys()?);
         }
     }
     wait_for(&aggregator, READINGS)?;
+    if let Some(k) = &gpu_kernel {
+        wait_for(k, READINGS)?;
+    }
     let elapsed = started.elapsed();
 
     let expected = READINGS * (READINGS + 1); // 2 * sum(1..=N)
@@ -211,6 +255,33 @@ fn run() -> Result<()> {
             what: "aggregate",
             reason: format!("expected {expected}, got {got}"),
         });
+    }
+    if let Some(k) = &gpu_kernel {
+        let st = k.status()?;
+        let want: u64 = (1..=READINGS)
+            .map(|i| u64::from(fnv1a(i.to_string().as_bytes())))
+            .sum();
+        let t0 = Instant::now();
+        while digest.load(Ordering::Relaxed) != want && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let have = digest.load(Ordering::Relaxed);
+        println!("\nGPU kernel gpu_digest ({})", info.device);
+        println!(
+            "  processed {} readings on the device, control block opened and re-sealed there \
+             (ChaCha20-Poly1305 in WGSL); {} checksums forwarded",
+            st.messages_processed, st.messages_sent
+        );
+        println!(
+            "  checksum fold {have} (CPU recomputation {want}): {}",
+            if have == want { "match" } else { "MISMATCH" }
+        );
+        if have != want {
+            return Err(ringkernel_core::Error::Corrupt {
+                what: "GPU checksums",
+                reason: format!("expected {want}, got {have}"),
+            });
+        }
     }
 
     // The sandbox at work: ingest may reach processors only.
@@ -275,6 +346,12 @@ fn run() -> Result<()> {
         println!("  auditors: ringkernel-audit-verify {AUDIT_DIR} {pk}");
     }
     Ok(())
+}
+
+/// FNV-1a (32-bit), as the device kernel computes it.
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter()
+        .fold(0x811c9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x01000193))
 }
 
 fn wait_for(k: &KernelHandle, n: u64) -> Result<()> {
