@@ -1,0 +1,140 @@
+//! GPU backends, each figure beside its baseline from the same run:
+//! - `gpu_stream/<size>`: STREAM seal and open of a device buffer with the WGSL
+//!   ChaCha20-Poly1305 (end to end: dispatch plus read-back of the sealed body), against
+//!   the CPU ChaCha20-Poly1305 STREAM of the same bytes;
+//! - `gpu_kernel`: persistent-kernel messages/s with and without a sealed control block
+//!   (opened and re-sealed by the kernel on every round).
+//!
+//! The adapter is printed first. Without an adapter the bench says so and exits
+//! cleanly. On lavapipe (CI) the "GPU" is the CPU: those figures are CPU figures.
+//! The CUDA backend has no GPU on our build machines; its benches are not written yet.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ringkernel_benches::wait_processed;
+use ringkernel_core::backend::{ComputeBackend, DeviceProgram, KernelProgram};
+use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
+use ringkernel_core::security::encryption::{
+    Algorithm, ContextId, EncryptionConfig, MemoryEncryption, SequenceCheck,
+};
+use ringkernel_wgpu::WgpuBackend;
+
+const SIZES: [usize; 3] = [64 << 10, 1 << 20, 16 << 20];
+
+fn backend() -> Option<WgpuBackend> {
+    match WgpuBackend::new() {
+        Ok(b) => {
+            println!("gpu bench adapter: {:?}", b.adapter());
+            Some(b)
+        }
+        Err(e) => {
+            println!("gpu bench SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+fn chacha() -> MemoryEncryption {
+    MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
+        .expect("encryption")
+}
+
+fn gpu_stream(c: &mut Criterion) {
+    let Some(gpu) = backend() else { return };
+    let enc = chacha();
+    let ctx = ContextId::new("bench", "bulk");
+    for size in SIZES {
+        let mut g = c.benchmark_group(format!("gpu_stream/{size}"));
+        g.throughput(Throughput::Bytes(size as u64));
+        g.sample_size(10);
+        let data = vec![0x5Au8; size];
+        let buf = gpu.allocate(size as u64).expect("buffer").id;
+        gpu.write(buf, 0, &data).expect("write");
+        g.bench_function("cpu_seal", |b| {
+            b.iter(|| black_box(enc.seal_stream(ctx, 0, &data, b"").expect("seal")))
+        });
+        let sealed = enc.seal_stream(ctx, 0, &data, b"").expect("seal");
+        g.bench_function("cpu_open", |b| {
+            b.iter(|| {
+                black_box(
+                    enc.open_stream(&sealed, ctx, SequenceCheck::Any, b"")
+                        .expect("open"),
+                )
+            })
+        });
+        g.bench_function("gpu_seal", |b| {
+            b.iter(|| black_box(gpu.seal_buffer(&enc, ctx, 0, buf, size as u64).expect("seal")))
+        });
+        g.bench_function("gpu_open", |b| {
+            b.iter(|| {
+                black_box(
+                    gpu.open_into_buffer(&enc, &sealed, ctx, SequenceCheck::Any, buf)
+                        .expect("open"),
+                )
+            })
+        });
+        g.finish();
+        gpu.free(buf).expect("free");
+    }
+}
+
+fn gpu_kernel(c: &mut Criterion) {
+    if backend().is_none() {
+        return;
+    }
+    let mut g = c.benchmark_group("gpu_kernel");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    for sealed in [false, true] {
+        let name = if sealed {
+            "sealed_control_block"
+        } else {
+            "plain_control_block"
+        };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let enc = MemoryEncryption::new(
+                    EncryptionConfig::secure()
+                        .algorithm(Algorithm::ChaCha20Poly1305)
+                        .encrypt_control_blocks(sealed),
+                )
+                .expect("encryption");
+                let rt = RuntimeBuilder::new()
+                    .development()
+                    .with_backend(WgpuBackend::new().expect("backend"))
+                    .with_encryption(enc)
+                    .build()
+                    .expect("runtime");
+                let k = rt
+                    .launch(
+                        "gpu",
+                        LaunchOptions::new()
+                            .queue_capacity(8192)
+                            .program(KernelProgram::Device(DeviceProgram::checksum())),
+                    )
+                    .expect("launch");
+                let t0 = Instant::now();
+                for _ in 0..iters {
+                    rt.send_timeout("gpu", "bench", &[0xA5; 64], Duration::from_secs(60))
+                        .expect("send");
+                }
+                wait_processed(&k, iters);
+                let elapsed = t0.elapsed();
+                rt.shutdown().expect("shutdown");
+                elapsed
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = gpu_stream, gpu_kernel
+}
+criterion_main!(benches);
