@@ -65,7 +65,12 @@ fn gpu_stream(c: &mut Criterion) {
             })
         });
         g.bench_function("gpu_seal", |b| {
-            b.iter(|| black_box(gpu.seal_buffer(&enc, ctx, 0, buf, size as u64).expect("seal")))
+            b.iter(|| {
+                black_box(
+                    gpu.seal_buffer(&enc, ctx, 0, buf, size as u64)
+                        .expect("seal"),
+                )
+            })
         });
         g.bench_function("gpu_open", |b| {
             b.iter(|| {

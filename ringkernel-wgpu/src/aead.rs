@@ -362,7 +362,7 @@ impl WgpuBackend {
 /// Number of STREAM chunks (one empty chunk for an empty buffer); the chunk size must
 /// be a non-zero multiple of 64 for the GPU kernel's word-aligned slots.
 fn stream_chunks(total: u64, chunk: u32) -> Result<u32, Error> {
-    if chunk == 0 || chunk % 64 != 0 {
+    if chunk == 0 || !chunk.is_multiple_of(64) {
         return Err(Error::Unsupported {
             backend: "wgpu",
             what: format!("STREAM chunk size {chunk}: the GPU kernel needs a multiple of 64"),

@@ -89,7 +89,7 @@ impl ComputeBackend for WgpuBackend {
             .gpu
             .limits
             .max_buffer_size
-            .min(u64::from(self.gpu.limits.max_storage_buffer_binding_size));
+            .min(self.gpu.limits.max_storage_buffer_binding_size);
         let reserved = len.div_ceil(GRANULE).checked_mul(GRANULE);
         match reserved {
             Some(r) if len > 0 && r <= max => Ok(r),

@@ -96,6 +96,9 @@ fn audit_dir() -> ringkernel_core::security::audit::AuditConfig {
     ringkernel_core::security::audit::AuditConfig::in_directory(dir)
 }
 
+/// What the sink kernel received: (source, payload) per message.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 fn fnv1a(data: &[u8]) -> u32 {
     data.iter().fold(0x811c9dc5u32, |h, b| {
         (h ^ u32::from(*b)).wrapping_mul(0x01000193)
@@ -112,11 +115,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 /// A runtime on the GPU with `enc`, a sandbox with `policy`, and a host-program kernel
 /// "sink" collecting what it receives.
-fn runtime(
-    dev: &Dumpable,
-    enc: MemoryEncryption,
-    policy: SandboxPolicy,
-) -> (Runtime, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+fn runtime(dev: &Dumpable, enc: MemoryEncryption, policy: SandboxPolicy) -> (Runtime, Received) {
     let rt = RuntimeBuilder::new()
         .production()
         .with_backend(dev.clone())

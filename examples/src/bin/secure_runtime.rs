@@ -350,8 +350,9 @@ fn run() -> Result<()> {
 
 /// FNV-1a (32-bit), as the device kernel computes it.
 fn fnv1a(data: &[u8]) -> u32 {
-    data.iter()
-        .fold(0x811c9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x01000193))
+    data.iter().fold(0x811c9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x01000193)
+    })
 }
 
 fn wait_for(k: &KernelHandle, n: u64) -> Result<()> {
