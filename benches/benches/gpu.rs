@@ -13,8 +13,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringkernel_benches::wait_processed;
-use ringkernel_core::backend::{ComputeBackend, DeviceProgram, KernelProgram};
+use ringkernel_benches::wait_processed_every;
+use ringkernel_core::backend::{ComputeBackend, DeviceCipher, DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, MemoryEncryption, SequenceCheck,
@@ -125,7 +125,7 @@ fn gpu_kernel(c: &mut Criterion) {
                     rt.send_timeout("gpu", "bench", &[0xA5; 64], Duration::from_secs(60))
                         .expect("send");
                 }
-                wait_processed(&k, iters);
+                wait_processed_every(&k, iters, Duration::from_millis(1));
                 let elapsed = t0.elapsed();
                 rt.shutdown().expect("shutdown");
                 elapsed

@@ -14,3 +14,14 @@ pub fn wait_processed(k: &KernelHandle, n: u64) {
         std::hint::spin_loop();
     }
 }
+
+/// Like [`wait_processed`], sleeping `every` between looks: on GPU backends each status
+/// read is a device round trip under the control block's lock, and a spinning reader
+/// would starve the kernel it waits for.
+pub fn wait_processed_every(k: &KernelHandle, n: u64, every: Duration) {
+    let t0 = Instant::now();
+    while k.status().expect("status").messages_processed < n {
+        assert!(t0.elapsed() < Duration::from_secs(120), "bench stalled");
+        std::thread::sleep(every);
+    }
+}

@@ -288,9 +288,12 @@ fn handler_errors_are_counted_and_panics_stop_the_kernel() {
     assert_eq!(st.last_error, ringkernel_core::error::HANDLER_ERROR_CODE);
 
     rt.send("picky", "t", b"boom").unwrap();
+    // Terminated (marked by the kernel) and finalized (buffers freed by the tick) are
+    // two steps; wait for both.
     wait_until("kernel stopped after panic", || {
         rt.tick();
-        k.status().unwrap().state == KernelState::Terminated
+        let st = k.status().unwrap();
+        st.state == KernelState::Terminated && st.memory_bytes == 0
     });
     let st = k.status().unwrap();
     assert_eq!(st.error_count, 2);

@@ -416,3 +416,24 @@ fn every_algorithm_runs_the_runtime() {
         assert_eq!(dev.allocated_bytes(), 0);
     }
 }
+
+#[test]
+fn shutdown_stops_and_frees_everything_even_with_a_tampered_control_block() {
+    let dev = Dumpable::new();
+    let enc = MemoryEncryption::new(EncryptionConfig::secure()).unwrap();
+    let rt = runtime_with(enc, &dev);
+    for id in ["a", "b", "c"] {
+        rt.launch(id, LaunchOptions::new()).unwrap();
+    }
+    // Corrupt every control block: should_terminate can no longer be written into them.
+    for (buf, len) in dev.buffers() {
+        let mut raw = dev.raw(buf, len);
+        raw[60] ^= 1;
+        dev.0.write(buf, 0, &raw).unwrap();
+    }
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.kernels, 3);
+    assert!(report.stuck.is_empty());
+    assert_eq!(report.memory_in_use, 0);
+    assert_eq!(dev.0.allocated_bytes(), 0);
+}

@@ -3,66 +3,23 @@
 //! (one chunk per workgroup).
 
 use ringkernel_core::Error;
-use ringkernel_core::backend::BufferId;
+use ringkernel_core::backend::device::words_of;
+use ringkernel_core::backend::{AeadJob, AeadOp, BufferId, DeviceCipher};
 use ringkernel_core::security::encryption::{
     ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
 };
 use zeroize::Zeroize;
 
 use crate::backend::WgpuBackend;
-use crate::gpu::{align4, words_of};
-
-/// Seal or open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AeadOp {
-    /// Encrypt `data` in place and compute `tag`.
-    Seal,
-    /// Verify `tag`, then decrypt `data` in place.
-    Open,
-}
-
-/// One ChaCha20-Poly1305 record for [`WgpuBackend::aead_batch`]. The key is zeroized
-/// when the job is dropped.
-#[derive(Clone)]
-pub struct AeadJob {
-    /// What to do.
-    pub op: AeadOp,
-    /// 256-bit key.
-    pub key: [u8; 32],
-    /// 96-bit nonce.
-    pub nonce: [u8; 12],
-    /// Associated data.
-    pub aad: Vec<u8>,
-    /// Plaintext (seal) or ciphertext (open); replaced by the result.
-    pub data: Vec<u8>,
-    /// Output of seal, input of open.
-    pub tag: [u8; TAG_LEN],
-}
-
-impl std::fmt::Debug for AeadJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AeadJob")
-            .field("op", &self.op)
-            .field("aad_len", &self.aad.len())
-            .field("data_len", &self.data.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for AeadJob {
-    fn drop(&mut self) {
-        self.key.zeroize();
-        self.data.zeroize();
-    }
-}
+use crate::gpu::align4;
 
 const JOB_WORDS: usize = 12;
 
-impl WgpuBackend {
-    /// Seals or opens every job on the GPU in one dispatch. Returns, per job, whether it
-    /// succeeded: an open whose tag does not verify returns `false` and leaves its data
-    /// as it was (ciphertext). Records are limited to 4 GiB - 1 bytes.
-    pub fn aead_batch(&self, jobs: &mut [AeadJob]) -> Result<Vec<bool>, Error> {
+/// The WGSL kernels `aead_batch.wgsl` (one record per invocation) and
+/// `stream_aead.wgsl` (one STREAM chunk per workgroup). Records are limited to
+/// 4 GiB − 1 bytes; the STREAM chunk size must be a multiple of 64 bytes.
+impl DeviceCipher for WgpuBackend {
+    fn aead_batch(&self, jobs: &mut [AeadJob]) -> Result<Vec<bool>, Error> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -181,12 +138,7 @@ impl WgpuBackend {
         Ok(ok)
     }
 
-    /// Seals the first `len` bytes of device buffer `buffer` on the GPU as a STREAM
-    /// envelope of region `context` at `sequence` and returns the envelope (header read
-    /// from the host's reservation, body from the device). It opens with
-    /// [`MemoryEncryption::open_stream`] on the CPU. ChaCha20-Poly1305 only; the chunk
-    /// size must be a multiple of 64 bytes.
-    pub fn seal_buffer(
+    fn seal_buffer(
         &self,
         enc: &MemoryEncryption,
         context: ContextId,
@@ -220,12 +172,10 @@ impl WgpuBackend {
         Ok(out)
     }
 
-    /// Opens a STREAM envelope on the GPU into device buffer `buffer` (from offset 0).
-    /// The header is checked on the host exactly as [`MemoryEncryption::open_stream`]
-    /// would; every chunk's tag is checked on the device. When any chunk fails, nothing
-    /// is written to `buffer` and the result is [`Error::Tampered`]. Returns the
-    /// plaintext length.
-    pub fn open_into_buffer(
+    /// The header is checked on the host exactly as
+    /// [`MemoryEncryption::open_stream`] would; every chunk's tag on the device, into a
+    /// scratch buffer copied to `buffer` only when all verified.
+    fn open_into_buffer(
         &self,
         enc: &MemoryEncryption,
         sealed: &[u8],
@@ -268,7 +218,9 @@ impl WgpuBackend {
         scratch.destroy();
         Ok(total)
     }
+}
 
+impl WgpuBackend {
     /// Dispatches the STREAM kernel; returns the number of chunks that failed to open.
     #[allow(clippy::too_many_arguments)]
     fn run_stream(

@@ -158,20 +158,37 @@ impl Gpu {
         offset: u64,
         size: u64,
     ) -> Result<Vec<u8>, Error> {
-        if size == 0 {
-            return Ok(Vec::new());
-        }
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        self.read_many(&mut enc, &[(buffer, offset, size)])
+            .map(|mut v| v.pop().unwrap_or_default())
+    }
+
+    /// Appends copies of every `(buffer, offset, size)` range (multiples of 4) to `enc`,
+    /// submits it, and returns the ranges' bytes: one staging buffer, one submission,
+    /// one map, whatever the number of ranges.
+    pub(crate) fn read_many(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        ranges: &[(&wgpu::Buffer, u64, u64)],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let total: u64 = ranges.iter().map(|r| r.2).sum();
         let staging = self.scoped("creating a staging buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("ringkernel read-back"),
-                size,
+                size: total.max(4),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         })?;
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(buffer, offset, &staging, 0, size);
-        self.queue.submit([enc.finish()]);
+        let mut at = 0;
+        for (buffer, offset, size) in ranges {
+            if *size > 0 {
+                enc.copy_buffer_to_buffer(buffer, *offset, &staging, at, *size);
+            }
+            at += size;
+        }
+        let done = std::mem::replace(enc, self.device.create_command_encoder(&Default::default()));
+        self.queue.submit([done.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -180,17 +197,22 @@ impl Gpu {
         rx.recv()
             .map_err(|e| backend_error("mapping a read-back buffer", e))?
             .map_err(|e| backend_error("mapping a read-back buffer", e))?;
-        let out = {
+        let mut out = Vec::with_capacity(ranges.len());
+        {
             let view = staging
                 .get_mapped_range(..)
                 .map_err(|e| backend_error("reading a mapped buffer", e))?;
-            view.to_vec()
-        };
+            let mut at = 0usize;
+            for (_, _, size) in ranges {
+                out.push(view[at..at + *size as usize].to_vec());
+                at += *size as usize;
+            }
+        }
         staging.unmap();
         // The staging copy held the data in host-visible memory: clear it before release.
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.clear_buffer(&staging, 0, None);
-        self.queue.submit([enc.finish()]);
+        let mut clear = self.device.create_command_encoder(&Default::default());
+        clear.clear_buffer(&staging, 0, None);
+        self.queue.submit([clear.finish()]);
         staging.destroy();
         Ok(out)
     }
@@ -207,16 +229,4 @@ impl Gpu {
 /// `n` rounded up to a multiple of 4.
 pub(crate) fn align4(n: u64) -> u64 {
     n.div_ceil(4) * 4
-}
-
-/// Bytes packed into little-endian words, zero-padded.
-pub(crate) fn words_of(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks(4)
-        .map(|c| {
-            let mut w = [0u8; 4];
-            w[..c.len()].copy_from_slice(c);
-            u32::from_le_bytes(w)
-        })
-        .collect()
 }

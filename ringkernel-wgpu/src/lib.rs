@@ -34,9 +34,9 @@ mod gpu;
 mod kernel;
 pub mod shaders;
 
-pub use aead::{AeadJob, AeadOp};
 pub use backend::WgpuBackend;
 pub use gpu::AdapterFacts;
+pub use ringkernel_core::backend::{AeadJob, AeadOp, DeviceCipher};
 
 pub use ringkernel_core::Error;
 

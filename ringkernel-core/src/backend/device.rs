@@ -131,3 +131,405 @@ impl KernelContext {
         self.gate().stop_with_error(self.entry(), error);
     }
 }
+
+// ----- the round contract shared by every GPU backend ------------------------------------
+
+/// The word layout of a round, shared by the WGSL and CUDA persistent kernels
+/// (`shaders/wgsl/persistent_kernel.wgsl`, `shaders/cuda/persistent_kernel.cu`). All
+/// words are little-endian `u32`.
+///
+/// - key slots: two slots of [`KEY_SLOT_WORDS`](layout::KEY_SLOT_WORDS) words: epoch,
+///   valid (1), two unused, eight key words; slot 0 holds the sealing (current) key.
+/// - parameters ([`PARAM_WORDS`](layout::PARAM_WORDS)): 0 sealed, 1 messages, 2/3
+///   expected sequence, 4 has peer, 5 own route slot, 6 peer slot, 7 route stride,
+///   8 enforce routes, 9..22 the header to seal with, 22/23 messages ever enqueued.
+/// - input: two words per message (offset in words from the start, length in bytes),
+///   then the payloads, each starting on a word.
+/// - output: two words per message: checksum, status (1 processed, 2 forwarded,
+///   3 refused).
+/// - status ([`STATUS_WORDS`](layout::STATUS_WORDS)): 0 result, 1 processed,
+///   2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed.
+pub mod layout {
+    /// Words per key slot.
+    pub const KEY_SLOT_WORDS: usize = 12;
+    /// Key slots per kernel.
+    pub const KEY_SLOTS: usize = 2;
+    /// Parameter words.
+    pub const PARAM_WORDS: usize = 24;
+    /// Status words.
+    pub const STATUS_WORDS: usize = 8;
+    /// Words of the single-shot ChaCha20-Poly1305 header (52 bytes).
+    pub const HEADER_WORDS: usize = 13;
+    /// Result: the round ran.
+    pub const OK: u32 = 0;
+    /// Result: the control block's tag did not verify.
+    pub const OPEN_FAILED: u32 = 1;
+    /// Result: the header names another context, sequence, algorithm or length.
+    pub const HEADER_MISMATCH: u32 = 2;
+    /// Result: no key slot holds the header's epoch.
+    pub const NO_KEY: u32 = 3;
+    /// Output status: processed, nothing sent.
+    pub const PROCESSED: u32 = 1;
+    /// Output status: processed, checksum sent to the peer.
+    pub const FORWARDED: u32 = 2;
+    /// Output status: processed, send refused by the route bitmap.
+    pub const REFUSED: u32 = 3;
+}
+
+/// Bytes packed into little-endian words, zero-padded to a whole word.
+pub fn words_of(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect()
+}
+
+/// Little-endian words read back from a device.
+pub fn words_from_le(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// One round, packed for the device. Key slots and payloads are zeroized on drop.
+pub struct RoundPlan {
+    /// Parameter words.
+    pub params: Vec<u32>,
+    /// Key-slot words.
+    pub key_slots: zeroize::Zeroizing<Vec<u32>>,
+    /// Input words (descriptors, then payloads).
+    pub input: zeroize::Zeroizing<Vec<u32>>,
+    /// The route table to have on the device (upload when it is not the one there).
+    pub routes: Option<Arc<RouteTable>>,
+    /// The peer checksums go to this round, if any.
+    pub peer: Option<KernelId>,
+    /// Messages in the round.
+    pub messages: usize,
+}
+
+impl std::fmt::Debug for RoundPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundPlan")
+            .field("messages", &self.messages)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The route bitmap as bytes, the form device buffers take.
+pub fn route_bytes(table: &RouteTable) -> Vec<u8> {
+    table
+        .bitmap()
+        .0
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect()
+}
+
+fn word(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| crate::Error::Backend(format!("{what} too large for a round")))
+}
+
+/// Packs a round: key slots and re-sealing header from the gate, routes, the batch.
+/// `control_len` is the control block's size in its buffer (checked against what the
+/// kernel expects).
+pub fn plan_round(
+    round: &DeviceRound,
+    program: &DeviceProgram,
+    msgs: &[crate::k2k::Message],
+    control_len: usize,
+) -> Result<RoundPlan> {
+    use layout::*;
+    let mut params = vec![0u32; PARAM_WORDS];
+    let mut slots = zeroize::Zeroizing::new(vec![0u32; KEY_SLOTS * KEY_SLOT_WORDS]);
+    let expected_len = match &round.sealing {
+        Some(s) => {
+            let seal_epoch = s.seal.key.epoch();
+            let mut put = |slot: usize, key: &DeviceKey| {
+                let o = slot * KEY_SLOT_WORDS;
+                slots[o] = key.epoch();
+                slots[o + 1] = 1;
+                let mut w = words_of(key.bytes());
+                slots[o + 4..o + 12].copy_from_slice(&w);
+                zeroize::Zeroize::zeroize(&mut w);
+            };
+            put(0, &s.seal.key);
+            if let Some(other) = s.keys.iter().find(|k| k.epoch() != seal_epoch) {
+                put(1, other);
+            }
+            params[0] = 1;
+            let header = words_of(&s.seal.header);
+            if header.len() != HEADER_WORDS {
+                return Err(crate::Error::Backend(
+                    "unexpected control-block header size".into(),
+                ));
+            }
+            params[9..9 + HEADER_WORDS].copy_from_slice(&header);
+            crate::security::encryption::device::device_sealed_len(
+                crate::control::CONTROL_BLOCK_SIZE,
+            )
+        }
+        None => crate::control::CONTROL_BLOCK_SIZE,
+    };
+    if expected_len != control_len {
+        return Err(crate::Error::Backend(format!(
+            "control block is {control_len} bytes, the device kernel expects {expected_len}"
+        )));
+    }
+    params[1] = word(msgs.len(), "batch")?;
+    params[2] = round.sequence as u32;
+    params[3] = (round.sequence >> 32) as u32;
+    params[22] = round.queued_total as u32;
+    params[23] = (round.queued_total >> 32) as u32;
+    let mut routes = None;
+    let mut peer = None;
+    match (&round.routes, program.peer()) {
+        (Some((table, own)), Some(p)) => match table.slot_of(p) {
+            Some(slot) => {
+                params[4] = 1;
+                params[5] = word(*own, "route slot")?;
+                params[6] = word(slot, "route slot")?;
+                params[7] = word(table.bitmap().1, "route stride")?;
+                params[8] = 1;
+                routes = Some(table.clone());
+                peer = Some(p.clone());
+            }
+            None => {
+                tracing::warn!(peer = %p, "peer kernel is not running; checksums are not forwarded this round");
+            }
+        },
+        (None, Some(p)) => {
+            params[4] = 1;
+            peer = Some(p.clone());
+        }
+        (_, None) => {}
+    }
+    let mut input = zeroize::Zeroizing::new(Vec::with_capacity(2 * msgs.len()));
+    let mut payloads = zeroize::Zeroizing::new(Vec::new());
+    for m in msgs {
+        input.push(word(2 * msgs.len() + payloads.len(), "batch")?);
+        input.push(word(m.payload.len(), "message")?);
+        payloads.extend(words_of(&m.payload));
+    }
+    input.extend_from_slice(&payloads);
+    Ok(RoundPlan {
+        params,
+        key_slots: slots,
+        input,
+        routes,
+        peer,
+        messages: msgs.len(),
+    })
+}
+
+/// What one round did, for the driver to act on outside the control block's lock.
+#[derive(Clone, Debug, Default)]
+pub struct RoundReport {
+    /// Per message, its checksum.
+    pub checksums: Vec<u32>,
+    /// Checksums the device sent to the peer.
+    pub forwarded: Vec<u32>,
+    /// Sends the device refused.
+    pub refused: u64,
+    /// The device saw should_terminate and marked the kernel terminated.
+    pub terminate_seen: bool,
+    /// The peer of this round.
+    pub peer: Option<KernelId>,
+}
+
+/// Interprets a round's status and output words.
+pub fn read_round(
+    plan: &RoundPlan,
+    status: &[u32],
+    output: &[u32],
+) -> Result<(DeviceRoundOutcome, RoundReport)> {
+    use layout::*;
+    if status.len() < 6 || output.len() < 2 * plan.messages {
+        return Err(crate::Error::Backend(
+            "short read-back from the device".into(),
+        ));
+    }
+    match status[0] {
+        OK => {}
+        OPEN_FAILED => return Err(crate::Error::Tampered),
+        HEADER_MISMATCH => {
+            return Err(crate::Error::Corrupt {
+                what: "device control block",
+                reason: "header does not match (context, sequence or algorithm)".into(),
+            });
+        }
+        NO_KEY => {
+            return Err(crate::Error::Corrupt {
+                what: "device control block",
+                reason: "sealed under an epoch that has no key slot".into(),
+            });
+        }
+        other => {
+            return Err(crate::Error::Backend(format!(
+                "device kernel status {other}"
+            )));
+        }
+    }
+    let mut report = RoundReport {
+        terminate_seen: status[4] == 1,
+        refused: u64::from(status[3]),
+        peer: plan.peer.clone(),
+        ..RoundReport::default()
+    };
+    for m in 0..plan.messages {
+        let (sum, st) = (output[2 * m], output[2 * m + 1]);
+        report.checksums.push(sum);
+        if st == FORWARDED {
+            report.forwarded.push(sum);
+        }
+    }
+    Ok((
+        DeviceRoundOutcome {
+            resealed: status[5] == 1,
+        },
+        report,
+    ))
+}
+
+/// How long a forwarded checksum may wait for room in the peer's queue.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Messages per round unless the program asks for fewer.
+pub const DEFAULT_BATCH: usize = 256;
+
+/// The driver loop every GPU backend runs on its kernel's thread: a round per non-empty
+/// batch until the kernel is asked to stop (by the host or, seen by the device,
+/// should_terminate); then `wipe` (key slots) and the kernel's termination mark. A
+/// round that fails stops the kernel with its error.
+pub fn drive_rounds(
+    ctx: &KernelContext,
+    program: &DeviceProgram,
+    mut round: impl FnMut(&[crate::k2k::Message]) -> Result<RoundReport>,
+    wipe: impl FnOnce(),
+) {
+    let batch = program
+        .batch_limit()
+        .unwrap_or(DEFAULT_BATCH)
+        .min(DEFAULT_BATCH);
+    while let Some(msgs) = ctx.next_batch(batch) {
+        if msgs.is_empty() {
+            continue;
+        }
+        match round(&msgs) {
+            Ok(report) => {
+                deliver(ctx, &report);
+                if report.terminate_seen {
+                    tracing::info!(kernel = %ctx.id(), "device kernel honoured should_terminate");
+                    break;
+                }
+            }
+            Err(e) => {
+                wipe();
+                ctx.stop_with_error(&e);
+                return;
+            }
+        }
+    }
+    wipe();
+    ctx.mark_terminated();
+}
+
+/// Sends what the device forwarded and reports what it refused.
+pub fn deliver(ctx: &KernelContext, report: &RoundReport) {
+    let Some(peer) = &report.peer else {
+        return;
+    };
+    for sum in &report.forwarded {
+        // Backpressure: a full peer queue holds the driver (and so the kernel) back.
+        if let Err(e) = ctx.send_timeout(peer.as_str(), "checksum", &sum.to_le_bytes(), SEND_WAIT) {
+            tracing::warn!(kernel = %ctx.id(), peer = %peer, error = %e, "forwarded checksum not delivered");
+        }
+    }
+    if report.refused > 0 {
+        ctx.report_device_refusals(peer, report.refused);
+    }
+}
+
+// ----- GPU ChaCha20-Poly1305 -----------------------------------------------------------
+
+/// Seal or open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AeadOp {
+    /// Encrypt `data` in place and compute `tag`.
+    Seal,
+    /// Verify `tag`, then decrypt `data` in place.
+    Open,
+}
+
+/// One ChaCha20-Poly1305 record for [`DeviceCipher::aead_batch`]. Key and data are
+/// zeroized when the job is dropped.
+#[derive(Clone)]
+pub struct AeadJob {
+    /// What to do.
+    pub op: AeadOp,
+    /// 256-bit key.
+    pub key: [u8; 32],
+    /// 96-bit nonce.
+    pub nonce: [u8; 12],
+    /// Associated data.
+    pub aad: Vec<u8>,
+    /// Plaintext (seal) or ciphertext (open); replaced by the result.
+    pub data: Vec<u8>,
+    /// Output of seal, input of open.
+    pub tag: [u8; 16],
+}
+
+impl std::fmt::Debug for AeadJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AeadJob")
+            .field("op", &self.op)
+            .field("aad_len", &self.aad.len())
+            .field("data_len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AeadJob {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+        zeroize::Zeroize::zeroize(&mut self.data);
+    }
+}
+
+/// ChaCha20-Poly1305 run by a GPU backend's own kernels.
+pub trait DeviceCipher {
+    /// Seals or opens every job on the device in one launch. Returns, per job, whether
+    /// it succeeded: an open whose tag does not verify returns `false` and leaves its
+    /// data as it was.
+    fn aead_batch(&self, jobs: &mut [AeadJob]) -> Result<Vec<bool>>;
+
+    /// Seals the first `len` bytes of device buffer `buffer` on the device as a STREAM
+    /// envelope of region `context` at `sequence`; returns the envelope, which
+    /// [`MemoryEncryption::open_stream`](crate::security::encryption::MemoryEncryption::open_stream)
+    /// opens on the CPU.
+    fn seal_buffer(
+        &self,
+        enc: &crate::security::encryption::MemoryEncryption,
+        context: crate::security::encryption::ContextId,
+        sequence: u64,
+        buffer: BufferId,
+        len: u64,
+    ) -> Result<Vec<u8>>;
+
+    /// Opens a STREAM envelope on the device into `buffer` (from offset 0); when any
+    /// chunk fails, nothing is written and the result is
+    /// [`Error::Tampered`](crate::Error::Tampered). Returns the plaintext length.
+    fn open_into_buffer(
+        &self,
+        enc: &crate::security::encryption::MemoryEncryption,
+        sealed: &[u8],
+        context: crate::security::encryption::ContextId,
+        check: crate::security::encryption::SequenceCheck,
+        buffer: BufferId,
+    ) -> Result<u64>;
+}

@@ -17,11 +17,16 @@
 //! - [`ComputeBackend::launch`] starts a kernel that talks to the runtime only through
 //!   its [`KernelContext`].
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod cpu;
 pub mod device;
 
 pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};
-pub use device::{DeviceProgram, DeviceRound, DeviceRoundOutcome, DeviceRoundSealing};
+pub use device::{
+    AeadJob, AeadOp, DeviceCipher, DeviceProgram, DeviceRound, DeviceRoundOutcome,
+    DeviceRoundSealing,
+};
 
 use std::fmt;
 

@@ -735,14 +735,14 @@ impl Gate {
     /// The kernel side of the queue: the next batch of messages, or `None` when the
     /// kernel must stop. Also merges the senders' clocks into the kernel's.
     pub(crate) fn next_batch(&self, entry: &KernelEntry, max: usize) -> Option<Vec<Message>> {
-        if self.should_stop(entry) {
+        if self.batch_should_stop(entry) {
             return None;
         }
         let batch = entry.mailbox.pop_batch(max, self.config.poll_interval);
         if batch.is_empty() {
             // Idle: look at the control block again (the watchdog or terminate may
             // have raised should_terminate).
-            return if self.should_stop(entry) {
+            return if self.batch_should_stop(entry) {
                 None
             } else {
                 Some(batch)
@@ -782,6 +782,18 @@ impl Gate {
             });
         }
         Some(open)
+    }
+
+    /// The stop check between batches. A device kernel's own round opens its control
+    /// block and honours should_terminate on the device, and every host-side stop
+    /// (terminate, watchdog, shutdown) also raises `stop_requested`; so for device
+    /// kernels the flag suffices and no extra device read is made per batch.
+    fn batch_should_stop(&self, entry: &KernelEntry) -> bool {
+        if entry.device {
+            entry.stop_requested.load(Ordering::Acquire)
+        } else {
+            self.should_stop(entry)
+        }
     }
 
     pub(crate) fn should_stop(&self, entry: &KernelEntry) -> bool {
@@ -1315,7 +1327,12 @@ impl Gate {
         self.shut_down.store(true, Ordering::Release);
         let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
         for e in &entries {
-            self.request_stop(e)?;
+            // Keep going: a kernel whose control block cannot be updated (tampered,
+            // replayed) is still stopped by its flag and closed queue, and every other
+            // kernel must still be stopped and its buffers freed.
+            if let Err(err) = self.request_stop(e) {
+                tracing::error!(kernel = %e.id, error = %err, "cannot raise should_terminate; stopping by flag");
+            }
         }
         let deadline = Instant::now() + timeout;
         let mut stuck = Vec::new();

