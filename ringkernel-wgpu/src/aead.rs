@@ -3,8 +3,8 @@
 //! (one chunk per workgroup).
 
 use ringkernel_core::Error;
-use ringkernel_core::backend::device::words_of;
-use ringkernel_core::backend::{AeadJob, AeadOp, BufferId, DeviceCipher};
+use ringkernel_core::backend::device::{pack_jobs, unpack_jobs, words_from_le, words_of};
+use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher};
 use ringkernel_core::security::encryption::{
     ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
 };
@@ -12,8 +12,6 @@ use zeroize::Zeroize;
 
 use crate::backend::WgpuBackend;
 use crate::gpu::align4;
-
-const JOB_WORDS: usize = 12;
 
 /// The WGSL kernels `aead_batch.wgsl` (one record per invocation) and
 /// `stream_aead.wgsl` (one STREAM chunk per workgroup). Records are limited to
@@ -25,49 +23,14 @@ impl DeviceCipher for WgpuBackend {
         }
         let gpu = &self.gpu;
         let pipes = gpu.pipelines()?;
-        let mut data: Vec<u32> = Vec::new();
-        let mut desc: Vec<u32> = Vec::with_capacity(jobs.len() * JOB_WORDS);
-        let word_off = |data: &Vec<u32>| -> Result<u32, Error> {
-            u32::try_from(data.len()).map_err(|_| Error::Backend("AEAD batch too large".into()))
-        };
-        let len32 = |n: usize| -> Result<u32, Error> {
-            u32::try_from(n).map_err(|_| Error::Backend("AEAD record too large".into()))
-        };
-        for job in jobs.iter() {
-            let key_off = word_off(&data)?;
-            data.extend(words_of(&job.key));
-            let aad_off = word_off(&data)?;
-            data.extend(words_of(&job.aad));
-            let msg_off = word_off(&data)?;
-            data.extend(words_of(&job.data));
-            let tag_off = word_off(&data)?;
-            data.extend(words_of(&job.tag));
-            let nonce = words_of(&job.nonce);
-            desc.extend([
-                match job.op {
-                    AeadOp::Seal => 1,
-                    AeadOp::Open => 2,
-                },
-                key_off,
-                nonce[0],
-                nonce[1],
-                nonce[2],
-                aad_off,
-                len32(job.aad.len())?,
-                msg_off,
-                len32(job.data.len())?,
-                tag_off,
-                0,
-                0,
-            ]);
-        }
-        let count = len32(jobs.len())?;
+        let packed = pack_jobs(jobs)?;
+        let count = packed.count;
         let groups = count.div_ceil(64);
         if groups > gpu.limits.max_compute_workgroups_per_dimension {
             return Err(Error::Backend("AEAD batch has too many records".into()));
         }
-        let data_len = (data.len() * 4) as u64;
-        let jobs_buf = gpu.storage("aead jobs", (desc.len() * 4) as u64)?;
+        let data_len = (packed.data.len() * 4) as u64;
+        let jobs_buf = gpu.storage("aead jobs", (packed.desc.len() * 4) as u64)?;
         let data_buf = gpu.storage("aead data", data_len)?;
         let results_buf = gpu.storage("aead results", u64::from(count) * 4)?;
         let count_buf = gpu.scoped("creating a uniform buffer", || {
@@ -79,12 +42,11 @@ impl DeviceCipher for WgpuBackend {
             })
         })?;
         gpu.queue
-            .write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&desc));
+            .write_buffer(&jobs_buf, 0, bytemuck::cast_slice(&packed.desc));
         gpu.queue
-            .write_buffer(&data_buf, 0, bytemuck::cast_slice(&data));
+            .write_buffer(&data_buf, 0, bytemuck::cast_slice(&packed.data));
         gpu.queue
             .write_buffer(&count_buf, 0, bytemuck::cast_slice(&[count, 0, 0, 0]));
-        data.zeroize();
         let pipeline = &pipes.aead_batch;
         let bind = gpu.scoped("binding AEAD buffers", || {
             gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -98,43 +60,28 @@ impl DeviceCipher for WgpuBackend {
                 ],
             })
         })?;
-        gpu.scoped("dispatching the AEAD batch", || {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(groups, 1, 1);
-            }
-            gpu.queue.submit([enc.finish()]);
-        })?;
-        let mut out = gpu.read_back(&data_buf, 0, data_len)?;
-        let results = gpu.read_back(&results_buf, 0, u64::from(count) * 4)?;
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups, 1, 1);
+        }
+        let mut back = gpu.scoped("running the AEAD batch", || {
+            gpu.read_many(
+                &mut enc,
+                &[
+                    (&data_buf, 0, data_len),
+                    (&results_buf, 0, u64::from(count) * 4),
+                ],
+            )
+        })??;
         gpu.clear(&data_buf)?;
         for b in [&jobs_buf, &data_buf, &results_buf, &count_buf] {
             b.destroy();
         }
-        let mut ok = Vec::with_capacity(jobs.len());
-        for (i, job) in jobs.iter_mut().enumerate() {
-            let d = &desc[i * JOB_WORDS..(i + 1) * JOB_WORDS];
-            let r = u32::from_le_bytes([
-                results[4 * i],
-                results[4 * i + 1],
-                results[4 * i + 2],
-                results[4 * i + 3],
-            ]);
-            let msg = d[7] as usize * 4;
-            let tag = d[9] as usize * 4;
-            if r == 0 {
-                let n = job.data.len();
-                job.data.copy_from_slice(&out[msg..msg + n]);
-                if job.op == AeadOp::Seal {
-                    job.tag.copy_from_slice(&out[tag..tag + TAG_LEN]);
-                }
-            }
-            ok.push(r == 0);
-        }
-        out.zeroize();
+        let ok = unpack_jobs(jobs, &packed, &back[0], &words_from_le(&back[1]));
+        back[0].zeroize();
         Ok(ok)
     }
 

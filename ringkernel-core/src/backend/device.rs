@@ -533,3 +533,93 @@ pub trait DeviceCipher {
         buffer: BufferId,
     ) -> Result<u64>;
 }
+
+/// Words per job descriptor of the batch kernels (`aead_batch.wgsl`, `aead_batch.cu`):
+/// op, key offset, nonce (3), aad offset, aad length, message offset, message length,
+/// tag offset, 2 unused. Offsets are in words into the data array.
+pub const JOB_WORDS: usize = 12;
+
+/// Jobs packed for a batch kernel: descriptors and one data array holding every key,
+/// AAD, message and tag, each starting on a word. The data is zeroized on drop.
+pub struct PackedJobs {
+    /// Job descriptors.
+    pub desc: Vec<u32>,
+    /// Keys, AADs, messages, tags.
+    pub data: zeroize::Zeroizing<Vec<u32>>,
+    /// Number of jobs.
+    pub count: u32,
+}
+
+impl std::fmt::Debug for PackedJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedJobs")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Packs `jobs` for a batch kernel.
+pub fn pack_jobs(jobs: &[AeadJob]) -> Result<PackedJobs> {
+    let mut data = zeroize::Zeroizing::new(Vec::new());
+    let mut desc = Vec::with_capacity(jobs.len() * JOB_WORDS);
+    for job in jobs {
+        let key_off = word(data.len(), "AEAD batch")?;
+        data.extend(words_of(&job.key));
+        let aad_off = word(data.len(), "AEAD batch")?;
+        data.extend(words_of(&job.aad));
+        let msg_off = word(data.len(), "AEAD batch")?;
+        data.extend(words_of(&job.data));
+        let tag_off = word(data.len(), "AEAD batch")?;
+        data.extend(words_of(&job.tag));
+        let nonce = words_of(&job.nonce);
+        desc.extend([
+            match job.op {
+                AeadOp::Seal => 1,
+                AeadOp::Open => 2,
+            },
+            key_off,
+            nonce[0],
+            nonce[1],
+            nonce[2],
+            aad_off,
+            word(job.aad.len(), "AAD")?,
+            msg_off,
+            word(job.data.len(), "AEAD record")?,
+            tag_off,
+            0,
+            0,
+        ]);
+    }
+    Ok(PackedJobs {
+        desc,
+        data,
+        count: word(jobs.len(), "AEAD batch")?,
+    })
+}
+
+/// Copies a batch kernel's results back into `jobs` (`data` is the data array read
+/// back as bytes, `results` one word per job: 0 success). Returns per job whether it
+/// succeeded; failed jobs keep their input.
+pub fn unpack_jobs(
+    jobs: &mut [AeadJob],
+    packed: &PackedJobs,
+    data: &[u8],
+    results: &[u32],
+) -> Vec<bool> {
+    let mut ok = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let d = &packed.desc[i * JOB_WORDS..(i + 1) * JOB_WORDS];
+        let success = results.get(i) == Some(&0);
+        if success {
+            let msg = d[7] as usize * 4;
+            let n = job.data.len();
+            job.data.copy_from_slice(&data[msg..msg + n]);
+            if job.op == AeadOp::Seal {
+                let tag = d[9] as usize * 4;
+                job.tag.copy_from_slice(&data[tag..tag + 16]);
+            }
+        }
+        ok.push(success);
+    }
+    ok
+}

@@ -1,0 +1,221 @@
+//! Persistent kernels on CUDA: a host driver thread launches `rk_persistent_round`
+//! (`shaders/cuda/persistent_kernel.cu`) once per round, under the round contract
+//! shared with the wgpu backend (`ringkernel_core::backend::device`). One block of 64
+//! threads per round; the input buffer is cleared after each round and the key slots
+//! when the kernel stops.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use parking_lot::Mutex;
+use ringkernel_core::Error;
+use ringkernel_core::backend::device::{
+    RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes, words_from_le,
+};
+use ringkernel_core::backend::{
+    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelProgram, KernelWorker,
+    spawn_kernel_thread,
+};
+use ringkernel_core::k2k::Message;
+use ringkernel_core::runtime::KernelContext;
+use ringkernel_core::security::sandbox::RouteTable;
+
+use crate::backend::CudaBackend;
+use crate::device::{Device, driver_error};
+
+struct KernelDevice {
+    dev: Arc<Device>,
+    control: Arc<Mutex<CudaSlice<u8>>>,
+    control_len: usize,
+    program: DeviceProgram,
+    io: Mutex<Io>,
+}
+
+struct Io {
+    keys: CudaSlice<u32>,
+    params: CudaSlice<u32>,
+    status: CudaSlice<u32>,
+    input: CudaSlice<u32>,
+    output: CudaSlice<u32>,
+    routes: CudaSlice<u32>,
+    uploaded: Option<Arc<RouteTable>>,
+}
+
+pub(crate) fn launch(
+    backend: &CudaBackend,
+    launch: KernelLaunch,
+) -> Result<Box<dyn KernelWorker>, Error> {
+    let KernelProgram::Device(program) = launch.program else {
+        return Err(Error::Unsupported {
+            backend: "cuda",
+            what: "this launch path runs device programs only".into(),
+        });
+    };
+    let (control, _) = backend.buffer(launch.control)?;
+    let dev = backend.dev.clone();
+    let zeros = |n: usize| {
+        dev.stream
+            .alloc_zeros::<u32>(n)
+            .map_err(|e| driver_error("allocating kernel buffers", e))
+    };
+    let io = Io {
+        keys: zeros(layout::KEY_SLOTS * layout::KEY_SLOT_WORDS)?,
+        params: zeros(layout::PARAM_WORDS)?,
+        status: zeros(layout::STATUS_WORDS)?,
+        input: zeros(64)?,
+        output: zeros(64)?,
+        routes: zeros(64)?,
+        uploaded: None,
+    };
+    let kd = Arc::new(KernelDevice {
+        dev,
+        control,
+        control_len: launch.control_len,
+        program,
+        io: Mutex::new(io),
+    });
+    let ctx = launch.context;
+    let driver = {
+        let kd = kd.clone();
+        let ctx = ctx.clone();
+        spawn_kernel_thread(&launch.id, move || {
+            drive_rounds(&ctx, &kd.program, |msgs| kd.round(&ctx, msgs), || kd.wipe())
+        })?
+    };
+    Ok(Box::new(CudaWorker { driver, kd, ctx }))
+}
+
+/// Makes `buf` hold at least `words` words (clearing and replacing it when it grows).
+fn ensure(dev: &Device, buf: &mut CudaSlice<u32>, words: usize) -> Result<(), Error> {
+    if words > buf.len() {
+        dev.stream
+            .memset_zeros(buf)
+            .map_err(|e| driver_error("memset", e))?;
+        *buf = dev
+            .stream
+            .alloc_zeros::<u32>(words.next_power_of_two())
+            .map_err(|e| driver_error("allocating kernel buffers", e))?;
+    }
+    Ok(())
+}
+
+impl KernelDevice {
+    fn round(&self, ctx: &KernelContext, msgs: &[Message]) -> Result<RoundReport, Error> {
+        ctx.device_round(|round| self.round_locked(round, msgs))
+    }
+
+    fn round_locked(
+        &self,
+        round: DeviceRound,
+        msgs: &[Message],
+    ) -> Result<(DeviceRoundOutcome, RoundReport), Error> {
+        let plan = plan_round(&round, &self.program, msgs, self.control_len)?;
+        let st = &self.dev.stream;
+        let copy = |e| driver_error("copy to the device", e);
+        let mut io = self.io.lock();
+        let io = &mut *io;
+        if let Some(table) = &plan.routes
+            && io.uploaded.as_ref().is_none_or(|u| !Arc::ptr_eq(u, table))
+        {
+            let words = words_from_le(&route_bytes(table));
+            ensure(&self.dev, &mut io.routes, words.len())?;
+            if !words.is_empty() {
+                st.memcpy_htod(&words, &mut io.routes.slice_mut(..words.len()))
+                    .map_err(copy)?;
+            }
+            io.uploaded = Some(table.clone());
+        }
+        ensure(&self.dev, &mut io.input, plan.input.len())?;
+        ensure(&self.dev, &mut io.output, 2 * plan.messages)?;
+        st.memcpy_htod(&plan.key_slots[..], &mut io.keys)
+            .map_err(copy)?;
+        st.memcpy_htod(&plan.params, &mut io.params).map_err(copy)?;
+        st.memset_zeros(&mut io.status)
+            .map_err(|e| driver_error("memset", e))?;
+        if !plan.input.is_empty() {
+            st.memcpy_htod(&plan.input[..], &mut io.input.slice_mut(..plan.input.len()))
+                .map_err(copy)?;
+        }
+        {
+            let mut control = self.control.lock();
+            let mut launch = st.launch_builder(&self.dev.persistent);
+            launch
+                .arg(&mut *control)
+                .arg(&io.keys)
+                .arg(&io.params)
+                .arg(&io.input)
+                .arg(&mut io.output)
+                .arg(&io.routes)
+                .arg(&mut io.status);
+            let cfg = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (64, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: the arguments match `rk_persistent_round(u32 *control,
+            // const u32 *keys, const u32 *params, const u32 *input, u32 *output,
+            // const u32 *routes, u32 *status)`. The control buffer holds `control_len`
+            // bytes (checked by plan_round against the sealed or plain layout); keys,
+            // params and status have their layout sizes; input, output and routes were
+            // grown to the plan's sizes above; every index the kernel computes comes
+            // from the plan's descriptors inside those sizes.
+            unsafe { launch.launch(cfg) }.map_err(|e| driver_error("launching a round", e))?;
+        }
+        // No plaintext payload stays on the device after the round.
+        st.memset_zeros(&mut io.input)
+            .map_err(|e| driver_error("memset", e))?;
+        let status = st
+            .clone_dtoh(&io.status)
+            .map_err(|e| driver_error("copy from the device", e))?;
+        let output = st
+            .clone_dtoh(&io.output.slice(..(2 * plan.messages).max(1)))
+            .map_err(|e| driver_error("copy from the device", e))?;
+        self.dev.sync()?;
+        read_round(&plan, &status, &output)
+    }
+
+    /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
+    fn wipe(&self) {
+        let mut io = self.io.lock();
+        let io = &mut *io;
+        let st = &self.dev.stream;
+        for b in [
+            &mut io.keys,
+            &mut io.params,
+            &mut io.status,
+            &mut io.input,
+            &mut io.output,
+            &mut io.routes,
+        ] {
+            if let Err(e) = st.memset_zeros(b) {
+                tracing::error!(error = ?e, "cannot wipe a kernel buffer");
+            }
+        }
+        if let Err(e) = self.dev.sync() {
+            tracing::error!(error = %e, "cannot wipe a kernel's key slots");
+        }
+    }
+}
+
+struct CudaWorker {
+    driver: Box<dyn KernelWorker>,
+    kd: Arc<KernelDevice>,
+    ctx: KernelContext,
+}
+
+impl KernelWorker for CudaWorker {
+    fn is_finished(&self) -> bool {
+        self.driver.is_finished()
+    }
+
+    fn join(&mut self) -> Result<(), Error> {
+        self.driver.join()
+    }
+
+    fn reseal_on_device(&self) -> Option<Result<(), Error>> {
+        if self.driver.is_finished() {
+            return None;
+        }
+        Some(self.kd.round(&self.ctx, &[]).map(|_| ()))
+    }
+}
