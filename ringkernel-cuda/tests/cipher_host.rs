@@ -278,3 +278,256 @@ fn stream_kernel_chunks_match_the_envelope_layout() {
     let out = run(reqs);
     assert_eq!(out, expected);
 }
+
+// ----- the persistent kernel's round, run on the host ----------------------------------
+
+mod round {
+    use super::*;
+    use ringkernel_core::backend::device::{RoundPlan, plan_round, words_from_le};
+    use ringkernel_core::backend::{BufferId, DeviceProgram, DeviceRound, DeviceRoundSealing};
+    use ringkernel_core::control::ControlBlock;
+    use ringkernel_core::k2k::{Endpoint, HlcTimestamp, KernelId, Message};
+    use ringkernel_core::security::encryption::{
+        Algorithm, ContextId, EncryptionConfig, EnvelopeKind, MemoryEncryption, SequenceCheck,
+    };
+
+    const CB_SEALED: usize = 196;
+
+    pub(super) fn enc() -> MemoryEncryption {
+        MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::ChaCha20Poly1305))
+            .unwrap()
+    }
+
+    fn msg(payload: &[u8]) -> Message {
+        Message {
+            source: Endpoint::Host,
+            destination: KernelId::new("gpu").unwrap(),
+            topic: "t".into(),
+            payload: payload.to_vec(),
+            sequence: 0,
+            timestamp: HlcTimestamp::default(),
+        }
+    }
+
+    /// The plan the CUDA backend would upload for a round at `seq`.
+    pub(super) fn plan(
+        enc: &MemoryEncryption,
+        ctx: ContextId,
+        seq: u64,
+        program: &DeviceProgram,
+        msgs: &[Message],
+    ) -> RoundPlan {
+        let round = DeviceRound {
+            control: BufferId(0),
+            sequence: seq,
+            queued_total: msgs.len() as u64,
+            sealing: Some(DeviceRoundSealing {
+                keys: enc.device_key_slots().unwrap(),
+                seal: enc
+                    .device_seal(EnvelopeKind::Single, ctx, seq + 1, 128)
+                    .unwrap(),
+            }),
+            routes: None,
+        };
+        plan_round(&round, program, msgs, CB_SEALED).unwrap()
+    }
+
+    fn bytes(words: &[u32]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    /// Runs the round in the shim: (status words, control bytes, output words).
+    pub(super) fn run_round(
+        control: &[u8],
+        plan: &RoundPlan,
+        routes: &[u8],
+    ) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
+        let req = format!(
+            "R {} {} {} {} {}",
+            hex(control),
+            hex(&bytes(&plan.key_slots)),
+            hex(&bytes(&plan.params)),
+            hex(&bytes(&plan.input)),
+            hex(routes)
+        );
+        let out = run(vec![req]);
+        let parts: Vec<&str> = out[0].split(' ').collect();
+        assert_eq!(parts.len(), 3, "{}", out[0]);
+        (
+            words_from_le(&unhex(parts[0])),
+            unhex(parts[1]),
+            words_from_le(&unhex(parts[2])),
+        )
+    }
+
+    fn fnv1a(data: &[u8]) -> u32 {
+        data.iter().fold(0x811c9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x01000193)
+        })
+    }
+
+    fn sealed_block(
+        enc: &MemoryEncryption,
+        ctx: ContextId,
+        seq: u64,
+        cb: &ControlBlock,
+    ) -> Vec<u8> {
+        enc.seal_region(ctx, seq, bytemuck::bytes_of(cb), b"")
+            .unwrap()
+    }
+
+    #[test]
+    fn a_round_opens_counts_and_reseals_in_the_host_envelope() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(1024);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 7, &cb);
+        let payloads: [&[u8]; 3] = [b"", b"abc", &[9u8; 300]];
+        let msgs: Vec<Message> = payloads.iter().map(|p| msg(p)).collect();
+        let plan = plan(&enc, ctx, 7, &DeviceProgram::checksum(), &msgs);
+        let (status, after, output) = run_round(&control, &plan, &[]);
+        assert_eq!(&status[..6], &[0, 3, 0, 0, 0, 1]);
+        for (i, p) in payloads.iter().enumerate() {
+            assert_eq!(output[2 * i], fnv1a(p), "checksum {i}");
+            assert_eq!(output[2 * i + 1], 1);
+        }
+        // Sealed by the "device" (nonce direction byte 1) as sequence 8, and the host
+        // opens it with its own envelope code.
+        assert_eq!(after[40], 1);
+        let opened = enc
+            .open_region(&after, ctx, SequenceCheck::Exact(8), b"")
+            .unwrap();
+        let got = ControlBlock::from_bytes(&opened).unwrap();
+        assert_eq!(
+            (
+                got.messages_processed,
+                got.input_head,
+                got.input_tail,
+                got.messages_in_flight
+            ),
+            (3, 3, 3, 0)
+        );
+        assert_eq!((got.is_active, got.has_terminated), (1, 0));
+    }
+
+    #[test]
+    fn device_routes_forward_or_refuse_by_the_bitmap() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let program = DeviceProgram::checksum().forward_to("peer").unwrap();
+        let msgs = vec![msg(b"x"), msg(b"y")];
+        for permitted in [true, false] {
+            let control = sealed_block(&enc, ctx, 1, &cb);
+            let mut plan = plan(&enc, ctx, 1, &program, &msgs);
+            // Own slot 2, peer slot 5, stride 8: bit 2 * 8 + 5 = 21.
+            plan.params[4] = 1;
+            plan.params[5] = 2;
+            plan.params[6] = 5;
+            plan.params[7] = 8;
+            plan.params[8] = 1;
+            let bitmap: u64 = if permitted { 1 << 21 } else { !(1u64 << 21) };
+            let (status, after, output) = run_round(&control, &plan, &bitmap.to_le_bytes());
+            let (fwd, refused, st) = if permitted { (2, 0, 2) } else { (0, 2, 3) };
+            assert_eq!(&status[..4], &[0, 2, fwd, refused], "permitted {permitted}");
+            assert_eq!(output[1], st);
+            let got = ControlBlock::from_bytes(
+                &enc.open_region(&after, ctx, SequenceCheck::Exact(2), b"")
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(got.output_tail, u64::from(fwd));
+        }
+    }
+
+    #[test]
+    fn tampered_replayed_or_unkeyed_blocks_do_not_open_and_stay_untouched() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let cb = ControlBlock::new(16);
+        let control = sealed_block(&enc, ctx, 3, &cb);
+        let msgs = vec![msg(b"payload")];
+        // A flipped ciphertext byte: authentication fails.
+        let mut bad = control.clone();
+        bad[60] ^= 1;
+        let (status, after, _) = run_round(
+            &bad,
+            &plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(&status[..2], &[1, 0]);
+        assert_eq!(after, bad, "nothing written back");
+        // The host expects sequence 4: the block at 3 is a replay.
+        let (status, after, _) = run_round(
+            &control,
+            &plan(&enc, ctx, 4, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(status[0], 2);
+        assert_eq!(after, control);
+        // Moved from another kernel: another context.
+        let other = ContextId::new("other", "control");
+        let (status, _, _) = run_round(
+            &control,
+            &plan(&enc, other, 3, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(status[0], 2);
+        // Sealed under an epoch no key slot holds (retired after two rotations).
+        let old = sealed_block(&enc, ctx, 3, &cb);
+        enc.rotate_key().unwrap();
+        enc.rotate_key().unwrap();
+        let (status, _, _) = run_round(
+            &old,
+            &plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(status[0], 3);
+    }
+
+    #[test]
+    fn rotation_reseals_under_the_new_key_and_should_terminate_is_honoured() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let old_epoch = u32::from_le_bytes(control[8..12].try_into().unwrap());
+        enc.rotate_key().unwrap();
+        // Opened with the previous epoch's slot, re-sealed under the current one.
+        let (status, after, _) = run_round(
+            &control,
+            &plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[]),
+            &[],
+        );
+        assert_eq!(status[0], 0);
+        let new_epoch = u32::from_le_bytes(after[8..12].try_into().unwrap());
+        assert_eq!(new_epoch, old_epoch + 1);
+        let mut got = ControlBlock::from_bytes(
+            &enc.open_region(&after, ctx, SequenceCheck::Exact(1), b"")
+                .unwrap(),
+        )
+        .unwrap();
+        // The host raises should_terminate; the next round processes nothing and marks
+        // the kernel terminated.
+        got.should_terminate = 1;
+        let control = sealed_block(&enc, ctx, 2, &got);
+        let (status, after, _) = run_round(
+            &control,
+            &plan(&enc, ctx, 2, &DeviceProgram::checksum(), &[msg(b"late")]),
+            &[],
+        );
+        assert_eq!(&status[..6], &[0, 0, 0, 0, 1, 1]);
+        let last = ControlBlock::from_bytes(
+            &enc.open_region(&after, ctx, SequenceCheck::Exact(3), b"")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (last.is_active, last.has_terminated, last.messages_processed),
+            (0, 1, 0)
+        );
+    }
+}

@@ -91,6 +91,18 @@ RK_DEVICE void rk_update_counters(rk_u32 *cb, const rk_u32 *params, rk_u32 proce
     cb[7] = tail_hi - cb[9] - (tail_lo < cb[8] ? 1u : 0u);
 }
 
+// Runs the handler on message `m` of the batch: its checksum, and the route check of
+// its forward. Returns the output status (1 processed, 2 forwarded, 3 refused).
+RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *input, rk_u32 *output,
+                                    const rk_u32 *routes, rk_u32 m) {
+    const rk_u8 *payload = (const rk_u8 *)(input + input[2u * m]);
+    output[2u * m] = rk_fnv1a(payload, input[2u * m + 1u]);
+    rk_u32 out = 1u;
+    if (params[4] == 1u) out = rk_route_permitted(params, routes, params[5], params[6]) ? 2u : 3u;
+    output[2u * m + 1u] = out;
+    return out;
+}
+
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *keys,
                                                const rk_u32 *params, const rk_u32 *input,
@@ -118,19 +130,9 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
     if (st == 0u) {
         rk_u32 n = params[1];
         for (rk_u32 m = tid; m < n; m += blockDim.x) {
-            const rk_u8 *payload = (const rk_u8 *)(input + input[2u * m]);
-            output[2u * m] = rk_fnv1a(payload, input[2u * m + 1u]);
-            rk_u32 out = 1u;
-            if (params[4] == 1u) {
-                if (rk_route_permitted(params, routes, params[5], params[6])) {
-                    out = 2u;
-                    atomicAdd(&forwarded, 1u);
-                } else {
-                    out = 3u;
-                    atomicAdd(&refused, 1u);
-                }
-            }
-            output[2u * m + 1u] = out;
+            rk_u32 out = rk_process_message(params, input, output, routes, m);
+            if (out == 2u) atomicAdd(&forwarded, 1u);
+            if (out == 3u) atomicAdd(&refused, 1u);
             atomicAdd(&processed, 1u);
         }
     }

@@ -6,6 +6,10 @@
  *   C <key> <prefix7> <aad> <plaintext> <chunk-size-hex4>
  *       -> "<body>": the STREAM body of stream_aead.cu, every chunk sealed as one
  *          GPU thread would, then opened again (prints "FAIL" if any chunk fails)
+ *   R <control> <keys> <params> <input> <routes>
+ *       -> "<status> <control> <output>": one round of persistent_kernel.cu run on
+ *          the host (thread 0's open/update/re-seal and the per-message handler are
+ *          the kernel's own functions; only the thread loop is serial here)
  * and answers one line per request on stdout.
  */
 #include <stdio.h>
@@ -14,6 +18,7 @@
 
 #include "chacha20_poly1305.cuh"
 #include "stream_aead.cu"
+#include "persistent_kernel.cu"
 
 static int hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -52,12 +57,89 @@ static void puthex(const unsigned char *b, size_t n) {
     for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
 }
 
+/* Words from hex bytes (little-endian, as on the GPU), zero-padded to `min_words`. */
+static rk_u32 *words_of_hex(const char *hex, size_t min_words) {
+    size_t n;
+    unsigned char *b = unhex(hex, &n);
+    if (!b) return NULL;
+    size_t w = (n + 3) / 4;
+    if (w < min_words) w = min_words;
+    rk_u32 *out = calloc(w + 1, sizeof(rk_u32));
+    if (out) memcpy(out, b, n);
+    free(b);
+    return out;
+}
+
+/* One round of rk_persistent_round on the host: the kernel's own helpers, with the
+ * per-thread message loop run serially. */
+static void handle_round(char **f, int nf) {
+    if (nf < 6) {
+        puts("ERR");
+        return;
+    }
+    rk_u32 *control = words_of_hex(f[1], 49), *keys = words_of_hex(f[2], 24);
+    rk_u32 *params = words_of_hex(f[3], 24), *input = words_of_hex(f[4], 1);
+    rk_u32 *routes = words_of_hex(f[5], 1);
+    rk_u32 *output = params ? calloc(2 * (size_t)params[1] + 2, sizeof(rk_u32)) : NULL;
+    if (!control || !keys || !params || !input || !routes || !output) {
+        puts("ERR");
+    } else {
+        rk_u32 status[8] = {0}, cb[32], processed = 0, forwarded = 0, refused = 0;
+        rk_u32 result = 0;
+        if (params[0] == 1u) {
+            result = rk_open_control(control, keys, params, cb);
+        } else {
+            memcpy(cb, control, sizeof cb);
+        }
+        status[0] = result;
+        rk_u32 state = result != 0u ? 1u : (cb[1] == 1u ? 2u : 0u);
+        if (state == 0u) {
+            for (rk_u32 m = 0; m < params[1]; m++) {
+                rk_u32 out = rk_process_message(params, input, output, routes, m);
+                forwarded += out == 2u;
+                refused += out == 3u;
+                processed++;
+            }
+        }
+        if (state != 1u) {
+            rk_update_counters(cb, params, processed, forwarded, state == 2u);
+            if (params[0] == 1u) {
+                rk_seal_control(control, keys, params, cb);
+            } else {
+                memcpy(control, cb, sizeof cb);
+            }
+            status[1] = processed;
+            status[2] = forwarded;
+            status[3] = refused;
+            status[4] = state == 2u;
+            status[5] = 1u;
+        }
+        puthex((const unsigned char *)status, sizeof status);
+        putchar(' ');
+        puthex((const unsigned char *)control, params[0] == 1u ? 196 : 128);
+        putchar(' ');
+        puthex((const unsigned char *)output, 8 * (size_t)params[1]);
+        putchar('\n');
+    }
+    fflush(stdout);
+    free(control);
+    free(keys);
+    free(params);
+    free(input);
+    free(routes);
+    free(output);
+}
+
 int main(void) {
     static char line[1 << 20];
     while (fgets(line, sizeof line, stdin)) {
         char *fields[6] = {0};
         int nf = 0;
         for (char *tok = strtok(line, " \n"); tok && nf < 6; tok = strtok(NULL, " \n")) fields[nf++] = tok;
+        if (nf >= 1 && fields[0][0] == 'R') {
+            handle_round(fields, nf);
+            continue;
+        }
         if (nf < 5) {
             puts("ERR");
             continue;
