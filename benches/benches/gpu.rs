@@ -1,14 +1,14 @@
-//! GPU backends, each figure beside its baseline from the same run:
-//! - `gpu_stream/<size>`: STREAM seal and open of a device buffer with the WGSL
-//!   ChaCha20-Poly1305 (end to end: dispatch plus read-back of the sealed body), against
+//! GPU backends (wgpu, CUDA), each figure beside its baseline from the same run:
+//! - `<backend>_stream/<size>`: STREAM seal and open of a device buffer with the GPU
+//!   ChaCha20-Poly1305 (end to end: launch plus read-back of the sealed body), against
 //!   the CPU ChaCha20-Poly1305 STREAM of the same bytes;
-//! - `gpu_kernel`: persistent-kernel messages/s (bursts of 1,000 64-byte messages from
-//!   the host) with and without a sealed control block (opened and re-sealed by the
-//!   kernel on every round).
+//! - `<backend>_kernel`: persistent-kernel messages/s (bursts of 1,000 64-byte messages
+//!   from the host) with and without a sealed control block (opened and re-sealed by
+//!   the kernel on every round).
 //!
-//! The adapter is printed first. Without an adapter the bench says so and exits
-//! cleanly. On lavapipe (CI) the "GPU" is the CPU: those figures are CPU figures.
-//! The CUDA backend has no GPU on our build machines; its benches are not written yet.
+//! Each backend's device is printed first. A backend without a device says so and is
+//! skipped; the bench exits cleanly. On lavapipe (CI) the "GPU" is the CPU: those
+//! figures are CPU figures.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -20,34 +20,55 @@ use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, MemoryEncryption, SequenceCheck,
 };
+use ringkernel_cuda::CudaBackend;
 use ringkernel_wgpu::WgpuBackend;
 
 const SIZES: [usize; 3] = [64 << 10, 1 << 20, 16 << 20];
 
-fn backend() -> Option<WgpuBackend> {
+/// Messages per measured iteration: a burst, as a busy kernel sees them (one message
+/// per iteration would measure the latency of a round instead of throughput).
+const BURST: u64 = 1000;
+
+fn wgpu() -> Option<WgpuBackend> {
     match WgpuBackend::new() {
         Ok(b) => {
-            println!("gpu bench adapter: {:?}", b.adapter());
+            println!("wgpu bench adapter: {:?}", b.adapter());
             Some(b)
         }
         Err(e) => {
-            println!("gpu bench SKIPPED: {e}");
+            println!("wgpu bench SKIPPED: {e}");
             None
         }
     }
 }
 
-fn chacha() -> MemoryEncryption {
-    MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
-        .expect("encryption")
+fn cuda() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(b) => {
+            println!("cuda bench device: {:?}", b.device());
+            Some(b)
+        }
+        Err(e) => {
+            println!("cuda bench SKIPPED: {e}");
+            None
+        }
+    }
 }
 
-fn gpu_stream(c: &mut Criterion) {
-    let Some(gpu) = backend() else { return };
-    let enc = chacha();
+fn chacha(seal_control: bool) -> MemoryEncryption {
+    MemoryEncryption::new(
+        EncryptionConfig::secure()
+            .algorithm(Algorithm::ChaCha20Poly1305)
+            .encrypt_control_blocks(seal_control),
+    )
+    .expect("encryption")
+}
+
+fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: &B) {
+    let enc = chacha(true);
     let ctx = ContextId::new("bench", "bulk");
     for size in SIZES {
-        let mut g = c.benchmark_group(format!("gpu_stream/{size}"));
+        let mut g = c.benchmark_group(format!("{name}_stream/{size}"));
         g.throughput(Throughput::Bytes(size as u64));
         g.sample_size(10);
         let data = vec![0x5Au8; size];
@@ -86,35 +107,22 @@ fn gpu_stream(c: &mut Criterion) {
     }
 }
 
-/// Messages per measured iteration: a burst, as a busy kernel sees them (one message
-/// per iteration would measure the latency of a round instead of throughput).
-const BURST: u64 = 1000;
-
-fn gpu_kernel(c: &mut Criterion) {
-    if backend().is_none() {
-        return;
-    }
-    let mut g = c.benchmark_group("gpu_kernel");
+fn kernel<B: ComputeBackend>(c: &mut Criterion, name: &str, make: impl Fn() -> B) {
+    let mut g = c.benchmark_group(format!("{name}_kernel"));
     g.throughput(Throughput::Elements(BURST));
     g.sample_size(10);
     for sealed in [false, true] {
-        let name = if sealed {
+        let case = if sealed {
             "sealed_control_block"
         } else {
             "plain_control_block"
         };
-        g.bench_function(name, |b| {
+        g.bench_function(case, |b| {
             b.iter_custom(|iters| {
-                let enc = MemoryEncryption::new(
-                    EncryptionConfig::secure()
-                        .algorithm(Algorithm::ChaCha20Poly1305)
-                        .encrypt_control_blocks(sealed),
-                )
-                .expect("encryption");
                 let rt = RuntimeBuilder::new()
                     .development()
-                    .with_backend(WgpuBackend::new().expect("backend"))
-                    .with_encryption(enc)
+                    .with_backend(make())
+                    .with_encryption(chacha(sealed))
                     .build()
                     .expect("runtime");
                 let k = rt
@@ -140,6 +148,24 @@ fn gpu_kernel(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn gpu_stream(c: &mut Criterion) {
+    if let Some(gpu) = wgpu() {
+        stream(c, "wgpu", &gpu);
+    }
+    if let Some(gpu) = cuda() {
+        stream(c, "cuda", &gpu);
+    }
+}
+
+fn gpu_kernel(c: &mut Criterion) {
+    if wgpu().is_some() {
+        kernel(c, "wgpu", || WgpuBackend::new().expect("backend"));
+    }
+    if cuda().is_some() {
+        kernel(c, "cuda", || CudaBackend::new(0).expect("backend"));
+    }
 }
 
 criterion_group! {

@@ -19,9 +19,12 @@ use crate::device::{Device, driver_error};
 /// allocation alignment).
 pub(crate) const GRANULE: u64 = 256;
 
+/// Device memory shared between the backend and a kernel's driver.
+pub(crate) type SharedMem = Arc<Mutex<CudaSlice<u8>>>;
+
 /// One device buffer: `len` usable bytes in a `reserved`-byte allocation.
 pub(crate) struct DeviceBuffer {
-    pub(crate) mem: Arc<Mutex<CudaSlice<u8>>>,
+    pub(crate) mem: SharedMem,
     pub(crate) len: u64,
     pub(crate) reserved: u64,
 }
@@ -61,7 +64,7 @@ impl CudaBackend {
         (self.dev.name.clone(), self.dev.arch)
     }
 
-    pub(crate) fn buffer(&self, id: BufferId) -> Result<(Arc<Mutex<CudaSlice<u8>>>, u64), Error> {
+    pub(crate) fn buffer(&self, id: BufferId) -> Result<(SharedMem, u64), Error> {
         self.buffers
             .lock()
             .get(&id.0)

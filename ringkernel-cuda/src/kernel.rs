@@ -25,7 +25,7 @@ use crate::device::{Device, driver_error};
 
 struct KernelDevice {
     dev: Arc<Device>,
-    control: Arc<Mutex<CudaSlice<u8>>>,
+    control: crate::backend::SharedMem,
     control_len: usize,
     program: DeviceProgram,
     io: Mutex<Io>,
