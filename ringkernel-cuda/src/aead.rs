@@ -33,6 +33,16 @@ fn stream_chunks(total: u64, chunk: u32) -> Result<u32, Error> {
         .map_err(|_| Error::Backend("too many STREAM chunks".into()))
 }
 
+/// Each chunk's plaintext range and its slot in the STREAM body: (start, length, slot
+/// offset); the empty chunk of an empty buffer has nothing to move.
+fn chunk_spans(total: u64, chunk: u32, chunks: u32) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..chunks as usize).filter_map(move |i| {
+        let start = i * chunk as usize;
+        let n = (total as usize).saturating_sub(start).min(chunk as usize);
+        (n > 0).then_some((start, n, i * (chunk as usize + TAG_LEN)))
+    })
+}
+
 impl CudaBackend {
     fn upload_u8(&self, bytes: &[u8]) -> Result<CudaSlice<u8>, Error> {
         let mut padded = bytes.to_vec();
@@ -118,13 +128,7 @@ impl DeviceCipher for CudaBackend {
         {
             // Each chunk's plaintext goes to its slot, where it is sealed in place.
             let src = src.lock();
-            for i in 0..chunks as usize {
-                let start = i * chunk as usize;
-                let n = (len as usize - start.min(len as usize)).min(chunk as usize);
-                if n == 0 {
-                    continue;
-                }
-                let slot = i * (chunk as usize + TAG_LEN);
+            for (start, n, slot) in chunk_spans(len, chunk, chunks) {
                 st.memcpy_dtod(
                     &src.slice(start..start + n),
                     &mut body.slice_mut(slot..slot + n),
@@ -211,13 +215,7 @@ impl DeviceCipher for CudaBackend {
         {
             // Every chunk verified: move the plaintexts from their slots to the target.
             let mut dst = dst.lock();
-            for i in 0..chunks as usize {
-                let start = i * chunk as usize;
-                let n = (total as usize - start.min(total as usize)).min(chunk as usize);
-                if n == 0 {
-                    continue;
-                }
-                let slot = i * (chunk as usize + TAG_LEN);
+            for (start, n, slot) in chunk_spans(total, chunk, chunks) {
                 st.memcpy_dtod(
                     &body.slice(slot..slot + n),
                     &mut dst.slice_mut(start..start + n),
@@ -228,5 +226,23 @@ impl DeviceCipher for CudaBackend {
         self.wipe_u8(body);
         self.dev.sync()?;
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_spans_follow_the_stream_slot_layout() {
+        assert_eq!(chunk_spans(0, 64, 1).count(), 0);
+        assert_eq!(chunk_spans(10, 64, 1).collect::<Vec<_>>(), [(0, 10, 0)]);
+        assert_eq!(
+            chunk_spans(130, 64, 3).collect::<Vec<_>>(),
+            [(0, 64, 0), (64, 64, 80), (128, 2, 160)]
+        );
+        assert_eq!(stream_chunks(0, 64).unwrap(), 1);
+        assert_eq!(stream_chunks(129, 64).unwrap(), 3);
+        assert!(stream_chunks(1, 0).is_err());
     }
 }

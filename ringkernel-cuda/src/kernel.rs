@@ -10,7 +10,8 @@ use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes, words_from_le,
+    DeviceWorker, RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes,
+    words_from_le,
 };
 use ringkernel_core::backend::{
     DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelProgram, KernelWorker,
@@ -82,7 +83,9 @@ pub(crate) fn launch(
             drive_rounds(&ctx, &kd.program, |msgs| kd.round(&ctx, msgs), || kd.wipe())
         })?
     };
-    Ok(Box::new(CudaWorker { driver, kd, ctx }))
+    Ok(Box::new(DeviceWorker::new(driver, move || {
+        kd.round(&ctx, &[]).map(|_| ())
+    })))
 }
 
 /// Makes `buf` hold at least `words` words (clearing and replacing it when it grows).
@@ -194,28 +197,5 @@ impl KernelDevice {
         if let Err(e) = self.dev.sync() {
             tracing::error!(error = %e, "cannot wipe a kernel's key slots");
         }
-    }
-}
-
-struct CudaWorker {
-    driver: Box<dyn KernelWorker>,
-    kd: Arc<KernelDevice>,
-    ctx: KernelContext,
-}
-
-impl KernelWorker for CudaWorker {
-    fn is_finished(&self) -> bool {
-        self.driver.is_finished()
-    }
-
-    fn join(&mut self) -> Result<(), Error> {
-        self.driver.join()
-    }
-
-    fn reseal_on_device(&self) -> Option<Result<(), Error>> {
-        if self.driver.is_finished() {
-            return None;
-        }
-        Some(self.kd.round(&self.ctx, &[]).map(|_| ()))
     }
 }

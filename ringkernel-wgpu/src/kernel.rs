@@ -17,7 +17,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes, words_from_le,
+    DeviceWorker, RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes,
+    words_from_le,
 };
 use ringkernel_core::backend::{
     DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelProgram, KernelWorker,
@@ -107,7 +108,9 @@ pub(crate) fn launch(
             )
         })?
     };
-    Ok(Box::new(WgpuWorker { driver, dev, ctx }))
+    Ok(Box::new(DeviceWorker::new(driver, move || {
+        dev.round(&ctx, &[]).map(|_| ())
+    })))
 }
 
 impl KernelDevice {
@@ -217,30 +220,5 @@ impl KernelDevice {
         if let Err(e) = self.gpu.wait() {
             tracing::error!(error = %e, "cannot wipe a kernel's key slots");
         }
-    }
-}
-
-/// The backend's handle on a device kernel: its driver thread, and a way to run a
-/// round from the runtime's ticker (re-sealing under a new key).
-struct WgpuWorker {
-    driver: Box<dyn KernelWorker>,
-    dev: Arc<KernelDevice>,
-    ctx: KernelContext,
-}
-
-impl KernelWorker for WgpuWorker {
-    fn is_finished(&self) -> bool {
-        self.driver.is_finished()
-    }
-
-    fn join(&mut self) -> Result<(), Error> {
-        self.driver.join()
-    }
-
-    fn reseal_on_device(&self) -> Option<Result<(), Error>> {
-        if self.driver.is_finished() {
-            return None;
-        }
-        Some(self.dev.round(&self.ctx, &[]).map(|_| ()))
     }
 }

@@ -623,3 +623,37 @@ pub fn unpack_jobs(
     }
     ok
 }
+
+/// A device kernel as its backend hands it to the runtime: the driver thread, plus a
+/// way to run an empty round from the runtime's ticker, so that key rotation re-seals
+/// the control block on the device ([`KernelWorker::reseal_on_device`]).
+pub struct DeviceWorker<F> {
+    driver: Box<dyn super::KernelWorker>,
+    reseal: F,
+}
+
+impl<F: Fn() -> Result<()> + Send + Sync> DeviceWorker<F> {
+    /// Wraps `driver` (from [`spawn_kernel_thread`](super::spawn_kernel_thread) running
+    /// [`drive_rounds`]); `reseal` runs one empty round.
+    pub fn new(driver: Box<dyn super::KernelWorker>, reseal: F) -> Self {
+        DeviceWorker { driver, reseal }
+    }
+}
+
+impl<F: Fn() -> Result<()> + Send + Sync> super::KernelWorker for DeviceWorker<F> {
+    fn is_finished(&self) -> bool {
+        self.driver.is_finished()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.driver.join()
+    }
+
+    fn reseal_on_device(&self) -> Option<Result<()>> {
+        if self.driver.is_finished() {
+            // The kernel is gone; the host keeps its final copy.
+            return None;
+        }
+        Some((self.reseal)())
+    }
+}
