@@ -53,6 +53,11 @@ fi
 if [ "${CI:-}" = "true" ]; then
     export RINGKERNEL_REQUIRE_WGPU=1
 fi
+# Mesa's Vulkan loader complains on every start without a runtime directory.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    XDG_RUNTIME_DIR="$(mktemp -d)"
+    export XDG_RUNTIME_DIR
+fi
 
 # --- the suite -----------------------------------------------------------------------------
 log "cargo fmt --check"
