@@ -36,6 +36,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("secure_runtime failed: {e}");
+            if matches!(e, ringkernel_core::Error::BackendUnavailable { .. }) {
+                eprintln!(
+                    "hint: the CPU backend needs nothing (run without --backend); \
+                     --backend wgpu runs on any Vulkan driver, including Mesa's lavapipe \
+                     (apt-get install mesa-vulkan-drivers libvulkan1)"
+                );
+            }
             ExitCode::FAILURE
         }
     }
