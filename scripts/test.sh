@@ -4,6 +4,7 @@
 # 1. Installs what the tests need and is missing on a fresh Debian/Ubuntu machine:
 #    - Mesa's lavapipe (a real Vulkan driver on the CPU) for the wgpu backend tests,
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
+#    - Chromium, to render the HTML report headless and check its CSP,
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
 #    criterion bench once in test mode.
@@ -23,6 +24,7 @@ dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || apt_pkgs+=(mesa-vulkan-drivers)
 dpkg -s libvulkan1 >/dev/null 2>&1 || apt_pkgs+=(libvulkan1)
 command -v qpdf >/dev/null 2>&1 || apt_pkgs+=(qpdf)
 command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_pkgs+=(chromium)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
     log "installing ${apt_pkgs[*]}"
     as_root apt-get update -qq
@@ -47,6 +49,11 @@ if [ -n "$NVRTC_DIR" ]; then
     export LD_LIBRARY_PATH="$NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     # NVRTC is installed: the CUDA compile test must run, not skip.
     export RINGKERNEL_REQUIRE_NVRTC=1
+fi
+
+# Chromium is installed: the HTML report test must run, not skip.
+if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    export RINGKERNEL_REQUIRE_CHROMIUM=1
 fi
 
 # In CI a missing Vulkan adapter is a failure, not a skip.
