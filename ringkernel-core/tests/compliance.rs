@@ -479,10 +479,19 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed:\n{log}");
     // Rendered: the checks are there, the hostile strings are text, not elements.
-    assert!(dom.contains("XSS-1"), "report content missing from the DOM:\n{dom}");
-    assert!(dom.contains("&lt;script&gt;"), "hostile text not shown as text");
+    assert!(
+        dom.contains("XSS-1"),
+        "report content missing from the DOM:\n{dom}"
+    );
+    assert!(
+        dom.contains("&lt;script&gt;"),
+        "hostile text not shown as text"
+    );
     assert!(!dom.contains("<script"), "a script element reached the DOM");
-    assert!(!dom.contains("<b>CC9.9"), "markup from a control id reached the DOM");
+    assert!(
+        !dom.contains("<b>CC9.9"),
+        "markup from a control id reached the DOM"
+    );
     // The CSP blocked nothing of ours (the stylesheet hash matches) and had nothing
     // injected to block.
     let violations: Vec<&str> = log
