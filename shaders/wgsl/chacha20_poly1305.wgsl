@@ -199,3 +199,91 @@ fn rk_tag_diff(a: vec4<u32>, b: vec4<u32>) -> u32 {
     let d = a ^ b;
     return d.x | d.y | d.z | d.w;
 }
+
+// ----- Poly1305 split across a workgroup --------------------------------------------------
+//
+// The polynomial h = sum m_k r^(n-k+1) splits over contiguous segments: a segment's own
+// Horner value H_t (from h = 0, with the same r) contributes H_t * r^(blocks after it).
+// Invocations compute their segment's H_t in parallel with rk_poly_block; one
+// invocation folds them with a general field multiplication (acc = acc * r^L_t + H_t).
+
+// A field element mod 2^130 - 5 in five 26-bit limbs.
+struct RkFe {
+    l0: u32, l1: u32, l2: u32, l3: u32, l4: u32,
+}
+
+// Carries every limb below 2^26 (limb 1 may keep one extra bit).
+fn rk_fe_carry(a: RkFe) -> RkFe {
+    var r = a;
+    var c = r.l0 >> 26u; r.l0 &= RK_MASK26;
+    r.l1 += c; c = r.l1 >> 26u; r.l1 &= RK_MASK26;
+    r.l2 += c; c = r.l2 >> 26u; r.l2 &= RK_MASK26;
+    r.l3 += c; c = r.l3 >> 26u; r.l3 &= RK_MASK26;
+    r.l4 += c; c = r.l4 >> 26u; r.l4 &= RK_MASK26;
+    r.l0 += c * 5u; c = r.l0 >> 26u; r.l0 &= RK_MASK26;
+    r.l1 += c;
+    return r;
+}
+
+fn rk_fe_add(a: RkFe, b: RkFe) -> RkFe {
+    return rk_fe_carry(RkFe(a.l0 + b.l0, a.l1 + b.l1, a.l2 + b.l2, a.l3 + b.l3, a.l4 + b.l4));
+}
+
+// a * b mod 2^130 - 5 for carried operands (limbs below 2^26 + 2^6).
+fn rk_fe_mul(a: RkFe, b: RkFe) -> RkFe {
+    let s1 = b.l1 * 5u; let s2 = b.l2 * 5u; let s3 = b.l3 * 5u; let s4 = b.l4 * 5u;
+    let d0 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(a.l0, b.l0), rk_mul_wide(a.l1, s4)), rk_mul_wide(a.l2, s3)), rk_mul_wide(a.l3, s2)), rk_mul_wide(a.l4, s1));
+    var d1 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(a.l0, b.l1), rk_mul_wide(a.l1, b.l0)), rk_mul_wide(a.l2, s4)), rk_mul_wide(a.l3, s3)), rk_mul_wide(a.l4, s2));
+    var d2 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(a.l0, b.l2), rk_mul_wide(a.l1, b.l1)), rk_mul_wide(a.l2, b.l0)), rk_mul_wide(a.l3, s4)), rk_mul_wide(a.l4, s3));
+    var d3 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(a.l0, b.l3), rk_mul_wide(a.l1, b.l2)), rk_mul_wide(a.l2, b.l1)), rk_mul_wide(a.l3, b.l0)), rk_mul_wide(a.l4, s4));
+    var d4 = rk_add64(rk_add64(rk_add64(rk_add64(rk_mul_wide(a.l0, b.l4), rk_mul_wide(a.l1, b.l3)), rk_mul_wide(a.l2, b.l2)), rk_mul_wide(a.l3, b.l1)), rk_mul_wide(a.l4, b.l0));
+    var r: RkFe;
+    var c = rk_shr26(d0); r.l0 = d0.x & RK_MASK26;
+    d1 = rk_add64(d1, vec2<u32>(c, 0u)); c = rk_shr26(d1); r.l1 = d1.x & RK_MASK26;
+    d2 = rk_add64(d2, vec2<u32>(c, 0u)); c = rk_shr26(d2); r.l2 = d2.x & RK_MASK26;
+    d3 = rk_add64(d3, vec2<u32>(c, 0u)); c = rk_shr26(d3); r.l3 = d3.x & RK_MASK26;
+    d4 = rk_add64(d4, vec2<u32>(c, 0u)); c = rk_shr26(d4); r.l4 = d4.x & RK_MASK26;
+    // c may exceed 2^29 here: c * 5 + l0 in 64 bits.
+    let t = rk_add64(rk_mul_wide(c, 5u), vec2<u32>(r.l0, 0u));
+    r.l0 = t.x & RK_MASK26;
+    r.l1 += rk_shr26(t);
+    return rk_fe_carry(r);
+}
+
+// r^e for e >= 1 (square and multiply).
+fn rk_fe_pow(r: RkFe, e: u32) -> RkFe {
+    var result = RkFe(1u, 0u, 0u, 0u, 0u);
+    var base = r;
+    var first = true;
+    var k = e;
+    loop {
+        if (k == 0u) {
+            break;
+        }
+        if ((k & 1u) == 1u) {
+            if (first) {
+                result = base;
+                first = false;
+            } else {
+                result = rk_fe_mul(result, base);
+            }
+        }
+        k = k >> 1u;
+        if (k != 0u) {
+            base = rk_fe_mul(base, base);
+        }
+    }
+    return result;
+}
+
+fn rk_poly_r(st: RkPoly) -> RkFe {
+    return RkFe(st.r0, st.r1, st.r2, st.r3, st.r4);
+}
+
+fn rk_poly_h(st: RkPoly) -> RkFe {
+    return RkFe(st.h0, st.h1, st.h2, st.h3, st.h4);
+}
+
+fn rk_poly_set_h(st: ptr<function, RkPoly>, h: RkFe) {
+    (*st).h0 = h.l0; (*st).h1 = h.l1; (*st).h2 = h.l2; (*st).h3 = h.l3; (*st).h4 = h.l4;
+}

@@ -7,8 +7,10 @@
 // boundary; only the last slot, which ends the body, may end inside a word). Chunk i
 // uses the nonce prefix || i (u32 big-endian) || last flag and authenticates `aad`
 // (the envelope header). In a workgroup all 64 invocations run the keystream over the
-// chunk's blocks; invocation 0 computes the Poly1305 tag (one pass, sequential by
-// nature). Opening verifies a chunk's tag before any of its plaintext is written.
+// chunk's blocks, and each computes the Poly1305 polynomial of one contiguous segment of
+// the ciphertext; invocation 0 folds the segments (acc = acc * r^L + H) between the
+// header's blocks and the length block. Opening verifies a chunk's tag before any of
+// its plaintext is written.
 
 struct RkStreamParams {
     key_lo: vec4<u32>,
@@ -31,6 +33,9 @@ struct RkStreamParams {
 @group(0) @binding(4) var<storage, read_write> failures: atomic<u32>;
 
 var<workgroup> rk_chunk_ok: u32;
+// Per invocation: its segment's polynomial value (5 limbs) and block count.
+var<workgroup> rk_seg_h: array<array<u32, 5>, 64>;
+var<workgroup> rk_seg_len: array<u32, 64>;
 
 fn rk_stream_key() -> RkKey {
     return RkKey(params.key_lo, params.key_hi);
@@ -52,6 +57,81 @@ fn rk_absorb_aad(st: ptr<function, RkPoly>) {
 // Chunk `ch`: its plaintext length.
 fn rk_chunk_len(ch: u32) -> u32 {
     return min(params.chunk_size, params.total - ch * params.chunk_size);
+}
+
+// The ciphertext word `i` of a chunk as Poly1305 reads it: from `dst` (sealing, full
+// words), `part` for the partial last word, or from `src` masked (opening).
+fn rk_ct_word(sealing: bool, base: u32, i: u32, full: u32, len: u32, part: u32) -> u32 {
+    if (sealing) {
+        if (i < full) {
+            return dst[base + i];
+        }
+        if (i == full) {
+            return part;
+        }
+        return 0u;
+    }
+    if (4u * i >= len) {
+        return 0u;
+    }
+    return src[base + i] & rk_byte_mask(i32(len) - i32(4u * i));
+}
+
+// Invocation `lid`'s segment of the chunk's 16-byte ciphertext blocks: its polynomial
+// from h = 0 under the chunk's r, into workgroup memory.
+fn rk_segment(key: RkKey, nonce: vec3<u32>, sealing: bool, base: u32, full: u32, len: u32,
+              part: u32, lid: u32) {
+    let blocks = (len + 15u) / 16u;
+    let seg = (blocks + 63u) / 64u;
+    let first = min(lid * seg, blocks);
+    let last = min(first + seg, blocks);
+    var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
+    for (var b = first; b < last; b++) {
+        var m = vec4<u32>(0u);
+        for (var k = 0u; k < 4u; k++) {
+            m[k] = rk_ct_word(sealing, base, 4u * b + k, full, len, part);
+        }
+        rk_poly_block(&st, m);
+    }
+    rk_seg_h[lid] = array<u32, 5>(st.h0, st.h1, st.h2, st.h3, st.h4);
+    rk_seg_len[lid] = last - first;
+}
+
+// Invocation 0: the tag from the header's blocks, the folded segments and the lengths.
+fn rk_fold_tag(key: RkKey, nonce: vec3<u32>, len: u32) -> vec4<u32> {
+    var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
+    rk_absorb_aad(&st);
+    let r = rk_poly_r(st);
+    let blocks = (len + 15u) / 16u;
+    let seg = (blocks + 63u) / 64u;
+    var acc = rk_fe_carry(rk_poly_h(st));
+    if (blocks > 0u) {
+        let r_seg = rk_fe_pow(r, seg);
+        for (var t = 0u; t < 64u; t++) {
+            let n = rk_seg_len[t];
+            if (n == 0u) {
+                continue;
+            }
+            var rn = r_seg;
+            if (n != seg) {
+                rn = rk_fe_pow(r, n);
+            }
+            let h = rk_seg_h[t];
+            acc = rk_fe_add(rk_fe_mul(acc, rn), RkFe(h[0], h[1], h[2], h[3], h[4]));
+        }
+    }
+    rk_poly_set_h(&st, acc);
+    rk_poly_lengths(&st, params.aad_len, len);
+    return rk_poly_finish(&st);
+}
+
+// The partial last ciphertext word of a chunk being sealed (0 when there is none).
+fn rk_seal_part(key: RkKey, nonce: vec3<u32>, sbase: u32, full: u32, rem: u32) -> u32 {
+    if (rem == 0u) {
+        return 0u;
+    }
+    let ks = rk_chacha20_block(key, 1u + full / 16u, nonce);
+    return (src[sbase + full] ^ rk_block_word(ks, full % 16u)) & rk_byte_mask(i32(rem));
 }
 
 @compute @workgroup_size(64)
@@ -77,30 +157,11 @@ fn stream_seal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         }
         storageBarrier();
         workgroupBarrier();
+        let part = rk_seal_part(key, nonce, sbase, full, rem);
+        rk_segment(key, nonce, true, dbase, full, len, part, lid);
+        workgroupBarrier();
         if (lid == 0u) {
-            // The partial last word of ciphertext (if any), computed here.
-            var part = 0u;
-            if (rem != 0u) {
-                let ks = rk_chacha20_block(key, 1u + full / 16u, nonce);
-                part = (src[sbase + full] ^ rk_block_word(ks, full % 16u)) & rk_byte_mask(i32(rem));
-            }
-            var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
-            rk_absorb_aad(&st);
-            let words = (len + 3u) / 4u;
-            for (var w = 0u; w < words; w += 4u) {
-                var m = vec4<u32>(0u);
-                for (var k = 0u; k < 4u; k++) {
-                    let i = w + k;
-                    if (i < full) {
-                        m[k] = dst[dbase + i];
-                    } else if (i == full) {
-                        m[k] = part;
-                    }
-                }
-                rk_poly_block(&st, m);
-            }
-            rk_poly_lengths(&st, params.aad_len, len);
-            let tag = rk_poly_finish(&st);
+            let tag = rk_fold_tag(key, nonce, len);
             // Tail: the partial ciphertext bytes, then the tag, from word `full` on.
             if (rem == 0u) {
                 dst[dbase + full] = tag.x;
@@ -131,22 +192,10 @@ fn stream_open(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         let sbase = ch * ((params.chunk_size + 16u) / 4u);
         let dbase = ch * (params.chunk_size / 4u);
         let nonce = rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks);
+        rk_segment(key, nonce, false, sbase, full, len, 0u, lid);
+        workgroupBarrier();
         if (lid == 0u) {
-            var st = rk_poly_init(rk_chacha20_block(key, 0u, nonce));
-            rk_absorb_aad(&st);
-            let words = (len + 3u) / 4u;
-            for (var w = 0u; w < words; w += 4u) {
-                var m = vec4<u32>(0u);
-                for (var k = 0u; k < 4u; k++) {
-                    let i = w + k;
-                    if (i < words) {
-                        m[k] = src[sbase + i] & rk_byte_mask(i32(len) - i32(4u * i));
-                    }
-                }
-                rk_poly_block(&st, m);
-            }
-            rk_poly_lengths(&st, params.aad_len, len);
-            let expected = rk_poly_finish(&st);
+            let expected = rk_fold_tag(key, nonce, len);
             // The stored tag starts at byte `len` of the slot.
             var stored: vec4<u32>;
             if (rem == 0u) {

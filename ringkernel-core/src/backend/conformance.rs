@@ -222,9 +222,23 @@ pub fn stream_both_ways(gpu: &(impl DeviceCipher + ComputeBackend)) {
     let enc = chacha_4k_chunks();
     let ctx = ContextId::new("k", "bulk");
     let (seed, mut fill) = rng();
-    for (n, len) in [0usize, 1, 63, 4096, 4097, 3 * 4096 + 5, 40_000]
-        .into_iter()
-        .enumerate()
+    // Lengths around word, block, chunk and (for kernels that split a chunk's Poly1305
+    // into segments) uneven-segment boundaries: 1000 and 3000 bytes leave a short last
+    // segment, as does a last chunk of 4048.
+    for (n, len) in [
+        0usize,
+        1,
+        63,
+        1000,
+        3000,
+        4096,
+        4097,
+        3 * 4096 + 5,
+        2 * 4096 + 4048,
+        40_000,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let seq = n as u64;
         let data = fill(len);
@@ -247,6 +261,27 @@ pub fn stream_both_ways(gpu: &(impl DeviceCipher + ComputeBackend)) {
         gpu.free(buf).unwrap();
         gpu.free(out).unwrap();
     }
+    // The default 64 KiB chunks: full chunks of 4,096 blocks and a ragged last one.
+    let enc = MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::ChaCha20Poly1305))
+        .unwrap();
+    let data = fill(3 * 65536 + 12_345);
+    let buf = gpu.allocate(data.len() as u64).unwrap().id;
+    gpu.write(buf, 0, &data).unwrap();
+    let sealed = gpu
+        .seal_buffer(&enc, ctx, 1, buf, data.len() as u64)
+        .unwrap();
+    let opened = enc
+        .open_stream(&sealed, ctx, SequenceCheck::Exact(1), b"")
+        .unwrap_or_else(|e| panic!("64 KiB chunks, seed {seed:#x}: {e}"));
+    assert_eq!(&opened[..], &data[..], "64 KiB chunks, seed {seed:#x}");
+    let cpu_sealed = enc.seal_stream(ctx, 2, &data, b"").unwrap();
+    gpu.zero(buf).unwrap();
+    gpu.open_into_buffer(&enc, &cpu_sealed, ctx, SequenceCheck::Exact(2), buf)
+        .unwrap();
+    let mut back = vec![0u8; data.len()];
+    gpu.read(buf, 0, &mut back).unwrap();
+    assert_eq!(back, data, "64 KiB chunks, seed {seed:#x}");
+    gpu.free(buf).unwrap();
 }
 
 /// A flipped byte (header, middle chunk, last tag) fails on the device and writes
