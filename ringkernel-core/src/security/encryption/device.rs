@@ -155,34 +155,10 @@ impl MemoryEncryption {
         context: ContextId,
         check: SequenceCheck,
     ) -> Result<DeviceOpen> {
+        // The configured algorithm is the device one, so the shared check of the
+        // header's algorithm id holds it to ChaCha20-Poly1305.
         self.require_device_algorithm()?;
-        let ring = self.ring()?;
-        let parsed = Header::parse(sealed)?;
-        if parsed.kind != kind {
-            return Err(Error::MalformedEnvelope("unexpected envelope kind".into()));
-        }
-        if parsed.algorithm != DEVICE_ALGORITHM {
-            return Err(Error::Tampered);
-        }
-        if parsed.context != context {
-            return Err(Error::WrongContext);
-        }
-        match check {
-            SequenceCheck::Exact(expected) if parsed.sequence != expected => {
-                return Err(Error::Replay {
-                    expected,
-                    found: parsed.sequence,
-                });
-            }
-            SequenceCheck::AtLeast(min) if parsed.sequence < min => {
-                return Err(Error::Replay {
-                    expected: min,
-                    found: parsed.sequence,
-                });
-            }
-            _ => {}
-        }
-        let key = ring.key(parsed.epoch)?;
+        let (parsed, key) = self.checked_header(sealed, context, check, Some(kind))?;
         Ok(DeviceOpen {
             header_len: parsed.encoded_len(),
             key: DeviceKey::new(key.epoch, key.raw()),

@@ -624,14 +624,15 @@ impl MemoryEncryption {
         r
     }
 
-    fn open_inner(
+    /// Parses `sealed`'s header and checks it as every open does (kind, algorithm,
+    /// context, sequence); returns it with the key of its epoch.
+    pub(crate) fn checked_header(
         &self,
         sealed: &[u8],
         context: ContextId,
         check: SequenceCheck,
-        aad: &[u8],
         kind: Option<EnvelopeKind>,
-    ) -> Result<Plaintext> {
+    ) -> Result<(Header, Arc<keyring::EpochKey>)> {
         let ring = self.ring()?;
         let header = Header::parse(sealed)?;
         if kind.is_some_and(|k| k != header.kind) {
@@ -660,6 +661,18 @@ impl MemoryEncryption {
             _ => {}
         }
         let key = ring.key(header.epoch)?;
+        Ok((header, key))
+    }
+
+    fn open_inner(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+        kind: Option<EnvelopeKind>,
+    ) -> Result<Plaintext> {
+        let (header, key) = self.checked_header(sealed, context, check, kind)?;
         match header.kind {
             EnvelopeKind::Single => {
                 let header_len = header.encoded_len();
