@@ -1,16 +1,14 @@
 //! [`CudaBackend`]: device memory with real-size accounting, zeroed on allocation
 //! (`alloc_zeros`) and on free (`memset` then release, after the device finished).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use cudarc::driver::CudaSlice;
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::{
-    Allocation, BackendInfo, BufferId, ComputeBackend, DeviceKind, KernelLaunch, KernelProgram,
-    KernelWorker, check_bounds, spawn_host_kernel,
+    Allocation, BackendInfo, BufferId, BufferTable, ComputeBackend, DeviceKind, KernelLaunch,
+    KernelProgram, KernelWorker, check_bounds, spawn_host_kernel,
 };
 
 use crate::device::{Device, driver_error};
@@ -22,19 +20,10 @@ pub(crate) const GRANULE: u64 = 256;
 /// Device memory shared between the backend and a kernel's driver.
 pub(crate) type SharedMem = Arc<Mutex<CudaSlice<u8>>>;
 
-/// One device buffer: `len` usable bytes in a `reserved`-byte allocation.
-pub(crate) struct DeviceBuffer {
-    pub(crate) mem: SharedMem,
-    pub(crate) len: u64,
-    pub(crate) reserved: u64,
-}
-
 /// The CUDA compute backend. See the crate docs.
 pub struct CudaBackend {
     pub(crate) dev: Arc<Device>,
-    buffers: Mutex<HashMap<u64, DeviceBuffer>>,
-    next_id: AtomicU64,
-    allocated: AtomicU64,
+    buffers: BufferTable<SharedMem>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -53,9 +42,7 @@ impl CudaBackend {
     pub fn new(ordinal: usize) -> Result<Self, Error> {
         Ok(CudaBackend {
             dev: Arc::new(Device::open(ordinal)?),
-            buffers: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            allocated: AtomicU64::new(0),
+            buffers: BufferTable::new(),
         })
     }
 
@@ -65,11 +52,16 @@ impl CudaBackend {
     }
 
     pub(crate) fn buffer(&self, id: BufferId) -> Result<(SharedMem, u64), Error> {
-        self.buffers
-            .lock()
-            .get(&id.0)
-            .map(|b| (b.mem.clone(), b.len))
-            .ok_or(Error::UnknownBuffer(id.0))
+        self.buffers.get(id)
+    }
+
+    /// Zeroes device memory and waits until that is done.
+    fn clear(&self, mem: &SharedMem) -> Result<(), Error> {
+        self.dev
+            .stream
+            .memset_zeros(&mut *mem.lock())
+            .map_err(|e| driver_error("memset", e))?;
+        self.dev.sync()
     }
 }
 
@@ -103,21 +95,9 @@ impl ComputeBackend for CudaBackend {
             .alloc_zeros::<u8>(n)
             .map_err(|e| driver_error("allocating device memory", e))?;
         self.dev.sync()?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.buffers.lock().insert(
-            id,
-            DeviceBuffer {
-                mem: Arc::new(Mutex::new(mem)),
-                len,
-                reserved,
-            },
-        );
-        self.allocated.fetch_add(reserved, Ordering::AcqRel);
-        Ok(Allocation {
-            id: BufferId(id),
-            len,
-            reserved,
-        })
+        Ok(self
+            .buffers
+            .insert(Arc::new(Mutex::new(mem)), len, reserved))
     }
 
     fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<(), Error> {
@@ -154,32 +134,17 @@ impl ComputeBackend for CudaBackend {
 
     fn zero(&self, buffer: BufferId) -> Result<(), Error> {
         let (mem, _) = self.buffer(buffer)?;
-        let mut mem = mem.lock();
-        self.dev
-            .stream
-            .memset_zeros(&mut *mem)
-            .map_err(|e| driver_error("memset", e))?;
-        self.dev.sync()
+        self.clear(&mem)
     }
 
     fn free(&self, buffer: BufferId) -> Result<(), Error> {
-        let entry = self
-            .buffers
-            .lock()
-            .remove(&buffer.0)
-            .ok_or(Error::UnknownBuffer(buffer.0))?;
-        self.allocated.fetch_sub(entry.reserved, Ordering::AcqRel);
+        let (mem, _) = self.buffers.remove(buffer)?;
         // Zero on the device and wait before the memory goes back to the allocator.
-        let mut mem = entry.mem.lock();
-        self.dev
-            .stream
-            .memset_zeros(&mut *mem)
-            .map_err(|e| driver_error("memset", e))?;
-        self.dev.sync()
+        self.clear(&mem)
     }
 
     fn allocated_bytes(&self) -> u64 {
-        self.allocated.load(Ordering::Acquire)
+        self.buffers.allocated_bytes()
     }
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
@@ -192,14 +157,10 @@ impl ComputeBackend for CudaBackend {
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
-        for (_, b) in self.buffers.get_mut().drain() {
-            let mut mem = b.mem.lock();
-            if let Err(e) = self.dev.stream.memset_zeros(&mut *mem) {
-                tracing::error!(error = ?e, "cannot clear device memory at shutdown");
+        for mem in self.buffers.drain() {
+            if let Err(e) = self.clear(&mem) {
+                tracing::error!(error = %e, "cannot clear device memory at shutdown");
             }
-        }
-        if let Err(e) = self.dev.sync() {
-            tracing::error!(error = %e, "cannot synchronize at shutdown");
         }
     }
 }

@@ -1,15 +1,13 @@
 //! [`WgpuBackend`]: device buffers with real-size accounting, zeroed on allocation
 //! (wgpu zero-initialises every buffer) and cleared on the device before release.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::{
-    Allocation, BackendInfo, BufferId, ComputeBackend, KernelLaunch, KernelProgram, KernelWorker,
-    check_bounds, spawn_host_kernel,
+    Allocation, BackendInfo, BufferId, BufferTable, ComputeBackend, KernelLaunch, KernelProgram,
+    KernelWorker, check_bounds, spawn_host_kernel,
 };
 
 use crate::gpu::{AdapterFacts, Gpu, align4};
@@ -18,18 +16,10 @@ use crate::gpu::{AdapterFacts, Gpu, align4};
 /// binding offset alignment of most adapters), and that is what accounting counts.
 pub(crate) const GRANULE: u64 = 256;
 
-pub(crate) struct DeviceBuffer {
-    pub(crate) buffer: Arc<wgpu::Buffer>,
-    pub(crate) len: u64,
-    pub(crate) reserved: u64,
-}
-
 /// The wgpu compute backend. See the crate docs.
 pub struct WgpuBackend {
     pub(crate) gpu: Arc<Gpu>,
-    pub(crate) buffers: Arc<Mutex<HashMap<u64, DeviceBuffer>>>,
-    next_id: AtomicU64,
-    allocated: AtomicU64,
+    buffers: BufferTable<Arc<wgpu::Buffer>>,
     /// Serialises read-modify-write cycles of unaligned writes.
     write_lock: Mutex<()>,
 }
@@ -51,9 +41,7 @@ impl WgpuBackend {
         gpu.pipelines()?;
         Ok(WgpuBackend {
             gpu,
-            buffers: Arc::new(Mutex::new(HashMap::new())),
-            next_id: AtomicU64::new(1),
-            allocated: AtomicU64::new(0),
+            buffers: BufferTable::new(),
             write_lock: Mutex::new(()),
         })
     }
@@ -64,11 +52,7 @@ impl WgpuBackend {
     }
 
     pub(crate) fn buffer(&self, id: BufferId) -> Result<(Arc<wgpu::Buffer>, u64), Error> {
-        self.buffers
-            .lock()
-            .get(&id.0)
-            .map(|b| (b.buffer.clone(), b.len))
-            .ok_or(Error::UnknownBuffer(id.0))
+        self.buffers.get(id)
     }
 }
 
@@ -100,21 +84,7 @@ impl ComputeBackend for WgpuBackend {
     fn allocate(&self, len: u64) -> Result<Allocation, Error> {
         let reserved = self.allocation_size(len)?;
         let buffer = self.gpu.storage("ringkernel buffer", reserved)?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.buffers.lock().insert(
-            id,
-            DeviceBuffer {
-                buffer: Arc::new(buffer),
-                len,
-                reserved,
-            },
-        );
-        self.allocated.fetch_add(reserved, Ordering::AcqRel);
-        Ok(Allocation {
-            id: BufferId(id),
-            len,
-            reserved,
-        })
+        Ok(self.buffers.insert(Arc::new(buffer), len, reserved))
     }
 
     fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<(), Error> {
@@ -161,21 +131,16 @@ impl ComputeBackend for WgpuBackend {
     }
 
     fn free(&self, buffer: BufferId) -> Result<(), Error> {
-        let entry = self
-            .buffers
-            .lock()
-            .remove(&buffer.0)
-            .ok_or(Error::UnknownBuffer(buffer.0))?;
-        self.allocated.fetch_sub(entry.reserved, Ordering::AcqRel);
+        let (mem, _) = self.buffers.remove(buffer)?;
         // Zero on the device, wait, then release: the next owner of this memory finds
         // zeros even on drivers that do not clear new allocations.
-        let r = self.gpu.clear(&entry.buffer);
-        entry.buffer.destroy();
+        let r = self.gpu.clear(&mem);
+        mem.destroy();
         r
     }
 
     fn allocated_bytes(&self) -> u64 {
-        self.allocated.load(Ordering::Acquire)
+        self.buffers.allocated_bytes()
     }
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
@@ -188,12 +153,11 @@ impl ComputeBackend for WgpuBackend {
 
 impl Drop for WgpuBackend {
     fn drop(&mut self) {
-        let buffers: Vec<DeviceBuffer> = self.buffers.lock().drain().map(|(_, b)| b).collect();
-        for b in buffers {
-            if let Err(e) = self.gpu.clear(&b.buffer) {
+        for b in self.buffers.drain() {
+            if let Err(e) = self.gpu.clear(&b) {
                 tracing::error!(error = %e, "cannot clear a device buffer at shutdown");
             }
-            b.buffer.destroy();
+            b.destroy();
         }
     }
 }

@@ -8,15 +8,14 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use zeroize::Zeroize;
 
 use super::{
-    Allocation, BackendInfo, BufferId, ComputeBackend, DeviceKind, HostHandler, KernelLaunch,
-    KernelProgram, KernelWorker, check_bounds,
+    Allocation, BackendInfo, BufferId, BufferTable, ComputeBackend, DeviceKind, HostHandler,
+    KernelLaunch, KernelProgram, KernelWorker, check_bounds,
 };
 use crate::error::{Error, Result};
 use crate::runtime::{BatchOutcome, KernelContext};
@@ -35,10 +34,8 @@ type Block = Arc<Mutex<Box<[u8]>>>;
 /// Host-memory backend; the runtime's default.
 #[derive(Debug, Default)]
 pub struct CpuBackend {
-    buffers: RwLock<HashMap<BufferId, (u64, Block)>>,
+    buffers: BufferTable<Block>,
     pool: Mutex<Pool>,
-    next_id: AtomicU64,
-    allocated: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -51,14 +48,6 @@ impl CpuBackend {
     /// A new CPU backend with no buffers.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn block(&self, id: BufferId) -> Result<(u64, Block)> {
-        self.buffers
-            .read()
-            .get(&id)
-            .cloned()
-            .ok_or(Error::UnknownBuffer(id.0))
     }
 }
 
@@ -96,16 +85,13 @@ impl ComputeBackend for CpuBackend {
         };
         // Pooled blocks were zeroed when freed; fresh ones are zeroed by the allocator.
         let block = reused.unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
-        let id = BufferId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
-        self.buffers
-            .write()
-            .insert(id, (len, Arc::new(Mutex::new(block))));
-        self.allocated.fetch_add(reserved, Ordering::AcqRel);
-        Ok(Allocation { id, len, reserved })
+        Ok(self
+            .buffers
+            .insert(Arc::new(Mutex::new(block)), len, reserved))
     }
 
     fn write(&self, buffer: BufferId, offset: u64, data: &[u8]) -> Result<()> {
-        let (len, block) = self.block(buffer)?;
+        let (block, len) = self.buffers.get(buffer)?;
         check_bounds(buffer, offset, data.len(), len)?;
         let start = offset as usize;
         block.lock()[start..start + data.len()].copy_from_slice(data);
@@ -113,7 +99,7 @@ impl ComputeBackend for CpuBackend {
     }
 
     fn read(&self, buffer: BufferId, offset: u64, out: &mut [u8]) -> Result<()> {
-        let (len, block) = self.block(buffer)?;
+        let (block, len) = self.buffers.get(buffer)?;
         check_bounds(buffer, offset, out.len(), len)?;
         let start = offset as usize;
         out.copy_from_slice(&block.lock()[start..start + out.len()]);
@@ -121,21 +107,15 @@ impl ComputeBackend for CpuBackend {
     }
 
     fn zero(&self, buffer: BufferId) -> Result<()> {
-        let (_, block) = self.block(buffer)?;
+        let (block, _) = self.buffers.get(buffer)?;
         block.lock().zeroize();
         Ok(())
     }
 
     fn free(&self, buffer: BufferId) -> Result<()> {
-        let (_, block) = self
-            .buffers
-            .write()
-            .remove(&buffer)
-            .ok_or(Error::UnknownBuffer(buffer.0))?;
+        let (block, reserved) = self.buffers.remove(buffer)?;
         let mut bytes = std::mem::take(&mut *block.lock());
         bytes.zeroize();
-        let reserved = bytes.len() as u64;
-        self.allocated.fetch_sub(reserved, Ordering::AcqRel);
         let mut pool = self.pool.lock();
         if pool.bytes + reserved <= POOL_LIMIT {
             pool.bytes += reserved;
@@ -145,7 +125,7 @@ impl ComputeBackend for CpuBackend {
     }
 
     fn allocated_bytes(&self) -> u64 {
-        self.allocated.load(Ordering::Acquire)
+        self.buffers.allocated_bytes()
     }
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
@@ -184,7 +164,7 @@ pub fn spawn_kernel_thread(
 
 impl Drop for CpuBackend {
     fn drop(&mut self) {
-        for (_, (_, block)) in self.buffers.get_mut().drain() {
+        for block in self.buffers.drain() {
             block.lock().zeroize();
         }
     }
@@ -293,11 +273,11 @@ mod tests {
         let b = CpuBackend::new();
         let a = b.allocate(100).unwrap();
         b.write(a.id, 0, &[0xAB; 100]).unwrap();
-        let ptr_before = b.block(a.id).unwrap().1.lock().as_ptr() as usize;
+        let ptr_before = b.buffers.get(a.id).unwrap().0.lock().as_ptr() as usize;
         b.free(a.id).unwrap();
         let again = b.allocate(100).unwrap();
         // Same physical block, served from the pool without re-zeroing on allocate.
-        let ptr_after = b.block(again.id).unwrap().1.lock().as_ptr() as usize;
+        let ptr_after = b.buffers.get(again.id).unwrap().0.lock().as_ptr() as usize;
         assert_eq!(ptr_before, ptr_after);
         let mut out = [0xFFu8; 100];
         b.read(again.id, 0, &mut out).unwrap();

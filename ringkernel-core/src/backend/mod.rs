@@ -21,12 +21,14 @@
 pub mod conformance;
 mod cpu;
 pub mod device;
+mod table;
 
 pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};
 pub use device::{
     AeadJob, AeadOp, DeviceCipher, DeviceProgram, DeviceRound, DeviceRoundOutcome,
     DeviceRoundSealing,
 };
+pub use table::BufferTable;
 
 use std::fmt;
 
