@@ -4,7 +4,7 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use ringkernel_core::Error;
-use ringkernel_core::backend::device::{pack_jobs, unpack_jobs};
+use ringkernel_core::backend::device::{pack_jobs, stream_chunks, unpack_jobs};
 use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher, check_bounds};
 use ringkernel_core::security::encryption::{
     ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
@@ -22,15 +22,6 @@ fn blocks(n: u32) -> LaunchConfig {
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-/// Number of STREAM chunks (one empty chunk for an empty buffer).
-fn stream_chunks(total: u64, chunk: u32) -> Result<u32, Error> {
-    if chunk == 0 {
-        return Err(Error::MalformedEnvelope("zero chunk size".into()));
-    }
-    u32::try_from(total.div_ceil(u64::from(chunk)).max(1))
-        .map_err(|_| Error::Backend("too many STREAM chunks".into()))
 }
 
 /// Each chunk's plaintext range and its slot in the STREAM body: (start, length, slot

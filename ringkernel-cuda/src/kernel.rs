@@ -14,8 +14,7 @@ use ringkernel_core::backend::device::{
     words_from_le,
 };
 use ringkernel_core::backend::{
-    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelProgram, KernelWorker,
-    spawn_kernel_thread,
+    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
 };
 use ringkernel_core::k2k::Message;
 use ringkernel_core::runtime::KernelContext;
@@ -44,14 +43,9 @@ struct Io {
 
 pub(crate) fn launch(
     backend: &CudaBackend,
+    program: DeviceProgram,
     launch: KernelLaunch,
 ) -> Result<Box<dyn KernelWorker>, Error> {
-    let KernelProgram::Device(program) = launch.program else {
-        return Err(Error::Unsupported {
-            backend: "cuda",
-            what: "this launch path runs device programs only".into(),
-        });
-    };
     let (control, _) = backend.buffer(launch.control)?;
     let dev = backend.dev.clone();
     let zeros = |n: usize| {

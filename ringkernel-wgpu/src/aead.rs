@@ -3,7 +3,7 @@
 //! (one chunk per workgroup).
 
 use ringkernel_core::Error;
-use ringkernel_core::backend::device::{pack_jobs, unpack_jobs, words_from_le, words_of};
+use ringkernel_core::backend::device::{self, pack_jobs, unpack_jobs, words_from_le, words_of};
 use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher};
 use ringkernel_core::security::encryption::{
     ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
@@ -267,8 +267,7 @@ fn stream_chunks(total: u64, chunk: u32) -> Result<u32, Error> {
             what: format!("STREAM chunk size {chunk}: the GPU kernel needs a multiple of 64"),
         });
     }
-    u32::try_from(total.div_ceil(u64::from(chunk)).max(1))
-        .map_err(|_| Error::Backend("too many STREAM chunks".into()))
+    device::stream_chunks(total, chunk)
 }
 
 pub(crate) fn pad4(bytes: &[u8]) -> Vec<u8> {

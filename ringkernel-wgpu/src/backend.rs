@@ -144,8 +144,8 @@ impl ComputeBackend for WgpuBackend {
     }
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
-        match launch.program {
-            KernelProgram::Device(_) => crate::kernel::launch(self, launch),
+        match &launch.program {
+            KernelProgram::Device(program) => crate::kernel::launch(self, program.clone(), launch),
             _ => spawn_host_kernel(launch),
         }
     }

@@ -21,8 +21,7 @@ use ringkernel_core::backend::device::{
     words_from_le,
 };
 use ringkernel_core::backend::{
-    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelProgram, KernelWorker,
-    spawn_kernel_thread,
+    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
 };
 use ringkernel_core::k2k::Message;
 use ringkernel_core::runtime::KernelContext;
@@ -59,14 +58,9 @@ struct Grown {
 
 pub(crate) fn launch(
     backend: &WgpuBackend,
+    program: DeviceProgram,
     launch: KernelLaunch,
 ) -> Result<Box<dyn KernelWorker>, Error> {
-    let KernelProgram::Device(program) = launch.program else {
-        return Err(Error::Unsupported {
-            backend: "wgpu",
-            what: "this launch path runs device programs only".into(),
-        });
-    };
     let (control, _) = backend.buffer(launch.control)?;
     let gpu = backend.gpu.clone();
     let grown = |label: &str| -> Result<Grown, Error> {

@@ -657,3 +657,16 @@ impl<F: Fn() -> Result<()> + Send + Sync> super::KernelWorker for DeviceWorker<F
         Some((self.reseal)())
     }
 }
+
+/// Chunks of a STREAM of `total` bytes (one empty chunk when `total` is 0), as a device
+/// launch counts them: the envelope's
+/// [`stream_chunk_count`](crate::security::encryption::envelope::stream_chunk_count),
+/// refused when the chunk size is zero or the count does not fit a `u32`.
+pub fn stream_chunks(total: u64, chunk: u32) -> Result<u32> {
+    if chunk == 0 {
+        return Err(crate::Error::MalformedEnvelope("zero chunk size".into()));
+    }
+    crate::security::encryption::envelope::stream_chunk_count(total, chunk)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| crate::Error::Backend("too many STREAM chunks".into()))
+}
