@@ -266,7 +266,7 @@ fn run() -> Result<()> {
     if let Some(k) = &gpu_kernel {
         let st = k.status()?;
         let want: u64 = (1..=READINGS)
-            .map(|i| u64::from(fnv1a(i.to_string().as_bytes())))
+            .map(|i| u64::from(DeviceProgram::checksum_of(i.to_string().as_bytes())))
             .sum();
         let t0 = Instant::now();
         while digest.load(Ordering::Relaxed) != want && t0.elapsed() < Duration::from_secs(30) {
@@ -353,13 +353,6 @@ fn run() -> Result<()> {
         println!("  auditors: ringkernel-audit-verify {AUDIT_DIR} {pk}");
     }
     Ok(())
-}
-
-/// FNV-1a (32-bit), as the device kernel computes it.
-fn fnv1a(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c9dc5u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x01000193)
-    })
 }
 
 fn wait_for(k: &KernelHandle, n: u64) -> Result<()> {

@@ -481,13 +481,6 @@ fn audit_dir() -> AuditConfig {
     AuditConfig::in_directory(dir)
 }
 
-/// FNV-1a (32-bit), as the device handler computes it.
-pub fn fnv1a(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c9dc5u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x01000193)
-    })
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
@@ -574,7 +567,10 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
         (st.messages_processed, st.messages_sent, st.error_count),
         (N as u64, N as u64, 0)
     );
-    let mut want: Vec<u32> = payloads.iter().map(|p| fnv1a(p)).collect();
+    let mut want: Vec<u32> = payloads
+        .iter()
+        .map(|p| DeviceProgram::checksum_of(p))
+        .collect();
     let mut have: Vec<u32> = got
         .lock()
         .iter()

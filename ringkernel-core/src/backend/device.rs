@@ -62,6 +62,14 @@ impl DeviceProgram {
     pub fn batch_limit(&self) -> Option<usize> {
         self.max_batch
     }
+
+    /// The checksum the device handler computes for `payload`: FNV-1a (32-bit). The
+    /// host reference, for checking what a device kernel sends.
+    pub fn checksum_of(payload: &[u8]) -> u32 {
+        payload.iter().fold(0x811c9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x01000193)
+        })
+    }
 }
 
 /// What the gate hands a device driver for one round.
@@ -669,4 +677,17 @@ pub fn stream_chunks(total: u64, chunk: u32) -> Result<u32> {
     crate::security::encryption::envelope::stream_chunk_count(total, chunk)
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| crate::Error::Backend("too many STREAM chunks".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_fnv1a_32() {
+        // Known answers of FNV-1a (32-bit), from the FNV reference test suite.
+        assert_eq!(DeviceProgram::checksum_of(b""), 0x811c_9dc5);
+        assert_eq!(DeviceProgram::checksum_of(b"a"), 0xe40c_292c);
+        assert_eq!(DeviceProgram::checksum_of(b"foobar"), 0xbf9c_f968);
+    }
 }
