@@ -54,9 +54,27 @@ fn rk_absorb_aad(st: ptr<function, RkPoly>) {
     }
 }
 
-// Chunk `ch`: its plaintext length.
-fn rk_chunk_len(ch: u32) -> u32 {
-    return min(params.chunk_size, params.total - ch * params.chunk_size);
+// Where chunk `ch` lives: its plaintext length (in full words and leftover bytes), the
+// first word of its plaintext and of its slot, and its nonce.
+struct RkChunk {
+    len: u32,
+    full: u32,
+    rem: u32,
+    plain: u32,
+    slot: u32,
+    nonce: vec3<u32>,
+}
+
+fn rk_chunk(ch: u32) -> RkChunk {
+    let len = min(params.chunk_size, params.total - ch * params.chunk_size);
+    return RkChunk(
+        len,
+        len / 4u,
+        len % 4u,
+        ch * (params.chunk_size / 4u),
+        ch * ((params.chunk_size + 16u) / 4u),
+        rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks),
+    );
 }
 
 // The ciphertext word `i` of a chunk as Poly1305 reads it: from `dst` (sealing, full
@@ -139,12 +157,13 @@ fn stream_seal(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                @builtin(local_invocation_index) lid: u32) {
     let key = rk_stream_key();
     for (var ch = wg.x; ch < params.chunks; ch += nwg.x) {
-        let len = rk_chunk_len(ch);
-        let full = len / 4u;
-        let rem = len % 4u;
-        let sbase = ch * (params.chunk_size / 4u);
-        let dbase = ch * ((params.chunk_size + 16u) / 4u);
-        let nonce = rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks);
+        let c = rk_chunk(ch);
+        let len = c.len;
+        let full = c.full;
+        let rem = c.rem;
+        let sbase = c.plain;
+        let dbase = c.slot;
+        let nonce = c.nonce;
         let blocks = (len + 63u) / 64u;
         for (var b = lid; b < blocks; b += 64u) {
             let ks = rk_chacha20_block(key, 1u + b, nonce);
@@ -186,12 +205,13 @@ fn stream_open(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
                @builtin(local_invocation_index) lid: u32) {
     let key = rk_stream_key();
     for (var ch = wg.x; ch < params.chunks; ch += nwg.x) {
-        let len = rk_chunk_len(ch);
-        let full = len / 4u;
-        let rem = len % 4u;
-        let sbase = ch * ((params.chunk_size + 16u) / 4u);
-        let dbase = ch * (params.chunk_size / 4u);
-        let nonce = rk_stream_nonce(params.p0, params.p1, ch, ch + 1u == params.chunks);
+        let c = rk_chunk(ch);
+        let len = c.len;
+        let full = c.full;
+        let rem = c.rem;
+        let sbase = c.slot;
+        let dbase = c.plain;
+        let nonce = c.nonce;
         rk_segment(key, nonce, false, sbase, full, len, 0u, lid);
         workgroupBarrier();
         if (lid == 0u) {
