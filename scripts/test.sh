@@ -56,9 +56,11 @@ if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null
     export RINGKERNEL_REQUIRE_CHROMIUM=1
 fi
 
-# In CI a missing Vulkan adapter is a failure, not a skip.
+# In CI a missing Vulkan adapter is a failure, not a skip; a clean build gains nothing
+# from incremental compilation, which only costs disk there.
 if [ "${CI:-}" = "true" ]; then
     export RINGKERNEL_REQUIRE_WGPU=1
+    export CARGO_INCREMENTAL=0
 fi
 # Mesa's Vulkan loader complains on every start without a runtime directory.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
