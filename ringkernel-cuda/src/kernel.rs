@@ -1,17 +1,19 @@
 //! Persistent kernels on CUDA: a host driver thread launches `rk_persistent_round`
 //! (`shaders/cuda/persistent_kernel.cu`) once per round, under the round contract
 //! shared with the wgpu backend (`ringkernel_core::backend::device`). One block of 64
-//! threads per round; the input buffer is cleared after each round and the key slots
-//! when the kernel stops.
+//! threads per round takes a batch from the kernel's input ring in device memory and
+//! clears the ring words it consumed; the key slots and the ring are cleared when the
+//! kernel stops.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    DeviceWorker, RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes,
-    words_from_le,
+    DeviceWorker, InputRing, RoundReport, drive_rounds, layout, plan_round, read_round,
+    route_bytes, words_from_le,
 };
 use ringkernel_core::backend::{
     DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
@@ -35,7 +37,9 @@ struct Io {
     keys: CudaSlice<u32>,
     params: CudaSlice<u32>,
     status: CudaSlice<u32>,
-    input: CudaSlice<u32>,
+    /// The input ring in device memory, and the host's view of it.
+    ring: CudaSlice<u32>,
+    ring_state: InputRing,
     output: CudaSlice<u32>,
     routes: CudaSlice<u32>,
     uploaded: Option<Arc<RouteTable>>,
@@ -57,7 +61,8 @@ pub(crate) fn launch(
         keys: zeros(layout::KEY_SLOTS * layout::KEY_SLOT_WORDS)?,
         params: zeros(layout::PARAM_WORDS)?,
         status: zeros(layout::STATUS_WORDS)?,
-        input: zeros(64)?,
+        ring: zeros(InputRing::default().buffer_words())?,
+        ring_state: InputRing::default(),
         output: zeros(64)?,
         routes: zeros(64)?,
         uploaded: None,
@@ -74,11 +79,16 @@ pub(crate) fn launch(
         let kd = kd.clone();
         let ctx = ctx.clone();
         spawn_kernel_thread(&launch.id, move || {
-            drive_rounds(&ctx, &kd.program, |msgs| kd.round(&ctx, msgs), || kd.wipe())
+            drive_rounds(
+                &ctx,
+                &kd.program,
+                |staged, take| kd.round(&ctx, staged, take),
+                || kd.wipe(),
+            )
         })?
     };
     Ok(Box::new(DeviceWorker::new(driver, move || {
-        kd.round(&ctx, &[]).map(|_| ())
+        kd.round(&ctx, &mut VecDeque::new(), 0).map(|_| ())
     })))
 }
 
@@ -97,20 +107,39 @@ fn ensure(dev: &Device, buf: &mut CudaSlice<u32>, words: usize) -> Result<(), Er
 }
 
 impl KernelDevice {
-    fn round(&self, ctx: &KernelContext, msgs: &[Message]) -> Result<RoundReport, Error> {
-        ctx.device_round(|round| self.round_locked(round, msgs))
+    /// One round: messages from `staged` into the input ring, and at most `take` of the
+    /// ring's messages processed (0: just open, check and re-seal the control block).
+    fn round(
+        &self,
+        ctx: &KernelContext,
+        staged: &mut VecDeque<Message>,
+        take: usize,
+    ) -> Result<RoundReport, Error> {
+        ctx.device_round(|round| self.round_locked(round, staged, take))
     }
 
     fn round_locked(
         &self,
         round: DeviceRound,
-        msgs: &[Message],
+        staged: &mut VecDeque<Message>,
+        take: usize,
     ) -> Result<(DeviceRoundOutcome, RoundReport), Error> {
-        let plan = plan_round(&round, &self.program, msgs, self.control_len)?;
         let st = &self.dev.stream;
         let copy = |e| driver_error("copy to the device", e);
         let mut io = self.io.lock();
         let io = &mut *io;
+        let plan = plan_round(
+            &round,
+            &self.program,
+            &mut io.ring_state,
+            staged,
+            take,
+            self.control_len,
+        )?;
+        if plan.ring_grown {
+            // `ensure` clears the old ring before replacing it with a zeroed one.
+            ensure(&self.dev, &mut io.ring, io.ring_state.buffer_words())?;
+        }
         if let Some(table) = &plan.routes
             && io.uploaded.as_ref().is_none_or(|u| !Arc::ptr_eq(u, table))
         {
@@ -122,17 +151,22 @@ impl KernelDevice {
             }
             io.uploaded = Some(table.clone());
         }
-        ensure(&self.dev, &mut io.input, plan.input.len())?;
         ensure(&self.dev, &mut io.output, 2 * plan.messages)?;
         st.memcpy_htod(&plan.key_slots[..], &mut io.keys)
             .map_err(copy)?;
         st.memcpy_htod(&plan.params, &mut io.params).map_err(copy)?;
         st.memset_zeros(&mut io.status)
             .map_err(|e| driver_error("memset", e))?;
-        if !plan.input.is_empty() {
-            st.memcpy_htod(&plan.input[..], &mut io.input.slice_mut(..plan.input.len()))
+        for w in &plan.ring_writes {
+            let end = w.at + w.words.len();
+            if end > io.ring.len() {
+                return Err(Error::Backend("input ring write out of range".into()));
+            }
+            st.memcpy_htod(&w.words[..], &mut io.ring.slice_mut(w.at..end))
                 .map_err(copy)?;
         }
+        let ring_words = u32::try_from(io.ring.len())
+            .map_err(|_| Error::Backend("input ring too large".into()))?;
         {
             let mut control = self.control.lock();
             let mut launch = st.launch_builder(&self.dev.persistent);
@@ -140,7 +174,8 @@ impl KernelDevice {
                 .arg(&mut *control)
                 .arg(&io.keys)
                 .arg(&io.params)
-                .arg(&io.input)
+                .arg(&mut io.ring)
+                .arg(&ring_words)
                 .arg(&mut io.output)
                 .arg(&io.routes)
                 .arg(&mut io.status);
@@ -150,17 +185,15 @@ impl KernelDevice {
                 shared_mem_bytes: 0,
             };
             // SAFETY: the arguments match `rk_persistent_round(u32 *control,
-            // const u32 *keys, const u32 *params, const u32 *input, u32 *output,
-            // const u32 *routes, u32 *status)`. The control buffer holds `control_len`
-            // bytes (checked by plan_round against the sealed or plain layout); keys,
-            // params and status have their layout sizes; input, output and routes were
-            // grown to the plan's sizes above; every index the kernel computes comes
-            // from the plan's descriptors inside those sizes.
+            // const u32 *keys, const u32 *params, u32 *ring, u32 ring_words,
+            // u32 *output, const u32 *routes, u32 *status)`. The control buffer holds
+            // `control_len` bytes (checked by plan_round against the sealed or plain
+            // layout); keys, params and status have their layout sizes; `ring_words` is
+            // the ring's real length, and the kernel checks the ring's capacity and
+            // every position and entry length against it before reading; output and
+            // routes were grown to the plan's sizes above.
             unsafe { launch.launch(cfg) }.map_err(|e| driver_error("launching a round", e))?;
         }
-        // No plaintext payload stays on the device after the round.
-        st.memset_zeros(&mut io.input)
-            .map_err(|e| driver_error("memset", e))?;
         let status = st
             .clone_dtoh(&io.status)
             .map_err(|e| driver_error("copy from the device", e))?;
@@ -168,7 +201,7 @@ impl KernelDevice {
             .clone_dtoh(&io.output.slice(..(2 * plan.messages).max(1)))
             .map_err(|e| driver_error("copy from the device", e))?;
         self.dev.sync()?;
-        read_round(&plan, &status, &output)
+        read_round(&plan, &mut io.ring_state, &status, &output)
     }
 
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
@@ -180,7 +213,7 @@ impl KernelDevice {
             &mut io.keys,
             &mut io.params,
             &mut io.status,
-            &mut io.input,
+            &mut io.ring,
             &mut io.output,
             &mut io.routes,
         ] {

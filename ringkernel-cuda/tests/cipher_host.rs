@@ -262,7 +262,12 @@ fn stream_kernel_chunks_match_the_envelope_layout() {
 
 mod round {
     use super::*;
-    use ringkernel_core::backend::device::{RoundPlan, plan_round, words_from_le};
+    use std::collections::VecDeque;
+
+    use ringkernel_core::backend::device::{
+        InputRing, RoundPlan, layout, plan_round, read_round, words_from_le,
+    };
+    use ringkernel_core::backend::input_ring::{RING_HEADER_WORDS, RING_WRAP};
     use ringkernel_core::backend::{BufferId, DeviceProgram, DeviceRound, DeviceRoundSealing};
     use ringkernel_core::control::ControlBlock;
     use ringkernel_core::k2k::{Endpoint, HlcTimestamp, KernelId, Message};
@@ -288,14 +293,39 @@ mod round {
         }
     }
 
-    /// The plan the CUDA backend would upload for a round at `seq`.
+    /// A round as the CUDA backend would upload it: the plan, the host's view of the
+    /// input ring after placing the messages, and the ring buffer's words.
+    pub(super) struct Planned {
+        pub(super) plan: RoundPlan,
+        pub(super) ring: InputRing,
+        pub(super) image: Vec<u32>,
+    }
+
+    /// The round at `seq` over `msgs`, on a fresh 256-word ring.
     pub(super) fn plan(
         enc: &MemoryEncryption,
         ctx: ContextId,
         seq: u64,
         program: &DeviceProgram,
         msgs: &[Message],
-    ) -> RoundPlan {
+    ) -> Planned {
+        let ring = InputRing::new(256);
+        let image = vec![0; ring.buffer_words()];
+        plan_on(enc, ctx, seq, program, msgs, ring, image, usize::MAX)
+    }
+
+    /// The round at `seq` on an existing ring; the device takes at most `take`.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_on(
+        enc: &MemoryEncryption,
+        ctx: ContextId,
+        seq: u64,
+        program: &DeviceProgram,
+        msgs: &[Message],
+        mut ring: InputRing,
+        mut image: Vec<u32>,
+        take: usize,
+    ) -> Planned {
         let round = DeviceRound {
             control: BufferId(0),
             sequence: seq,
@@ -308,30 +338,42 @@ mod round {
             }),
             routes: None,
         };
-        plan_round(&round, program, msgs, CB_SEALED).unwrap()
+        let mut staged: VecDeque<Message> = msgs.iter().cloned().collect();
+        let plan = plan_round(&round, program, &mut ring, &mut staged, take, CB_SEALED).unwrap();
+        assert!(staged.is_empty(), "every message fits the ring");
+        if plan.ring_grown {
+            image = vec![0; ring.buffer_words()];
+        }
+        for w in &plan.ring_writes {
+            image[w.at..w.at + w.words.len()].copy_from_slice(&w.words);
+        }
+        Planned { plan, ring, image }
     }
 
     fn bytes(words: &[u32]) -> Vec<u8> {
         words.iter().flat_map(|w| w.to_le_bytes()).collect()
     }
 
-    /// Runs the round in the shim: (status words, control bytes, output words).
+    /// Runs the round in the shim: (status words, control bytes, output words); the
+    /// ring image becomes the ring after the round.
     pub(super) fn run_round(
         control: &[u8],
-        plan: &RoundPlan,
+        planned: &mut Planned,
         routes: &[u8],
     ) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
+        let plan = &planned.plan;
         let req = format!(
             "R {} {} {} {} {}",
             hex(control),
             hex(&bytes(&plan.key_slots)),
             hex(&bytes(&plan.params)),
-            hex(&bytes(&plan.input)),
+            hex(&bytes(&planned.image)),
             hex(routes)
         );
         let out = run(vec![req]);
         let parts: Vec<&str> = out[0].split(' ').collect();
-        assert_eq!(parts.len(), 3, "{}", out[0]);
+        assert_eq!(parts.len(), 4, "{}", out[0]);
+        planned.image = words_from_le(&unhex(parts[3]));
         (
             words_from_le(&unhex(parts[0])),
             unhex(parts[1]),
@@ -358,8 +400,8 @@ mod round {
         let control = sealed_block(&enc, ctx, 7, &cb);
         let payloads: [&[u8]; 3] = [b"", b"abc", &[9u8; 300]];
         let msgs: Vec<Message> = payloads.iter().map(|p| msg(p)).collect();
-        let plan = plan(&enc, ctx, 7, &DeviceProgram::checksum(), &msgs);
-        let (status, after, output) = run_round(&control, &plan, &[]);
+        let mut planned = plan(&enc, ctx, 7, &DeviceProgram::checksum(), &msgs);
+        let (status, after, output) = run_round(&control, &mut planned, &[]);
         assert_eq!(&status[..6], &[0, 3, 0, 0, 0, 1]);
         for (i, p) in payloads.iter().enumerate() {
             assert_eq!(output[2 * i], DeviceProgram::checksum_of(p), "checksum {i}");
@@ -385,6 +427,88 @@ mod round {
     }
 
     #[test]
+    fn the_ring_wraps_across_rounds_and_is_cleared_as_it_is_consumed() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(1024);
+        cb.is_active = 1;
+        let mut control = sealed_block(&enc, ctx, 0, &cb);
+        let mut ring = InputRing::new(64);
+        let mut image = vec![0; ring.buffer_words()];
+        // 4 to 23 words per entry through 64 words: the positions wrap twice.
+        let payloads: Vec<Vec<u8>> = (0..12usize)
+            .map(|i| (0..10 + 7 * i).map(|j| (i * 31 + j) as u8).collect())
+            .collect();
+        let takes = [1, 3, 2, 2, 2, 2];
+        let mut done = 0;
+        for (seq, (pair, take)) in payloads.chunks(2).zip(takes).enumerate() {
+            let msgs: Vec<Message> = pair.iter().map(|p| msg(p)).collect();
+            let mut planned = plan_on(
+                &enc,
+                ctx,
+                seq as u64,
+                &DeviceProgram::checksum(),
+                &msgs,
+                ring,
+                image,
+                take,
+            );
+            let (status, after, output) = run_round(&control, &mut planned, &[]);
+            let Planned {
+                plan,
+                ring: mut r,
+                image: img,
+            } = planned;
+            let (_, report) = read_round(&plan, &mut r, &status, &output).unwrap();
+            let want: Vec<u32> = payloads[done..done + take]
+                .iter()
+                .map(|p| DeviceProgram::checksum_of(p))
+                .collect();
+            assert_eq!(report.checksums, want, "round {seq}");
+            done += take;
+            assert_eq!(report.backlog, 2 * (seq + 1) - done);
+            assert_eq!(img[1] as usize, r.read_position());
+            (ring, image, control) = (r, img, after);
+        }
+        assert_eq!(done, payloads.len());
+        assert_eq!(image[0], image[1], "empty: read and write positions meet");
+        assert!(
+            image[RING_HEADER_WORDS..].iter().all(|w| *w == 0),
+            "every consumed word (entries and wrap words) is cleared"
+        );
+        let last = ControlBlock::from_bytes(
+            &enc.open_region(&control, ctx, SequenceCheck::Exact(6), b"")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(last.messages_processed, 12);
+    }
+
+    #[test]
+    fn a_ring_with_a_position_or_length_out_of_range_is_refused() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let corruptions: [(usize, u32); 3] = [
+            // An entry longer than the ring.
+            (RING_HEADER_WORDS, 0xffff_ff00),
+            // A wrap word at position 0.
+            (RING_HEADER_WORDS, RING_WRAP),
+            // A read position past the ring's end.
+            (1, 256),
+        ];
+        for (at, word) in corruptions {
+            let mut planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+            planned.image[at] = word;
+            let (status, after, _) = run_round(&control, &mut planned, &[]);
+            assert_eq!(status[0], layout::RING_CORRUPT, "word {at} = {word:#x}");
+            assert_eq!(after, control, "nothing written back");
+        }
+    }
+
+    #[test]
     fn device_routes_forward_or_refuse_by_the_bitmap() {
         let enc = enc();
         let ctx = ContextId::new("gpu", "control");
@@ -394,15 +518,16 @@ mod round {
         let msgs = vec![msg(b"x"), msg(b"y")];
         for permitted in [true, false] {
             let control = sealed_block(&enc, ctx, 1, &cb);
-            let mut plan = plan(&enc, ctx, 1, &program, &msgs);
+            let mut planned = plan(&enc, ctx, 1, &program, &msgs);
             // Own slot 2, peer slot 5, stride 8: bit 2 * 8 + 5 = 21.
-            plan.params[4] = 1;
-            plan.params[5] = 2;
-            plan.params[6] = 5;
-            plan.params[7] = 8;
-            plan.params[8] = 1;
+            let params = &mut planned.plan.params;
+            params[4] = 1;
+            params[5] = 2;
+            params[6] = 5;
+            params[7] = 8;
+            params[8] = 1;
             let bitmap: u64 = if permitted { 1 << 21 } else { !(1u64 << 21) };
-            let (status, after, output) = run_round(&control, &plan, &bitmap.to_le_bytes());
+            let (status, after, output) = run_round(&control, &mut planned, &bitmap.to_le_bytes());
             let (fwd, refused, st) = if permitted { (2, 0, 2) } else { (0, 2, 3) };
             assert_eq!(&status[..4], &[0, 2, fwd, refused], "permitted {permitted}");
             assert_eq!(output[1], st);
@@ -427,7 +552,7 @@ mod round {
         bad[60] ^= 1;
         let (status, after, _) = run_round(
             &bad,
-            &plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
+            &mut plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
             &[],
         );
         assert_eq!(&status[..2], &[1, 0]);
@@ -435,7 +560,7 @@ mod round {
         // The host expects sequence 4: the block at 3 is a replay.
         let (status, after, _) = run_round(
             &control,
-            &plan(&enc, ctx, 4, &DeviceProgram::checksum(), &msgs),
+            &mut plan(&enc, ctx, 4, &DeviceProgram::checksum(), &msgs),
             &[],
         );
         assert_eq!(status[0], 2);
@@ -444,7 +569,7 @@ mod round {
         let other = ContextId::new("other", "control");
         let (status, _, _) = run_round(
             &control,
-            &plan(&enc, other, 3, &DeviceProgram::checksum(), &msgs),
+            &mut plan(&enc, other, 3, &DeviceProgram::checksum(), &msgs),
             &[],
         );
         assert_eq!(status[0], 2);
@@ -454,7 +579,7 @@ mod round {
         enc.rotate_key().unwrap();
         let (status, _, _) = run_round(
             &old,
-            &plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
+            &mut plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
             &[],
         );
         assert_eq!(status[0], 3);
@@ -472,7 +597,7 @@ mod round {
         // Opened with the previous epoch's slot, re-sealed under the current one.
         let (status, after, _) = run_round(
             &control,
-            &plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[]),
+            &mut plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[]),
             &[],
         );
         assert_eq!(status[0], 0);
@@ -489,7 +614,7 @@ mod round {
         let control = sealed_block(&enc, ctx, 2, &got);
         let (status, after, _) = run_round(
             &control,
-            &plan(&enc, ctx, 2, &DeviceProgram::checksum(), &[msg(b"late")]),
+            &mut plan(&enc, ctx, 2, &DeviceProgram::checksum(), &[msg(b"late")]),
             &[],
         );
         assert_eq!(&status[..6], &[0, 0, 0, 0, 1, 1]);

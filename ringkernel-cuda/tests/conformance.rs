@@ -98,6 +98,12 @@ fn device_kernel_counts_exactly_across_three_rotations_with_a_sealed_control_blo
 }
 
 #[test]
+fn the_input_ring_in_device_memory_wraps_and_keeps_order() {
+    let Some(gpu) = backend() else { return };
+    suite::kernel_input_ring_keeps_order(Shared::new(gpu));
+}
+
+#[test]
 fn a_device_side_send_to_a_denied_peer_is_refused_and_reported() {
     let Some(gpu) = backend() else { return };
     suite::kernel_device_route_refused(Shared::new(gpu));

@@ -4,21 +4,23 @@
 //! The round contract (word layouts, what the host reserves, what the device reports)
 //! is shared with every GPU backend: `ringkernel_core::backend::device`. This module
 //! moves a round's words to the device and back:
-//! - the key slots, the parameters and the input batch are uploaded;
+//! - the key slots and the parameters are uploaded, and new messages are written into
+//!   the kernel's input ring in device memory (only the words that changed);
 //! - the route bitmap is uploaded only when the sandbox has rebuilt it;
-//! - one workgroup is dispatched, and the input buffer is cleared in the same submission,
-//!   so no plaintext payload stays on the device between rounds;
+//! - one workgroup is dispatched; it takes a batch from the ring and clears the words it
+//!   consumed, so a payload stays on the device only until the kernel has processed it;
 //! - status and outputs come back in one read.
 //!
-//! The key slots are cleared when the kernel stops.
+//! The key slots and the ring are cleared when the kernel stops.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    DeviceWorker, RoundReport, drive_rounds, layout, plan_round, read_round, route_bytes,
-    words_from_le,
+    DeviceWorker, InputRing, RoundReport, drive_rounds, layout, plan_round, read_round,
+    route_bytes, words_from_le,
 };
 use ringkernel_core::backend::{
     DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
@@ -43,9 +45,11 @@ struct KernelDevice {
     io: Mutex<Io>,
 }
 
-/// Per-kernel buffers that grow with the batch or the number of kernels.
+/// Per-kernel buffers that grow with the batch, the messages or the number of kernels.
 struct Io {
-    input: Grown,
+    /// The input ring in device memory, and the host's view of it.
+    ring: wgpu::Buffer,
+    ring_state: InputRing,
     output: Grown,
     routes: Grown,
     uploaded: Option<Arc<RouteTable>>,
@@ -69,8 +73,10 @@ pub(crate) fn launch(
             size: 256,
         })
     };
+    let ring_state = InputRing::default();
     let io = Io {
-        input: grown("kernel input")?,
+        ring: gpu.storage("input ring", (ring_state.buffer_words() * 4) as u64)?,
+        ring_state,
         output: grown("kernel output")?,
         routes: grown("route bitmap")?,
         uploaded: None,
@@ -97,30 +103,50 @@ pub(crate) fn launch(
             drive_rounds(
                 &ctx,
                 &dev.program,
-                |msgs| dev.round(&ctx, msgs),
+                |staged, take| dev.round(&ctx, staged, take),
                 || dev.wipe(),
             )
         })?
     };
     Ok(Box::new(DeviceWorker::new(driver, move || {
-        dev.round(&ctx, &[]).map(|_| ())
+        dev.round(&ctx, &mut VecDeque::new(), 0).map(|_| ())
     })))
 }
 
 impl KernelDevice {
-    /// One round over `msgs` (empty: just open, check and re-seal the control block).
-    fn round(&self, ctx: &KernelContext, msgs: &[Message]) -> Result<RoundReport, Error> {
-        ctx.device_round(|round| self.round_locked(round, msgs))
+    /// One round: messages from `staged` into the input ring, and at most `take` of the
+    /// ring's messages processed (0: just open, check and re-seal the control block).
+    fn round(
+        &self,
+        ctx: &KernelContext,
+        staged: &mut VecDeque<Message>,
+        take: usize,
+    ) -> Result<RoundReport, Error> {
+        ctx.device_round(|round| self.round_locked(round, staged, take))
     }
 
     fn round_locked(
         &self,
         round: DeviceRound,
-        msgs: &[Message],
+        staged: &mut VecDeque<Message>,
+        take: usize,
     ) -> Result<(DeviceRoundOutcome, RoundReport), Error> {
         let gpu = &self.gpu;
-        let plan = plan_round(&round, &self.program, msgs, self.control_len)?;
         let mut io = self.io.lock();
+        let io = &mut *io;
+        let plan = plan_round(
+            &round,
+            &self.program,
+            &mut io.ring_state,
+            staged,
+            take,
+            self.control_len,
+        )?;
+        if plan.ring_grown {
+            let fresh = gpu.storage("input ring", (io.ring_state.buffer_words() * 4) as u64)?;
+            gpu.clear(&io.ring)?;
+            std::mem::replace(&mut io.ring, fresh).destroy();
+        }
         if let Some(table) = &plan.routes
             && io.uploaded.as_ref().is_none_or(|u| !Arc::ptr_eq(u, table))
         {
@@ -132,7 +158,6 @@ impl KernelDevice {
             io.uploaded = Some(table.clone());
         }
         let out_bytes = (plan.messages * 8) as u64;
-        self.ensure(&mut io.input, (plan.input.len() * 4) as u64)?;
         self.ensure(&mut io.output, out_bytes)?;
         gpu.queue
             .write_buffer(&self.keys, 0, bytemuck::cast_slice(&plan.key_slots));
@@ -140,9 +165,9 @@ impl KernelDevice {
             .write_buffer(&self.params, 0, bytemuck::cast_slice(&plan.params));
         gpu.queue
             .write_buffer(&self.status, 0, &[0u8; layout::STATUS_WORDS * 4]);
-        if !plan.input.is_empty() {
+        for w in &plan.ring_writes {
             gpu.queue
-                .write_buffer(&io.input.buffer, 0, bytemuck::cast_slice(&plan.input));
+                .write_buffer(&io.ring, (w.at * 4) as u64, bytemuck::cast_slice(&w.words));
         }
         let pipeline = &gpu.pipelines()?.persistent;
         let bind = gpu.scoped("binding kernel buffers", || {
@@ -153,7 +178,7 @@ impl KernelDevice {
                     entry(0, &self.control),
                     entry(1, &self.keys),
                     entry(2, &self.params),
-                    entry(3, &io.input.buffer),
+                    entry(3, &io.ring),
                     entry(4, &io.output.buffer),
                     entry(5, &io.routes.buffer),
                     entry(6, &self.status),
@@ -167,8 +192,6 @@ impl KernelDevice {
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(1, 1, 1);
         }
-        // No plaintext payload stays on the device after the round.
-        enc.clear_buffer(&io.input.buffer, 0, None);
         let back = gpu.scoped("running a kernel round", || {
             gpu.read_many(
                 &mut enc,
@@ -178,7 +201,12 @@ impl KernelDevice {
                 ],
             )
         })??;
-        read_round(&plan, &words_from_le(&back[0]), &words_from_le(&back[1]))
+        read_round(
+            &plan,
+            &mut io.ring_state,
+            &words_from_le(&back[0]),
+            &words_from_le(&back[1]),
+        )
     }
 
     /// Grows a per-kernel buffer to hold `bytes` (clearing the old one).
@@ -204,7 +232,7 @@ impl KernelDevice {
             &self.keys,
             &self.params,
             &self.status,
-            &io.input.buffer,
+            &io.ring,
             &io.output.buffer,
             &io.routes.buffer,
         ] {

@@ -3,10 +3,13 @@
 // backend/device.rs, module `layout`).
 //
 // Each round opens the kernel's control block (sealed with ChaCha20-Poly1305 in the
-// envelope's single-shot form when sealing is on), honours should_terminate, runs the
-// built-in checksum handler over the batch, checks every device-side send against the
-// route bitmap, updates the counters and re-seals the block under the current key with
-// the header and device-direction nonce the host reserved.
+// envelope's single-shot form when sealing is on), honours should_terminate, takes a
+// batch from the kernel's input ring in device memory (ringkernel-core
+// backend/input_ring.rs: word 0 the host's write position, word 1 this kernel's read
+// position, entries from word 4), runs the built-in checksum handler over it, checks
+// every device-side send against the route bitmap, clears the ring words it consumed,
+// updates the counters and re-seals the block under the current key with the header
+// and device-direction nonce the host reserved.
 //
 // One block per round. Thread 0 reads the termination flag once and shares it through
 // shared memory before the block-wide barrier, so no thread can take another path
@@ -16,6 +19,10 @@
 #define RK_HEADER_WORDS 13u
 #define RK_CB_WORDS 32u
 #define RK_P_HEADER 9u
+#define RK_P_RING_CAP 24u
+#define RK_RING_HEADER 4u
+#define RK_RING_WRAP 0xffffffffu
+#define RK_MAX_BATCH 256u
 
 // FNV-1a (32-bit) of `len` bytes.
 RK_DEVICE rk_u32 rk_fnv1a(const rk_u8 *p, rk_u32 len) {
@@ -91,12 +98,56 @@ RK_DEVICE void rk_update_counters(rk_u32 *cb, const rk_u32 *params, rk_u32 proce
     cb[7] = tail_hi - cb[9] - (tail_lo < cb[8] ? 1u : 0u);
 }
 
-// Runs the handler on message `m` of the batch: its checksum, and the route check of
-// its forward. Returns the output status (1 processed, 2 forwarded, 3 refused).
-RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *input, rk_u32 *output,
-                                    const rk_u32 *routes, rk_u32 m) {
-    const rk_u8 *payload = (const rk_u8 *)(input + input[2u * m]);
-    output[2u * m] = rk_fnv1a(payload, input[2u * m + 1u]);
+// Walks the ring from its read position: at most params[1] entries (and RK_MAX_BATCH),
+// never past the write position. `ring_words` is the ring buffer's size. Fills `offs`
+// (payload word index into the ring) and `lens`, `*count` and `*read_new`; returns 0,
+// or 4 when a position or length is out of range.
+RK_DEVICE rk_u32 rk_ring_walk(const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
+                              rk_u32 *offs, rk_u32 *lens, rk_u32 *count, rk_u32 *read_new) {
+    rk_u32 cap = params[RK_P_RING_CAP], write = ring[0], r = ring[1], n = 0u;
+    *count = 0u;
+    *read_new = r;
+    if (cap == 0u || r >= cap || write >= cap || ring_words < RK_RING_HEADER ||
+        cap > ring_words - RK_RING_HEADER)
+        return 4u;
+    rk_u32 limit = params[1] < RK_MAX_BATCH ? params[1] : RK_MAX_BATCH;
+    // Each entry is visited once and a wrap at most once per entry: the guard only
+    // bounds the loop for a ring the host did not write.
+    for (rk_u32 guard = 0u; guard < 2u * RK_MAX_BATCH + 2u && n < limit && r != write; guard++) {
+        rk_u32 len = ring[RK_RING_HEADER + r];
+        if (len == RK_RING_WRAP) {
+            if (r == 0u) return 4u;
+            r = 0u;
+            continue;
+        }
+        rk_u32 payload_words = len / 4u + (len % 4u != 0u ? 1u : 0u);
+        if (payload_words >= cap - r) return 4u;
+        offs[n] = RK_RING_HEADER + r + 1u;
+        lens[n] = len;
+        n++;
+        r += 1u + payload_words;
+        if (r == cap) r = 0u;
+    }
+    *count = n;
+    *read_new = r;
+    return 0u;
+}
+
+// Clears the ring words from `from` to `to` (consumed entries and wrap words); this
+// thread's share: every `stride`-th word from `first`.
+RK_DEVICE void rk_ring_clear(const rk_u32 *params, rk_u32 *ring, rk_u32 from, rk_u32 to,
+                             rk_u32 first, rk_u32 stride) {
+    rk_u32 cap = params[RK_P_RING_CAP];
+    rk_u32 used = (to + cap - from) % cap;
+    for (rk_u32 i = first; i < used; i += stride) ring[RK_RING_HEADER + (from + i) % cap] = 0u;
+}
+
+// Runs the handler on message `m` of the batch (payload at word `off` of the ring,
+// `len` bytes): its checksum, and the route check of its forward. Returns the output
+// status (1 processed, 2 forwarded, 3 refused).
+RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *ring, rk_u32 *output,
+                                    const rk_u32 *routes, rk_u32 m, rk_u32 off, rk_u32 len) {
+    output[2u * m] = rk_fnv1a((const rk_u8 *)(ring + off), len);
     rk_u32 out = 1u;
     if (params[4] == 1u) out = rk_route_permitted(params, routes, params[5], params[6]) ? 2u : 3u;
     output[2u * m + 1u] = out;
@@ -105,12 +156,14 @@ RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *input, r
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *keys,
-                                               const rk_u32 *params, const rk_u32 *input,
-                                               rk_u32 *output, const rk_u32 *routes,
-                                               rk_u32 *status) {
+                                               const rk_u32 *params, rk_u32 *ring,
+                                               rk_u32 ring_words, rk_u32 *output,
+                                               const rk_u32 *routes, rk_u32 *status) {
     __shared__ rk_u32 cb[RK_CB_WORDS];
     __shared__ rk_u32 state;
     __shared__ rk_u32 processed, forwarded, refused;
+    __shared__ rk_u32 offs[RK_MAX_BATCH], lens[RK_MAX_BATCH];
+    __shared__ rk_u32 count, read_old, read_new;
     rk_u32 tid = threadIdx.x;
     if (tid == 0) {
         processed = 0u;
@@ -122,20 +175,28 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
         } else {
             for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = control[w];
         }
+        count = 0u;
+        read_old = ring[1];
+        read_new = read_old;
+        if (result == 0u && cb[1] != 1u)
+            result = rk_ring_walk(params, ring, ring_words, offs, lens, &count, &read_new);
         status[0] = result;
         state = result != 0u ? 1u : (cb[1] == 1u ? 2u : 0u);
     }
     __syncthreads();
     const rk_u32 st = state;  // read once, after the barrier, the same for every thread
     if (st == 0u) {
-        rk_u32 n = params[1];
-        for (rk_u32 m = tid; m < n; m += blockDim.x) {
-            rk_u32 out = rk_process_message(params, input, output, routes, m);
+        for (rk_u32 m = tid; m < count; m += blockDim.x) {
+            rk_u32 out = rk_process_message(params, ring, output, routes, m, offs[m], lens[m]);
             if (out == 2u) atomicAdd(&forwarded, 1u);
             if (out == 3u) atomicAdd(&refused, 1u);
             atomicAdd(&processed, 1u);
         }
     }
+    // Every payload has been read: clear the words consumed, so no plaintext payload
+    // stays in the ring once processed.
+    __syncthreads();
+    if (st == 0u) rk_ring_clear(params, ring, read_old, read_new, tid, blockDim.x);
     __syncthreads();
     if (tid == 0 && st != 1u) {
         rk_update_counters(cb, params, processed, forwarded, st == 2u);
@@ -149,6 +210,8 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
         status[3] = refused;
         status[4] = st == 2u ? 1u : 0u;
         status[5] = 1u;
+        ring[1] = read_new;
+        status[6] = read_new;
         // Leave no plaintext control block in shared memory.
         for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
         // The block and status are visible to the host once the launch completes.

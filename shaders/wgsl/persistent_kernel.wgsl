@@ -4,10 +4,15 @@
 // WebGPU promises no forward progress to a kernel that spins, so the host driver
 // dispatches this entry point in rounds: each round opens the kernel's control block
 // (sealed with ChaCha20-Poly1305 in the envelope's single-shot form when sealing is on),
-// honours should_terminate, runs the built-in checksum handler over the batch in the
-// input ring, checks every device-side send against the route bitmap, updates the
-// counters and re-seals the block under the current key with the nonce and header the
-// host reserved (device direction, next sequence number).
+// honours should_terminate, takes a batch from the kernel's input ring in device memory,
+// runs the built-in checksum handler over it, checks every device-side send against the
+// route bitmap, clears the ring words it consumed, updates the counters and re-seals
+// the block under the current key with the nonce and header the host reserved (device
+// direction, next sequence number).
+//
+// Input ring (ringkernel-core backend/input_ring.rs): word 0 the host's write position,
+// word 1 this kernel's read position, entries from word 4: a length in bytes, then the
+// payload padded to a word; 0xffffffff sends the reader back to position 0.
 //
 // Control block words (ringkernel-core control.rs): 0 is_active, 1 should_terminate,
 // 2 has_terminated, 3 last_error, 4/5 messages_processed, 6/7 messages_in_flight,
@@ -19,24 +24,36 @@
 @group(0) @binding(1) var<storage, read> keys: array<u32>;
 // 0 sealed, 1 messages, 2/3 expected sequence, 4 has_peer, 5 own slot, 6 peer slot,
 // 7 route stride, 8 enforce routes, 9..22 the header to seal with (13 words),
-// 22/23 messages ever enqueued (input_tail).
+// 22/23 messages ever enqueued (input_tail), 24 the input ring's entry words.
 @group(0) @binding(2) var<storage, read> params: array<u32>;
-// Per message two words (offset in words, length in bytes), then the payloads.
-@group(0) @binding(3) var<storage, read> input: array<u32>;
+// The input ring.
+@group(0) @binding(3) var<storage, read_write> ring: array<u32>;
 // Per message two words: checksum, status (1 processed, 2 forwarded, 3 refused).
 @group(0) @binding(4) var<storage, read_write> output: array<u32>;
 // Route permission bitmap: bit src * stride + dst.
 @group(0) @binding(5) var<storage, read> routes: array<u32>;
-// 0 result (0 ok, 1 authentication failed, 2 header mismatch, 3 no key for epoch),
-// 1 processed, 2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed.
+// 0 result (0 ok, 1 authentication failed, 2 header mismatch, 3 no key for epoch,
+// 4 input ring corrupt), 1 processed, 2 forwarded, 3 refused, 4 should_terminate seen,
+// 5 re-sealed, 6 the ring's read position after the round.
 @group(0) @binding(6) var<storage, read_write> status: array<u32>;
 
 const RK_HEADER_WORDS: u32 = 13u;
 const RK_CB_WORDS: u32 = 32u;
 const RK_P_HEADER: u32 = 9u;
+const RK_P_RING_CAP: u32 = 24u;
+const RK_RING_HEADER: u32 = 4u;
+const RK_RING_WRAP: u32 = 0xffffffffu;
+const RK_MAX_BATCH: u32 = 256u;
 
 var<workgroup> rk_cb: array<u32, 32>;
 var<workgroup> rk_state: u32;
+// The batch taken from the ring: each entry's payload (word index into `ring`) and
+// length, how many, and the read position before and after.
+var<workgroup> rk_offs: array<u32, 256>;
+var<workgroup> rk_lens: array<u32, 256>;
+var<workgroup> rk_count: u32;
+var<workgroup> rk_read_old: u32;
+var<workgroup> rk_read_new: u32;
 var<workgroup> rk_processed: atomic<u32>;
 var<workgroup> rk_forwarded: atomic<u32>;
 var<workgroup> rk_refused: atomic<u32>;
@@ -137,12 +154,73 @@ fn rk_add_u64(lo: u32, n: u32) {
     rk_cb[lo] = v;
 }
 
-// FNV-1a (32-bit) of a payload.
+// Walks the ring from its read position: at most params[1] entries (and the workgroup
+// table's size), never past the write position. Fills rk_offs, rk_lens, rk_count and
+// the read positions; returns 0, or 4 when a position or length is out of range.
+fn rk_ring_walk() -> u32 {
+    let cap = params[RK_P_RING_CAP];
+    let write = ring[0];
+    var r = ring[1];
+    rk_read_old = r;
+    rk_read_new = r;
+    rk_count = 0u;
+    if (cap == 0u || r >= cap || write >= cap || arrayLength(&ring) < RK_RING_HEADER
+        || cap > arrayLength(&ring) - RK_RING_HEADER) {
+        return 4u;
+    }
+    let limit = min(params[1], RK_MAX_BATCH);
+    var n = 0u;
+    // Each entry is visited once and a wrap at most once per entry: the guard only
+    // bounds the loop for a ring the host did not write.
+    for (var guard = 0u; guard < 2u * RK_MAX_BATCH + 2u; guard++) {
+        if (n >= limit || r == write) {
+            break;
+        }
+        let len = ring[RK_RING_HEADER + r];
+        if (len == RK_RING_WRAP) {
+            if (r == 0u) {
+                return 4u;
+            }
+            r = 0u;
+            continue;
+        }
+        let payload_words = len / 4u + select(0u, 1u, len % 4u != 0u);
+        if (payload_words >= cap - r) {
+            return 4u;
+        }
+        rk_offs[n] = RK_RING_HEADER + r + 1u;
+        rk_lens[n] = len;
+        n++;
+        r += 1u + payload_words;
+        if (r == cap) {
+            r = 0u;
+        }
+    }
+    rk_count = n;
+    rk_read_new = r;
+    return 0u;
+}
+
+// FNV-1a (32-bit) of a payload in the ring.
 fn rk_checksum(off: u32, len: u32) -> u32 {
     var h = 0x811c9dc5u;
-    for (var i = 0u; i < len; i++) {
-        let byte = (input[off + i / 4u] >> (8u * (i % 4u))) & 0xffu;
-        h = (h ^ byte) * 0x01000193u;
+    // A word at a time (one load per four bytes), in blocks of 4096 words, then the
+    // bytes of a partial word.
+    let full = len / 4u;
+    for (var b = 0u; b < full; b += 4096u) {
+        let end = min(full, b + 4096u);
+        for (var w = b; w < end; w++) {
+            let v = ring[off + w];
+            for (var k = 0u; k < 4u; k++) {
+                h = (h ^ ((v >> (8u * k)) & 0xffu)) * 0x01000193u;
+            }
+        }
+    }
+    if (len % 4u != 0u) {
+        let v = ring[off + full];
+        for (var k = 0u; k < len % 4u; k++) {
+            h = (h ^ ((v >> (8u * k)) & 0xffu)) * 0x01000193u;
+        }
     }
     return h;
 }
@@ -173,9 +251,15 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
                 rk_cb[w] = control[w];
             }
         }
-        status[0] = result;
+        rk_count = 0u;
+        rk_read_old = ring[1];
+        rk_read_new = rk_read_old;
         // The termination flag is read once, here, and shared with every invocation
         // before the barrier: no invocation can take another path through a barrier.
+        if (result == 0u && rk_cb[1] != 1u) {
+            result = rk_ring_walk();
+        }
+        status[0] = result;
         if (result != 0u) {
             rk_state = 1u;
         } else if (rk_cb[1] == 1u) {
@@ -185,11 +269,11 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         }
     }
     let state = workgroupUniformLoad(&rk_state);
+    let n = workgroupUniformLoad(&rk_count);
     if (state == 0u) {
-        let n = params[1];
         for (var m = lid; m < n; m += 64u) {
-            let off = input[2u * m];
-            let len = input[2u * m + 1u];
+            let off = rk_offs[m];
+            let len = rk_lens[m];
             output[2u * m] = rk_checksum(off, len);
             var st = 1u;
             if (params[4] == 1u) {
@@ -203,6 +287,18 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
             }
             output[2u * m + 1u] = st;
             atomicAdd(&rk_processed, 1u);
+        }
+    }
+    // Every payload has been read: clear the words consumed (entries and wrap words),
+    // so no plaintext payload stays in the ring once processed.
+    storageBarrier();
+    workgroupBarrier();
+    if (state == 0u) {
+        let cap = params[RK_P_RING_CAP];
+        let old = rk_read_old;
+        let used = (rk_read_new + cap - old) % cap;
+        for (var i = lid; i < used; i += 64u) {
+            ring[RK_RING_HEADER + (old + i) % cap] = 0u;
         }
     }
     workgroupBarrier();
@@ -239,6 +335,8 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         status[3] = atomicLoad(&rk_refused);
         status[4] = select(0u, 1u, state == 2u);
         status[5] = 1u;
+        ring[1] = rk_read_new;
+        status[6] = rk_read_new;
         // Leave no plaintext control block in workgroup memory.
         for (var w = 0u; w < RK_CB_WORDS; w++) {
             rk_cb[w] = 0u;

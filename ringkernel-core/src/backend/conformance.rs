@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use parking_lot::Mutex;
 
+use super::device::MAX_DEVICE_PAYLOAD_LEN;
 use super::{
     AeadJob, AeadOp, Allocation, BackendInfo, BufferId, ComputeBackend, DeviceCipher,
     DeviceProgram, KernelLaunch, KernelProgram, KernelWorker,
@@ -629,6 +630,72 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
         "nothing processed from a replayed block"
     );
     // Shutting down still stops everything and frees every buffer.
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.memory_in_use, 0);
+    assert_eq!(dev.0.allocated_bytes(), 0, "every device buffer freed");
+}
+
+/// The device kernel's input ring in device memory: messages of every length (empty,
+/// odd, up to the 64 KiB limit) pass through it, wrapping many times, while the device
+/// takes at most five per round; every one is processed once, in order, with exact
+/// counters, and the kernel stops cleanly with nothing left behind.
+pub fn kernel_input_ring_keeps_order<B: ComputeBackend>(dev: Shared<B>) {
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
+            .unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
+    let (rt, got) = runtime(&dev, enc, policy);
+    let k = rt
+        .launch(
+            "gpu",
+            LaunchOptions::new()
+                .queue_capacity(4096)
+                .program(KernelProgram::Device(
+                    DeviceProgram::checksum()
+                        .forward_to("sink")
+                        .unwrap()
+                        .max_batch(5),
+                )),
+        )
+        .unwrap();
+    // About 650 KB through a 128 KiB ring, with a message of the largest size a device
+    // kernel takes in the middle; one byte more is refused at the send.
+    let too_large = vec![1u8; MAX_DEVICE_PAYLOAD_LEN + 1];
+    assert!(matches!(
+        rt.send_timeout("gpu", "data", &too_large, WAIT),
+        Err(Error::InvalidConfig(_))
+    ));
+    let mut payloads: Vec<Vec<u8>> = (0..800usize)
+        .map(|i| (0..(i * 37) % 1501).map(|j| (i + j) as u8).collect())
+        .collect();
+    payloads.insert(
+        400,
+        (0..MAX_DEVICE_PAYLOAD_LEN)
+            .map(|j| (j % 251) as u8)
+            .collect(),
+    );
+    for p in &payloads {
+        rt.send_timeout("gpu", "data", p, WAIT).unwrap();
+    }
+    let n = payloads.len();
+    wait_until("all checksums", || got.lock().len() == n);
+    let want: Vec<u32> = payloads
+        .iter()
+        .map(|p| DeviceProgram::checksum_of(p))
+        .collect();
+    let have: Vec<u32> = got
+        .lock()
+        .iter()
+        .map(|(_, p)| u32::from_le_bytes(p.as_slice().try_into().unwrap()))
+        .collect();
+    assert_eq!(have, want, "every message once, in the order sent");
+    let st = k.status().unwrap();
+    assert_eq!(
+        (st.messages_processed, st.messages_sent, st.error_count),
+        (n as u64, n as u64, 0)
+    );
+    k.terminate().unwrap();
+    assert_eq!(k.wait(WAIT).unwrap().state, KernelState::Terminated);
     let report = rt.shutdown().unwrap();
     assert_eq!(report.memory_in_use, 0);
     assert_eq!(dev.0.allocated_bytes(), 0, "every device buffer freed");

@@ -7,19 +7,29 @@
 //! rounds. Each round goes through [`KernelContext::device_round`]: the gate locks the
 //! kernel's control block, reserves a device-direction nonce and the next sequence
 //! number, hands over the key slots and the route table, and records the re-sealing
-//! the device did. Between rounds the driver takes input batches with
-//! [`KernelContext::next_batch`], delivers the device's sends with
+//! the device did. The driver takes messages from the kernel's mailbox with
+//! [`KernelContext::next_batch`] and writes them into the kernel's input ring in device
+//! memory ([`InputRing`]), which the device consumes a batch per round. Between rounds
+//! the driver delivers the device's sends with
 //! [`KernelContext::send`] (checked once more by the host gate) and reports sends the
 //! device refused with [`KernelContext::report_device_refusals`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+pub use super::input_ring::{InputRing, RingWrite};
 use crate::backend::BufferId;
 use crate::error::Result;
 use crate::k2k::KernelId;
 use crate::runtime::KernelContext;
 use crate::security::encryption::{DeviceKey, DeviceSeal};
 use crate::security::sandbox::RouteTable;
+
+/// The largest payload a device kernel takes (64 KiB); a larger send is refused with
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig). One invocation hashes a whole
+/// message in one dispatch, and some drivers (Mesa's lavapipe, which cuts shader loops
+/// off after 65,535 iterations) or GPU watchdogs stop one that runs much longer.
+pub const MAX_DEVICE_PAYLOAD_LEN: usize = 64 * 1024;
 
 /// The device program of a GPU kernel: the runtime's persistent kernel with its
 /// built-in handler.
@@ -148,22 +158,32 @@ impl KernelContext {
 ///
 /// - key slots: two slots of [`KEY_SLOT_WORDS`](layout::KEY_SLOT_WORDS) words: epoch,
 ///   valid (1), two unused, eight key words; slot 0 holds the sealing (current) key.
-/// - parameters ([`PARAM_WORDS`](layout::PARAM_WORDS)): 0 sealed, 1 messages, 2/3
-///   expected sequence, 4 has peer, 5 own route slot, 6 peer slot, 7 route stride,
-///   8 enforce routes, 9..22 the header to seal with, 22/23 messages ever enqueued.
-/// - input: two words per message (offset in words from the start, length in bytes),
-///   then the payloads, each starting on a word.
-/// - output: two words per message: checksum, status (1 processed, 2 forwarded,
+/// - parameters ([`PARAM_WORDS`](layout::PARAM_WORDS)): 0 sealed, 1 messages to take
+///   from the input ring, 2/3 expected sequence, 4 has peer, 5 own route slot, 6 peer
+///   slot, 7 route stride, 8 enforce routes, 9..22 the header to seal with, 22/23
+///   messages ever enqueued, 24 the input ring's entry words.
+/// - input ring: the kernel's [`InputRing`] (header, then entries).
+/// - output: two words per message taken: checksum, status (1 processed, 2 forwarded,
 ///   3 refused).
 /// - status ([`STATUS_WORDS`](layout::STATUS_WORDS)): 0 result, 1 processed,
-///   2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed.
+///   2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed, 6 the input ring's
+///   read position after the round.
 pub mod layout {
     /// Words per key slot.
     pub const KEY_SLOT_WORDS: usize = 12;
     /// Key slots per kernel.
     pub const KEY_SLOTS: usize = 2;
     /// Parameter words.
-    pub const PARAM_WORDS: usize = 24;
+    pub const PARAM_WORDS: usize = 28;
+    /// Parameter: the input ring's entry words.
+    pub const P_RING_CAPACITY: usize = 24;
+    /// Most messages a round takes (the kernels' workgroup tables hold this many).
+    pub const MAX_ROUND_MESSAGES: usize = 256;
+    /// Payload words a round takes at most (past its first message): the handler's
+    /// loops stay well inside what every driver runs in one dispatch.
+    pub const ROUND_PAYLOAD_WORDS: usize = super::MAX_DEVICE_PAYLOAD_LEN / 4;
+    /// Status: the input ring's read position after the round.
+    pub const S_RING_READ: usize = 6;
     /// Status words.
     pub const STATUS_WORDS: usize = 8;
     /// Words of the single-shot ChaCha20-Poly1305 header (52 bytes).
@@ -176,6 +196,8 @@ pub mod layout {
     pub const HEADER_MISMATCH: u32 = 2;
     /// Result: no key slot holds the header's epoch.
     pub const NO_KEY: u32 = 3;
+    /// Result: the input ring's positions or an entry's length are out of range.
+    pub const RING_CORRUPT: u32 = 4;
     /// Output status: processed, nothing sent.
     pub const PROCESSED: u32 = 1;
     /// Output status: processed, checksum sent to the peer.
@@ -210,13 +232,16 @@ pub struct RoundPlan {
     pub params: Vec<u32>,
     /// Key-slot words.
     pub key_slots: zeroize::Zeroizing<Vec<u32>>,
-    /// Input words (descriptors, then payloads).
-    pub input: zeroize::Zeroizing<Vec<u32>>,
+    /// Writes into the input ring (new entries, then the write position).
+    pub ring_writes: Vec<RingWrite>,
+    /// The input ring grew: replace its device buffer with a zeroed one of
+    /// [`InputRing::buffer_words`] words before the writes.
+    pub ring_grown: bool,
     /// The route table to have on the device (upload when it is not the one there).
     pub routes: Option<Arc<RouteTable>>,
     /// The peer checksums go to this round, if any.
     pub peer: Option<KernelId>,
-    /// Messages in the round.
+    /// Messages the device takes from the input ring this round.
     pub messages: usize,
 }
 
@@ -243,13 +268,17 @@ fn word(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| crate::Error::Backend(format!("{what} too large for a round")))
 }
 
-/// Packs a round: key slots and re-sealing header from the gate, routes, the batch.
-/// `control_len` is the control block's size in its buffer (checked against what the
-/// kernel expects).
+/// Packs a round: key slots and re-sealing header from the gate, routes, and the input:
+/// messages from the front of `staged` move into the input `ring` while they fit, and
+/// the device takes at most `take` of the ring's pending messages (0 for a round that
+/// only re-seals). `control_len` is the control block's size in its buffer (checked
+/// against what the kernel expects).
 pub fn plan_round(
     round: &DeviceRound,
     program: &DeviceProgram,
-    msgs: &[crate::k2k::Message],
+    ring: &mut InputRing,
+    staged: &mut VecDeque<crate::k2k::Message>,
+    take: usize,
     control_len: usize,
 ) -> Result<RoundPlan> {
     use layout::*;
@@ -289,7 +318,13 @@ pub fn plan_round(
             "control block is {control_len} bytes, the device kernel expects {expected_len}"
         )));
     }
-    params[1] = word(msgs.len(), "batch")?;
+    let push = ring.push(staged, layout::MAX_ROUND_MESSAGES)?;
+    let messages = ring.round_take(
+        take.min(layout::MAX_ROUND_MESSAGES),
+        layout::ROUND_PAYLOAD_WORDS,
+    );
+    params[1] = word(messages, "batch")?;
+    params[P_RING_CAPACITY] = word(ring.capacity(), "input ring")?;
     params[2] = round.sequence as u32;
     params[3] = (round.sequence >> 32) as u32;
     params[22] = round.queued_total as u32;
@@ -317,21 +352,14 @@ pub fn plan_round(
         }
         (_, None) => {}
     }
-    let mut input = zeroize::Zeroizing::new(Vec::with_capacity(2 * msgs.len()));
-    let mut payloads = zeroize::Zeroizing::new(Vec::new());
-    for m in msgs {
-        input.push(word(2 * msgs.len() + payloads.len(), "batch")?);
-        input.push(word(m.payload.len(), "message")?);
-        payloads.extend(words_of(&m.payload));
-    }
-    input.extend_from_slice(&payloads);
     Ok(RoundPlan {
         params,
         key_slots: slots,
-        input,
+        ring_writes: push.writes,
+        ring_grown: push.grown,
         routes,
         peer,
-        messages: msgs.len(),
+        messages,
     })
 }
 
@@ -348,16 +376,20 @@ pub struct RoundReport {
     pub terminate_seen: bool,
     /// The peer of this round.
     pub peer: Option<KernelId>,
+    /// Messages still pending in the input ring after the round.
+    pub backlog: usize,
 }
 
-/// Interprets a round's status and output words.
+/// Interprets a round's status and output words, and moves the input ring's read
+/// position on by what the device consumed (checking it against the device's).
 pub fn read_round(
     plan: &RoundPlan,
+    ring: &mut InputRing,
     status: &[u32],
     output: &[u32],
 ) -> Result<(DeviceRoundOutcome, RoundReport)> {
     use layout::*;
-    if status.len() < 6 || output.len() < 2 * plan.messages {
+    if status.len() < STATUS_WORDS || output.len() < 2 * plan.messages {
         return Err(crate::Error::Backend(
             "short read-back from the device".into(),
         ));
@@ -377,16 +409,33 @@ pub fn read_round(
                 reason: "sealed under an epoch that has no key slot".into(),
             });
         }
+        RING_CORRUPT => {
+            return Err(crate::Error::Corrupt {
+                what: "device input ring",
+                reason: "the device found a position or entry length out of range".into(),
+            });
+        }
         other => {
             return Err(crate::Error::Backend(format!(
                 "device kernel status {other}"
             )));
         }
     }
+    let terminate_seen = status[4] == 1;
+    let processed = status[1] as usize;
+    let expected = if terminate_seen { 0 } else { plan.messages };
+    if processed != expected {
+        return Err(crate::Error::Corrupt {
+            what: "device input ring",
+            reason: format!("the device took {processed} messages, the host expected {expected}"),
+        });
+    }
+    ring.consumed(processed, status[S_RING_READ])?;
     let mut report = RoundReport {
-        terminate_seen: status[4] == 1,
+        terminate_seen,
         refused: u64::from(status[3]),
         peer: plan.peer.clone(),
+        backlog: ring.pending(),
         ..RoundReport::default()
     };
     for m in 0..plan.messages {
@@ -408,33 +457,45 @@ pub fn read_round(
 const SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Messages per round unless the program asks for fewer.
-pub const DEFAULT_BATCH: usize = 256;
+pub const DEFAULT_BATCH: usize = layout::MAX_ROUND_MESSAGES;
 
-/// The driver loop every GPU backend runs on its kernel's thread: a round per non-empty
-/// batch until the kernel is asked to stop (by the host or, seen by the device,
-/// should_terminate); then `wipe` (key slots) and the kernel's termination mark. A
-/// round that fails stops the kernel with its error.
+/// The driver loop every GPU backend runs on its kernel's thread, until the kernel is
+/// asked to stop (by the host or, seen by the device, should_terminate); then `wipe`
+/// (key slots, input ring) and the kernel's termination mark. A round that fails stops
+/// the kernel with its error.
+///
+/// `round(staged, take)` runs one round: it moves messages from `staged` into the
+/// input ring while they fit and lets the device take at most `take` pending ones.
+/// Rounds follow each other while the ring or `staged` holds messages; when both are
+/// empty the driver waits on the mailbox.
 pub fn drive_rounds(
     ctx: &KernelContext,
     program: &DeviceProgram,
-    mut round: impl FnMut(&[crate::k2k::Message]) -> Result<RoundReport>,
+    mut round: impl FnMut(&mut VecDeque<crate::k2k::Message>, usize) -> Result<RoundReport>,
     wipe: impl FnOnce(),
 ) {
-    let batch = program
+    let take = program
         .batch_limit()
         .unwrap_or(DEFAULT_BATCH)
         .min(DEFAULT_BATCH);
-    while let Some(msgs) = ctx.next_batch(batch) {
-        if msgs.is_empty() {
-            continue;
+    let mut staged = VecDeque::new();
+    let mut backlog = 0;
+    loop {
+        if staged.is_empty() && backlog == 0 {
+            match ctx.next_batch(DEFAULT_BATCH) {
+                None => break,
+                Some(msgs) if msgs.is_empty() => continue,
+                Some(msgs) => staged.extend(msgs),
+            }
         }
-        match round(&msgs) {
+        match round(&mut staged, take) {
             Ok(report) => {
                 deliver(ctx, &report);
                 if report.terminate_seen {
                     tracing::info!(kernel = %ctx.id(), "device kernel honoured should_terminate");
                     break;
                 }
+                backlog = report.backlog;
             }
             Err(e) => {
                 wipe();

@@ -21,6 +21,7 @@
 pub mod conformance;
 mod cpu;
 pub mod device;
+pub mod input_ring;
 mod table;
 
 pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};

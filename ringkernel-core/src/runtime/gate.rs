@@ -694,6 +694,13 @@ impl Gate {
                 id: dest.id.to_string(),
             });
         }
+        let device_limit = crate::backend::device::MAX_DEVICE_PAYLOAD_LEN;
+        if dest.device && payload.len() > device_limit {
+            return Err(Error::InvalidConfig(format!(
+                "payload of {} bytes exceeds the {device_limit}-byte limit of device kernels",
+                payload.len()
+            )));
+        }
         if let (Some(sb), Some(src)) = (&self.sandbox, from)
             && let (Some(src_slot), Some(dst_slot)) = (&src.sandbox, &dest.sandbox)
         {

@@ -6,10 +6,11 @@
  *   C <key> <prefix7> <aad> <plaintext> <chunk-size-hex4>
  *       -> "<body>": the STREAM body of stream_aead.cu, every chunk sealed as one
  *          GPU thread would, then opened again (prints "FAIL" if any chunk fails)
- *   R <control> <keys> <params> <input> <routes>
- *       -> "<status> <control> <output>": one round of persistent_kernel.cu run on
- *          the host (thread 0's open/update/re-seal and the per-message handler are
- *          the kernel's own functions; only the thread loop is serial here)
+ *   R <control> <keys> <params> <ring> <routes>
+ *       -> "<status> <control> <output> <ring>": one round of persistent_kernel.cu
+ *          run on the host (thread 0's open, ring walk, update and re-seal, the
+ *          per-message handler and the ring clearing are the kernel's own functions;
+ *          only the thread loop is serial here)
  * and answers one line per request on stdout.
  */
 #include <stdio.h>
@@ -77,29 +78,37 @@ static void handle_round(char **f, int nf) {
         puts("ERR");
         return;
     }
+    size_t ring_bytes = strcmp(f[4], "-") == 0 ? 0 : strlen(f[4]) / 2;
+    rk_u32 ring_words = (rk_u32)(ring_bytes / 4);
     rk_u32 *control = words_of_hex(f[1], 49), *keys = words_of_hex(f[2], 24);
-    rk_u32 *params = words_of_hex(f[3], 24), *input = words_of_hex(f[4], 1);
+    rk_u32 *params = words_of_hex(f[3], 28), *ring = words_of_hex(f[4], 1);
     rk_u32 *routes = words_of_hex(f[5], 1);
     rk_u32 *output = params ? calloc(2 * (size_t)params[1] + 2, sizeof(rk_u32)) : NULL;
-    if (!control || !keys || !params || !input || !routes || !output) {
+    if (!control || !keys || !params || !ring || !routes || !output) {
         puts("ERR");
     } else {
         rk_u32 status[8] = {0}, cb[32], processed = 0, forwarded = 0, refused = 0;
+        rk_u32 offs[RK_MAX_BATCH], lens[RK_MAX_BATCH], count = 0, read_old = 0, read_new = 0;
         rk_u32 result = 0;
         if (params[0] == 1u) {
             result = rk_open_control(control, keys, params, cb);
         } else {
             memcpy(cb, control, sizeof cb);
         }
+        if (ring_words >= 2) read_old = read_new = ring[1];
+        if (result == 0u && cb[1] != 1u)
+            result = rk_ring_walk(params, ring, ring_words, offs, lens, &count, &read_new);
         status[0] = result;
         rk_u32 state = result != 0u ? 1u : (cb[1] == 1u ? 2u : 0u);
         if (state == 0u) {
-            for (rk_u32 m = 0; m < params[1]; m++) {
-                rk_u32 out = rk_process_message(params, input, output, routes, m);
+            for (rk_u32 m = 0; m < count; m++) {
+                rk_u32 out =
+                    rk_process_message(params, ring, output, routes, m, offs[m], lens[m]);
                 forwarded += out == 2u;
                 refused += out == 3u;
                 processed++;
             }
+            rk_ring_clear(params, ring, read_old, read_new, 0u, 1u);
         }
         if (state != 1u) {
             rk_update_counters(cb, params, processed, forwarded, state == 2u);
@@ -113,19 +122,23 @@ static void handle_round(char **f, int nf) {
             status[3] = refused;
             status[4] = state == 2u;
             status[5] = 1u;
+            ring[1] = read_new;
+            status[6] = read_new;
         }
         puthex((const unsigned char *)status, sizeof status);
         putchar(' ');
         puthex((const unsigned char *)control, params[0] == 1u ? 196 : 128);
         putchar(' ');
         puthex((const unsigned char *)output, 8 * (size_t)params[1]);
+        putchar(' ');
+        puthex((const unsigned char *)ring, ring_bytes);
         putchar('\n');
     }
     fflush(stdout);
     free(control);
     free(keys);
     free(params);
-    free(input);
+    free(ring);
     free(routes);
     free(output);
 }
