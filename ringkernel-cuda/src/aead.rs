@@ -4,11 +4,11 @@
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use ringkernel_core::Error;
-use ringkernel_core::backend::device::{pack_jobs, stream_chunks, unpack_jobs};
-use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher, check_bounds};
-use ringkernel_core::security::encryption::{
-    ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
+use ringkernel_core::backend::device::{
+    pack_jobs, stream_chunks, stream_open_into_buffer, stream_seal_for_buffer, unpack_jobs,
 };
+use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher};
+use ringkernel_core::security::encryption::{ContextId, MemoryEncryption, SequenceCheck, TAG_LEN};
 use zeroize::Zeroize;
 
 use crate::backend::CudaBackend;
@@ -107,8 +107,7 @@ impl DeviceCipher for CudaBackend {
         len: u64,
     ) -> Result<Vec<u8>, Error> {
         let (src, buf_len) = self.buffer(buffer)?;
-        check_bounds(buffer, 0, len as usize, buf_len)?;
-        let seal = enc.device_seal(EnvelopeKind::Stream, context, sequence, len)?;
+        let seal = stream_seal_for_buffer(enc, context, sequence, buffer, len, buf_len)?;
         let chunk = seal.parsed.chunk_size;
         let chunks = stream_chunks(len, chunk)?;
         let st = &self.dev.stream;
@@ -165,9 +164,8 @@ impl DeviceCipher for CudaBackend {
         buffer: BufferId,
     ) -> Result<u64, Error> {
         let (dst, buf_len) = self.buffer(buffer)?;
-        let open = enc.device_open(sealed, EnvelopeKind::Stream, context, check)?;
+        let open = stream_open_into_buffer(enc, sealed, context, check, buffer, buf_len)?;
         let total = open.parsed.length;
-        check_bounds(buffer, 0, total as usize, buf_len)?;
         let chunk = open.parsed.chunk_size;
         let chunks = stream_chunks(total, chunk)?;
         let st = &self.dev.stream;

@@ -12,14 +12,12 @@ use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    DeviceWorker, InputRing, RoundReport, drive_rounds, layout, plan_round, read_round,
-    route_bytes, words_from_le,
+    DeviceKernel, InputRing, RoundReport, layout, plan_round, read_round, start_device_kernel,
 };
 use ringkernel_core::backend::{
-    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
+    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker,
 };
 use ringkernel_core::k2k::Message;
-use ringkernel_core::runtime::KernelContext;
 use ringkernel_core::security::sandbox::RouteTable;
 
 use crate::backend::CudaBackend;
@@ -74,22 +72,7 @@ pub(crate) fn launch(
         program,
         io: Mutex::new(io),
     });
-    let ctx = launch.context;
-    let driver = {
-        let kd = kd.clone();
-        let ctx = ctx.clone();
-        spawn_kernel_thread(&launch.id, move || {
-            drive_rounds(
-                &ctx,
-                &kd.program,
-                |staged, take| kd.round(&ctx, staged, take),
-                || kd.wipe(),
-            )
-        })?
-    };
-    Ok(Box::new(DeviceWorker::new(driver, move || {
-        kd.round(&ctx, &mut VecDeque::new(), 0).map(|_| ())
-    })))
+    start_device_kernel(&launch.id, launch.context, kd)
 }
 
 /// Makes `buf` hold at least `words` words (clearing and replacing it when it grows).
@@ -106,16 +89,9 @@ fn ensure(dev: &Device, buf: &mut CudaSlice<u32>, words: usize) -> Result<(), Er
     Ok(())
 }
 
-impl KernelDevice {
-    /// One round: messages from `staged` into the input ring, and at most `take` of the
-    /// ring's messages processed (0: just open, check and re-seal the control block).
-    fn round(
-        &self,
-        ctx: &KernelContext,
-        staged: &mut VecDeque<Message>,
-        take: usize,
-    ) -> Result<RoundReport, Error> {
-        ctx.device_round(|round| self.round_locked(round, staged, take))
+impl DeviceKernel for KernelDevice {
+    fn program(&self) -> &DeviceProgram {
+        &self.program
     }
 
     fn round_locked(
@@ -140,16 +116,12 @@ impl KernelDevice {
             // `ensure` clears the old ring before replacing it with a zeroed one.
             ensure(&self.dev, &mut io.ring, io.ring_state.buffer_words())?;
         }
-        if let Some(table) = &plan.routes
-            && io.uploaded.as_ref().is_none_or(|u| !Arc::ptr_eq(u, table))
-        {
-            let words = words_from_le(&route_bytes(table));
+        if let Some(words) = plan.routes_to_upload(&mut io.uploaded) {
             ensure(&self.dev, &mut io.routes, words.len())?;
             if !words.is_empty() {
                 st.memcpy_htod(&words, &mut io.routes.slice_mut(..words.len()))
                     .map_err(copy)?;
             }
-            io.uploaded = Some(table.clone());
         }
         ensure(&self.dev, &mut io.output, 2 * plan.messages)?;
         st.memcpy_htod(&plan.key_slots[..], &mut io.keys)

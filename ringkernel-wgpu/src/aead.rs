@@ -5,9 +5,7 @@
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{self, pack_jobs, unpack_jobs, words_from_le, words_of};
 use ringkernel_core::backend::{AeadJob, BufferId, DeviceCipher};
-use ringkernel_core::security::encryption::{
-    ContextId, EnvelopeKind, MemoryEncryption, SequenceCheck, TAG_LEN,
-};
+use ringkernel_core::security::encryption::{ContextId, MemoryEncryption, SequenceCheck, TAG_LEN};
 use zeroize::Zeroize;
 
 use crate::backend::WgpuBackend;
@@ -94,8 +92,7 @@ impl DeviceCipher for WgpuBackend {
         len: u64,
     ) -> Result<Vec<u8>, Error> {
         let (src, buf_len) = self.buffer(buffer)?;
-        ringkernel_core::backend::check_bounds(buffer, 0, len as usize, buf_len)?;
-        let seal = enc.device_seal(EnvelopeKind::Stream, context, sequence, len)?;
+        let seal = device::stream_seal_for_buffer(enc, context, sequence, buffer, len, buf_len)?;
         let chunk = seal.parsed.chunk_size;
         let chunks = stream_chunks(len, chunk)?;
         let body_len = len + u64::from(chunks) * TAG_LEN as u64;
@@ -131,9 +128,8 @@ impl DeviceCipher for WgpuBackend {
         buffer: BufferId,
     ) -> Result<u64, Error> {
         let (dst, buf_len) = self.buffer(buffer)?;
-        let open = enc.device_open(sealed, EnvelopeKind::Stream, context, check)?;
+        let open = device::stream_open_into_buffer(enc, sealed, context, check, buffer, buf_len)?;
         let total = open.parsed.length;
-        ringkernel_core::backend::check_bounds(buffer, 0, total as usize, buf_len)?;
         let chunks = stream_chunks(total, open.parsed.chunk_size)?;
         let body = &sealed[open.header_len..];
         let src = self.gpu.storage("stream body", align4(body.len() as u64))?;

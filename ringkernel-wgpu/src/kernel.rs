@@ -19,14 +19,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::device::{
-    DeviceWorker, InputRing, RoundReport, drive_rounds, layout, plan_round, read_round,
-    route_bytes, words_from_le,
+    DeviceKernel, InputRing, RoundReport, layout, plan_round, read_round, start_device_kernel,
+    words_from_le,
 };
 use ringkernel_core::backend::{
-    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker, spawn_kernel_thread,
+    DeviceProgram, DeviceRound, DeviceRoundOutcome, KernelLaunch, KernelWorker,
 };
 use ringkernel_core::k2k::Message;
-use ringkernel_core::runtime::KernelContext;
 use ringkernel_core::security::sandbox::RouteTable;
 
 use crate::aead::entry;
@@ -95,34 +94,12 @@ pub(crate) fn launch(
         program,
         io: Mutex::new(io),
     });
-    let ctx = launch.context;
-    let driver = {
-        let dev = dev.clone();
-        let ctx = ctx.clone();
-        spawn_kernel_thread(&launch.id, move || {
-            drive_rounds(
-                &ctx,
-                &dev.program,
-                |staged, take| dev.round(&ctx, staged, take),
-                || dev.wipe(),
-            )
-        })?
-    };
-    Ok(Box::new(DeviceWorker::new(driver, move || {
-        dev.round(&ctx, &mut VecDeque::new(), 0).map(|_| ())
-    })))
+    start_device_kernel(&launch.id, launch.context, dev)
 }
 
-impl KernelDevice {
-    /// One round: messages from `staged` into the input ring, and at most `take` of the
-    /// ring's messages processed (0: just open, check and re-seal the control block).
-    fn round(
-        &self,
-        ctx: &KernelContext,
-        staged: &mut VecDeque<Message>,
-        take: usize,
-    ) -> Result<RoundReport, Error> {
-        ctx.device_round(|round| self.round_locked(round, staged, take))
+impl DeviceKernel for KernelDevice {
+    fn program(&self) -> &DeviceProgram {
+        &self.program
     }
 
     fn round_locked(
@@ -147,15 +124,12 @@ impl KernelDevice {
             gpu.clear(&io.ring)?;
             std::mem::replace(&mut io.ring, fresh).destroy();
         }
-        if let Some(table) = &plan.routes
-            && io.uploaded.as_ref().is_none_or(|u| !Arc::ptr_eq(u, table))
-        {
-            let bytes = route_bytes(table);
-            self.ensure(&mut io.routes, bytes.len() as u64)?;
-            if !bytes.is_empty() {
-                gpu.queue.write_buffer(&io.routes.buffer, 0, &bytes);
+        if let Some(words) = plan.routes_to_upload(&mut io.uploaded) {
+            self.ensure(&mut io.routes, (words.len() * 4) as u64)?;
+            if !words.is_empty() {
+                gpu.queue
+                    .write_buffer(&io.routes.buffer, 0, bytemuck::cast_slice(&words));
             }
-            io.uploaded = Some(table.clone());
         }
         let out_bytes = (plan.messages * 8) as u64;
         self.ensure(&mut io.output, out_bytes)?;
@@ -209,21 +183,6 @@ impl KernelDevice {
         )
     }
 
-    /// Grows a per-kernel buffer to hold `bytes` (clearing the old one).
-    fn ensure(&self, g: &mut Grown, bytes: u64) -> Result<(), Error> {
-        if bytes > g.size {
-            let size = align4(bytes).next_power_of_two();
-            let fresh = self.gpu.storage("kernel buffer", size)?;
-            self.gpu.clear(&g.buffer)?;
-            g.buffer.destroy();
-            *g = Grown {
-                buffer: fresh,
-                size,
-            };
-        }
-        Ok(())
-    }
-
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
     fn wipe(&self) {
         let io = self.io.lock();
@@ -242,5 +201,22 @@ impl KernelDevice {
         if let Err(e) = self.gpu.wait() {
             tracing::error!(error = %e, "cannot wipe a kernel's key slots");
         }
+    }
+}
+
+impl KernelDevice {
+    /// Grows a per-kernel buffer to hold `bytes` (clearing the old one).
+    fn ensure(&self, g: &mut Grown, bytes: u64) -> Result<(), Error> {
+        if bytes > g.size {
+            let size = align4(bytes).next_power_of_two();
+            let fresh = self.gpu.storage("kernel buffer", size)?;
+            self.gpu.clear(&g.buffer)?;
+            g.buffer.destroy();
+            *g = Grown {
+                buffer: fresh,
+                size,
+            };
+        }
+        Ok(())
     }
 }

@@ -254,14 +254,28 @@ impl std::fmt::Debug for RoundPlan {
     }
 }
 
-/// The route bitmap as bytes, the form device buffers take.
-pub fn route_bytes(table: &RouteTable) -> Vec<u8> {
-    table
-        .bitmap()
-        .0
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .collect()
+impl RoundPlan {
+    /// The route bitmap as the device reads it (`u32` words, bit `src * stride + dst`),
+    /// when this round needs a route table other than the one `on_device` says the
+    /// device holds; records the new one as held. `None`: nothing to upload.
+    pub fn routes_to_upload(&self, on_device: &mut Option<Arc<RouteTable>>) -> Option<Vec<u32>> {
+        let table = self.routes.as_ref()?;
+        if on_device
+            .as_ref()
+            .is_some_and(|held| Arc::ptr_eq(held, table))
+        {
+            return None;
+        }
+        *on_device = Some(table.clone());
+        Some(
+            table
+                .bitmap()
+                .0
+                .iter()
+                .flat_map(|w| [*w as u32, (*w >> 32) as u32])
+                .collect(),
+        )
+    }
 }
 
 fn word(n: usize, what: &str) -> Result<u32> {
@@ -603,6 +617,47 @@ pub trait DeviceCipher {
     ) -> Result<u64>;
 }
 
+/// The host's part of [`DeviceCipher::seal_buffer`]: checks that the first `len`
+/// bytes lie inside the `buf_len`-byte `buffer`, then (only then, so a refused call
+/// spends no nonce) reserves the STREAM sealing of region `context` at `sequence`.
+pub fn stream_seal_for_buffer(
+    enc: &crate::security::encryption::MemoryEncryption,
+    context: crate::security::encryption::ContextId,
+    sequence: u64,
+    buffer: BufferId,
+    len: u64,
+    buf_len: u64,
+) -> Result<DeviceSeal> {
+    super::check_bounds(buffer, 0, len as usize, buf_len)?;
+    enc.device_seal(
+        crate::security::encryption::EnvelopeKind::Stream,
+        context,
+        sequence,
+        len,
+    )
+}
+
+/// The host's part of [`DeviceCipher::open_into_buffer`]: checks the STREAM envelope's
+/// header as [`MemoryEncryption::open_stream`](crate::security::encryption::MemoryEncryption::open_stream)
+/// would, and that its plaintext fits the `buf_len`-byte `buffer`.
+pub fn stream_open_into_buffer(
+    enc: &crate::security::encryption::MemoryEncryption,
+    sealed: &[u8],
+    context: crate::security::encryption::ContextId,
+    check: crate::security::encryption::SequenceCheck,
+    buffer: BufferId,
+    buf_len: u64,
+) -> Result<crate::security::encryption::DeviceOpen> {
+    let open = enc.device_open(
+        sealed,
+        crate::security::encryption::EnvelopeKind::Stream,
+        context,
+        check,
+    )?;
+    super::check_bounds(buffer, 0, open.parsed.length as usize, buf_len)?;
+    Ok(open)
+}
+
 /// Words per job descriptor of the batch kernels (`aead_batch.wgsl`, `aead_batch.cu`):
 /// op, key offset, nonce (3), aad offset, aad length, message offset, message length,
 /// tag offset, 2 unused. Offsets are in words into the data array.
@@ -691,6 +746,52 @@ pub fn unpack_jobs(
         ok.push(success);
     }
     ok
+}
+
+/// One kernel on a GPU backend's device: what [`start_device_kernel`] drives.
+pub trait DeviceKernel: Send + Sync + 'static {
+    /// The kernel's program.
+    fn program(&self) -> &DeviceProgram;
+
+    /// One round on the device, run while the gate holds the control block's lock:
+    /// messages from `staged` into the input ring ([`plan_round`]), at most `take` of
+    /// the ring's messages processed (0: only open, check and re-seal the control
+    /// block), and what the device did ([`read_round`]).
+    fn round_locked(
+        &self,
+        round: DeviceRound,
+        staged: &mut VecDeque<crate::k2k::Message>,
+        take: usize,
+    ) -> Result<(DeviceRoundOutcome, RoundReport)>;
+
+    /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
+    fn wipe(&self);
+}
+
+/// Starts `kernel` for the runtime: a driver thread running [`drive_rounds`] with the
+/// kernel's rounds, and a worker whose [`reseal_on_device`](super::KernelWorker::reseal_on_device)
+/// runs a round that takes no messages.
+pub fn start_device_kernel<K: DeviceKernel>(
+    id: &KernelId,
+    ctx: KernelContext,
+    kernel: Arc<K>,
+) -> Result<Box<dyn super::KernelWorker>> {
+    let driver = {
+        let kernel = kernel.clone();
+        let ctx = ctx.clone();
+        super::spawn_kernel_thread(id, move || {
+            drive_rounds(
+                &ctx,
+                kernel.program(),
+                |staged, take| ctx.device_round(|round| kernel.round_locked(round, staged, take)),
+                || kernel.wipe(),
+            )
+        })?
+    };
+    Ok(Box::new(DeviceWorker::new(driver, move || {
+        ctx.device_round(|round| kernel.round_locked(round, &mut VecDeque::new(), 0))
+            .map(|_| ())
+    })))
 }
 
 /// A device kernel as its backend hands it to the runtime: the driver thread, plus a
