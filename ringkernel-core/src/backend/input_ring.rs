@@ -151,15 +151,14 @@ impl InputRing {
                 .filter(|l| *l != RING_WRAP)
                 .ok_or_else(|| Error::Backend("message too large for a device ring".into()))?;
             let words = entry_words(len);
+            // Only while nothing is pending (so nothing written in this call either):
             if self.ends.is_empty() && words >= self.capacity {
-                // Never fits: grow while nothing is pending (nothing to move).
-                runs.clear();
+                // Never fits: grow, positions back at 0.
                 *self = InputRing::new((words + 1).next_power_of_two());
                 grown = true;
             } else if self.ends.is_empty() && self.place(words).is_none() {
                 // Fits an empty ring, not from where the positions stand: rewind both
                 // to 0 (the header write below carries the read position too).
-                runs.clear();
                 self.read = 0;
                 self.write = 0;
             }
