@@ -184,7 +184,7 @@ pub enum Error {
         /// The kernel whose operation was refused.
         kernel: String,
         /// The kind of violation.
-        violation: crate::security::sandbox::ViolationKind,
+        violation: crate::kinds::ViolationKind,
         /// What was violated, with the numbers.
         reason: String,
     },

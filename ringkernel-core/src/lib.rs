@@ -36,6 +36,7 @@ pub mod backend;
 pub mod control;
 pub mod error;
 pub mod k2k;
+mod kinds;
 pub mod runtime;
 pub mod security;
 

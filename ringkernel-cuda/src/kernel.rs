@@ -72,7 +72,7 @@ pub(crate) fn launch(
         program,
         io: Mutex::new(io),
     });
-    start_device_kernel(&launch.id, launch.context, kd)
+    start_device_kernel(&launch.id, launch.driver, kd)
 }
 
 /// Makes `buf` hold at least `words` words (clearing and replacing it when it grows).

@@ -94,7 +94,7 @@ pub(crate) fn launch(
         program,
         io: Mutex::new(io),
     });
-    start_device_kernel(&launch.id, launch.context, dev)
+    start_device_kernel(&launch.id, launch.driver, dev)
 }
 
 impl DeviceKernel for KernelDevice {

@@ -14,11 +14,10 @@ use parking_lot::Mutex;
 use zeroize::Zeroize;
 
 use super::{
-    Allocation, BackendInfo, BufferId, BufferTable, ComputeBackend, DeviceKind, HostHandler,
-    KernelLaunch, KernelProgram, KernelWorker, check_bounds,
+    Allocation, BackendInfo, BatchOutcome, BufferId, BufferTable, ComputeBackend, DeviceKind,
+    HostHandler, KernelDriver, KernelLaunch, KernelProgram, KernelWorker, check_bounds,
 };
 use crate::error::{Error, Result};
-use crate::runtime::{BatchOutcome, KernelContext};
 
 /// Allocation granularity in bytes.
 const GRANULE: u64 = 64;
@@ -138,8 +137,8 @@ impl ComputeBackend for CpuBackend {
 pub fn spawn_host_kernel(launch: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
     match launch.program {
         KernelProgram::Host(handler) => {
-            let ctx = launch.context;
-            spawn_kernel_thread(&launch.id, move || host_kernel_loop(ctx, handler))
+            let driver = launch.driver;
+            spawn_kernel_thread(&launch.id, move || host_kernel_loop(driver, handler))
         }
         KernelProgram::Device(_) => Err(Error::Unsupported {
             backend: "cpu",
@@ -172,11 +171,12 @@ impl Drop for CpuBackend {
 
 /// The persistent-kernel loop of the CPU backend: take a batch, run the handler on each
 /// message, record the outcome in the control block, until asked to stop.
-fn host_kernel_loop(ctx: KernelContext, mut handler: HostHandler) {
-    while let Some(batch) = ctx.next_batch(BATCH) {
+fn host_kernel_loop(driver: KernelDriver, mut handler: HostHandler) {
+    let ctx = driver.context();
+    while let Some(batch) = driver.next_batch(BATCH) {
         let mut outcome = BatchOutcome::default();
         for msg in batch {
-            match catch_unwind(AssertUnwindSafe(|| handler(&ctx, msg))) {
+            match catch_unwind(AssertUnwindSafe(|| handler(ctx, msg))) {
                 Ok(Ok(())) => outcome.processed += 1,
                 Ok(Err(e)) => {
                     outcome.processed += 1;
@@ -190,15 +190,15 @@ fn host_kernel_loop(ctx: KernelContext, mut handler: HostHandler) {
                         .map(|s| (*s).to_owned())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic".to_owned());
-                    ctx.complete_batch(outcome);
-                    ctx.stop_after_panic(&message);
+                    driver.complete_batch(outcome);
+                    driver.stop_after_panic(&message);
                     return;
                 }
             }
         }
-        ctx.complete_batch(outcome);
+        driver.complete_batch(outcome);
     }
-    ctx.mark_terminated();
+    driver.mark_terminated();
 }
 
 #[derive(Debug)]

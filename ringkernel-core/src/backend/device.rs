@@ -4,24 +4,25 @@
 //!
 //! A device backend cannot let its kernel spin forever (WebGPU promises no forward
 //! progress to a spinning kernel), so a host driver thread dispatches the kernel in
-//! rounds. Each round goes through [`KernelContext::device_round`]: the gate locks the
+//! rounds. Each round goes through [`KernelDriver::device_round`]: the gate locks the
 //! kernel's control block, reserves a device-direction nonce and the next sequence
 //! number, hands over the key slots and the route table, and records the re-sealing
 //! the device did. The driver takes messages from the kernel's mailbox with
-//! [`KernelContext::next_batch`] and writes them into the kernel's input ring in device
+//! [`KernelDriver::next_batch`] and writes them into the kernel's input ring in device
 //! memory ([`InputRing`]), which the device consumes a batch per round. Between rounds
 //! the driver delivers the device's sends with
-//! [`KernelContext::send`] (checked once more by the host gate) and reports sends the
-//! device refused with [`KernelContext::report_device_refusals`].
+//! [`KernelContext::send`](super::KernelContext::send) (checked once more by the host
+//! gate) and reports sends the device refused with
+//! [`KernelDriver::report_device_refusals`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::KernelDriver;
 pub use super::input_ring::{InputRing, RingWrite};
 use crate::backend::BufferId;
 use crate::error::Result;
 use crate::k2k::KernelId;
-use crate::runtime::KernelContext;
 use crate::security::encryption::{DeviceKey, DeviceSeal};
 use crate::security::sandbox::RouteTable;
 
@@ -123,30 +124,6 @@ pub(crate) fn next_sequence(sequence: u64, outcome: DeviceRoundOutcome) -> u64 {
         sequence + 1
     } else {
         sequence
-    }
-}
-
-impl KernelContext {
-    /// Runs one device round: `f` receives the round's inputs while the gate holds the
-    /// control block's lock (so no host update interleaves) and returns what the device
-    /// did along with its own result.
-    pub fn device_round<R>(
-        &self,
-        f: impl FnOnce(DeviceRound) -> Result<(DeviceRoundOutcome, R)>,
-    ) -> Result<R> {
-        self.gate().device_round(self.entry(), f)
-    }
-
-    /// Reports `count` device-side sends to `peer` that the device refused because the
-    /// route table does not permit them; each becomes an `UnauthorizedK2K` violation.
-    pub fn report_device_refusals(&self, peer: &KernelId, count: u64) {
-        self.gate().device_refusals(self.entry(), peer, count);
-    }
-
-    /// Stops the kernel because its device failed (for example, its control block did
-    /// not authenticate): records `error` in the control block's final copy.
-    pub fn stop_with_error(&self, error: &crate::Error) {
-        self.gate().stop_with_error(self.entry(), error);
     }
 }
 
@@ -483,7 +460,7 @@ pub const DEFAULT_BATCH: usize = layout::MAX_ROUND_MESSAGES;
 /// Rounds follow each other while the ring or `staged` holds messages; when both are
 /// empty the driver waits on the mailbox.
 pub fn drive_rounds(
-    ctx: &KernelContext,
+    driver: &KernelDriver,
     program: &DeviceProgram,
     mut round: impl FnMut(&mut VecDeque<crate::k2k::Message>, usize) -> Result<RoundReport>,
     wipe: impl FnOnce(),
@@ -496,7 +473,7 @@ pub fn drive_rounds(
     let mut backlog = 0;
     loop {
         if staged.is_empty() && backlog == 0 {
-            match ctx.next_batch(DEFAULT_BATCH) {
+            match driver.next_batch(DEFAULT_BATCH) {
                 None => break,
                 Some(msgs) if msgs.is_empty() => continue,
                 Some(msgs) => staged.extend(msgs),
@@ -504,26 +481,27 @@ pub fn drive_rounds(
         }
         match round(&mut staged, take) {
             Ok(report) => {
-                deliver(ctx, &report);
+                deliver(driver, &report);
                 if report.terminate_seen {
-                    tracing::info!(kernel = %ctx.id(), "device kernel honoured should_terminate");
+                    tracing::info!(kernel = %driver.id(), "device kernel honoured should_terminate");
                     break;
                 }
                 backlog = report.backlog;
             }
             Err(e) => {
                 wipe();
-                ctx.stop_with_error(&e);
+                driver.stop_with_error(&e);
                 return;
             }
         }
     }
     wipe();
-    ctx.mark_terminated();
+    driver.mark_terminated();
 }
 
 /// Sends what the device forwarded and reports what it refused.
-pub fn deliver(ctx: &KernelContext, report: &RoundReport) {
+pub fn deliver(driver: &KernelDriver, report: &RoundReport) {
+    let ctx = driver.context();
     let Some(peer) = &report.peer else {
         return;
     };
@@ -534,7 +512,7 @@ pub fn deliver(ctx: &KernelContext, report: &RoundReport) {
         }
     }
     if report.refused > 0 {
-        ctx.report_device_refusals(peer, report.refused);
+        driver.report_device_refusals(peer, report.refused);
     }
 }
 
@@ -773,23 +751,26 @@ pub trait DeviceKernel: Send + Sync + 'static {
 /// runs a round that takes no messages.
 pub fn start_device_kernel<K: DeviceKernel>(
     id: &KernelId,
-    ctx: KernelContext,
+    driver: KernelDriver,
     kernel: Arc<K>,
 ) -> Result<Box<dyn super::KernelWorker>> {
-    let driver = {
+    let thread = {
         let kernel = kernel.clone();
-        let ctx = ctx.clone();
+        let driver = driver.clone();
         super::spawn_kernel_thread(id, move || {
             drive_rounds(
-                &ctx,
+                &driver,
                 kernel.program(),
-                |staged, take| ctx.device_round(|round| kernel.round_locked(round, staged, take)),
+                |staged, take| {
+                    driver.device_round(|round| kernel.round_locked(round, staged, take))
+                },
                 || kernel.wipe(),
             )
         })?
     };
-    Ok(Box::new(DeviceWorker::new(driver, move || {
-        ctx.device_round(|round| kernel.round_locked(round, &mut VecDeque::new(), 0))
+    Ok(Box::new(DeviceWorker::new(thread, move || {
+        driver
+            .device_round(|round| kernel.round_locked(round, &mut VecDeque::new(), 0))
             .map(|_| ())
     })))
 }

@@ -15,27 +15,32 @@
 //! - Reads and writes out of bounds fail with [`Error::OutOfBounds`]; unknown ids with
 //!   [`Error::UnknownBuffer`]; nothing panics on bad arguments.
 //! - [`ComputeBackend::launch`] starts a kernel that talks to the runtime only through
-//!   its [`KernelContext`].
+//!   its [`KernelDriver`]; the kernel's handler gets the driver's [`KernelContext`]
+//!   (user operations only) and never the driver.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod context;
 mod cpu;
 pub mod device;
+mod driver;
 pub mod input_ring;
 mod table;
 
+pub use context::KernelContext;
 pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};
 pub use device::{
     AeadJob, AeadOp, DeviceCipher, DeviceProgram, DeviceRound, DeviceRoundOutcome,
     DeviceRoundSealing,
 };
+pub use driver::{BatchOutcome, KernelDriver};
+pub(crate) use driver::{KernelPort, RoundFn};
 pub use table::BufferTable;
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::k2k::{KernelId, Message};
-use crate::runtime::KernelContext;
 
 /// Identifies one device buffer of one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,8 +132,9 @@ pub struct KernelLaunch {
     pub program: KernelProgram,
     /// Bytes of the control block in its buffer (sealed or plain).
     pub control_len: usize,
-    /// The kernel's only way to the runtime: queue, control block, sends, buffers.
-    pub context: KernelContext,
+    /// The kernel's only way to the runtime: queue, control block, sends, buffers. The
+    /// handler gets [`KernelDriver::context`], never the driver itself.
+    pub driver: KernelDriver,
 }
 
 /// A running kernel, as its backend sees it.

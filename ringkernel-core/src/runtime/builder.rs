@@ -3,24 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Runtime;
 use super::gate::Gate;
+use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
-
-/// Production refuses insecure settings and fills in secure defaults; development allows
-/// them and says so in the compliance report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum SecurityMode {
-    /// Secure defaults for every layer not configured; insecure settings are errors.
-    Production,
-    /// Insecure settings allowed (for tests and local work); reported as such.
-    Development,
-}
 
 /// Tunables of the runtime itself.
 #[derive(Clone, Debug)]
@@ -299,7 +289,9 @@ impl RuntimeBuilder {
             notes,
         )?))?;
         if let Some(reporter) = self.compliance {
-            reporter.attach(runtime.gate_ref());
+            reporter.attach(crate::security::compliance::ReportSubject::snapshot_source(
+                &runtime,
+            ));
             runtime.set_compliance(reporter);
         }
         Ok(runtime)

@@ -1,8 +1,9 @@
 //! The security gate: the one place every launch, allocation, buffer access, send,
 //! receive, termination and periodic tick passes through.
 //!
-//! [`Runtime`](super::Runtime), [`KernelHandle`](super::KernelHandle) and
-//! [`KernelContext`](super::KernelContext) are thin fronts over this type; backends are
+//! [`Runtime`](super::Runtime), [`KernelHandle`](super::KernelHandle), a kernel's
+//! [`KernelContext`](crate::backend::KernelContext) and its backend's
+//! [`KernelDriver`](crate::backend::KernelDriver) are thin fronts over this type; backends are
 //! reachable only from here. A security layer therefore enforces its rules by adding a
 //! step to one of the methods below, and no caller can go around it: the backend is
 //! owned by the gate and never handed out.
@@ -21,7 +22,9 @@ use crate::security::memory::Plaintext;
 
 use super::sealing::{KernelContexts, Sealing};
 use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
-use crate::backend::{BufferId, ComputeBackend, KernelLaunch, KernelWorker};
+use crate::backend::{
+    BatchOutcome, BufferId, ComputeBackend, KernelDriver, KernelLaunch, KernelWorker,
+};
 use crate::control::ControlBlock;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
@@ -99,15 +102,6 @@ impl KernelEntry {
     pub(crate) fn uptime(&self) -> Duration {
         self.launched_at.elapsed()
     }
-}
-
-/// What a kernel reports after working through a batch of messages.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BatchOutcome {
-    /// Messages handled (successfully or not).
-    pub processed: u64,
-    /// Of those, how many the handler returned an error for.
-    pub errors: u32,
 }
 
 /// The gate. See the module docs.
@@ -330,7 +324,7 @@ impl Gate {
             control,
             program: opts.program,
             control_len,
-            context: super::KernelContext::new(self.clone(), entry.clone()),
+            driver: KernelDriver::new(super::context::GatePort::new(self.clone(), entry.clone())),
         })?;
         *entry.worker.lock() = Some(worker);
         Ok(())
@@ -824,7 +818,7 @@ impl Gate {
         let ts = entry.clock.now();
         let sent = entry.sent.load(Ordering::Acquire);
         let res = self.update_control(entry, |cb| {
-            cb.messages_processed += outcome.processed;
+            cb.messages_processed = cb.messages_processed.saturating_add(outcome.processed);
             cb.input_head = entry.mailbox.dequeued();
             cb.input_tail = entry.mailbox.enqueued().max(cb.input_head);
             cb.messages_in_flight = cb.input_tail - cb.input_head;

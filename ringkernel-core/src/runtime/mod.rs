@@ -27,12 +27,12 @@
 mod builder;
 mod context;
 mod gate;
-pub(crate) mod gate_access;
 mod sealing;
+mod snapshot;
 
-pub use builder::{RuntimeBuilder, RuntimeConfig, SecurityMode};
-pub use context::KernelContext;
-pub use gate::BatchOutcome;
+pub use crate::backend::{BatchOutcome, KernelContext};
+pub use crate::kinds::SecurityMode;
+pub use builder::{RuntimeBuilder, RuntimeConfig};
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -333,8 +333,11 @@ impl Runtime {
         self.compliance.as_ref()
     }
 
-    pub(crate) fn gate_ref(&self) -> gate_access::GateRef {
-        Arc::downgrade(&self.gate)
+    /// The immutable picture of this runtime's security state that compliance checks
+    /// read (encryption, sandbox, audit, memory protection, backend), dated now.
+    pub fn security_snapshot(&self) -> crate::security::compliance::SecuritySnapshot {
+        use crate::security::compliance::SnapshotSource;
+        self.gate.security_snapshot(std::time::SystemTime::now())
     }
 
     /// The audit log, when one is configured.

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use super::context::ComplianceContext;
+use super::context::SecuritySnapshot;
 use super::{ComplianceStandard as S, ComplianceStatus};
 use crate::backend::DeviceKind;
-use crate::runtime::SecurityMode;
+use crate::kinds::SecurityMode;
 use crate::security::encryption::Algorithm;
 use crate::security::memory::ProtectionLevel;
 
@@ -17,7 +17,7 @@ pub(crate) struct BuiltIn {
     pub(crate) name: &'static str,
     pub(crate) description: &'static str,
     pub(crate) controls: &'static [(S, &'static [&'static str])],
-    pub(crate) eval: fn(&ComplianceContext, &S) -> ComplianceStatus,
+    pub(crate) eval: fn(&SecuritySnapshot, &S) -> ComplianceStatus,
 }
 
 fn ok(evidence: impl Into<String>) -> ComplianceStatus {
@@ -56,7 +56,7 @@ fn days(d: Duration) -> String {
     }
 }
 
-fn encryption_at_rest(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn encryption_at_rest(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let e = &ctx.memory_encryption;
     let Some(alg) = e.algorithm.filter(|_| e.enabled) else {
         return fail(
@@ -95,7 +95,7 @@ fn encryption_at_rest(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn approved_crypto(ctx: &ComplianceContext, standard: &S) -> ComplianceStatus {
+fn approved_crypto(ctx: &SecuritySnapshot, standard: &S) -> ComplianceStatus {
     let e = &ctx.memory_encryption;
     let Some(alg) = e.algorithm.filter(|_| e.enabled) else {
         return fail(
@@ -126,7 +126,7 @@ fn approved_crypto(ctx: &ComplianceContext, standard: &S) -> ComplianceStatus {
     }
 }
 
-fn key_rotation(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn key_rotation(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let e = &ctx.memory_encryption;
     if !e.enabled {
         return fail(
@@ -165,7 +165,7 @@ fn key_rotation(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn key_protection(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn key_protection(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let m = &ctx.memory_protection;
     let evidence = format!(
         "host secret memory on {}: protection level {}, locking {}, secure zeroing {}; key material never printed (redacted Debug)",
@@ -192,7 +192,7 @@ fn key_protection(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn least_privilege(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn least_privilege(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let s = &ctx.sandbox;
     if !s.present {
         return fail(
@@ -220,7 +220,7 @@ fn least_privilege(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn resource_limits(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn resource_limits(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let s = &ctx.sandbox;
     if !s.present {
         return fail(
@@ -253,7 +253,7 @@ fn resource_limits(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn violations_reviewed(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn violations_reviewed(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let s = &ctx.sandbox;
     if !s.present {
         return fail("no sandbox records violations", "Configure a KernelSandbox");
@@ -278,7 +278,7 @@ fn violations_reviewed(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     )
 }
 
-fn audit_logging(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn audit_logging(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let a = &ctx.audit;
     if !a.enabled {
         return fail(
@@ -318,7 +318,7 @@ fn audit_logging(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn audit_integrity(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn audit_integrity(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let a = &ctx.audit;
     match &a.verification {
         None => fail("no audit log to verify", "Enable the audit log"),
@@ -341,7 +341,7 @@ fn audit_integrity(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn audit_retention(ctx: &ComplianceContext, standard: &S) -> ComplianceStatus {
+fn audit_retention(ctx: &SecuritySnapshot, standard: &S) -> ComplianceStatus {
     let a = &ctx.audit;
     if !a.enabled {
         return fail(
@@ -380,7 +380,7 @@ fn audit_retention(ctx: &ComplianceContext, standard: &S) -> ComplianceStatus {
     }
 }
 
-fn production_mode(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn production_mode(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     match ctx.mode {
         SecurityMode::Production => ok(format!(
             "built in production mode: insecure settings are refused at build time; {}",
@@ -404,7 +404,7 @@ fn production_mode(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
     }
 }
 
-fn memory_sanitized(ctx: &ComplianceContext, _: &S) -> ComplianceStatus {
+fn memory_sanitized(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     let b = &ctx.backend;
     let evidence = format!(
         "backend {} ({}{}): buffers zeroed on allocation: {}, on free: {}",

@@ -1,4 +1,4 @@
-//! [`ComplianceContext`]: a snapshot of the live runtime that checks read.
+//! [`SecuritySnapshot`]: a snapshot of the live runtime that checks read.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::backend::BackendInfo;
-use crate::runtime::SecurityMode;
+use crate::kinds::SecurityMode;
 use crate::security::audit::VerifyReport;
 use crate::security::encryption::{Algorithm, EncryptionStats};
 use crate::security::memory::MemoryProtectionInfo;
@@ -95,7 +95,7 @@ pub struct AuditFacts {
 
 /// A snapshot of the runtime, taken by `ComplianceReporter::generate`.
 #[derive(Clone, Debug, Serialize)]
-pub struct ComplianceContext {
+pub struct SecuritySnapshot {
     /// When the snapshot was taken (injectable for reproducible reports).
     #[serde(skip)]
     pub generated_at: SystemTime,

@@ -40,7 +40,33 @@ mod catalog;
 mod context;
 mod export;
 
-pub use context::{AuditFacts, ComplianceContext, EncryptionFacts, SandboxFacts};
+pub use context::{AuditFacts, EncryptionFacts, SandboxFacts, SecuritySnapshot};
+
+/// The snapshot checks read, under its earlier name.
+pub type ComplianceContext = SecuritySnapshot;
+
+/// What a reporter reads: a source of [`SecuritySnapshot`]s and the audit log its
+/// reports are recorded in. The runtime is the one implementation (the trait is
+/// sealed); checks themselves are pure functions of a snapshot.
+pub trait SnapshotSource: sealed::Sealed + Send + Sync {
+    /// A snapshot of the security state, dated `at`.
+    fn security_snapshot(&self, at: SystemTime) -> SecuritySnapshot;
+    /// Records `event` in the source's audit log, when it keeps one.
+    fn record_audit(&self, event: AuditEvent);
+}
+
+/// What [`ComplianceReporter::new`] reads from: a running
+/// [`Runtime`](crate::runtime::Runtime). Sealed.
+pub trait ReportSubject: sealed::Sealed {
+    /// A weak reference to the source (a reporter does not keep a runtime alive).
+    fn snapshot_source(&self) -> Weak<dyn SnapshotSource>;
+}
+
+pub(crate) mod sealed {
+    /// Seals [`SnapshotSource`](super::SnapshotSource) and
+    /// [`ReportSubject`](super::ReportSubject) to the runtime's types.
+    pub trait Sealed {}
+}
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,8 +79,6 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::runtime::Runtime;
-use crate::runtime::gate_access::GateRef;
 use crate::security::audit::{AuditEvent, format_time};
 
 /// The standards reports are generated for.
@@ -213,7 +237,7 @@ impl ComplianceStatus {
     }
 }
 
-type CheckFn = Arc<dyn Fn(&ComplianceContext) -> ComplianceStatus + Send + Sync>;
+type CheckFn = Arc<dyn Fn(&SecuritySnapshot) -> ComplianceStatus + Send + Sync>;
 
 /// A custom check, built like the reference API.
 #[derive(Clone)]
@@ -275,7 +299,7 @@ impl ComplianceCheck {
     /// The evaluation, reading the runtime snapshot.
     pub fn check<F>(mut self, f: F) -> Self
     where
-        F: Fn(&ComplianceContext) -> ComplianceStatus + Send + Sync + 'static,
+        F: Fn(&SecuritySnapshot) -> ComplianceStatus + Send + Sync + 'static,
     {
         self.check = Some(Arc::new(f));
         self
@@ -375,7 +399,7 @@ struct Monitor {
 }
 
 struct ReporterInner {
-    runtime: RwLock<Option<GateRef>>,
+    runtime: RwLock<Option<Weak<dyn SnapshotSource>>>,
     custom: RwLock<Vec<ComplianceCheck>>,
     organization: RwLock<String>,
     fixed_time: RwLock<Option<SystemTime>>,
@@ -412,10 +436,10 @@ impl fmt::Debug for ComplianceReporter {
 }
 
 impl ComplianceReporter {
-    /// A reporter reading `runtime`.
-    pub fn new(runtime: &Runtime) -> Self {
+    /// A reporter reading `runtime` (a [`Runtime`](crate::runtime::Runtime)).
+    pub fn new(runtime: &impl ReportSubject) -> Self {
         let r = Self::unattached();
-        r.attach(runtime.gate_ref());
+        r.attach(runtime.snapshot_source());
         r
     }
 
@@ -435,8 +459,8 @@ impl ComplianceReporter {
         }
     }
 
-    pub(crate) fn attach(&self, gate: GateRef) {
-        *self.inner.runtime.write() = Some(gate);
+    pub(crate) fn attach(&self, source: Weak<dyn SnapshotSource>) {
+        *self.inner.runtime.write() = Some(source);
         if let Some(every) = *self.inner.monitor_every.read() {
             self.start_monitor(every);
         }
@@ -461,7 +485,7 @@ impl ComplianceReporter {
         custom.push(check);
     }
 
-    fn gate(&self) -> Result<Arc<crate::runtime::gate_access::GateInner>> {
+    fn source(&self) -> Result<Arc<dyn SnapshotSource>> {
         self.inner
             .runtime
             .read()
@@ -475,10 +499,10 @@ impl ComplianceReporter {
     }
 
     /// A snapshot of the runtime now.
-    pub fn context(&self) -> Result<ComplianceContext> {
-        let gate = self.gate()?;
+    pub fn context(&self) -> Result<SecuritySnapshot> {
+        let source = self.source()?;
         let at = self.inner.fixed_time.read().unwrap_or_else(SystemTime::now);
-        Ok(crate::runtime::gate_access::snapshot(&gate, at))
+        Ok(source.security_snapshot(at))
     }
 
     /// Runs the built-in and custom checks of `standard` against a fresh snapshot and
@@ -486,15 +510,15 @@ impl ComplianceReporter {
     pub fn generate(&self, standard: ComplianceStandard) -> Result<ComplianceReport> {
         let ctx = self.context()?;
         let report = self.generate_from(&ctx, standard);
-        if let Ok(gate) = self.gate() {
+        if let Ok(source) = self.source() {
             let s = report.summary;
-            crate::runtime::gate_access::audit(&gate, || {
+            source.record_audit(
                 AuditEvent::new("compliance.report")
                     .target(standard.name())
                     .detail("compliant", s.compliant as u64)
                     .detail("partially_compliant", s.partially_compliant as u64)
-                    .detail("non_compliant", s.non_compliant as u64)
-            });
+                    .detail("non_compliant", s.non_compliant as u64),
+            );
         }
         Ok(report)
     }
@@ -503,7 +527,7 @@ impl ComplianceReporter {
     /// report.
     pub fn generate_from(
         &self,
-        ctx: &ComplianceContext,
+        ctx: &SecuritySnapshot,
         standard: ComplianceStandard,
     ) -> ComplianceReport {
         let mut checks = Vec::new();
@@ -612,7 +636,7 @@ impl ComplianceReporter {
                 standards.push(c.standard);
             }
         }
-        let gate = self.gate()?;
+        let source = self.source()?;
         let mut changes = 0;
         for s in standards {
             let report = self.generate_from(&ctx, s);
@@ -626,12 +650,12 @@ impl ComplianceReporter {
                         .map(|p| p.status.label());
                     if before.is_some_and(|b| b != c.status.label()) {
                         changes += 1;
-                        crate::runtime::gate_access::audit(&gate, || {
+                        source.record_audit(
                             AuditEvent::new("compliance.status_change")
                                 .target(format!("{}/{}", s.name(), c.id))
                                 .detail("from", before.unwrap_or("none"))
-                                .detail("to", c.status.label())
-                        });
+                                .detail("to", c.status.label()),
+                        );
                     }
                 }
             }

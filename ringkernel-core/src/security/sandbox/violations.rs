@@ -4,6 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+pub use crate::kinds::ViolationKind;
+
 /// What was violated, with the numbers that matter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ViolationType {
@@ -46,49 +48,6 @@ pub enum ViolationType {
         /// The buffer written (0 for saved state).
         buffer: u64,
     },
-}
-
-/// The kind of a violation, without its numbers: the key for configured actions and
-/// counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub enum ViolationKind {
-    /// [`ViolationType::MemoryExceeded`].
-    MemoryExceeded,
-    /// [`ViolationType::ExecutionTimeout`].
-    ExecutionTimeout,
-    /// [`ViolationType::UnauthorizedK2K`].
-    UnauthorizedK2K,
-    /// [`ViolationType::RateLimitExceeded`].
-    RateLimitExceeded,
-    /// [`ViolationType::UnauthorizedTopic`].
-    UnauthorizedTopic,
-    /// [`ViolationType::ConnectionLimitExceeded`].
-    ConnectionLimitExceeded,
-    /// [`ViolationType::ReadOnlyWrite`].
-    ReadOnlyWrite,
-}
-
-impl ViolationKind {
-    /// Every kind, in declaration order.
-    pub const ALL: [ViolationKind; 7] = [
-        ViolationKind::MemoryExceeded,
-        ViolationKind::ExecutionTimeout,
-        ViolationKind::UnauthorizedK2K,
-        ViolationKind::RateLimitExceeded,
-        ViolationKind::UnauthorizedTopic,
-        ViolationKind::ConnectionLimitExceeded,
-        ViolationKind::ReadOnlyWrite,
-    ];
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for ViolationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
 }
 
 impl ViolationType {

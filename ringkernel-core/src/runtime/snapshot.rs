@@ -1,27 +1,42 @@
-//! What other layers (compliance) may read from the gate: a weak reference, a
-//! snapshot of its security state, and the audit hook. Crate-internal.
+//! The runtime's [`SecuritySnapshot`]: the immutable picture of its security state that
+//! compliance checks read. The runtime is the compliance layer's
+//! [`SnapshotSource`]; the compliance layer never names the runtime.
 
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
+use super::Runtime;
 use super::gate::Gate;
 use crate::security::audit::AuditEvent;
-use crate::security::compliance::{AuditFacts, ComplianceContext, EncryptionFacts, SandboxFacts};
+use crate::security::compliance::{
+    AuditFacts, EncryptionFacts, ReportSubject, SandboxFacts, SecuritySnapshot, SnapshotSource,
+    sealed,
+};
 use crate::security::encryption::KeySource;
 use crate::security::memory::memory_protection_info;
 
-/// A weak reference to a runtime's gate.
-pub(crate) type GateRef = Weak<Gate>;
-/// The gate itself.
-pub(crate) type GateInner = Gate;
+impl sealed::Sealed for Gate {}
+impl sealed::Sealed for Runtime {}
 
-/// Records an audit event through the gate.
-pub(crate) fn audit(gate: &Arc<Gate>, make: impl FnOnce() -> AuditEvent) {
-    gate.audit(make);
+impl SnapshotSource for Gate {
+    fn security_snapshot(&self, at: SystemTime) -> SecuritySnapshot {
+        snapshot(self, at)
+    }
+
+    fn record_audit(&self, event: AuditEvent) {
+        self.audit(|| event);
+    }
+}
+
+impl ReportSubject for Runtime {
+    fn snapshot_source(&self) -> Weak<dyn SnapshotSource> {
+        let weak: Weak<Gate> = Arc::downgrade(&self.gate);
+        weak
+    }
 }
 
 /// Snapshots the gate's security state for compliance checks.
-pub(crate) fn snapshot(gate: &Arc<Gate>, at: SystemTime) -> ComplianceContext {
+fn snapshot(gate: &Gate, at: SystemTime) -> SecuritySnapshot {
     let memory_encryption = match &gate.encryption {
         Some(e) if e.is_enabled() => {
             let c = e.config();
@@ -87,7 +102,7 @@ pub(crate) fn snapshot(gate: &Arc<Gate>, at: SystemTime) -> ComplianceContext {
         }
         None => AuditFacts::default(),
     };
-    ComplianceContext {
+    SecuritySnapshot {
         generated_at: at,
         mode: gate.mode,
         backend: gate.backend_info(),

@@ -1,0 +1,60 @@
+//! Leaf kinds that every layer names: the runtime's [`SecurityMode`] and the kind of a
+//! sandbox violation ([`ViolationKind`]). They depend on nothing else in the crate, so
+//! errors, security layers, backends and the runtime can all use them without an
+//! import circle. Their public homes are `runtime::SecurityMode` and
+//! `security::sandbox::ViolationKind`.
+
+use std::fmt;
+
+/// Production refuses insecure settings and fills in secure defaults; development allows
+/// them and says so in the compliance report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum SecurityMode {
+    /// Secure defaults for every layer not configured; insecure settings are errors.
+    Production,
+    /// Insecure settings allowed (for tests and local work); reported as such.
+    Development,
+}
+
+/// The kind of a violation, without its numbers: the key for configured actions and
+/// counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum ViolationKind {
+    /// [`crate::security::sandbox::ViolationType::MemoryExceeded`].
+    MemoryExceeded,
+    /// [`crate::security::sandbox::ViolationType::ExecutionTimeout`].
+    ExecutionTimeout,
+    /// [`crate::security::sandbox::ViolationType::UnauthorizedK2K`].
+    UnauthorizedK2K,
+    /// [`crate::security::sandbox::ViolationType::RateLimitExceeded`].
+    RateLimitExceeded,
+    /// [`crate::security::sandbox::ViolationType::UnauthorizedTopic`].
+    UnauthorizedTopic,
+    /// [`crate::security::sandbox::ViolationType::ConnectionLimitExceeded`].
+    ConnectionLimitExceeded,
+    /// [`crate::security::sandbox::ViolationType::ReadOnlyWrite`].
+    ReadOnlyWrite,
+}
+
+impl ViolationKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ViolationKind; 7] = [
+        ViolationKind::MemoryExceeded,
+        ViolationKind::ExecutionTimeout,
+        ViolationKind::UnauthorizedK2K,
+        ViolationKind::RateLimitExceeded,
+        ViolationKind::UnauthorizedTopic,
+        ViolationKind::ConnectionLimitExceeded,
+        ViolationKind::ReadOnlyWrite,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
