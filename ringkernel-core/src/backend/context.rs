@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::BufferId;
-use super::driver::KernelPort;
+use super::port::KernelPort;
 use crate::error::Result;
 use crate::k2k::KernelId;
 use crate::security::memory::Plaintext;

@@ -25,6 +25,7 @@ mod cpu;
 pub mod device;
 mod driver;
 pub mod input_ring;
+mod port;
 mod table;
 
 pub use context::KernelContext;
@@ -33,8 +34,9 @@ pub use device::{
     AeadJob, AeadOp, DeviceCipher, DeviceProgram, DeviceRound, DeviceRoundOutcome,
     DeviceRoundSealing,
 };
-pub use driver::{BatchOutcome, KernelDriver};
-pub(crate) use driver::{KernelPort, RoundFn};
+pub use driver::KernelDriver;
+pub use port::BatchOutcome;
+pub(crate) use port::{KernelPort, RoundFn};
 pub use table::BufferTable;
 
 use std::fmt;
