@@ -155,10 +155,33 @@ pub enum Error {
     #[error("malformed sealed envelope: {0}")]
     MalformedEnvelope(String),
 
-    /// A sealed region was opened for a different kernel or buffer than the one it was
-    /// sealed for.
-    #[error("sealed data belongs to another context (kernel or buffer)")]
+    /// A sealed region was opened for a different kernel, buffer or runtime instance
+    /// than the one it was sealed for (moved, or foreign).
+    #[error("sealed data belongs to another context (runtime instance, kernel or buffer)")]
     WrongContext,
+
+    /// A sealed region of this kernel was sealed by an earlier launch (incarnation) of
+    /// it: replayed or stale, not tampered.
+    #[error(
+        "replayed or stale sealed data: sealed by launch {found} of this kernel, which is now at launch {expected}"
+    )]
+    StaleIncarnation {
+        /// The kernel's current launch incarnation.
+        expected: u32,
+        /// The incarnation named in the envelope.
+        found: u32,
+    },
+
+    /// The envelope's format version is one this build no longer (or not yet) accepts.
+    #[error(
+        "sealed envelope format version {found} is not accepted (this build reads version {supported})"
+    )]
+    EnvelopeVersion {
+        /// The version byte found.
+        found: u8,
+        /// The version this build reads.
+        supported: u8,
+    },
 
     /// A sealed region carries an older (or otherwise unexpected) sequence number than
     /// the latest sealed: a replay.
@@ -238,6 +261,8 @@ impl Error {
             Error::EncryptionDisabled => 25,
             Error::Denied { .. } => 26,
             Error::AuditIntegrity { .. } => 27,
+            Error::StaleIncarnation { .. } => 28,
+            Error::EnvelopeVersion { .. } => 29,
         }
     }
 }

@@ -12,8 +12,8 @@ use ringkernel_core::Error;
 use ringkernel_core::control::ControlBlock;
 use ringkernel_core::security::encryption::envelope::Header;
 use ringkernel_core::security::encryption::{
-    Algorithm, ContextId, EncryptionConfig, KeyDerivation, KeyId, MemoryEncryption, ProviderChoice,
-    SealedData, SequenceCheck,
+    Algorithm, ContextId, EncryptionConfig, InstanceId, KeyDerivation, KeyId, MemoryEncryption,
+    ProviderChoice, SealedData, SequenceCheck,
 };
 
 const CHOICES: [ProviderChoice; 3] = [
@@ -168,6 +168,41 @@ fn moved_replayed_and_relabelled_blocks_fail_with_typed_errors() {
     assert!(matches!(
         e.open_region(&unknown, a, SequenceCheck::Exact(2), b""),
         Err(Error::UnknownKeyEpoch { epoch: 99 })
+    ));
+
+    // An envelope of a retired format version (1: no instance or incarnation in its
+    // context) is refused, naming the version, before any key is tried.
+    let mut v1_format = v2.clone();
+    v1_format[4] = 1;
+    assert!(matches!(
+        e.open_region(&v1_format, a, SequenceCheck::Exact(2), b""),
+        Err(Error::EnvelopeVersion {
+            found: 1,
+            supported: 2
+        })
+    ));
+    let err = e
+        .open_region(&v1_format, a, SequenceCheck::Exact(2), b"")
+        .unwrap_err();
+    assert!(err.to_string().contains("version 1"), "{err}");
+
+    // The same region of an earlier launch of the kernel: stale, not tampered.
+    let instance = InstanceId([7; 16]);
+    let launch1 = ContextId::bound(&instance, "kernel_a", 1, "control");
+    let launch2 = ContextId::bound(&instance, "kernel_a", 2, "control");
+    let old = e.seal_region(launch1, 0, b"launch one", b"").unwrap();
+    assert!(matches!(
+        e.open_region(&old, launch2, SequenceCheck::Exact(0), b""),
+        Err(Error::StaleIncarnation {
+            expected: 2,
+            found: 1
+        })
+    ));
+    // Another runtime instance's region: foreign.
+    let other_instance = ContextId::bound(&InstanceId([8; 16]), "kernel_a", 1, "control");
+    assert!(matches!(
+        e.open_region(&old, other_instance, SequenceCheck::Exact(0), b""),
+        Err(Error::WrongContext)
     ));
 
     // Associated data bound but not stored: a different AAD fails.

@@ -437,3 +437,134 @@ fn shutdown_stops_and_frees_everything_even_with_a_tampered_control_block() {
     assert_eq!(report.memory_in_use, 0);
     assert_eq!(dev.0.allocated_bytes(), 0);
 }
+
+/// The (single) stream-sealed buffer: a kernel's saved state.
+fn state_buffer(dev: &Dumpable) -> (BufferId, u64) {
+    let found: Vec<(BufferId, u64)> = dev
+        .buffers()
+        .into_iter()
+        .filter(|(b, l)| dev.raw(*b, *l)[6] == 2)
+        .collect();
+    assert_eq!(found.len(), 1, "one saved-state buffer");
+    found[0]
+}
+
+#[test]
+fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
+    let dev = Dumpable::new();
+    let rt = runtime_with(
+        MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
+        &dev,
+    );
+    let first = rt.launch("a", LaunchOptions::new()).unwrap();
+    assert_eq!(first.incarnation(), 1);
+    let (buf, len) = dev.buffers()[0];
+    // The attacker records launch 1's sealed control block (sequence 0)...
+    let recorded = dev.raw(buf, len);
+    first.terminate().unwrap();
+    first.wait(WAIT).unwrap();
+    // ...and writes it over launch 2's block, also at sequence 0.
+    let second = rt.launch("a", LaunchOptions::new()).unwrap();
+    assert_eq!(second.incarnation(), 2);
+    let (buf2, len2) = dev.buffers()[0];
+    assert_eq!(len2, len);
+    let current = dev.raw(buf2, len2);
+    dev.0.write(buf2, 0, &recorded).unwrap();
+    assert!(
+        matches!(
+            second.status(),
+            Err(Error::StaleIncarnation {
+                expected: 2,
+                found: 1
+            })
+        ),
+        "{:?}",
+        second.status()
+    );
+    dev.0.write(buf2, 0, &current).unwrap();
+    assert_eq!(second.status().unwrap().state, KernelState::Active);
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn replay_of_saved_state_from_an_earlier_launch_is_refused_as_stale() {
+    let dev = Dumpable::new();
+    let rt = runtime_with(
+        MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
+        &dev,
+    );
+    let saver = || {
+        LaunchOptions::new().handler(|ctx, m| {
+            ctx.save_state(&m.payload)?;
+            Ok(())
+        })
+    };
+    let first = rt.launch("wallet", saver()).unwrap();
+    rt.send("wallet", "balance", b"balance=1000000").unwrap();
+    wait_until("state saved", || first.load_state().unwrap().is_some());
+    let (buf, len) = state_buffer(&dev);
+    let recorded = dev.raw(buf, len);
+    first.terminate().unwrap();
+    first.wait(WAIT).unwrap();
+
+    let second = rt.launch("wallet", saver()).unwrap();
+    rt.send("wallet", "balance", b"balance=0000001").unwrap();
+    wait_until("state saved", || second.load_state().unwrap().is_some());
+    let (buf2, len2) = state_buffer(&dev);
+    assert_eq!(
+        len2, len,
+        "same length, same sequence: only the launch differs"
+    );
+    dev.0.write(buf2, 0, &recorded).unwrap();
+    assert!(
+        matches!(
+            second.load_state(),
+            Err(Error::StaleIncarnation {
+                expected: 2,
+                found: 1
+            })
+        ),
+        "the old balance must not come back"
+    );
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn runtimes_sharing_one_encryption_refuse_each_others_blocks() {
+    let enc = MemoryEncryption::new(EncryptionConfig::secure()).unwrap();
+    let (dev1, dev2) = (Dumpable::new(), Dumpable::new());
+    let rt1 = runtime_with(enc.clone(), &dev1);
+    let rt2 = runtime_with(enc, &dev2);
+    assert_ne!(rt1.instance_id(), rt2.instance_id());
+    let _a1 = rt1.launch("a", LaunchOptions::new()).unwrap();
+    let a2 = rt2.launch("a", LaunchOptions::new()).unwrap();
+    let (b1, len) = dev1.buffers()[0];
+    let (b2, _) = dev2.buffers()[0];
+    // Same key, same kernel id, same sequence: only the runtime instance differs.
+    dev2.0.write(b2, 0, &dev1.raw(b1, len)).unwrap();
+    assert!(matches!(a2.status(), Err(Error::WrongContext)));
+    rt1.shutdown().unwrap();
+    rt2.shutdown().unwrap();
+}
+
+#[test]
+fn incarnations_continue_across_restarts_in_one_state_directory() {
+    let state = tempfile::tempdir().unwrap();
+    for expected in 1..=3 {
+        let rt = RuntimeBuilder::new()
+            .development()
+            .state_directory(state.path())
+            .build()
+            .unwrap();
+        let k = rt.launch("k", LaunchOptions::new()).unwrap();
+        assert_eq!(k.incarnation(), expected);
+        rt.shutdown().unwrap();
+    }
+    // Without a state directory each runtime counts from 1.
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    assert_eq!(
+        rt.launch("k", LaunchOptions::new()).unwrap().incarnation(),
+        1
+    );
+    rt.shutdown().unwrap();
+}

@@ -98,6 +98,12 @@ fn device_kernel_counts_exactly_across_three_rotations_with_a_sealed_control_blo
 }
 
 #[test]
+fn a_control_block_replayed_from_an_earlier_launch_is_refused_on_host_and_device() {
+    let Some(gpu) = backend() else { return };
+    suite::kernel_replay_across_incarnations_refused(Shared::new(gpu));
+}
+
+#[test]
 fn the_input_ring_in_device_memory_wraps_and_keeps_order() {
     let Some(gpu) = backend() else { return };
     suite::kernel_input_ring_keeps_order(Shared::new(gpu));

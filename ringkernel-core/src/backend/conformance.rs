@@ -635,6 +635,69 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
     assert_eq!(dev.0.allocated_bytes(), 0, "every device buffer freed");
 }
 
+/// A device kernel's control block recorded from an earlier launch of the same kernel
+/// id, written over the relaunched kernel's block at the same sequence, is refused: by
+/// the host as stale (`StaleIncarnation`), and by the device, whose round stops the
+/// kernel without processing anything.
+pub fn kernel_replay_across_incarnations_refused<B: ComputeBackend>(dev: Shared<B>) {
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
+            .unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
+    let (rt, got) = runtime(&dev, enc, policy);
+    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let sink_block = dev.buffers_of(len);
+    assert_eq!(sink_block.len(), 1, "the sink's control block");
+    let control_of_gpu = || {
+        let blocks: Vec<BufferId> = dev
+            .buffers_of(len)
+            .into_iter()
+            .filter(|b| !sink_block.contains(b))
+            .collect();
+        assert_eq!(blocks.len(), 1, "the device kernel's control block");
+        blocks[0]
+    };
+
+    let first = checksum_kernel(&rt, "gpu", "sink");
+    rt.send_timeout("gpu", "data", b"launch one", WAIT).unwrap();
+    wait_until("launch one", || got.lock().len() == 1);
+    let buf = control_of_gpu();
+    let recorded = dev.raw(buf, len);
+    let recorded_seq = u64::from_le_bytes(recorded[28..36].try_into().unwrap());
+    first.terminate().unwrap();
+    first.wait(WAIT).unwrap();
+
+    let second = checksum_kernel(&rt, "gpu", "sink");
+    assert_eq!(second.incarnation(), first.incarnation() + 1);
+    // Bring launch two to the recorded block's sequence, so only the launch differs.
+    for i in 0..recorded_seq {
+        let before = got.lock().len();
+        rt.send_timeout("gpu", "data", &i.to_le_bytes(), WAIT)
+            .unwrap();
+        wait_until("launch two", || got.lock().len() == before + 1);
+    }
+    let buf2 = control_of_gpu();
+    let current = dev.raw(buf2, len);
+    assert_eq!(&current[28..36], &recorded[28..36], "same sequence");
+    dev.0.write(buf2, 0, &recorded).unwrap();
+    assert!(
+        matches!(second.status(), Err(Error::StaleIncarnation { .. })),
+        "{:?}",
+        second.status()
+    );
+    let delivered = got.lock().len();
+    rt.send_timeout("gpu", "data", b"after replay", WAIT)
+        .unwrap();
+    wait_until("kernel stopped on the replayed block", || {
+        second
+            .status()
+            .map_or(true, |s| s.state == KernelState::Terminated)
+    });
+    assert_eq!(got.lock().len(), delivered, "nothing processed from it");
+    let report = rt.shutdown().unwrap();
+    assert_eq!(report.memory_in_use, 0);
+}
+
 /// The device kernel's input ring in device memory: messages of every length (empty,
 /// odd, up to the 64 KiB limit) pass through it, wrapping many times, while the device
 /// takes at most five per round; every one is processed once, in order, with exact

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::gate::Gate;
+use super::incarnations::Incarnations;
 use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::security::compliance::ComplianceReporter;
-use crate::security::encryption::{EncryptionConfig, MemoryEncryption};
+use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Tunables of the runtime itself.
@@ -58,6 +59,7 @@ pub struct RuntimeBuilder {
     sandbox: Option<KernelSandbox>,
     audit: Option<AuditConfig>,
     compliance: Option<ComplianceReporter>,
+    state_directory: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -91,6 +93,7 @@ impl RuntimeBuilder {
             sandbox: None,
             audit: None,
             compliance: None,
+            state_directory: None,
         }
     }
 
@@ -149,6 +152,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The directory holding what must survive a restart: today the kernels' launch
+    /// incarnation counts (`incarnations.json`), so that a restarted runtime never
+    /// reuses an incarnation. Created if missing. Without one, counts start at 1 in
+    /// every runtime (each runtime's random instance id still keeps them apart).
+    pub fn state_directory(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_directory = Some(dir.into());
+        self
+    }
+
     /// Runtime tunables.
     pub fn config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
@@ -168,6 +180,11 @@ impl RuntimeBuilder {
                 "poll_interval and tick_interval must be greater than zero".into(),
             ));
         }
+        let instance = InstanceId::random()?;
+        let incarnations = match &self.state_directory {
+            Some(dir) => Incarnations::in_directory(dir)?,
+            None => Incarnations::in_memory(),
+        };
         let mut notes = Vec::new();
         let encryption = match (self.mode, self.encryption) {
             (SecurityMode::Production, Some(enc)) => {
@@ -256,6 +273,7 @@ impl RuntimeBuilder {
             let enc = encryption.as_ref();
             let ev = AuditEvent::new("runtime.configure")
                 .actor("host")
+                .detail("instance", instance.to_hex())
                 .detail("mode", format!("{:?}", self.mode))
                 .detail(
                     "encryption",
@@ -286,6 +304,7 @@ impl RuntimeBuilder {
             encryption,
             sandbox,
             audit,
+            (instance, incarnations),
             notes,
         )?))?;
         if let Some(reporter) = self.compliance {

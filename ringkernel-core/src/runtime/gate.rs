@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::security::memory::Plaintext;
 
+use super::incarnations::Incarnations;
 use super::sealing::{KernelContexts, Sealing};
 use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
 use crate::backend::{
@@ -29,7 +30,7 @@ use crate::control::ControlBlock;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, HybridClock, KernelId, Mailbox, Message, validate_message};
 use crate::security::audit::{AuditEvent, AuditLog, AuditResult};
-use crate::security::encryption::{KeyId, MemoryEncryption};
+use crate::security::encryption::{InstanceId, KeyId, MemoryEncryption};
 use crate::security::sandbox::{KernelSandbox, KernelSlot, Verdict, WatchdogStep};
 
 /// Send-side state of one sender (a kernel or the host): its sequence counter. Held
@@ -62,6 +63,8 @@ struct StateSlot {
 /// Everything the runtime holds about one kernel.
 pub(crate) struct KernelEntry {
     pub(crate) id: KernelId,
+    /// This launch's number among the launches of `id` (never reused).
+    pub(crate) incarnation: u32,
     pub(crate) mailbox: Mailbox,
     /// The kernel's sandbox state, when the runtime has a sandbox.
     sandbox: Option<Arc<KernelSlot>>,
@@ -112,6 +115,9 @@ pub(crate) struct Gate {
     pub(crate) encryption: Option<MemoryEncryption>,
     pub(crate) sandbox: Option<KernelSandbox>,
     pub(crate) audit: Option<AuditLog>,
+    /// This runtime's random identity, bound into every context it seals under.
+    pub(crate) instance: InstanceId,
+    incarnations: Incarnations,
     sealing: Sealing,
     /// The ChaCha20-Poly1305 encryption of device kernels' control blocks when the
     /// configured algorithm has no GPU implementation (see [`Sealing`]).
@@ -144,8 +150,10 @@ impl Gate {
         encryption: Option<MemoryEncryption>,
         sandbox: Option<KernelSandbox>,
         audit: Option<AuditLog>,
+        identity: (InstanceId, Incarnations),
         mut notes: Vec<String>,
     ) -> Result<Self> {
+        let (instance, incarnations) = identity;
         let companion = Self::device_companion(&*backend, encryption.as_ref(), &mut notes)?;
         let sealing = Sealing::new(encryption.as_ref(), companion.as_ref());
         let mut gate = Gate {
@@ -155,6 +163,8 @@ impl Gate {
             encryption,
             sandbox,
             audit,
+            instance,
+            incarnations,
             sealing,
             companion,
             sealed_epoch: AtomicU32::new(0),
@@ -244,13 +254,15 @@ impl Gate {
         {
             return Err(Error::DuplicateKernel { id: id.to_string() });
         }
+        let incarnation = self.incarnations.next(&id)?;
         // The sandbox picks the kernel's limits and policy and gives it its route slot.
         let sandbox = self.sandbox.as_ref().map(|s| s.register(&id)).transpose()?;
         let entry = Arc::new(KernelEntry {
             id: id.clone(),
+            incarnation,
             sandbox,
             mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
-            contexts: KernelContexts::new(&id),
+            contexts: KernelContexts::new(&self.instance, &id, incarnation),
             state: Mutex::new(None),
             control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
             sender: Mutex::new(SenderState::default()),
@@ -274,6 +286,7 @@ impl Gate {
                     AuditEvent::new("kernel.launch")
                         .actor("host")
                         .target(&id)
+                        .detail("incarnation", u64::from(incarnation))
                         .detail("queue_capacity", capacity as u64)
                         .detail("sealed_control_block", self.sealing.seals_control())
                 });

@@ -27,6 +27,7 @@
 mod builder;
 mod context;
 mod gate;
+mod incarnations;
 mod sealing;
 mod snapshot;
 
@@ -165,6 +166,12 @@ impl KernelHandle {
         self.gate.status(&self.entry)
     }
 
+    /// This launch's incarnation: 1 for the first launch of the id, then one more for
+    /// every relaunch (continued across restarts with a state directory).
+    pub fn incarnation(&self) -> u32 {
+        self.entry.incarnation
+    }
+
     /// How long ago the kernel was launched.
     pub fn uptime(&self) -> Duration {
         self.entry.uptime()
@@ -301,6 +308,12 @@ impl Runtime {
         wait: Duration,
     ) -> Result<()> {
         self.gate.send(None, to, topic, payload, Some(wait))
+    }
+
+    /// This runtime's random 128-bit identity, chosen at build: bound into the context
+    /// of everything it seals, and shown in its audit log and compliance reports.
+    pub fn instance_id(&self) -> crate::security::encryption::InstanceId {
+        self.gate.instance
     }
 
     /// Production or development mode.

@@ -13,9 +13,10 @@ use crate::backend::{BufferId, ComputeBackend};
 use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
 use crate::error::Result;
 use crate::k2k::{Endpoint, KernelId};
-use crate::security::encryption::{ContextId, MemoryEncryption, SequenceCheck};
+use crate::security::encryption::{ContextId, InstanceId, MemoryEncryption, SequenceCheck};
 
-/// The contexts of one kernel's regions.
+/// The contexts of one launch of a kernel's regions: bound to the runtime instance, the
+/// kernel and its launch incarnation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KernelContexts {
     pub(crate) control: ContextId,
@@ -24,11 +25,12 @@ pub(crate) struct KernelContexts {
 }
 
 impl KernelContexts {
-    pub(crate) fn new(id: &KernelId) -> Self {
+    pub(crate) fn new(instance: &InstanceId, id: &KernelId, incarnation: u32) -> Self {
+        let bound = |region| ContextId::bound(instance, id.as_str(), incarnation, region);
         KernelContexts {
-            control: ContextId::new(id.as_str(), "control"),
-            queue: ContextId::new(id.as_str(), "queue"),
-            state: ContextId::new(id.as_str(), "state"),
+            control: bound("control"),
+            queue: bound("queue"),
+            state: bound("state"),
         }
     }
 }

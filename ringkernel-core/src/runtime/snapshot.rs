@@ -105,6 +105,7 @@ fn snapshot(gate: &Gate, at: SystemTime) -> SecuritySnapshot {
     SecuritySnapshot {
         generated_at: at,
         mode: gate.mode,
+        runtime_instance: gate.instance.to_hex(),
         backend: gate.backend_info(),
         memory_encryption,
         memory_protection: memory_protection_info(),

@@ -101,6 +101,8 @@ pub struct SecuritySnapshot {
     pub generated_at: SystemTime,
     /// Production or development.
     pub mode: SecurityMode,
+    /// The runtime instance's id (32 hex digits), bound into everything it seals.
+    pub runtime_instance: String,
     /// The backend.
     #[serde(skip)]
     pub backend: BackendInfo,

@@ -357,6 +357,8 @@ pub struct ComplianceReport {
     pub generated_at: String,
     /// Production or development.
     pub mode: String,
+    /// The runtime instance the report was read from (32 hex digits).
+    pub runtime_instance: String,
     /// Backend and device.
     pub backend: String,
     /// Counts.
@@ -584,6 +586,7 @@ impl ComplianceReporter {
             organization: self.inner.organization.read().clone(),
             generated_at: format_time(ctx.generated_at),
             mode: format!("{:?}", ctx.mode),
+            runtime_instance: ctx.runtime_instance.clone(),
             backend: format!("{} ({})", ctx.backend.name, ctx.backend.device),
             summary,
             checks,

@@ -10,12 +10,12 @@
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0  | 4  | magic `"RKSE"` |
-//! | 4  | 1  | version (1) |
+//! | 4  | 1  | version (2; version 1 is refused with [`Error::EnvelopeVersion`]) |
 //! | 5  | 1  | algorithm id (1 AES-256-GCM, 2 AES-128-GCM, 3 ChaCha20-Poly1305, 4 XChaCha20-Poly1305) |
 //! | 6  | 1  | kind (1 single-shot) |
 //! | 7  | 1  | nonce length N (12 or 24) |
 //! | 8  | 4  | key epoch (u32 LE) |
-//! | 12 | 16 | context id (kernel + buffer) |
+//! | 12 | 16 | context id: 12 bytes naming runtime instance + kernel + region, then the kernel's launch incarnation (u32 LE) |
 //! | 28 | 8  | sequence number (u64 LE) |
 //! | 36 | 4  | plaintext length L (u32 LE) |
 //! | 40 | N  | nonce |
@@ -37,8 +37,10 @@ use crate::error::{Error, Result};
 
 /// Envelope magic.
 pub const MAGIC: [u8; 4] = *b"RKSE";
-/// Envelope format version.
-pub const VERSION: u8 = 1;
+/// Envelope format version. Version 2 binds the runtime instance and the kernel's
+/// launch incarnation into the context id ([`ContextId::bound`]); version 1 (kernel +
+/// region only, so a block from an earlier launch or another runtime opened) is refused.
+pub const VERSION: u8 = 2;
 /// Bytes before the nonce in the single-shot form.
 pub const SINGLE_FIXED: usize = 40;
 /// Bytes before the nonce prefix in the stream form.
@@ -64,24 +66,88 @@ pub enum Direction {
     Device = 1,
 }
 
-/// Names a sealed region: which kernel, which buffer. 128 bits of SHA-256 over both
-/// names, so that ids of any length fit the fixed header.
+/// The random 128-bit identity of one runtime instance, chosen when the runtime is
+/// built; bound into every context the runtime seals under, so that two runtimes (even
+/// sharing one [`MemoryEncryption`](super::MemoryEncryption)) never open each other's
+/// regions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InstanceId(pub [u8; 16]);
+
+impl InstanceId {
+    /// A fresh random instance id (from the operating system's generator).
+    pub fn random() -> Result<Self> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| {
+            Error::Backend(format!("no randomness for the runtime instance id: {e}"))
+        })?;
+        Ok(InstanceId(id))
+    }
+
+    /// The id as 32 lowercase hex digits (as shown in audit records and reports).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InstanceId({})", self.to_hex())
+    }
+}
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Names a sealed region: which runtime instance, which kernel, which region, and which
+/// launch (incarnation) of the kernel. The first 12 bytes are SHA-256 over instance,
+/// kernel and region (so ids of any length fit the fixed header); the last 4 are the
+/// incarnation, little-endian, so that a block from an earlier launch of the same
+/// kernel is told apart ([`Error::StaleIncarnation`]) from one of another region
+/// ([`Error::WrongContext`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ContextId(pub [u8; 16]);
 
+/// Bytes of a [`ContextId`] that name instance, kernel and region.
+const CONTEXT_NAME_LEN: usize = 12;
+
 impl ContextId {
-    /// The context of region `region` (e.g. `"control"`, `"queue"`) of kernel `kernel`.
+    /// The context of region `region` (e.g. `"control"`, `"queue"`) of kernel `kernel`
+    /// outside any runtime (instance all zero, incarnation 0): for data sealed directly
+    /// with [`MemoryEncryption`](super::MemoryEncryption).
     pub fn new(kernel: &str, region: &str) -> Self {
+        Self::bound(&InstanceId([0; 16]), kernel, 0, region)
+    }
+
+    /// The context of region `region` of launch `incarnation` of kernel `kernel` in
+    /// runtime `instance`: what a runtime seals its regions under.
+    pub fn bound(instance: &InstanceId, kernel: &str, incarnation: u32, region: &str) -> Self {
         let mut h = Sha256::new();
-        h.update(b"ringkernel/context/v1");
+        h.update(b"ringkernel/context/v2");
+        h.update(instance.0);
         h.update((kernel.len() as u64).to_le_bytes());
         h.update(kernel.as_bytes());
         h.update((region.len() as u64).to_le_bytes());
         h.update(region.as_bytes());
         let digest = h.finalize();
         let mut id = [0u8; 16];
-        id.copy_from_slice(&digest[..16]);
+        id[..CONTEXT_NAME_LEN].copy_from_slice(&digest[..CONTEXT_NAME_LEN]);
+        id[CONTEXT_NAME_LEN..].copy_from_slice(&incarnation.to_le_bytes());
         ContextId(id)
+    }
+
+    /// The launch incarnation this context names.
+    pub fn incarnation(&self) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[CONTEXT_NAME_LEN..]);
+        u32::from_le_bytes(b)
+    }
+
+    /// Whether `other` names the same instance, kernel and region (any incarnation).
+    pub fn same_region(&self, other: &ContextId) -> bool {
+        self.0[..CONTEXT_NAME_LEN] == other.0[..CONTEXT_NAME_LEN]
     }
 
     /// The context of data sealed with `MemoryEncryption::encrypt` outside any kernel.
@@ -168,7 +234,10 @@ impl Header {
             return bad("bad magic");
         }
         if bytes[4] != VERSION {
-            return bad("unsupported version");
+            return Err(Error::EnvelopeVersion {
+                found: bytes[4],
+                supported: VERSION,
+            });
         }
         let Some(algorithm) = Algorithm::from_id(bytes[5]) else {
             return bad("unknown algorithm id");
@@ -323,7 +392,7 @@ mod tests {
         let mut b = Vec::new();
         h.encode_into(&mut b);
         assert_eq!(&b[0..4], b"RKSE");
-        assert_eq!(b[4], 1);
+        assert_eq!(b[4], 2);
         assert_eq!(b[5], 1);
         assert_eq!(b[6], 1);
         assert_eq!(b[7], 12);

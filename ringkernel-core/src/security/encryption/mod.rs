@@ -36,7 +36,7 @@ pub use config::{
     PBKDF2_MIN_ITERATIONS,
 };
 pub use device::{DeviceKey, DeviceOpen, DeviceSeal};
-pub use envelope::{ContextId, Direction, EnvelopeKind, Header};
+pub use envelope::{ContextId, Direction, EnvelopeKind, Header, InstanceId};
 pub use provider::{AeadKey, AeadProvider, AwsLc, ProviderChoice, RustCrypto};
 
 use std::fmt;
@@ -643,6 +643,14 @@ impl MemoryEncryption {
             return Err(Error::Tampered);
         }
         if header.context != context {
+            // Same region of an earlier (or later) launch of the kernel: a replay across
+            // incarnations, told apart from a block moved in from elsewhere.
+            if header.context.same_region(&context) {
+                return Err(Error::StaleIncarnation {
+                    expected: context.incarnation(),
+                    found: header.context.incarnation(),
+                });
+            }
             return Err(Error::WrongContext);
         }
         match check {

@@ -93,6 +93,7 @@ pub(crate) fn render(r: &ComplianceReport) -> String {
                     tr { td { "Organization" } td { (r.organization) } }
                     tr { td { "Generated" } td { (r.generated_at) } }
                     tr { td { "Runtime mode" } td { (r.mode) } }
+                    tr { td { "Runtime instance" } td { (r.runtime_instance) } }
                     tr { td { "Backend" } td { (r.backend) } }
                     tr { td { "Schema" } td { (r.schema) } }
                 }

@@ -31,6 +31,7 @@ pub(crate) fn render(r: &ComplianceReport) -> String {
     let _ = writeln!(s, "| Organization | {} |", esc(&r.organization));
     let _ = writeln!(s, "| Generated | {} |", esc(&r.generated_at));
     let _ = writeln!(s, "| Runtime mode | {} |", esc(&r.mode));
+    let _ = writeln!(s, "| Runtime instance | {} |", esc(&r.runtime_instance));
     let _ = writeln!(s, "| Backend | {} |", esc(&r.backend));
     let _ = writeln!(s, "| Schema | {} |\n", esc(r.schema));
     let m = &r.summary;

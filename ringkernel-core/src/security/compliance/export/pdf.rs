@@ -147,6 +147,7 @@ fn layout(r: &ComplianceReport) -> Vec<Vec<Op>> {
         ("Organization", &r.organization),
         ("Generated", &r.generated_at),
         ("Runtime mode", &r.mode),
+        ("Runtime instance", &r.runtime_instance),
         ("Backend", &r.backend),
     ] {
         l.text(MARGIN, BODY, false, GREY, &format!("{k}: {v}"));
