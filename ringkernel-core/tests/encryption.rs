@@ -293,6 +293,50 @@ fn counter_nonces_are_unique_and_xchacha_nonces_random() {
 }
 
 #[test]
+fn password_derived_data_reopens_after_unlock_with_the_same_password() {
+    let cheap = KeyDerivation::Argon2id {
+        memory_cost: 256,
+        time_cost: 1,
+        parallelism: 1,
+    };
+    // The first instance seals under two epochs, then goes away.
+    let first = MemoryEncryption::from_password("correct horse", cheap).unwrap();
+    let early = first.encrypt(&sample_block()).unwrap();
+    first.rotate_key().unwrap();
+    let late = first.encrypt_bytes(b"sealed under epoch 2").unwrap();
+    let meta = first.key_metadata();
+    assert_eq!(meta.keys.highest, 2);
+    assert_eq!(meta.keys.epochs.len(), 2);
+    drop(first);
+
+    // A second instance from the same password and metadata opens both...
+    let second =
+        MemoryEncryption::unlock(b"correct horse", &meta, EncryptionConfig::secure()).unwrap();
+    assert_eq!(
+        second.decrypt::<ControlBlock>(&early).unwrap(),
+        sample_block()
+    );
+    assert_eq!(
+        &second.decrypt_bytes(&late).unwrap()[..],
+        b"sealed under epoch 2"
+    );
+    // ...and seals under a fresh epoch of its own, never reusing an earlier key's nonces.
+    let fresh = second.encrypt_bytes(b"new").unwrap();
+    assert_eq!(fresh.header().unwrap().epoch, 3);
+    // An epoch the metadata never knew is named as such, not called tampering.
+    let mut unknown = late.into_bytes();
+    unknown[8..12].copy_from_slice(&9u32.to_le_bytes());
+    assert!(matches!(
+        second.decrypt_bytes(&SealedData::from_bytes(unknown).unwrap()),
+        Err(Error::UnknownKeyEpoch { epoch: 9 })
+    ));
+    assert!(matches!(
+        MemoryEncryption::unlock(b"wrong horse", &meta, EncryptionConfig::secure()),
+        Err(Error::WrongPassword)
+    ));
+}
+
+#[test]
 fn passwords_derive_checkable_keys() {
     let cheap = KeyDerivation::Argon2id {
         memory_cost: 256,
@@ -300,7 +344,7 @@ fn passwords_derive_checkable_keys() {
         parallelism: 1,
     };
     let e = MemoryEncryption::from_password("correct horse", cheap).unwrap();
-    let meta = e.key_metadata().clone();
+    let meta = e.key_metadata();
     assert_eq!(meta.salt.len(), 16);
     let again = MemoryEncryption::unlock(b"correct horse", &meta, EncryptionConfig::new()).unwrap();
     assert_eq!(again.key_metadata().key_check, meta.key_check);

@@ -28,7 +28,7 @@ fn run() -> Result<(), Error> {
 
     let t0 = Instant::now();
     let encryption = MemoryEncryption::from_password(&passphrase, KeyDerivation::argon2id())?;
-    let meta = encryption.key_metadata().clone();
+    let meta = encryption.key_metadata();
     println!(
         "derived a master key with {} in {:.0} ms",
         meta.kdf.describe(),

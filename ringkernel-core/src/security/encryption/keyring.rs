@@ -24,9 +24,45 @@ use super::provider::{AeadKey, SMALL_RECORD_LIMIT};
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
 
+/// Bytes of an epoch's random HKDF salt.
+pub const EPOCH_SALT_LEN: usize = 32;
+
+/// What it takes to derive one epoch's data key again from the master key: its number
+/// and its random salt. Not secret without the master key; kept sealed in a keystore.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EpochSalt {
+    /// The key epoch.
+    pub epoch: u32,
+    /// The epoch's random HKDF salt.
+    pub salt: [u8; EPOCH_SALT_LEN],
+}
+
+impl std::fmt::Debug for EpochSalt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochSalt")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The persistable state of a keyring: the highest epoch ever issued and the salts of
+/// the live epochs (retired epochs are absent: their keys cannot be derived again).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyringState {
+    /// Highest epoch ever issued.
+    pub highest: u32,
+    /// Live epochs, ascending; the last is the current one.
+    pub epochs: Vec<EpochSalt>,
+}
+
+/// Called with the keyring's new state before a new epoch is used for sealing and after
+/// epochs are retired (a keystore writes it to disk). An error refuses the rotation.
+pub(crate) type PersistHook = Arc<dyn Fn(&KeyringState) -> Result<()> + Send + Sync>;
+
 /// One epoch's data key, as AEAD instances of the small-record and bulk providers.
 pub(crate) struct EpochKey {
     pub(crate) epoch: u32,
+    salt: [u8; EPOCH_SALT_LEN],
     small: Box<dyn AeadKey>,
     bulk: Option<Box<dyn AeadKey>>,
     /// The raw key, kept (locked, zeroed on drop) for device key slots.
@@ -35,6 +71,12 @@ pub(crate) struct EpochKey {
     counter: AtomicU64,
     bytes: AtomicU64,
     retire_at: Mutex<Option<Instant>>,
+}
+
+impl Drop for EpochKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.salt);
+    }
 }
 
 impl EpochKey {
@@ -72,28 +114,75 @@ pub(crate) struct Keyring {
     /// Highest epoch ever issued (epochs are issued 1, 2, 3, ...).
     highest: AtomicU64,
     rotation_lock: Mutex<()>,
+    persist: Option<PersistHook>,
 }
 
 impl Keyring {
-    pub(crate) fn new(config: &EncryptionConfig, master: SecureBuffer) -> Result<Self> {
+    /// A keyring whose master key was kept, with the live epochs of `state` derived
+    /// again for opening, then a fresh epoch (`state.highest + 1`, a new random salt)
+    /// for sealing: nothing is ever sealed again under an epoch of an earlier process,
+    /// so counter nonces never repeat across restarts. The restored epochs enter their
+    /// grace period now. `persist` (if any) sees every new state before it is used.
+    pub(crate) fn restore(
+        config: &EncryptionConfig,
+        master: SecureBuffer,
+        state: &KeyringState,
+        persist: Option<PersistHook>,
+    ) -> Result<Self> {
         let ring = Keyring {
             algorithm: config.algorithm,
             config: config.clone(),
             master,
             epochs: RwLock::new(Vec::new()),
-            highest: AtomicU64::new(0),
+            highest: AtomicU64::new(u64::from(state.highest)),
             rotation_lock: Mutex::new(()),
+            persist,
         };
-        let first = ring.make_epoch(1)?;
-        ring.epochs.write().push(Arc::new(first));
-        ring.highest.store(1, Ordering::Release);
+        let retire_at = Instant::now() + config.grace_period;
+        let mut restored = Vec::with_capacity(state.epochs.len());
+        for e in &state.epochs {
+            if e.epoch == 0 || e.epoch > state.highest {
+                return Err(Error::Corrupt {
+                    what: "key state",
+                    reason: format!("epoch {} outside 1..={}", e.epoch, state.highest),
+                });
+            }
+            let key = ring.derive_epoch(e.epoch, e.salt)?;
+            *key.retire_at.lock() = Some(retire_at);
+            restored.push(Arc::new(key));
+        }
+        restored.sort_by_key(|k| k.epoch);
+        *ring.epochs.write() = restored;
+        ring.rotate()?;
         Ok(ring)
     }
 
+    /// The persistable state: highest epoch and the live epochs' salts.
+    pub(crate) fn state(&self) -> KeyringState {
+        Self::state_of(&self.epochs.read(), self.highest.load(Ordering::Acquire))
+    }
+
+    fn state_of(epochs: &[Arc<EpochKey>], highest: u64) -> KeyringState {
+        KeyringState {
+            highest: u32::try_from(highest).unwrap_or(u32::MAX),
+            epochs: epochs
+                .iter()
+                .map(|k| EpochSalt {
+                    epoch: k.epoch,
+                    salt: k.salt,
+                })
+                .collect(),
+        }
+    }
+
     fn make_epoch(&self, epoch: u32) -> Result<EpochKey> {
-        let mut salt = SecureBuffer::new(32);
-        getrandom::fill(salt.as_mut_slice())
+        let mut salt = [0u8; EPOCH_SALT_LEN];
+        getrandom::fill(&mut salt)
             .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        self.derive_epoch(epoch, salt)
+    }
+
+    fn derive_epoch(&self, epoch: u32, salt: [u8; EPOCH_SALT_LEN]) -> Result<EpochKey> {
         let mut info = Vec::with_capacity(32);
         info.extend_from_slice(b"ringkernel/v1/data-key");
         info.push(self.algorithm.id());
@@ -101,7 +190,7 @@ impl Keyring {
         let mut key = SecureBuffer::new(self.algorithm.key_len());
         kdf::hkdf(
             &self.config.key_derivation,
-            Some(salt.as_slice()),
+            Some(&salt),
             self.master.as_slice(),
             &info,
             key.as_mut_slice(),
@@ -122,6 +211,7 @@ impl Keyring {
         };
         Ok(EpochKey {
             epoch,
+            salt,
             small,
             bulk,
             raw: key,
@@ -180,6 +270,17 @@ impl Keyring {
         let next = u32::try_from(next)
             .map_err(|_| Error::InvalidConfig("key epochs exhausted (2^32 rotations)".into()))?;
         let key = Arc::new(self.make_epoch(next)?);
+        if let Some(persist) = &self.persist {
+            // The new epoch's salt is stored before anything is sealed under it, so a
+            // crash never leaves data sealed under a key that cannot be derived again.
+            let mut next_state = self.state();
+            next_state.highest = next;
+            next_state.epochs.push(EpochSalt {
+                epoch: next,
+                salt: key.salt,
+            });
+            persist(&next_state)?;
+        }
         let retire_at = Instant::now() + self.config.grace_period;
         let mut epochs = self.epochs.write();
         // Only the outgoing current key starts its grace period now; older ones
@@ -206,6 +307,17 @@ impl Keyring {
         });
         // Dropping the last Arc of a retired EpochKey drops its AEAD instances, which
         // zero their key schedules; readers holding a clone finish their operation first.
+        if !retired.is_empty()
+            && let Some(persist) = &self.persist
+        {
+            let state = Self::state_of(&epochs, self.highest.load(Ordering::Acquire));
+            drop(epochs);
+            // A failure leaves the retired salts on disk until the next retirement
+            // writes the state again; said loudly, since erasure is then incomplete.
+            if let Err(e) = persist(&state) {
+                tracing::error!(error = %e, ?retired, "retired key epochs could not be erased from the keystore yet");
+            }
+        }
         retired
     }
 

@@ -50,6 +50,7 @@ use bytemuck::Pod;
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
 use envelope::{single_nonce_96, stream_prefix_96};
+pub use keyring::{EPOCH_SALT_LEN, EpochSalt, KeyringState};
 use keyring::{Keyring, Reservation};
 
 /// Identifies a data key: its epoch. Printing it reveals nothing secret.
@@ -86,6 +87,10 @@ pub struct KeyMetadata {
     /// `HKDF(master, info = "ringkernel/v1/key-check")`, 16 bytes: lets `unlock`
     /// refuse a wrong password without revealing anything about the key.
     pub key_check: [u8; 16],
+    /// The live key epochs when the metadata was taken (each epoch's random salt), so
+    /// that [`MemoryEncryption::unlock`] derives the same data keys again and opens
+    /// what was sealed under them. Take the metadata after the last rotation.
+    pub keys: KeyringState,
 }
 
 /// Counters of the encryption layer (read without locks).
@@ -217,11 +222,14 @@ impl MemoryEncryption {
         let mut salt = vec![0u8; kdf::SALT_LEN];
         getrandom::fill(&mut salt)
             .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
-        Self::derive(password, config, salt)
+        Self::derive(password, config, salt, &KeyringState::default())
     }
 
     /// Derives the master key again from `password` and earlier `metadata` (same salt
-    /// and KDF), refusing a wrong password with [`Error::WrongPassword`].
+    /// and KDF), refusing a wrong password with [`Error::WrongPassword`]. The live
+    /// epochs of the metadata are derived again (so data sealed under them opens, for
+    /// their grace period), and a fresh epoch is started for sealing (so no nonce is
+    /// ever used twice under one key).
     pub fn unlock(
         password: &[u8],
         metadata: &KeyMetadata,
@@ -236,6 +244,7 @@ impl MemoryEncryption {
             password,
             config.key_derivation(metadata.kdf),
             metadata.salt.clone(),
+            &metadata.keys,
         )?;
         let a = me.inner.metadata.key_check;
         let b = metadata.key_check;
@@ -249,14 +258,19 @@ impl MemoryEncryption {
         Ok(me)
     }
 
-    fn derive(password: &[u8], config: EncryptionConfig, salt: Vec<u8>) -> Result<Self> {
+    fn derive(
+        password: &[u8],
+        config: EncryptionConfig,
+        salt: Vec<u8>,
+        keys: &KeyringState,
+    ) -> Result<Self> {
         config.validate()?;
         if config.algorithm == Algorithm::None {
             return Ok(Self::disabled(config));
         }
         let secret = SecureBuffer::from_slice(password);
         let master = kdf::derive_master(&config.key_derivation, secret.as_slice(), &salt)?;
-        Self::with_master(config, master, KeySource::Password, salt)
+        Self::restored(config, master, KeySource::Password, salt, keys, None)
     }
 
     fn disabled(config: EncryptionConfig) -> Self {
@@ -267,6 +281,7 @@ impl MemoryEncryption {
                     kdf: config.key_derivation,
                     salt: Vec::new(),
                     key_check: [0; 16],
+                    keys: KeyringState::default(),
                 },
                 config,
                 keyring: None,
@@ -282,6 +297,19 @@ impl MemoryEncryption {
         source: KeySource,
         salt: Vec<u8>,
     ) -> Result<Self> {
+        Self::restored(config, master, source, salt, &KeyringState::default(), None)
+    }
+
+    /// Encryption under a kept master key with the live epochs of `keys` restored and
+    /// a fresh epoch for sealing; `persist` sees every later key state before use.
+    pub(crate) fn restored(
+        config: EncryptionConfig,
+        master: SecureBuffer,
+        source: KeySource,
+        salt: Vec<u8>,
+        keys: &KeyringState,
+        persist: Option<keyring::PersistHook>,
+    ) -> Result<Self> {
         let mut key_check = [0u8; 16];
         kdf::hkdf(
             &config.key_derivation,
@@ -290,7 +318,7 @@ impl MemoryEncryption {
             b"ringkernel/v1/key-check",
             &mut key_check,
         )?;
-        let keyring = Keyring::new(&config, master)?;
+        let keyring = Keyring::restore(&config, master, keys, persist)?;
         Ok(MemoryEncryption {
             inner: Arc::new(Inner {
                 metadata: KeyMetadata {
@@ -298,6 +326,7 @@ impl MemoryEncryption {
                     kdf: config.key_derivation,
                     salt,
                     key_check,
+                    keys: KeyringState::default(),
                 },
                 config,
                 keyring: Some(keyring),
@@ -359,9 +388,20 @@ impl MemoryEncryption {
             .unwrap_or_default()
     }
 
-    /// Public facts about the master key (salt, KDF, password check value).
-    pub fn key_metadata(&self) -> &KeyMetadata {
-        &self.inner.metadata
+    /// Public facts about the master key (salt, KDF, password check value) and the
+    /// live key epochs now (what [`MemoryEncryption::unlock`] needs to open what this
+    /// instance sealed).
+    pub fn key_metadata(&self) -> KeyMetadata {
+        let mut meta = self.inner.metadata.clone();
+        if let Some(ring) = &self.inner.keyring {
+            meta.keys = ring.state();
+        }
+        meta
+    }
+
+    /// The persistable state of the keys: highest epoch and live epochs' salts.
+    pub(crate) fn keyring_state(&self) -> Option<KeyringState> {
+        self.inner.keyring.as_ref().map(Keyring::state)
     }
 
     /// The counters.
