@@ -1,6 +1,7 @@
 //! ChaCha20-Poly1305 on the CUDA device: the batch primitive (`aead_batch.cu`, one
 //! record per thread) and STREAM sealing/opening of device buffers (`stream_aead.cu`,
-//! one chunk per thread), in the same layouts as the wgpu backend.
+//! one chunk per block, its keystream and Poly1305 split across the block's threads),
+//! in the same layouts as the wgpu backend.
 
 use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use ringkernel_core::Error;
@@ -20,6 +21,19 @@ fn blocks(n: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (n.div_ceil(THREADS).max(1), 1, 1),
         block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Threads per block of the STREAM kernels: `RK_SPLIT_MAX_THREADS` of
+/// `chacha20_poly1305.cuh`, the most that take part in one chunk.
+const STREAM_THREADS: u32 = 256;
+
+/// Blocks of the STREAM kernels: one per chunk, up to a grid the kernels stride over.
+fn chunk_blocks(chunks: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (chunks.clamp(1, 65_535), 1, 1),
+        block_dim: (STREAM_THREADS, 1, 1),
         shared_mem_bytes: 0,
     }
 }
@@ -130,6 +144,9 @@ impl DeviceCipher for CudaBackend {
         let prefix = self.upload_u8(&seal.parsed.nonce)?;
         let aad = self.upload_u8(&seal.header)?;
         let (aad_len, chunk_size) = (seal.header.len() as u64, chunk);
+        let mut failures = st
+            .alloc_zeros::<u32>(1)
+            .map_err(|e| driver_error("allocating a counter", e))?;
         let mut launch = st.launch_builder(&self.dev.stream_seal);
         launch
             .arg(&key)
@@ -139,16 +156,30 @@ impl DeviceCipher for CudaBackend {
             .arg(&mut body)
             .arg(&len)
             .arg(&chunk_size)
-            .arg(&chunks);
+            .arg(&chunks)
+            .arg(&mut failures);
         // SAFETY: the arguments match `rk_stream_seal(const u8 *key, const u8 *prefix,
-        // const u8 *aad, u64 aad_len, u8 *body, u64 total, u32 chunk_size, u32 chunks)`;
-        // `body` holds `chunks` slots of chunk_size + 16 bytes (the last one shorter, as
-        // the kernel computes), key 32 bytes, prefix 7 bytes, aad `aad_len` bytes.
-        unsafe { launch.launch(blocks(chunks)) }.map_err(|e| driver_error("launch", e))?;
+        // const u8 *aad, u64 aad_len, u8 *body, u64 total, u32 chunk_size, u32 chunks,
+        // u32 *failures)`; `body` holds `chunks` slots of chunk_size + 16 bytes (the last
+        // one shorter, as the kernel computes), key 32 bytes, prefix 7 bytes, aad
+        // `aad_len` bytes, `failures` one word; the kernel checks that `chunks` is the
+        // chunk count of `len` before it touches the body.
+        unsafe { launch.launch(chunk_blocks(chunks)) }.map_err(|e| driver_error("launch", e))?;
+        let failed = st
+            .clone_dtoh(&failures)
+            .map_err(|e| driver_error("copy from the device", e))?;
+        self.wipe_u8(key);
+        if failed.first().copied().unwrap_or(1) != 0 {
+            // Not sealed: the slots may still hold plaintext.
+            self.wipe_u8(body);
+            self.dev.sync()?;
+            return Err(Error::Backend(
+                "cuda: the STREAM kernel refused the chunk geometry".into(),
+            ));
+        }
         let sealed_body = st
             .clone_dtoh(&body)
             .map_err(|e| driver_error("copy from the device", e))?;
-        self.wipe_u8(key);
         self.dev.sync()?;
         let mut out = seal.header.clone();
         out.extend_from_slice(&sealed_body);
@@ -190,8 +221,9 @@ impl DeviceCipher for CudaBackend {
             .arg(&mut failures);
         // SAFETY: the arguments match `rk_stream_open(const u8 *key, const u8 *prefix,
         // const u8 *aad, u64 aad_len, u8 *body, u64 total, u32 chunk_size, u32 chunks,
-        // u32 *failures)`; the body's length was checked against the header on the host.
-        unsafe { launch.launch(blocks(chunks)) }.map_err(|e| driver_error("launch", e))?;
+        // u32 *failures)`; the body's length was checked against the header on the host,
+        // and the kernel checks that `chunks` is the chunk count of `total`.
+        unsafe { launch.launch(chunk_blocks(chunks)) }.map_err(|e| driver_error("launch", e))?;
         let failed = st
             .clone_dtoh(&failures)
             .map_err(|e| driver_error("copy from the device", e))?;
@@ -221,6 +253,15 @@ impl DeviceCipher for CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_blocks_have_as_many_threads_as_take_part_in_a_chunk() {
+        let define = format!("#define RK_SPLIT_MAX_THREADS {STREAM_THREADS}u");
+        assert!(crate::sources::CIPHER_CUH.contains(&define), "{define}");
+        assert_eq!(chunk_blocks(0).grid_dim, (1, 1, 1));
+        assert_eq!(chunk_blocks(3).grid_dim, (3, 1, 1));
+        assert_eq!(chunk_blocks(u32::MAX).grid_dim, (65_535, 1, 1));
+    }
 
     #[test]
     fn chunk_spans_follow_the_stream_slot_layout() {

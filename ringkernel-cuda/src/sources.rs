@@ -5,7 +5,7 @@
 pub const CIPHER_CUH: &str = include_str!("../../shaders/cuda/chacha20_poly1305.cuh");
 /// Single-shot seal/open of many records, one per thread.
 pub const AEAD_BATCH_CU: &str = include_str!("../../shaders/cuda/aead_batch.cu");
-/// Chunked STREAM seal/open, one thread per chunk.
+/// Chunked STREAM seal/open, one block per chunk (Poly1305 split across its threads).
 pub const STREAM_AEAD_CU: &str = include_str!("../../shaders/cuda/stream_aead.cu");
 /// The persistent kernel's round.
 pub const PERSISTENT_CU: &str = include_str!("../../shaders/cuda/persistent_kernel.cu");

@@ -8,20 +8,24 @@
  *   o <threads> <key> <nonce> <aad> <ciphertext> <tag>  -> as O
  *       the same message sealed or opened by an emulated block of <threads> threads
  *       with rk_split_phase (the STREAM kernels' per-chunk code)
- *   C <key> <prefix7> <aad> <plaintext> <chunk-size-hex4>
- *       -> "<body>": the STREAM body of stream_aead.cu, every chunk sealed as one
- *          GPU thread would, then opened again (prints "FAIL" if any chunk fails)
+ *   E <threads> <key> <prefix7> <aad> <plaintext> <chunk-size>
+ *       -> "<body>": rk_stream_seal, one emulated block of <threads> threads per chunk
+ *   D <threads> <key> <prefix7> <aad> <body> <total> <chunk-size>
+ *       -> "<failures> <body>": rk_stream_open, likewise; the body as the kernel
+ *          leaves it (verified chunks decrypted, the others untouched)
+ *   G <total> <chunk-size> <chunks>  -> "1" or "0": rk_stream_geometry_ok
  *   R <control> <keys> <params> <ring> <routes>
  *       -> "<status> <control> <output> <ring>": one round of persistent_kernel.cu
  *          run on the host (thread 0's open, ring walk, update and re-seal, the
  *          per-message handler and the ring clearing are the kernel's own functions;
  *          only the thread loop is serial here)
- * and answers one line per request on stdout: "ERR" for a malformed request, and for the
- * block emulations "RACE" or "LEAK" (below).
+ * and answers one line per request on stdout: "ERR" for a malformed request, "REFUSED"
+ * where the kernel refuses the chunk geometry, and for the block emulations "RACE" or
+ * "LEAK" (below).
  *
  * An emulated block runs rk_split_phase for every thread, phase after phase: every
  * call of a phase returns before the next phase starts, which is what __syncthreads()
- * between the phases guarantees on the device. Each
+ * between the phases guarantees on the device (rk_stream_run in stream_aead.cu). Each
  * request runs twice, the threads of every phase called in forward and in reverse
  * order; a result that depends on the order means that two threads of one phase touch
  * the same data, a missing barrier ("RACE"). Shared memory starts as garbage, as on a
@@ -321,50 +325,107 @@ static void handle_split(int sealing, char **f, int nf) {
     free_req(&q);
 }
 
-/* C: every chunk of a STREAM body sealed as one GPU thread of stream_aead.cu would,
- * then opened again. */
-static void handle_chunks(char **f, int nf) {
-    if (nf < 6) {
+/* E / D: rk_stream_seal or rk_stream_open, one emulated block per chunk (as the host
+ * launches them: a grid of one block per chunk). */
+static void handle_stream(int sealing, char **f, int nf) {
+    shim_req q = {0};
+    unsigned long long total = 0, chunk = 0;
+    if (nf < (sealing ? 7 : 8) || decode_req(f, 7, &q) != 0 ||
+        (!sealing && parse_num(f[6], ~0ull, &total) != 0) ||
+        parse_num(f[sealing ? 6 : 7], 0xffffffffull, &chunk) != 0) {
+        puts("ERR");
+        free_req(&q);
+        return;
+    }
+    if (sealing) total = q.dlen;
+    /* The host's chunk count (ringkernel-core backend::device::stream_chunks). */
+    unsigned long long chunks = chunk == 0 ? 0 : (total + chunk - 1) / chunk;
+    if (chunk != 0 && chunks == 0) chunks = 1;
+    unsigned long long body_len = total + 16 * chunks;
+    if (chunks > 0xffffffffull || (!sealing && q.dlen != body_len)) {
+        puts("ERR");
+        free_req(&q);
+        return;
+    }
+    rk_stream_args a;
+    a.aad_len = q.alen;
+    a.total = total;
+    a.chunk_size = (rk_u32)chunk;
+    a.chunks = (rk_u32)chunks;
+    if (!rk_stream_geometry_ok(&a)) {
+        puts("REFUSED");
+        free_req(&q);
+        return;
+    }
+    unsigned char *body[2] = {0}, *key = exact_copy(q.key, 32), *prefix = exact_copy(q.nonce, 7);
+    unsigned char *aad = exact_copy(q.aad, q.alen);
+    rk_split_shared *sh = malloc(sizeof *sh);
+    rk_u32 failures[2] = {0, 0};
+    int leak = 0, oom = !key || !prefix || !aad || !sh;
+    for (int run = 0; run < 2 && !oom; run++) {
+        if (sealing) {
+            /* Each chunk's plaintext in its slot, as the host's device-to-device copies
+             * leave it; the tag bytes start as zeros (alloc_zeros). */
+            body[run] = calloc(body_len, 1);
+            if (body[run])
+                for (rk_u32 i = 0; i < chunks; i++) {
+                    size_t start = (size_t)i * chunk;
+                    size_t n = total - start < chunk ? total - start : chunk;
+                    memcpy(body[run] + (size_t)i * (chunk + 16), q.data + start, n);
+                }
+        } else {
+            body[run] = exact_copy(q.data, body_len);
+        }
+        if (!body[run]) {
+            oom = 1;
+            break;
+        }
+        a.key = key;
+        a.prefix = prefix;
+        a.aad = aad;
+        a.body = body[run];
+        for (rk_u32 ch = 0; ch < a.chunks; ch++) {
+            rk_split_job j = rk_stream_chunk(&a, ch);
+            memset(sh, SHARED_GARBAGE, sizeof *sh);
+            leak |= split_block(sealing, &j, q.threads, run, sh) != 0;
+            if (!sealing && sh->ok != 1u) failures[run]++;
+        }
+    }
+    if (oom) {
+        puts("ERR");
+    } else if (memcmp(body[0], body[1], body_len) != 0 || failures[0] != failures[1]) {
+        puts("RACE");
+    } else if (leak) {
+        puts("LEAK");
+    } else {
+        if (!sealing) printf("%u ", failures[0]);
+        puthex(body[0], body_len);
+        putchar('\n');
+    }
+    free(body[0]);
+    free(body[1]);
+    free(key);
+    free(prefix);
+    free(aad);
+    free(sh);
+    free_req(&q);
+}
+
+/* G: the kernel's check of the chunk geometry. */
+static void handle_geometry(char **f, int nf) {
+    unsigned long long total, chunk, chunks;
+    if (nf < 4 || parse_num(f[1], ~0ull, &total) != 0 ||
+        parse_num(f[2], 0xffffffffull, &chunk) != 0 ||
+        parse_num(f[3], 0xffffffffull, &chunks) != 0) {
         puts("ERR");
         return;
     }
-    size_t klen, nlen, alen, dlen, tlen;
-    unsigned char *key = unhex(f[1], &klen), *nonce = unhex(f[2], &nlen);
-    unsigned char *aad = unhex(f[3], &alen), *data = unhex(f[4], &dlen);
-    unsigned char *tag = unhex(f[5], &tlen);
-    if (!key || !nonce || !aad || !data || !tag || klen != 32 || nlen != 7 || tlen != 4) {
-        puts("ERR");
-    } else {
-            rk_u32 chunk = (rk_u32)tag[0] << 24 | (rk_u32)tag[1] << 16 | (rk_u32)tag[2] << 8 | tag[3];
-            rk_u32 chunks = chunk ? (rk_u32)((dlen + chunk - 1) / chunk) : 0;
-            if (chunks == 0) chunks = 1;
-            size_t body_len = dlen + 16 * (size_t)chunks;
-            unsigned char *body = calloc(body_len + 1, 1);
-            for (rk_u32 i = 0; i < chunks; i++) {
-                size_t start = (size_t)i * chunk, n = dlen - start < chunk ? dlen - start : chunk;
-                memcpy(body + (size_t)i * (chunk + 16), data + start, n);
-            }
-            for (rk_u32 i = 0; i < chunks; i++)
-                rk_stream_seal_chunk(key, nonce, aad, alen, body, dlen, chunk, chunks, i);
-            unsigned char *copy = malloc(body_len + 1);
-            memcpy(copy, body, body_len);
-            int bad = 0;
-            for (rk_u32 i = 0; i < chunks; i++)
-                bad |= rk_stream_open_chunk(key, nonce, aad, alen, copy, dlen, chunk, chunks, i);
-            if (bad) {
-                puts("FAIL");
-            } else {
-                puthex(body, body_len);
-                putchar('\n');
-            }
-            free(body);
-            free(copy);
-    }
-    free(key);
-    free(nonce);
-    free(aad);
-    free(data);
-    free(tag);
+    rk_stream_args a;
+    memset(&a, 0, sizeof a);
+    a.total = total;
+    a.chunk_size = (rk_u32)chunk;
+    a.chunks = (rk_u32)chunks;
+    puts(rk_stream_geometry_ok(&a) ? "1" : "0");
 }
 
 /* S / O: one thread's rk_aead_seal / rk_aead_open. */
@@ -422,8 +483,12 @@ int main(void) {
         case 'o':
             handle_split(op == 's', f, nf);
             break;
-        case 'C':
-            handle_chunks(f, nf);
+        case 'E':
+        case 'D':
+            handle_stream(op == 'E', f, nf);
+            break;
+        case 'G':
+            handle_geometry(f, nf);
             break;
         case 'R':
             handle_round(f, nf);
