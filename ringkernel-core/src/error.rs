@@ -193,6 +193,11 @@ pub enum Error {
         found: u64,
     },
 
+    /// A key-encryption key (password, key file, bytes) other than the one a keystore
+    /// was sealed under; the message names the fix.
+    #[error("wrong key-encryption key: {0}")]
+    WrongKey(String),
+
     /// The password does not match the key metadata's check value.
     #[error("wrong password for this key")]
     WrongPassword,
@@ -263,6 +268,7 @@ impl Error {
             Error::AuditIntegrity { .. } => 27,
             Error::StaleIncarnation { .. } => 28,
             Error::EnvelopeVersion { .. } => 29,
+            Error::WrongKey(_) => 30,
         }
     }
 }

@@ -52,6 +52,7 @@ fn snapshot(gate: &Gate, at: SystemTime) -> SecuritySnapshot {
                 key_source: match e.key_metadata().source {
                     KeySource::Random => "random",
                     KeySource::Password => "password-derived",
+                    KeySource::Keystore => "keystore",
                     KeySource::Disabled => "disabled",
                 }
                 .into(),

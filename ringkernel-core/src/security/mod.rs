@@ -2,6 +2,8 @@
 //!
 //! - [`encryption`]: `MemoryEncryption` — AEAD over control blocks, queues and kernel
 //!   state in device memory; key derivation; timed rotation.
+//! - [`keystore`]: `Keystore` — production keys kept across restarts, sealed under a
+//!   key-encryption key.
 //! - [`memory`]: `SecureBuffer` — locked, zeroed host memory for secrets.
 //! - [`audit`]: `AuditLog` — hash-chained, signed, tamper-evident audit records.
 //! - [`compliance`]: `ComplianceReporter` — reports that read the live runtime.
@@ -12,6 +14,7 @@
 pub mod audit;
 pub mod compliance;
 pub mod encryption;
+pub mod keystore;
 pub mod memory;
 pub mod sandbox;
 

@@ -70,6 +70,8 @@ pub enum KeySource {
     Random,
     /// Derived from a password or secret with the recorded KDF and salt.
     Password,
+    /// Kept in a [`Keystore`](crate::security::keystore::Keystore) across restarts.
+    Keystore,
     /// None: encryption disabled.
     Disabled,
 }
@@ -397,11 +399,6 @@ impl MemoryEncryption {
             meta.keys = ring.state();
         }
         meta
-    }
-
-    /// The persistable state of the keys: highest epoch and live epochs' salts.
-    pub(crate) fn keyring_state(&self) -> Option<KeyringState> {
-        self.inner.keyring.as_ref().map(Keyring::state)
     }
 
     /// The counters.
