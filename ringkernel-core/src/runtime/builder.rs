@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
+use crate::security::keystore::Keystore;
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Tunables of the runtime itself.
@@ -60,6 +61,7 @@ pub struct RuntimeBuilder {
     audit: Option<AuditConfig>,
     compliance: Option<ComplianceReporter>,
     state_directory: Option<std::path::PathBuf>,
+    keystore: Option<Keystore>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -94,6 +96,7 @@ impl RuntimeBuilder {
             audit: None,
             compliance: None,
             state_directory: None,
+            keystore: None,
         }
     }
 
@@ -161,6 +164,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keys that survive restarts: the keystore's master key seals memory (unless
+    /// [`with_encryption`](Self::with_encryption) gives other keys), its audit signing
+    /// key signs the log (unless the audit configuration names another), and its
+    /// directory becomes the state directory (unless one is set). Without an audit
+    /// configuration, production logs to `audit/` in the keystore's directory. A
+    /// restarted program opens the same keystore, so it reopens what was sealed and
+    /// continues the same signed audit chain.
+    pub fn with_keystore(mut self, keystore: Keystore) -> Self {
+        self.keystore = Some(keystore);
+        self
+    }
+
     /// Runtime tunables.
     pub fn config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
@@ -181,12 +196,33 @@ impl RuntimeBuilder {
             ));
         }
         let instance = InstanceId::random()?;
-        let incarnations = match &self.state_directory {
+        let keystore = self.keystore;
+        let state_directory = self
+            .state_directory
+            .or_else(|| keystore.as_ref().map(|k| k.directory().to_owned()));
+        let incarnations = match &state_directory {
             Some(dir) => Incarnations::in_directory(dir)?,
             None => Incarnations::in_memory(),
         };
         let mut notes = Vec::new();
-        let encryption = match (self.mode, self.encryption) {
+        let from_keystore = match (&keystore, &self.encryption) {
+            (Some(ks), None) if self.mode == SecurityMode::Production => {
+                notes.push(format!(
+                    "memory encryption: keys kept in the keystore {} across restarts",
+                    ks.path().display()
+                ));
+                Some(ks.encryption(EncryptionConfig::secure())?)
+            }
+            (Some(ks), None) => Some(ks.encryption(EncryptionConfig::secure())?),
+            (Some(_), Some(_)) => {
+                notes.push(
+                    "memory encryption: keys supplied by the caller, not the keystore's".into(),
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let encryption = match (self.mode, self.encryption.or(from_keystore)) {
             (SecurityMode::Production, Some(enc)) => {
                 if let Some(why) = enc.config().insecurity() {
                     return Err(Error::InvalidConfig(format!(
@@ -238,7 +274,19 @@ impl RuntimeBuilder {
                 None
             }
         };
-        let audit = match (self.mode, self.audit) {
+        let audit_config = match (&keystore, self.audit) {
+            (Some(ks), Some(mut cfg)) => {
+                cfg.signing_key
+                    .get_or_insert_with(|| ks.audit_signing_key());
+                Some(cfg)
+            }
+            (Some(ks), None) if self.mode == SecurityMode::Production => Some(AuditConfig {
+                signing_key: Some(ks.audit_signing_key()),
+                ..AuditConfig::in_directory(ks.directory().join("audit"))
+            }),
+            (_, cfg) => cfg,
+        };
+        let audit = match (self.mode, audit_config) {
             (SecurityMode::Production, Some(cfg)) if !cfg.enabled => {
                 return Err(Error::InvalidConfig(
                     "production mode refuses a disabled audit log; pass an AuditConfig with \
@@ -274,6 +322,16 @@ impl RuntimeBuilder {
             let ev = AuditEvent::new("runtime.configure")
                 .actor("host")
                 .detail("instance", instance.to_hex())
+                .detail(
+                    "keystore",
+                    keystore.as_ref().map_or(serde_json::Value::Null, |k| {
+                        serde_json::json!({
+                            "path": k.path().display().to_string(),
+                            "created": k.is_new(),
+                            "generation": k.info().generation,
+                        })
+                    }),
+                )
                 .detail("mode", format!("{:?}", self.mode))
                 .detail(
                     "encryption",

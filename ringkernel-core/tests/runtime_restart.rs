@@ -1,0 +1,203 @@
+//! A production program restarted in the same state directory: it unseals its
+//! keystore, reopens what it sealed, continues its kernels' launch counts and the same
+//! signed audit chain; after a `kill -9` mid-append the log still verifies to its last
+//! whole record and the restart is recorded.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::{AuditConfig, verify};
+use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
+
+/// The environment variable that turns `crash_child` into the program to be killed.
+const CHILD_DIR: &str = "RINGKERNEL_TEST_CRASH_CHILD_DIR";
+
+fn kek() -> KeyEncryptionKey {
+    KeyEncryptionKey::from_bytes(&[0x42; 32]).unwrap()
+}
+
+/// The production runtime of the "program": keys from the keystore in `state`, the
+/// audit log under `state/audit`, every K2K message audited.
+fn production(state: &Path) -> Runtime {
+    let audit = AuditConfig {
+        log_k2k_messages: true,
+        ..AuditConfig::in_directory(state.join("audit"))
+    };
+    RuntimeBuilder::new()
+        .production()
+        .with_keystore(Keystore::open(state, kek()).unwrap())
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::new(),
+            SandboxPolicy::permissive(),
+        ))
+        .with_audit_logging(audit)
+        .build()
+        .unwrap()
+}
+
+/// Every JSON record of the log, in segment order.
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut segments: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    segments.sort();
+    segments
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+fn events<'a>(records: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["event"] == name).collect()
+}
+
+#[test]
+fn a_production_program_restarts_in_its_state_directory() {
+    let state = tempfile::tempdir().unwrap();
+    let mut sealed_state = None;
+    for run in 1..=2u32 {
+        let rt = production(state.path());
+        let k = rt
+            .launch(
+                "ledger",
+                LaunchOptions::new().handler(|ctx, m| {
+                    ctx.save_state(&m.payload)?;
+                    Ok(())
+                }),
+            )
+            .unwrap();
+        assert_eq!(
+            k.incarnation(),
+            run,
+            "launch count continues across restarts"
+        );
+        rt.send("ledger", "tx", format!("run {run}").as_bytes())
+            .unwrap();
+        let t0 = Instant::now();
+        while k.load_state().unwrap().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Data sealed directly with the runtime's encryption in run 1 opens in run 2.
+        let enc = rt.encryption().unwrap();
+        match sealed_state.take() {
+            None => sealed_state = Some(enc.encrypt_bytes(b"from run 1").unwrap()),
+            Some(s) => assert_eq!(&enc.decrypt_bytes(&s).unwrap()[..], b"from run 1"),
+        }
+        rt.shutdown().unwrap();
+    }
+    // One log, one signing key, both runs in one verified chain.
+    let key = Keystore::open(state.path(), kek())
+        .unwrap()
+        .audit_public_key();
+    let log = state.path().join("audit");
+    verify(&log, &key).unwrap();
+    let all = records(&log);
+    assert_eq!(events(&all, "runtime.configure").len(), 2);
+    let opens = events(&all, "audit.open");
+    assert_eq!(opens.len(), 2);
+    assert!(
+        opens[1]["details"]["resumed_after_seq"].is_u64(),
+        "{}",
+        opens[1]
+    );
+    let instances: Vec<&serde_json::Value> = events(&all, "runtime.configure")
+        .iter()
+        .map(|r| &r["details"]["instance"])
+        .collect();
+    assert_ne!(
+        instances[0], instances[1],
+        "each run is its own runtime instance"
+    );
+}
+
+/// Not a test on its own: the program `kill_9_mid_append_then_restart_loses_nothing`
+/// runs and kills. Without the environment variable it returns at once.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let rt = production(Path::new(&dir));
+    rt.launch("sink", LaunchOptions::new()).unwrap();
+    println!("ready");
+    for i in 0u64.. {
+        // Every send appends an audit record; the parent kills us in the middle.
+        let _ = rt.send_timeout("sink", "tick", &i.to_le_bytes(), Duration::from_secs(1));
+    }
+}
+
+/// The child program, killed when the test ends however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kill_9_mid_append_then_restart_loses_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Let it write a while (the keystore and some audit records), then kill -9.
+    let log = state.path().join("audit");
+    let t0 = Instant::now();
+    while records(&log).len() < 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "child wrote nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().unwrap(); // SIGKILL on Unix
+    child.0.wait().unwrap();
+    let before: Vec<serde_json::Value> = records(&log);
+
+    // The restart: same directory, same keystore.
+    let rt = production(state.path());
+    rt.launch("sink", LaunchOptions::new()).unwrap();
+    rt.shutdown().unwrap();
+
+    let key = Keystore::open(state.path(), kek())
+        .unwrap()
+        .audit_public_key();
+    let report = verify(&log, &key).unwrap();
+    let after = records(&log);
+    // Nothing before the last whole record was lost...
+    assert!(after.len() > before.len());
+    for (a, b) in before.iter().zip(after.iter()) {
+        assert_eq!(a, b);
+    }
+    // ...the restart is in the chain, naming where the crashed run stopped...
+    let opens = events(&after, "audit.open");
+    assert_eq!(opens.len(), 2);
+    let resumed = opens[1]["details"]["resumed_after_seq"].as_u64().unwrap();
+    assert_eq!(resumed, before.last().unwrap()["seq"].as_u64().unwrap());
+    // ...and every record is covered by the one chain.
+    assert_eq!(report.records as usize, after.len());
+}
