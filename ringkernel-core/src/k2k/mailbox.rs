@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
-use super::{KernelId, Message};
+use super::{KernelId, MAX_QUEUE_CAPACITY, Message};
 use crate::error::{Error, Result};
 
 /// A bounded multi-producer queue of messages for one kernel.
@@ -27,9 +27,10 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    /// A queue for `owner` holding at most `capacity` messages (at least 1).
+    /// A queue for `owner` holding at most `capacity` messages, clamped to between 1
+    /// and [`MAX_QUEUE_CAPACITY`] (its slots are allocated here).
     pub fn new(owner: KernelId, capacity: usize) -> Self {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_QUEUE_CAPACITY);
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         Mailbox {

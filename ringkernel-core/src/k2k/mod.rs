@@ -129,6 +129,28 @@ pub struct Message {
     pub timestamp: HlcTimestamp,
 }
 
+/// Largest input-queue capacity a kernel may be launched with, in messages (2^20).
+///
+/// A queue's slots are allocated when its kernel launches (about 112 bytes each on
+/// 64-bit targets, so about 117 MiB at this maximum). A larger capacity, given to
+/// `LaunchOptions::queue_capacity` or as `RuntimeConfig::default_queue_capacity`, is
+/// refused with [`Error::InvalidConfig`] instead of exhausting memory.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+
+/// Checks a queue capacity (`what` names the setting) against [`MAX_QUEUE_CAPACITY`].
+pub(crate) fn validate_queue_capacity(what: &str, capacity: usize) -> Result<()> {
+    if capacity == 0 {
+        return Err(Error::InvalidConfig(format!("{what} must be at least 1")));
+    }
+    if capacity > MAX_QUEUE_CAPACITY {
+        return Err(Error::InvalidConfig(format!(
+            "{what} of {capacity} messages exceeds the maximum of {MAX_QUEUE_CAPACITY} \
+             (ringkernel_core::k2k::MAX_QUEUE_CAPACITY); use a smaller queue"
+        )));
+    }
+    Ok(())
+}
+
 /// Longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 256;
 

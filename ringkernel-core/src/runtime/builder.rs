@@ -17,7 +17,8 @@ use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 /// Tunables of the runtime itself.
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// Queue capacity of kernels launched without one (default 1024).
+    /// Queue capacity of kernels launched without one (default 1024; at most
+    /// [`crate::k2k::MAX_QUEUE_CAPACITY`], or `build()` fails).
     pub default_queue_capacity: usize,
     /// How often an idle kernel looks at its control block (default 5 ms).
     pub poll_interval: Duration,
@@ -185,11 +186,7 @@ impl RuntimeBuilder {
     /// Builds and starts the runtime.
     pub fn build(self) -> Result<Runtime> {
         let c = &self.config;
-        if c.default_queue_capacity == 0 {
-            return Err(Error::InvalidConfig(
-                "default_queue_capacity must be at least 1".into(),
-            ));
-        }
+        crate::k2k::validate_queue_capacity("default_queue_capacity", c.default_queue_capacity)?;
         if c.poll_interval.is_zero() || c.tick_interval.is_zero() {
             return Err(Error::InvalidConfig(
                 "poll_interval and tick_interval must be greater than zero".into(),

@@ -247,6 +247,7 @@ impl Gate {
         let capacity = opts
             .queue_capacity
             .unwrap_or(self.config.default_queue_capacity);
+        crate::k2k::validate_queue_capacity("queue_capacity", capacity)?;
         let cb = ControlBlock::new(u32::try_from(capacity).unwrap_or(u32::MAX));
         let mut kernels = self.kernels.write();
         if let Some(old) = kernels.get(&id)

@@ -90,7 +90,9 @@ impl LaunchOptions {
         self
     }
 
-    /// Input queue capacity in messages (rounded up to a power of two).
+    /// Input queue capacity in messages (rounded up to a power of two). At least 1 and
+    /// at most [`crate::k2k::MAX_QUEUE_CAPACITY`]: `launch` refuses anything else with
+    /// [`crate::Error::InvalidConfig`].
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = Some(capacity);
         self
