@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use ringkernel_core::Error;
 use ringkernel_core::k2k::Endpoint;
 use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
 use ringkernel_core::security::sandbox::{
     KernelSandbox, MemoryAccess, Pattern, ResourceLimits, SandboxPolicy, VIOLATION_RING_CAPACITY,
     ViolationAction, ViolationKind, ViolationType,
@@ -499,6 +500,78 @@ fn read_only_kernels_cannot_write_their_buffers_or_state() {
         vec![ViolationKind::ReadOnlyWrite, ViolationKind::ReadOnlyWrite]
     );
     rt.shutdown().unwrap();
+}
+
+/// The audit records in `dir` (the log must be closed: after `shutdown`).
+fn audit_records(dir: &std::path::Path) -> Vec<AuditRecord> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            records.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+        }
+    }
+    records
+}
+
+#[test]
+fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
+    let dir = std::env::temp_dir().join(format!("rk-sandbox-ro-free-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::new().memory_access(MemoryAccess::ReadOnly),
+    );
+    let rt = RuntimeBuilder::new()
+        .development()
+        .with_sandbox(sb.clone())
+        .with_audit_logging(AuditConfig::in_directory(&dir))
+        .build()
+        .unwrap();
+    let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let r = results.clone();
+    let k = rt
+        .launch(
+            "reader",
+            LaunchOptions::new().handler(move |ctx, m| {
+                let buf = ringkernel_core::backend::BufferId(u64::from_le_bytes(
+                    m.payload[..8].try_into()?,
+                ));
+                r.lock().push(ctx.free(buf));
+                Ok(())
+            }),
+        )
+        .unwrap();
+    let buf = k.allocate(16).unwrap();
+    k.write(buf, 0, b"data").unwrap();
+    let memory = k.status().unwrap().memory_bytes;
+    rt.send("reader", "buf", &buf.0.to_le_bytes()).unwrap();
+    wait_until("handler ran", || !results.lock().is_empty());
+    let freed = results.lock().pop().unwrap();
+    denied(freed, ViolationKind::ReadOnlyWrite);
+    // The buffer and its contents survive, and stay accounted.
+    assert_eq!(k.read(buf, 0, 4).unwrap(), b"data");
+    assert_eq!(k.status().unwrap().memory_bytes, memory);
+    let v = sb.check_violations(&k).unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        v[0].violation_type,
+        ViolationType::ReadOnlyWrite { buffer: buf.0 }
+    );
+    assert!(v[0].context.contains("free"), "{}", v[0].context);
+    // The host still frees the kernel's buffers through its handle.
+    k.free(buf).unwrap();
+    assert!(k.status().unwrap().memory_bytes < memory);
+    rt.shutdown().unwrap();
+    let violation = audit_records(&dir)
+        .into_iter()
+        .find(|r| r.event == "sandbox.violation")
+        .expect("the refused free is audited");
+    assert_eq!(violation.result, "denied");
+    assert_eq!(violation.actor, "kernel:reader");
+    assert_eq!(violation.details["kind"], "ReadOnlyWrite");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -81,7 +81,8 @@ impl KernelContext {
         self.port.read(buffer, offset, len)
     }
 
-    /// Frees (and zeroes) one of this kernel's buffers.
+    /// Frees (and zeroes) one of this kernel's buffers. Under a read-only memory
+    /// policy this is refused like a write (`Error::Denied`, `ReadOnlyWrite`).
     pub fn free(&self, buffer: BufferId) -> Result<()> {
         self.port.free(buffer)
     }

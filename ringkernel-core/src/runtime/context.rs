@@ -51,7 +51,7 @@ impl KernelPort for GatePort {
     }
 
     fn free(&self, buffer: BufferId) -> Result<()> {
-        self.gate.free(&self.entry, buffer)
+        self.gate.free(&self.entry, buffer, true)
     }
 
     fn save_state(&self, data: &[u8]) -> Result<()> {

@@ -616,8 +616,19 @@ impl Gate {
         Ok(())
     }
 
-    pub(crate) fn free(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
+    /// Frees a kernel's buffer. `by_kernel` marks frees through the kernel's own
+    /// context, which a read-only memory policy refuses like a write.
+    pub(crate) fn free(&self, entry: &KernelEntry, buf: BufferId, by_kernel: bool) -> Result<()> {
         self.guard_control_buffer(entry, buf)?;
+        if by_kernel && let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
+            let checked = self
+                .owned(entry, buf)
+                .and_then(|()| self.enforce(entry, sb.check_free(slot, buf.0)));
+            if let Err(e) = checked {
+                self.audit_memory(entry, "free", buf, 0, Some(&e));
+                return Err(e);
+            }
+        }
         self.release(entry, buf)
     }
 

@@ -212,9 +212,10 @@ impl KernelHandle {
         self.gate.read(&self.entry, buffer, offset, len)
     }
 
-    /// Frees (and zeroes) one of this kernel's buffers.
+    /// Frees (and zeroes) one of this kernel's buffers. The host may free them also
+    /// under a read-only memory policy, which refuses frees from the kernel itself.
     pub fn free(&self, buffer: BufferId) -> Result<()> {
-        self.gate.free(&self.entry, buffer)
+        self.gate.free(&self.entry, buffer, false)
     }
 
     /// The kernel's saved state (see [`KernelContext::save_state`]), opened.

@@ -37,7 +37,7 @@
 //! | distinct peers | every send | `ConnectionLimitExceeded` |
 //! | messages per second | every send (token bucket) | `RateLimitExceeded` |
 //! | memory | every allocation, with the backend's real sizes | `MemoryExceeded` |
-//! | read-only memory | kernel-side writes and state saves | `ReadOnlyWrite` |
+//! | read-only memory | kernel-side writes, frees and state saves | `ReadOnlyWrite` |
 //! | execution time | the runtime's watchdog tick | `ExecutionTimeout` |
 //!
 //! Sends from the host program (`Runtime::send`) are not subject to kernel policies:
@@ -512,16 +512,29 @@ impl KernelSandbox {
 
     /// Decides a kernel-side write to `buffer` (0: saved state).
     pub(crate) fn check_write(&self, slot: &KernelSlot, buffer: u64) -> Verdict {
+        self.check_mutation(slot, buffer, || {
+            if buffer == 0 {
+                "save_state".into()
+            } else {
+                format!("write to buffer {buffer}")
+            }
+        })
+    }
+
+    /// Decides a kernel-side free of `buffer`. Freeing zeroes the buffer and discards
+    /// its contents, so read-only memory access refuses it as it refuses a write.
+    pub(crate) fn check_free(&self, slot: &KernelSlot, buffer: u64) -> Verdict {
+        self.check_mutation(slot, buffer, || format!("free of buffer {buffer}"))
+    }
+
+    fn check_mutation(
+        &self,
+        slot: &KernelSlot,
+        buffer: u64,
+        operation: impl FnOnce() -> String,
+    ) -> Verdict {
         if slot.policy.memory_access() == MemoryAccess::ReadOnly {
-            self.record(
-                slot,
-                ViolationType::ReadOnlyWrite { buffer },
-                if buffer == 0 {
-                    "save_state".into()
-                } else {
-                    format!("write to buffer {buffer}")
-                },
-            )
+            self.record(slot, ViolationType::ReadOnlyWrite { buffer }, operation())
         } else {
             Verdict::Allow
         }

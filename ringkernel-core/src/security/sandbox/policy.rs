@@ -7,8 +7,8 @@ use crate::error::Result;
 /// How a kernel may use its own buffers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MemoryAccess {
-    /// The kernel may read but not write its buffers (the host may still fill them),
-    /// and may not save state.
+    /// The kernel may read but not write or free its buffers (the host may still
+    /// fill and free them), and may not save state.
     ReadOnly,
     /// Read and write.
     #[default]

@@ -43,9 +43,10 @@ pub enum ViolationType {
         /// The limit.
         limit: u32,
     },
-    /// A write to a kernel's buffers (or state) under read-only memory access.
+    /// A write to (or a free of) a kernel's buffers, or a state save, by the kernel
+    /// under read-only memory access.
     ReadOnlyWrite {
-        /// The buffer written (0 for saved state).
+        /// The buffer written or freed (0 for saved state).
         buffer: u64,
     },
 }
