@@ -14,7 +14,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A kernel id was empty, too long, or held a character ids may not hold
-    /// (control characters, or the pattern characters `*` and `?`).
+    /// (control characters, invisible or bidirectional format characters of Unicode
+    /// category Cf, line separators, or the pattern characters `*` and `?`).
     #[error("invalid kernel id {id:?}: {reason}")]
     InvalidKernelId {
         /// The id as given.

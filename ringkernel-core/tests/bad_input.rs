@@ -85,3 +85,72 @@ fn resource_exhaustion_by_huge_queue_capacity_is_refused_not_an_abort() {
         },
     );
 }
+
+#[test]
+fn id_spoofing_with_invisible_bidi_or_format_characters_is_refused() {
+    use ringkernel_core::k2k::KernelId;
+    use ringkernel_core::security::sandbox::Pattern;
+    // Each one makes an id look like another (or reorders the text around it) in logs,
+    // audit records and reports.
+    let spoofs = [
+        "admin\u{200B}",       // ZERO WIDTH SPACE (Cf)
+        "ad\u{200D}min",       // ZERO WIDTH JOINER (Cf)
+        "\u{202E}nimda",       // RIGHT-TO-LEFT OVERRIDE (Cf)
+        "worker\u{2066}_1",    // LEFT-TO-RIGHT ISOLATE (Cf)
+        "\u{FEFF}processor_1", // ZERO WIDTH NO-BREAK SPACE / BOM (Cf)
+        "proc\u{00AD}essor",   // SOFT HYPHEN (Cf)
+        "worker\u{2060}",      // WORD JOINER (Cf)
+        "\u{061C}worker",      // ARABIC LETTER MARK (Cf)
+        "flag\u{E0041}",       // TAG LATIN CAPITAL LETTER A (Cf)
+        "line\u{2028}break",   // LINE SEPARATOR (Zl)
+        "para\u{2029}graph",   // PARAGRAPH SEPARATOR (Zp)
+        "bell\u{7}",           // BEL (Cc)
+        "c1\u{85}control",     // NEXT LINE (Cc)
+    ];
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    for id in spoofs {
+        match KernelId::new(id) {
+            Err(Error::InvalidKernelId { id: got, reason }) => {
+                assert_eq!(got, id);
+                assert!(
+                    reason.contains("control")
+                        || reason.contains("format")
+                        || reason.contains("separator"),
+                    "{id:?}: {reason}"
+                );
+            }
+            other => panic!("{id:?} accepted: {other:?}"),
+        }
+        assert!(
+            matches!(
+                rt.launch(id, LaunchOptions::new()),
+                Err(Error::InvalidKernelId { .. })
+            ),
+            "{id:?} launched"
+        );
+        // A pattern holding one could never match an id, so it is refused too.
+        assert!(Pattern::new(id).is_err(), "pattern {id:?} accepted");
+    }
+    let e = KernelId::new("admin\u{200B}").unwrap_err().to_string();
+    assert!(e.contains("Cf"), "the rule is named: {e}");
+    assert!(rt.kernels().is_empty());
+    // Ordinary non-ASCII ids (with combining marks, other scripts, emoji) are fine.
+    for id in [
+        "处理器_1",
+        "مُعالِج",
+        "ümlaut-kernel",
+        "Ελληνικά",
+        "कर्नेल",
+        "カーネル",
+        "kernel🚀",
+        "with space inside",
+    ] {
+        assert_eq!(KernelId::new(id).unwrap().as_str(), id);
+        rt.launch(id, LaunchOptions::new()).unwrap();
+    }
+    assert_eq!(rt.kernels().len(), 8);
+    // Topics name routes in audit records too: the same characters are refused there.
+    invalid_config(rt.send("处理器_1", "prices\u{202E}", b""), "Cf");
+    rt.send("处理器_1", "价格", b"").unwrap();
+    rt.shutdown().unwrap();
+}

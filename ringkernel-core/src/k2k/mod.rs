@@ -25,13 +25,75 @@ use crate::error::{Error, Result};
 /// Longest kernel id accepted, in bytes.
 pub const MAX_KERNEL_ID_LEN: usize = 256;
 
+/// A character that may not appear in a kernel id, a topic or a sandbox pattern.
+///
+/// Refused: control characters (general category Cc), format characters (Cf: the
+/// invisible and bidirectional controls such as U+200B ZERO WIDTH SPACE, U+200D ZERO
+/// WIDTH JOINER, U+202E RIGHT-TO-LEFT OVERRIDE, U+2066 LEFT-TO-RIGHT ISOLATE, U+FEFF,
+/// U+00AD SOFT HYPHEN and the tag characters), and the line and paragraph separators
+/// (Zl, Zp). Each makes one id look like another, or reorders or breaks the text
+/// around it, in logs, audit records and reports. The categories come from the
+/// Unicode Character Database through `unicode-properties`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ForbiddenChar {
+    Control,
+    Format,
+    Separator,
+}
+
+impl ForbiddenChar {
+    /// The class of `c`, if it is forbidden.
+    pub(crate) fn of(c: char) -> Option<Self> {
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        if c.is_control() {
+            return Some(ForbiddenChar::Control);
+        }
+        match c.general_category() {
+            GeneralCategory::Control => Some(ForbiddenChar::Control),
+            GeneralCategory::Format => Some(ForbiddenChar::Format),
+            GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+                Some(ForbiddenChar::Separator)
+            }
+            _ => None,
+        }
+    }
+
+    /// The first forbidden character class in `s`, if any.
+    pub(crate) fn find(s: &str) -> Option<Self> {
+        s.chars().find_map(Self::of)
+    }
+
+    /// The rule for kernel ids, as [`Error::InvalidKernelId`] names it.
+    fn id_rule(self) -> &'static str {
+        match self {
+            ForbiddenChar::Control => "ids must not contain control characters",
+            ForbiddenChar::Format => {
+                "ids must not contain invisible or bidirectional format characters \
+                 (Unicode general category Cf, e.g. U+200B, U+202E, U+2066, U+FEFF)"
+            }
+            ForbiddenChar::Separator => {
+                "ids must not contain line or paragraph separators (U+2028, U+2029)"
+            }
+        }
+    }
+
+    /// What is forbidden, in words ("control characters", ...).
+    pub(crate) fn what(self) -> &'static str {
+        let rule = self.id_rule();
+        rule.strip_prefix("ids must not contain ").unwrap_or(rule)
+    }
+}
+
 /// The identity of a kernel: a validated, cheaply clonable string.
 ///
 /// Ids are case-sensitive, non-empty, at most [`MAX_KERNEL_ID_LEN`] bytes of UTF-8
-/// (non-ASCII is allowed), and hold neither control characters nor the pattern
-/// characters `*` and `?` (so that an id can never be mistaken for a sandbox pattern).
-/// Leading or trailing whitespace is refused, since `"worker "` and `"worker"` would
-/// look alike in logs and reports.
+/// (non-ASCII is allowed), and hold neither control characters, nor invisible or
+/// bidirectional format characters (Unicode general category Cf, such as U+200B or
+/// U+202E), nor line or paragraph separators, nor the pattern characters `*` and `?`
+/// (so that an id can never be mistaken for a sandbox pattern). Leading or trailing
+/// whitespace is refused, since `"worker "` and `"worker"` would look alike in logs
+/// and reports; so are the format characters, for the same reason (`"admin\u{200B}"`
+/// prints as `admin`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KernelId(Arc<str>);
 
@@ -50,8 +112,8 @@ impl KernelId {
         if id.len() > MAX_KERNEL_ID_LEN {
             return fail("ids must be at most 256 bytes");
         }
-        if id.chars().any(char::is_control) {
-            return fail("ids must not contain control characters");
+        if let Some(forbidden) = ForbiddenChar::find(id) {
+            return fail(forbidden.id_rule());
         }
         if id.contains(['*', '?']) {
             return fail("ids must not contain the pattern characters '*' or '?'");
@@ -159,9 +221,15 @@ pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
 
 /// Checks a topic and payload before anything is enqueued.
 pub(crate) fn validate_message(topic: &str, payload: &[u8]) -> Result<()> {
-    if topic.len() > MAX_TOPIC_LEN || topic.chars().any(char::is_control) {
+    if topic.len() > MAX_TOPIC_LEN {
         return Err(Error::InvalidConfig(format!(
-            "topic {topic:?} must be at most {MAX_TOPIC_LEN} bytes without control characters"
+            "topic {topic:?} must be at most {MAX_TOPIC_LEN} bytes"
+        )));
+    }
+    if let Some(forbidden) = ForbiddenChar::find(topic) {
+        return Err(Error::InvalidConfig(format!(
+            "topic {topic:?} must not contain {}",
+            forbidden.what()
         )));
     }
     if payload.len() > MAX_PAYLOAD_LEN {

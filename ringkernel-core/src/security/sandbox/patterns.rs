@@ -3,7 +3,8 @@
 //!
 //! Matching is case-sensitive and works on Unicode scalar values, so `?` matches one
 //! character of a non-ASCII id, not one byte. Patterns are validated when a policy is
-//! built: empty patterns, control characters and leading or trailing whitespace are
+//! built: empty patterns, control characters, invisible or bidirectional format
+//! characters (Unicode Cf), line separators and leading or trailing whitespace are
 //! refused (kernel ids can hold none of these, so such a pattern could never match —
 //! and a deny rule that silently never matches is a hole).
 //!
@@ -58,8 +59,8 @@ impl Pattern {
         if pattern.is_empty() {
             return bad("patterns must not be empty");
         }
-        if pattern.chars().any(char::is_control) {
-            return bad("patterns must not contain control characters");
+        if let Some(forbidden) = crate::k2k::ForbiddenChar::find(pattern) {
+            return bad(&format!("patterns must not contain {}", forbidden.what()));
         }
         if pattern.trim() != pattern {
             return bad("leading or trailing whitespace can never match a kernel id");
