@@ -270,6 +270,169 @@ fn html_escapes_everything_and_json_keeps_it_intact() {
     assert!(md.contains("\\| pipe"), "pipes escaped in tables");
 }
 
+/// Lines of a rendered Markdown report that open a block the renderer did not intend
+/// (a heading, list, quote, code block, thematic break, setext underline or table row
+/// made of report text), or break its own structure (a table row with an extra cell,
+/// a heading whose end is eaten as a closing sequence).
+fn stray_markdown_blocks(md: &str) -> Vec<String> {
+    fn unescaped(line: &str, c: char) -> usize {
+        let mut n = 0;
+        let mut escaped = false;
+        for ch in line.chars() {
+            if ch == c && !escaped {
+                n += 1;
+            }
+            escaped = ch == '\\' && !escaped;
+        }
+        n
+    }
+    fn eaten_closing_sequence(heading: &str) -> bool {
+        let t = heading.trim_end();
+        let body = t.trim_end_matches('#');
+        body.len() != t.len() && !body.ends_with('\\')
+    }
+    fn block_start(line: &str) -> bool {
+        let first = line.chars().next().unwrap_or(' ');
+        let digits = line.chars().take_while(char::is_ascii_digit).count();
+        first.is_whitespace()
+            || "#-+*=>|~`<_".contains(first)
+            || (digits > 0 && matches!(line[digits..].chars().next(), Some('.' | ')')))
+    }
+    let mut stray = Vec::new();
+    let mut table_pipes = None;
+    for (i, line) in md.lines().enumerate() {
+        let ok = if line.is_empty() {
+            table_pipes = None;
+            true
+        } else if i == 0 {
+            line.starts_with("# ") && !eaten_closing_sequence(line)
+        } else if let Some(h) = line.strip_prefix("## ") {
+            h == "Summary" || h == "Checks"
+        } else if line.starts_with("### ") {
+            !eaten_closing_sequence(line)
+        } else if line.starts_with('|') {
+            // Every row of a table has the cells of the table's header row.
+            let pipes = unescaped(line, '|');
+            *table_pipes.get_or_insert(pipes) == pipes
+        } else if let Some(item) = line.strip_prefix("- **") {
+            [
+                "Status:**",
+                "Controls:**",
+                "Evidence:**",
+                "Finding:**",
+                "Recommendation:**",
+            ]
+            .iter()
+            .any(|l| item.starts_with(l))
+        } else {
+            !block_start(line)
+        };
+        if !ok {
+            stray.push(format!("line {}: {line}", i + 1));
+        }
+    }
+    stray
+}
+
+#[test]
+fn markdown_block_injection_through_report_text_stays_text() {
+    // Each string opens a block when it starts a line, or breaks a table.
+    const HOSTILE: &[&str] = &[
+        "# Forged heading",
+        "## Forged section ##",
+        "- forged list item",
+        "+ forged list item",
+        "* forged list item",
+        "> forged quote",
+        "1. forged ordered item",
+        "2) forged ordered item",
+        "---",
+        "***",
+        "===",
+        "```",
+        "~~~",
+        "    forged code block",
+        "| forged | table |",
+        "<div>html</div>",
+    ];
+    let joined = HOSTILE.join("\n");
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt)
+        .organization(&format!("{joined}\n| Generated | forged |"))
+        .with_fixed_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    for (n, h) in HOSTILE.iter().enumerate() {
+        let evidence = format!("{h}\n{joined}");
+        reporter.add_check(
+            ComplianceCheck::new(&format!("{h} #"))
+                .name(&format!("{h} ##"))
+                .description(h)
+                .standard(ComplianceStandard::Custom("# INTERNAL | SEC"))
+                .controls(&[h, "| CC1 |"])
+                .check(move |_| {
+                    if n % 2 == 0 {
+                        ComplianceStatus::Compliant {
+                            evidence: evidence.clone(),
+                        }
+                    } else {
+                        ComplianceStatus::NonCompliant {
+                            finding: format!("kernel ids: {}", evidence.clone()),
+                            recommendation: evidence.clone(),
+                        }
+                    }
+                }),
+        );
+    }
+    let report = reporter
+        .generate(ComplianceStandard::Custom("# INTERNAL | SEC"))
+        .unwrap();
+    assert_eq!(report.checks.len(), HOSTILE.len());
+    let md = String::from_utf8(reporter.render(&report, ExportFormat::Markdown).unwrap()).unwrap();
+    let stray = stray_markdown_blocks(&md);
+    assert!(
+        stray.is_empty(),
+        "report text opened blocks:\n{}\n\n{md}",
+        stray.join("\n")
+    );
+    // Nothing is lost: each description is a paragraph line that reads back as the
+    // text given, once its escapes are undone as a Markdown renderer does.
+    let unescape = |line: &str| {
+        let line = line
+            .replace("&#32;", " ")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        let mut out = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            out.push(if c == '\\' { chars.next().unwrap() } else { c });
+        }
+        out
+    };
+    let lines: Vec<&str> = md.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("### ") {
+            let description = unescape(lines[i + 2]);
+            assert!(
+                HOSTILE.contains(&description.as_str()),
+                "{:?}",
+                lines[i + 2]
+            );
+        }
+    }
+    assert!(md.contains("\\# Forged heading"), "{md}");
+    assert!(md.contains("1\\. forged ordered item"), "{md}");
+    // The checker itself catches what it must.
+    for bad in [
+        "x\n# h",
+        "x\n    code",
+        "x\n1. item",
+        "| a | b |\n| a | b | c |",
+        "### t #",
+    ] {
+        assert!(!stray_markdown_blocks(bad).is_empty(), "{bad:?} not caught");
+    }
+}
+
 #[test]
 fn same_context_same_bytes_in_every_format() {
     let (_rt, reporter, report) = hostile_report();

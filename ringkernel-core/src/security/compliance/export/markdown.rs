@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 use super::super::ComplianceReport;
 
-/// Escapes text for a Markdown table cell or paragraph: no raw HTML, no table breaks.
+/// Escapes text for an inline position (a table cell, after a list marker): no raw
+/// HTML, no emphasis, code, links or strikethrough, no table breaks. Line breaks
+/// become spaces: a newline would end the table row or start a new block.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -13,7 +15,7 @@ fn esc(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -24,9 +26,42 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// Escapes text that starts a line (a paragraph of its own): [`esc`], and then the
+/// marker that would make the line a block of another kind (ATX heading `#`, list
+/// `-` `+` `1.` `1)`, thematic break or setext underline `---` `===`, fence `~~~`) is
+/// backslash-escaped, and leading spaces (an indented code block) are kept as
+/// character references. (`*`, `_`, `` ` ``, `>`, `|` and `<` are escaped by `esc`.)
+fn esc_line(s: &str) -> String {
+    let text = esc(s);
+    let body = text.trim_start_matches([' ', '\t']);
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text[..text.len() - body.len()].chars() {
+        out.push_str(if c == '\t' { "&#9;" } else { "&#32;" });
+    }
+    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+    match body.as_bytes().get(digits) {
+        Some(b'#' | b'-' | b'+' | b'=' | b'~') if digits == 0 => out.push('\\'),
+        Some(b'.' | b')') if digits > 0 => {
+            out.push_str(&body[..digits]);
+            out.push('\\');
+            out.push_str(&body[digits..]);
+            return out;
+        }
+        _ => {}
+    }
+    out.push_str(body);
+    out
+}
+
+/// Escapes text inside a heading: [`esc`], and every `#`, so that a trailing run of
+/// them is not taken for the heading's closing sequence (and dropped).
+fn esc_heading(s: &str) -> String {
+    esc(s).replace('#', "\\#")
+}
+
 pub(crate) fn render(r: &ComplianceReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# {} compliance report\n", esc(&r.standard_name));
+    let _ = writeln!(s, "# {} compliance report\n", esc_heading(&r.standard_name));
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| Organization | {} |", esc(&r.organization));
     let _ = writeln!(s, "| Generated | {} |", esc(&r.generated_at));
@@ -60,9 +95,14 @@ pub(crate) fn render(r: &ComplianceReport) -> String {
         );
     }
     for c in &r.checks {
-        let _ = writeln!(s, "\n### {} — {}\n", esc(&c.id), esc(&c.name));
+        let _ = writeln!(
+            s,
+            "\n### {} — {}\n",
+            esc_heading(&c.id),
+            esc_heading(&c.name)
+        );
         if !c.description.is_empty() {
-            let _ = writeln!(s, "{}\n", esc(&c.description));
+            let _ = writeln!(s, "{}\n", esc_line(&c.description));
         }
         let _ = writeln!(s, "- **Status:** {}", c.status.title());
         let _ = writeln!(s, "- **Controls:** {}", esc(&c.controls.join(", ")));
