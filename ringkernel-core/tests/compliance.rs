@@ -662,4 +662,5 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
         .filter(|l| l.contains("Content Security Policy"))
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
