@@ -16,6 +16,12 @@ pub enum SecurityMode {
     Development,
 }
 
+/// How the security notes of a production runtime begin when the caller opted out of
+/// a refusal (`RuntimeBuilder::allow_insecure_sandbox`, `allow_unsealed_regions`); the
+/// compliance checks look for it.
+pub(crate) const PRODUCTION_OPT_OUT_NOTE: &str =
+    "production mode allowed an insecure setting by explicit opt-out";
+
 /// The kind of a violation, without its numbers: the key for configured actions and
 /// counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -8,6 +8,12 @@ use std::process::Command;
 use ringkernel_core::Error;
 use ringkernel_core::k2k::MAX_QUEUE_CAPACITY;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder, RuntimeConfig};
+use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
+use ringkernel_core::security::compliance::{
+    ComplianceReporter, ComplianceStandard, ComplianceStatus,
+};
+use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Set in the child process that [`in_child`] starts.
 const CHILD: &str = "RK_BAD_INPUT_CHILD";
@@ -153,4 +159,184 @@ fn id_spoofing_with_invisible_bidi_or_format_characters_is_refused() {
     invalid_config(rt.send("处理器_1", "prices\u{202E}", b""), "Cf");
     rt.send("处理器_1", "价格", b"").unwrap();
     rt.shutdown().unwrap();
+}
+
+/// A fresh audit directory for one runtime; removed by the test.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "rk-bad-input-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// The records of a closed audit log.
+fn audit_records(dir: &std::path::Path) -> Vec<AuditRecord> {
+    let mut records: Vec<AuditRecord> = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            records.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+        }
+    }
+    records.sort_by_key(|r| r.seq);
+    records
+}
+
+fn production(dir: &std::path::Path) -> RuntimeBuilder {
+    RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(AuditConfig::in_directory(dir))
+}
+
+/// Builds `builder` (which must be refused), leaving no audit directory behind.
+fn refused(builder: RuntimeBuilder, dir: &std::path::Path, names: &str) {
+    invalid_config(builder.build(), names);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The opt-out reached the security notes, the compliance report and the audit log.
+fn opt_out_on_record(
+    rt: ringkernel_core::runtime::Runtime,
+    dir: &std::path::Path,
+    setting: &str,
+    reason: &str,
+) {
+    assert!(
+        rt.security_notes()
+            .iter()
+            .any(|n| n.contains(setting) && n.contains(reason)),
+        "{:?}",
+        rt.security_notes()
+    );
+    let report = ComplianceReporter::new(&rt)
+        .generate(ComplianceStandard::Soc2)
+        .unwrap();
+    let secure_config = report
+        .checks
+        .iter()
+        .find(|c| {
+            [&c.evidence, &c.finding]
+                .iter()
+                .any(|t| t.as_deref().is_some_and(|t| t.contains(reason)))
+        })
+        .expect("the opt-out appears in the compliance report");
+    assert!(
+        !matches!(secure_config.status, ComplianceStatus::Compliant { .. }),
+        "an opted-out production runtime is not fully compliant: {secure_config:?}"
+    );
+    rt.shutdown().unwrap();
+    let records = audit_records(dir);
+    let opt_out = records
+        .iter()
+        .find(|r| r.event == "runtime.insecure_opt_out")
+        .expect("the opt-out is audited at build");
+    assert_eq!(opt_out.actor, "host");
+    assert_eq!(opt_out.details["setting"], setting);
+    assert_eq!(opt_out.details["reason"], reason);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn downgrade_to_an_open_sandbox_in_production_is_refused_unless_opted_out_on_record() {
+    let open = || KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::permissive());
+    for sandbox in [
+        open(),
+        // new() without an allow list also allows every route.
+        KernelSandbox::new(ResourceLimits::new()),
+        KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::new().allow_all_k2k()),
+    ] {
+        let dir = scratch("sandbox");
+        refused(
+            production(&dir).with_sandbox(sandbox),
+            &dir,
+            "allow_insecure_sandbox",
+        );
+    }
+    let dir = scratch("sandbox");
+    refused(
+        production(&dir)
+            .with_sandbox(open())
+            .allow_insecure_sandbox("  "),
+        &dir,
+        "reason",
+    );
+    // Limits, or a policy that denies what it does not allow, are enough.
+    for sandbox in [
+        KernelSandbox::with_policy(ResourceLimits::conservative(), SandboxPolicy::permissive()),
+        KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::restrictive()),
+    ] {
+        let dir = scratch("sandbox");
+        production(&dir)
+            .with_sandbox(sandbox)
+            .build()
+            .unwrap()
+            .shutdown()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    let dir = scratch("sandbox");
+    let reason = "benchmark of trusted kernels, ticket SEC-42";
+    let rt = production(&dir)
+        .with_sandbox(open())
+        .allow_insecure_sandbox(reason)
+        .build()
+        .unwrap();
+    opt_out_on_record(rt, &dir, "allow_insecure_sandbox", reason);
+}
+
+#[test]
+fn downgrade_to_encryption_that_seals_nothing_in_production_is_refused_unless_opted_out_on_record()
+{
+    let unsealed = || {
+        MemoryEncryption::new(
+            EncryptionConfig::secure()
+                .encrypt_control_blocks(false)
+                .encrypt_message_queues(false)
+                .encrypt_kernel_state(false),
+        )
+        .unwrap()
+    };
+    let dir = scratch("unsealed");
+    refused(
+        production(&dir).with_encryption(unsealed()),
+        &dir,
+        "allow_unsealed_regions",
+    );
+    let dir = scratch("unsealed");
+    refused(
+        production(&dir)
+            .with_encryption(unsealed())
+            .allow_unsealed_regions(""),
+        &dir,
+        "reason",
+    );
+    // One sealed region is a choice the caller may make.
+    let dir = scratch("unsealed");
+    let one = MemoryEncryption::new(
+        EncryptionConfig::secure()
+            .encrypt_message_queues(false)
+            .encrypt_kernel_state(false),
+    )
+    .unwrap();
+    production(&dir)
+        .with_encryption(one)
+        .build()
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let dir = scratch("unsealed");
+    let reason = "device memory is encrypted by the platform (confidential computing)";
+    let rt = production(&dir)
+        .with_encryption(unsealed())
+        .allow_unsealed_regions(reason)
+        .build()
+        .unwrap();
+    opt_out_on_record(rt, &dir, "allow_unsealed_regions", reason);
 }

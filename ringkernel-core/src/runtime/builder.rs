@@ -8,6 +8,7 @@ use super::incarnations::Incarnations;
 use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
+use crate::kinds::PRODUCTION_OPT_OUT_NOTE;
 use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
@@ -63,6 +64,9 @@ pub struct RuntimeBuilder {
     compliance: Option<ComplianceReporter>,
     state_directory: Option<std::path::PathBuf>,
     keystore: Option<Keystore>,
+    /// Reasons given to `allow_insecure_sandbox` and `allow_unsealed_regions`.
+    insecure_sandbox: Option<String>,
+    unsealed_regions: Option<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -75,6 +79,8 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("sandbox", &self.sandbox)
             .field("audit", &self.audit)
             .field("compliance", &self.compliance)
+            .field("insecure_sandbox", &self.insecure_sandbox)
+            .field("unsealed_regions", &self.unsealed_regions)
             .finish()
     }
 }
@@ -98,6 +104,8 @@ impl RuntimeBuilder {
             compliance: None,
             state_directory: None,
             keystore: None,
+            insecure_sandbox: None,
+            unsealed_regions: None,
         }
     }
 
@@ -177,6 +185,24 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Lets production mode run a sandbox it would refuse (default limits all unlimited
+    /// and a default policy that allows every K2K route it does not deny; see
+    /// [`KernelSandbox::insecurity`]). `reason` must say why; it is recorded in the
+    /// audit log at build (`runtime.insecure_opt_out`) and in
+    /// [`Runtime::security_notes`], and the compliance reports show it.
+    pub fn allow_insecure_sandbox(mut self, reason: &str) -> Self {
+        self.insecure_sandbox = Some(reason.to_owned());
+        self
+    }
+
+    /// Lets production mode run an encryption layer that seals no region (control
+    /// blocks, message queues and kernel state all off). `reason` must say why; it is
+    /// recorded like [`RuntimeBuilder::allow_insecure_sandbox`]'s.
+    pub fn allow_unsealed_regions(mut self, reason: &str) -> Self {
+        self.unsealed_regions = Some(reason.to_owned());
+        self
+    }
+
     /// Runtime tunables.
     pub fn config(mut self, config: RuntimeConfig) -> Self {
         self.config = config;
@@ -192,6 +218,17 @@ impl RuntimeBuilder {
                 "poll_interval and tick_interval must be greater than zero".into(),
             ));
         }
+        for (method, reason) in [
+            ("allow_insecure_sandbox", &self.insecure_sandbox),
+            ("allow_unsealed_regions", &self.unsealed_regions),
+        ] {
+            if reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+                return Err(Error::InvalidConfig(format!(
+                    "RuntimeBuilder::{method} needs a reason: say why this runtime may run \
+                     with that setting (it is recorded in the audit log and the reports)"
+                )));
+            }
+        }
         let instance = InstanceId::random()?;
         let keystore = self.keystore;
         let state_directory = self
@@ -202,6 +239,7 @@ impl RuntimeBuilder {
             None => Incarnations::in_memory(),
         };
         let mut notes = Vec::new();
+        let mut opt_outs = Vec::new();
         let from_keystore = match (&keystore, &self.encryption) {
             (Some(ks), None) if self.mode == SecurityMode::Production => {
                 notes.push(format!(
@@ -271,6 +309,26 @@ impl RuntimeBuilder {
                 None
             }
         };
+        if let Some(why) = encryption.as_ref().and_then(|e| seals_nothing(e.config())) {
+            let reason = self.unsealed_regions.as_deref();
+            opt_outs.extend(insecure_setting(
+                self.mode,
+                "allow_unsealed_regions",
+                reason,
+                &why,
+                &mut notes,
+            )?);
+        }
+        if let Some(why) = sandbox.as_ref().and_then(KernelSandbox::insecurity) {
+            let reason = self.insecure_sandbox.as_deref();
+            opt_outs.extend(insecure_setting(
+                self.mode,
+                "allow_insecure_sandbox",
+                reason,
+                &why,
+                &mut notes,
+            )?);
+        }
         let audit_config = match (&keystore, self.audit) {
             (Some(ks), Some(mut cfg)) => {
                 cfg.signing_key
@@ -315,6 +373,15 @@ impl RuntimeBuilder {
             }
         };
         if let Some(log) = &audit {
+            for (method, reason, why) in opt_outs {
+                log.append(
+                    AuditEvent::new("runtime.insecure_opt_out")
+                        .actor("host")
+                        .detail("setting", method)
+                        .detail("reason", reason)
+                        .detail("insecurity", why),
+                )?;
+            }
             let enc = encryption.as_ref();
             let ev = AuditEvent::new("runtime.configure")
                 .actor("host")
@@ -369,5 +436,58 @@ impl RuntimeBuilder {
             runtime.set_compliance(reporter);
         }
         Ok(runtime)
+    }
+}
+
+/// Why an encryption configuration seals nothing, if it seals nothing although it has
+/// an algorithm (`Algorithm::None` is refused on its own).
+fn seals_nothing(config: &EncryptionConfig) -> Option<String> {
+    let off = config.get_algorithm() != crate::security::encryption::Algorithm::None
+        && !config.seals_control_blocks()
+        && !config.seals_message_queues()
+        && !config.seals_kernel_state();
+    off.then(|| {
+        "encryption is configured but seals no region (control blocks, message queues \
+         and kernel state are all off); turn one on (EncryptionConfig::\
+         encrypt_control_blocks(true), encrypt_message_queues(true), \
+         encrypt_kernel_state(true))"
+            .to_owned()
+    })
+}
+
+/// An insecure setting met at build, `why` saying what is wrong. Development mode
+/// notes it. Production refuses it with an error naming the fix, unless the caller
+/// opted out through `method` with a reason: then it is noted (the note starts with
+/// [`PRODUCTION_OPT_OUT_NOTE`]) and returned for the audit log.
+fn insecure_setting(
+    mode: SecurityMode,
+    method: &'static str,
+    reason: Option<&str>,
+    why: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<(&'static str, String, String)>> {
+    match (mode, reason) {
+        (SecurityMode::Development, _) => {
+            notes.push(format!(
+                "development mode allowed an insecure setting: {why}"
+            ));
+            Ok(None)
+        }
+        (SecurityMode::Production, None) => Err(Error::InvalidConfig(format!(
+            "production mode refuses this configuration: {why}; or opt out on record with \
+             RuntimeBuilder::{method}(\"reason\"), or build with RuntimeBuilder::development()"
+        ))),
+        (SecurityMode::Production, Some(reason)) => {
+            tracing::warn!(
+                setting = method,
+                reason,
+                insecurity = why,
+                "production mode: insecure setting allowed by explicit opt-out"
+            );
+            notes.push(format!(
+                "{PRODUCTION_OPT_OUT_NOTE}: {method}({reason:?}) allowed this: {why}"
+            ));
+            Ok(Some((method, reason.to_owned(), why.to_owned())))
+        }
     }
 }

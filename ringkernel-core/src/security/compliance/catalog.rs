@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::context::SecuritySnapshot;
 use super::{ComplianceStandard as S, ComplianceStatus};
 use crate::backend::DeviceKind;
-use crate::kinds::SecurityMode;
+use crate::kinds::{PRODUCTION_OPT_OUT_NOTE, SecurityMode};
 use crate::security::encryption::Algorithm;
 use crate::security::memory::ProtectionLevel;
 
@@ -381,7 +381,21 @@ fn audit_retention(ctx: &SecuritySnapshot, standard: &S) -> ComplianceStatus {
 }
 
 fn production_mode(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
+    let opt_outs: Vec<&str> = ctx
+        .notes
+        .iter()
+        .filter(|n| n.starts_with(PRODUCTION_OPT_OUT_NOTE))
+        .map(String::as_str)
+        .collect();
     match ctx.mode {
+        SecurityMode::Production if !opt_outs.is_empty() => partial(
+            "built in production mode: insecure settings are refused at build time, except \
+             where the caller opted out on record",
+            opt_outs.join("; "),
+            "Remove the opt-outs (RuntimeBuilder::allow_insecure_sandbox, \
+             allow_unsealed_regions) once their reasons no longer hold, and fix the settings \
+             they allowed",
+        ),
         SecurityMode::Production => ok(format!(
             "built in production mode: insecure settings are refused at build time; {}",
             if ctx.notes.is_empty() {

@@ -243,6 +243,22 @@ impl KernelSandbox {
         Ok(())
     }
 
+    /// Why this sandbox must not run in production, if it must not: its default limits
+    /// are all unlimited and its default policy allows every K2K route it does not deny
+    /// (`SandboxPolicy::permissive()`, or `new()` without an allow list), so a kernel
+    /// no override selects is neither limited nor confined. `RuntimeBuilder::build`
+    /// refuses such a sandbox in production unless the caller opts out with
+    /// `RuntimeBuilder::allow_insecure_sandbox`.
+    pub fn insecurity(&self) -> Option<String> {
+        let policy = self.default_policy()?;
+        (self.inner.default_limits.is_unlimited() && !policy.denies_by_default()).then(|| {
+            "the sandbox's default limits are all unlimited and its default policy allows \
+             every K2K route it does not deny; set limits (ResourceLimits::conservative()) \
+             or use SandboxPolicy::restrictive() with an allow list"
+                .to_owned()
+        })
+    }
+
     /// The default limits.
     pub fn default_limits(&self) -> ResourceLimits {
         self.inner.default_limits
