@@ -351,6 +351,97 @@ fn connection_limit_counts_distinct_peers() {
     rt.shutdown().unwrap();
 }
 
+/// Stops `k` and launches a kernel with the same id in its place.
+fn relaunch(rt: &Runtime, k: KernelHandle) -> KernelHandle {
+    let id = k.id().to_string();
+    k.terminate().unwrap();
+    k.wait(WAIT).unwrap();
+    rt.launch(&id, LaunchOptions::new()).unwrap()
+}
+
+#[test]
+fn rate_limit_escape_by_relaunching_under_the_same_id_is_refused() {
+    // One message per second, burst of one: the second send within a second is refused,
+    // and so is the first send of the relaunched kernel, well within that second.
+    for attempt in 1..=3 {
+        let sb = KernelSandbox::with_policy(
+            ResourceLimits::new().max_messages_per_second(1),
+            SandboxPolicy::permissive(),
+        );
+        let rt = runtime(&sb);
+        rt.launch("sink", LaunchOptions::new()).unwrap();
+        let src = rt.launch("src", LaunchOptions::new()).unwrap();
+        let t0 = Instant::now();
+        src.send("sink", "t", b"").unwrap();
+        denied(src.send("sink", "t", b""), ViolationKind::RateLimitExceeded);
+        let src = relaunch(&rt, src);
+        let r = src.send("sink", "t", b"");
+        if t0.elapsed() > Duration::from_millis(800) && attempt < 3 {
+            // The machine stalled long enough for a token to come back: not a verdict.
+            rt.shutdown().unwrap();
+            continue;
+        }
+        denied(r, ViolationKind::RateLimitExceeded);
+        // The earlier incarnation's violation is not forgotten either.
+        assert_eq!(sb.check_violations("src").unwrap().len(), 2);
+        assert_eq!(sb.violation_count("src"), 2);
+        rt.shutdown().unwrap();
+        break;
+    }
+}
+
+#[test]
+fn connection_limit_escape_by_relaunching_under_the_same_id_is_refused() {
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new().max_k2k_connections(1),
+        SandboxPolicy::permissive(),
+    );
+    let rt = runtime(&sb);
+    for p in ["p1", "p2"] {
+        rt.launch(p, LaunchOptions::new()).unwrap();
+    }
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    src.send("p1", "t", b"").unwrap();
+    denied(
+        src.send("p2", "t", b""),
+        ViolationKind::ConnectionLimitExceeded,
+    );
+    let src = relaunch(&rt, src);
+    denied(
+        src.send("p2", "t", b""),
+        ViolationKind::ConnectionLimitExceeded,
+    );
+    src.send("p1", "t", b"").unwrap(); // its one peer stays reachable
+    rt.shutdown().unwrap();
+}
+
+#[test]
+fn connection_limit_escape_through_a_reused_peer_slot_is_refused() {
+    // Peers are kernel ids, not route-table slots: a new kernel that takes over a
+    // stopped peer's slot is a new peer.
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new().max_k2k_connections(1),
+        SandboxPolicy::permissive(),
+    );
+    let rt = runtime(&sb);
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    let p1 = rt.launch("p1", LaunchOptions::new()).unwrap();
+    src.send("p1", "t", b"").unwrap();
+    let slot = sb.route_table().slot_of(p1.id()).unwrap();
+    p1.terminate().unwrap();
+    p1.wait(WAIT).unwrap();
+    let p2 = rt.launch("p2", LaunchOptions::new()).unwrap();
+    assert_eq!(sb.route_table().slot_of(p2.id()), Some(slot), "slot reused");
+    denied(
+        src.send("p2", "t", b""),
+        ViolationKind::ConnectionLimitExceeded,
+    );
+    // The peer it had is still its peer when relaunched.
+    rt.launch("p1", LaunchOptions::new()).unwrap();
+    src.send("p1", "t", b"").unwrap();
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn memory_limit_refuses_the_crossing_allocation_and_keeps_accounting_exact() {
     let sb = KernelSandbox::new(ResourceLimits::new().max_memory_bytes(1024));

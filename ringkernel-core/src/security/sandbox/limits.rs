@@ -52,13 +52,15 @@ impl ResourceLimits {
         self
     }
 
-    /// Messages per second the kernel may send (token bucket, 50 ms burst).
+    /// Messages per second the kernel may send (token bucket, 50 ms burst; a kernel
+    /// relaunched under the same id continues the bucket).
     pub fn max_messages_per_second(mut self, rate: u32) -> Self {
         self.max_messages_per_second = Some(rate);
         self
     }
 
-    /// Distinct kernels the kernel may send to over its life.
+    /// Distinct kernels the kernel may send to, counted per kernel id (a kernel
+    /// relaunched under the same id continues the count).
     pub fn max_k2k_connections(mut self, n: u32) -> Self {
         self.max_k2k_connections = Some(n);
         self

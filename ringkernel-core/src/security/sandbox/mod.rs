@@ -89,6 +89,22 @@ pub(crate) struct KernelSlot {
     watchdog_raised: Mutex<Option<Instant>>,
 }
 
+impl KernelSlot {
+    /// What the kernel's id keeps after it stops (without the topic cache, which is
+    /// rebuilt from the policy).
+    fn retire(&self) -> Retired {
+        let send = self.send.lock();
+        Retired {
+            send: SendGuard {
+                bucket: send.bucket.clone(),
+                peers: send.peers.clone(),
+                topics: HashMap::new(),
+            },
+            violations: self.violations.lock().clone(),
+        }
+    }
+}
+
 impl fmt::Debug for KernelSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KernelSlot")
@@ -98,11 +114,24 @@ impl fmt::Debug for KernelSlot {
     }
 }
 
-#[derive(Debug)]
+/// A kernel's send budget: its rate bucket, the peers it has sent to (by id, so that
+/// a peer's slot taken over by another kernel is not mistaken for it), and its cache of
+/// topic decisions.
+#[derive(Debug, Default)]
 struct SendGuard {
     bucket: Option<TokenBucket>,
-    peers: HashSet<usize>,
+    peers: HashSet<KernelId>,
     topics: HashMap<String, bool>,
+}
+
+/// What a kernel id keeps after its kernel stops, and hands to the next kernel
+/// launched under that id: its send budget (so a relaunch neither refills the rate
+/// bucket nor forgets the peers counted against the connection limit) and its
+/// violations (so a relaunch does not wipe the record).
+#[derive(Debug)]
+struct Retired {
+    send: SendGuard,
+    violations: ViolationRing,
 }
 
 /// What the watchdog asks the runtime to do with a kernel.
@@ -137,8 +166,9 @@ struct Inner {
     next_slot: Mutex<usize>,
     routes: RwLock<Arc<RouteTable>>,
     totals: [AtomicU64; 7],
-    /// Violations of kernels that have stopped, kept for `check_violations`.
-    retired: Mutex<HashMap<KernelId, Vec<Violation>>>,
+    /// Kernel ids whose kernel has stopped: their budget and violations, kept for
+    /// `check_violations` and for the next launch under the same id.
+    retired: Mutex<HashMap<KernelId, Retired>>,
 }
 
 /// The kernel sandbox. Cheap to clone (clones share state), so an application can
@@ -275,29 +305,29 @@ impl KernelSandbox {
     }
 
     /// The most recent violations of `kernel` (a `KernelHandle`, `KernelId` or id
-    /// string), oldest first; also for kernels that have stopped.
+    /// string), oldest first; also for kernels that have stopped, and across relaunches
+    /// under the same id.
     pub fn check_violations<K: AsRef<str> + ?Sized>(&self, kernel: &K) -> Result<Vec<Violation>> {
-        let id = kernel.as_ref();
-        if let Some(slot) = self.inner.kernels.read().get(id) {
-            return Ok(slot.violations.lock().recent());
-        }
-        Ok(self
-            .inner
-            .retired
-            .lock()
-            .get(id)
-            .cloned()
-            .unwrap_or_default())
+        Ok(self.with_violations(kernel.as_ref(), ViolationRing::recent))
     }
 
     /// How many violations `kernel` has committed in all (the ring keeps only the most
-    /// recent [`VIOLATION_RING_CAPACITY`]); 0 for unknown or stopped kernels.
+    /// recent [`VIOLATION_RING_CAPACITY`]), also across relaunches under the same id;
+    /// 0 for unknown ids.
     pub fn violation_count<K: AsRef<str> + ?Sized>(&self, kernel: &K) -> u64 {
+        self.with_violations(kernel.as_ref(), ViolationRing::total)
+    }
+
+    fn with_violations<T: Default>(&self, id: &str, f: impl FnOnce(&ViolationRing) -> T) -> T {
+        if let Some(slot) = self.inner.kernels.read().get(id) {
+            return f(&slot.violations.lock());
+        }
         self.inner
-            .kernels
-            .read()
-            .get(kernel.as_ref())
-            .map_or(0, |s| s.violations.lock().total())
+            .retired
+            .lock()
+            .get(id)
+            .map(|r| f(&r.violations))
+            .unwrap_or_default()
     }
 
     /// Violations recorded so far, by kind (all kernels, never reset).
@@ -341,7 +371,8 @@ impl KernelSandbox {
     // ----- called by the runtime's gate ------------------------------------------------
 
     /// Registers a launching kernel: picks its limits and policy, gives it a slot and
-    /// fills its row and column of the route table.
+    /// fills its row and column of the route table. A kernel launched under the id of
+    /// one that stopped continues its send budget and violations.
     pub(crate) fn register(&self, id: &KernelId) -> Result<Arc<KernelSlot>> {
         let (limits, policy) = self.policy_for(id.as_str())?;
         let index = match self.inner.free_slots.lock().pop() {
@@ -353,25 +384,36 @@ impl KernelSandbox {
             }
         };
         let now = Instant::now();
+        let mut kernels = self.inner.kernels.write();
+        // The kernel this id had: retired, or (when its finalization has not reached
+        // the sandbox yet) still registered, in which case its state is copied now.
+        let kept = match kernels.get(id) {
+            Some(old) => Some(old.retire()),
+            None => self.inner.retired.lock().remove(id),
+        };
+        let (mut send, violations) = match kept {
+            Some(r) => (r.send, r.violations),
+            None => (
+                SendGuard::default(),
+                ViolationRing::new(VIOLATION_RING_CAPACITY),
+            ),
+        };
+        if send.bucket.is_none() {
+            send.bucket = limits
+                .messages_per_second()
+                .map(|r| TokenBucket::new(r, now));
+        }
         let slot = Arc::new(KernelSlot {
             id: id.clone(),
             index,
             limits,
             policy,
-            send: Mutex::new(SendGuard {
-                bucket: limits
-                    .messages_per_second()
-                    .map(|r| TokenBucket::new(r, now)),
-                peers: HashSet::new(),
-                topics: HashMap::new(),
-            }),
-            violations: Mutex::new(ViolationRing::new(VIOLATION_RING_CAPACITY)),
+            send: Mutex::new(send),
+            violations: Mutex::new(violations),
             launched: now,
             watchdog_raised: Mutex::new(None),
         });
-        let mut kernels = self.inner.kernels.write();
         kernels.insert(id.clone(), slot.clone());
-        self.inner.retired.lock().remove(id);
         let mut table = (**self.inner.routes.read()).clone();
         table.insert(index, id.clone(), |src, dst| {
             kernels
@@ -382,7 +424,9 @@ impl KernelSandbox {
         Ok(slot)
     }
 
-    /// Removes a stopped kernel; its violations stay readable.
+    /// Removes a stopped kernel: its slot and route-table row are freed; its send
+    /// budget and violations stay with its id (readable, and continued by the next
+    /// kernel launched under it).
     pub(crate) fn unregister(&self, slot: &KernelSlot) {
         let mut kernels = self.inner.kernels.write();
         if kernels
@@ -390,15 +434,17 @@ impl KernelSandbox {
             .is_some_and(|s| std::ptr::eq(&**s, slot))
         {
             kernels.remove(&slot.id);
-            let mut table = (**self.inner.routes.read()).clone();
-            table.remove(slot.index);
-            *self.inner.routes.write() = Arc::new(table);
-            self.inner.free_slots.lock().push(slot.index);
             self.inner
                 .retired
                 .lock()
-                .insert(slot.id.clone(), slot.violations.lock().recent());
+                .insert(slot.id.clone(), slot.retire());
         }
+        // Otherwise a kernel relaunched under this id has already copied the state;
+        // the slot index is still this kernel's own and is freed all the same.
+        let mut table = (**self.inner.routes.read()).clone();
+        table.remove(slot.index);
+        *self.inner.routes.write() = Arc::new(table);
+        self.inner.free_slots.lock().push(slot.index);
     }
 
     fn record(&self, slot: &KernelSlot, violation_type: ViolationType, context: String) -> Verdict {
@@ -474,7 +520,7 @@ impl KernelSandbox {
         }
         let mut verdict = Verdict::Allow;
         if let Some(limit) = src.limits.k2k_connections()
-            && !guard.peers.contains(&dst.index)
+            && !guard.peers.contains(dst.id.as_str())
         {
             if guard.peers.len() >= limit as usize {
                 drop(guard);
@@ -492,7 +538,7 @@ impl KernelSandbox {
                 verdict = v;
                 guard = src.send.lock();
             }
-            guard.peers.insert(dst.index);
+            guard.peers.insert(dst.id.clone());
         }
         let now = Instant::now();
         if let Some(bucket) = guard.bucket.as_mut()

@@ -123,7 +123,7 @@ pub struct Violation {
 }
 
 /// A bounded ring of a kernel's most recent violations plus its total count.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ViolationRing {
     recent: VecDeque<Violation>,
     capacity: usize,
