@@ -5,7 +5,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use ringkernel_core::Error;
@@ -13,27 +12,12 @@ use ringkernel_core::security::audit::{
     AuditConfig, AuditEvent, AuditLog, AuditSigningKey, verify,
 };
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "rk-audit-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A fresh directory under the system temp dir, removed when dropped.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rk-audit-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn config(dir: &Path, segment_bytes: u64) -> AuditConfig {
@@ -92,9 +76,9 @@ fn expect_integrity(
 
 #[test]
 fn a_clean_log_verifies_with_the_public_key() {
-    let dir = TempDir::new("clean");
-    let log = write_log(&dir.0, 500, 4096);
-    let r = verify(&dir.0, &log.public_key()).unwrap();
+    let dir = temp_dir("clean");
+    let log = write_log(dir.path(), 500, 4096);
+    let r = verify(dir.path(), &log.public_key()).unwrap();
     assert_eq!(r.records, 501); // + audit.open
     assert_eq!((r.first_seq, r.last_seq), (Some(0), Some(500)));
     assert!(r.segments > 5, "small segments roll by size: {r:?}");
@@ -106,9 +90,9 @@ fn a_clean_log_verifies_with_the_public_key() {
     assert!(r.torn_tail.is_none());
     // Another key does not verify it.
     let other = AuditSigningKey::generate().unwrap().public_key();
-    expect_integrity(verify(&dir.0, &other), 1, None);
+    expect_integrity(verify(dir.path(), &other), 1, None);
     // Records are JSON lines with the documented fields, and hold no payload bytes.
-    let first = lines(&seg(&dir.0, 1));
+    let first = lines(&seg(dir.path(), 1));
     let v: serde_json::Value = serde_json::from_str(&first[1]).unwrap();
     for field in [
         "seq", "ts", "event", "actor", "target", "result", "details", "prev",
@@ -120,28 +104,28 @@ fn a_clean_log_verifies_with_the_public_key() {
 
 #[test]
 fn every_tamper_case_is_detected_and_named() {
-    let dir = TempDir::new("tamper");
-    let log = write_log(&dir.0, 300, 4096);
+    let dir = temp_dir("tamper");
+    let log = write_log(dir.path(), 300, 4096);
     let pk = log.public_key();
     let original: Vec<(u64, Vec<u8>)> = (1..=3)
-        .map(|n| (n, fs::read(seg(&dir.0, n)).unwrap()))
+        .map(|n| (n, fs::read(seg(dir.path(), n)).unwrap()))
         .collect();
     let restore = || {
         for (n, b) in &original {
-            fs::write(seg(&dir.0, *n), b).unwrap();
+            fs::write(seg(dir.path(), *n), b).unwrap();
         }
     };
-    let l2 = lines(&seg(&dir.0, 2));
+    let l2 = lines(&seg(dir.path(), 2));
     let first2: u64 = serde_json::from_str::<serde_json::Value>(&l2[0]).unwrap()["seq"]
         .as_u64()
         .unwrap();
-    let rewrite = |ls: &[String]| fs::write(seg(&dir.0, 2), ls.join("\n") + "\n").unwrap();
+    let rewrite = |ls: &[String]| fs::write(seg(dir.path(), 2), ls.join("\n") + "\n").unwrap();
 
     // Edit one byte of record first2+3 (still valid JSON).
     let mut ls = l2.clone();
     ls[3] = ls[3].replacen("ingest", "ingesT", 1);
     rewrite(&ls);
-    let why = expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 3));
+    let why = expect_integrity(verify(dir.path(), &pk), 2, Some(first2 + 3));
     assert!(why.contains("modified"), "{why}");
     restore();
 
@@ -149,21 +133,21 @@ fn every_tamper_case_is_detected_and_named() {
     let mut ls = l2.clone();
     ls.remove(5);
     rewrite(&ls);
-    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 5));
+    expect_integrity(verify(dir.path(), &pk), 2, Some(first2 + 5));
     restore();
 
     // Reorder two records.
     let mut ls = l2.clone();
     ls.swap(2, 3);
     rewrite(&ls);
-    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 2));
+    expect_integrity(verify(dir.path(), &pk), 2, Some(first2 + 2));
     restore();
 
     // Duplicate a record.
     let mut ls = l2.clone();
     ls.insert(4, ls[3].clone());
     rewrite(&ls);
-    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 4));
+    expect_integrity(verify(dir.path(), &pk), 2, Some(first2 + 4));
     restore();
 
     // Truncate a record in the middle of a sealed segment.
@@ -171,7 +155,7 @@ fn every_tamper_case_is_detected_and_named() {
     let cut = ls[6].len() / 2;
     ls[6].truncate(cut);
     rewrite(&ls);
-    expect_integrity(verify(&dir.0, &pk), 2, Some(first2 + 6));
+    expect_integrity(verify(dir.path(), &pk), 2, Some(first2 + 6));
     restore();
 
     // Edit the last record of a sealed segment: the signed checkpoint catches it.
@@ -179,31 +163,34 @@ fn every_tamper_case_is_detected_and_named() {
     let last = ls.len() - 1;
     ls[last] = ls[last].replacen("reading", "Reading", 1);
     rewrite(&ls);
-    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    let why = expect_integrity(verify(dir.path(), &pk), 2, None);
     assert!(why.contains("checkpoint"), "{why}");
     restore();
 
     // Remove a middle segment.
-    fs::rename(seg(&dir.0, 2), dir.0.join("moved")).unwrap();
-    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    fs::rename(seg(dir.path(), 2), dir.path().join("moved")).unwrap();
+    let why = expect_integrity(verify(dir.path(), &pk), 2, None);
     assert!(why.contains("missing"), "{why}");
-    fs::rename(dir.0.join("moved"), seg(&dir.0, 2)).unwrap();
+    fs::rename(dir.path().join("moved"), seg(dir.path(), 2)).unwrap();
 
     // Forge a checkpoint: change its count, keep the old signature.
-    let cp = dir.0.join("segment-00000002.checkpoint");
+    let cp = dir.path().join("segment-00000002.checkpoint");
     let orig_cp = fs::read_to_string(&cp).unwrap();
     fs::write(&cp, orig_cp.replacen("\"count\":", "\"count\":1", 1)).unwrap();
-    let why = expect_integrity(verify(&dir.0, &pk), 2, None);
+    let why = expect_integrity(verify(dir.path(), &pk), 2, None);
     assert!(why.contains("signature"), "{why}");
     // ...or sign a forged checkpoint with another key.
     let forger = AuditSigningKey::generate().unwrap();
     let body = orig_cp.lines().next().unwrap();
     let sig = forger_sign(&forger, body.as_bytes());
     fs::write(&cp, format!("{body}\n{sig}\n")).unwrap();
-    expect_integrity(verify(&dir.0, &pk), 2, None);
+    expect_integrity(verify(dir.path(), &pk), 2, None);
     fs::write(&cp, &orig_cp).unwrap();
 
-    assert!(verify(&dir.0, &pk).is_ok(), "restored log verifies again");
+    assert!(
+        verify(dir.path(), &pk).is_ok(),
+        "restored log verifies again"
+    );
 }
 
 fn forger_sign(_key: &AuditSigningKey, msg: &[u8]) -> String {
@@ -221,8 +208,8 @@ fn forger_sign(_key: &AuditSigningKey, msg: &[u8]) -> String {
 
 #[test]
 fn concurrent_appenders_form_one_chain() {
-    let dir = TempDir::new("concurrent");
-    let log = AuditLog::open(config(&dir.0, 1 << 20)).unwrap();
+    let dir = temp_dir("concurrent");
+    let log = AuditLog::open(config(dir.path(), 1 << 20)).unwrap();
     std::thread::scope(|s| {
         for t in 0..8 {
             let log = log.clone();
@@ -246,7 +233,9 @@ fn concurrent_appenders_form_one_chain() {
     );
     log.close().unwrap();
     assert_eq!(
-        verify(&dir.0, &log.public_key()).unwrap().sealed_segments,
+        verify(dir.path(), &log.public_key())
+            .unwrap()
+            .sealed_segments,
         1
     );
     assert!(matches!(
@@ -257,17 +246,17 @@ fn concurrent_appenders_form_one_chain() {
 
 #[test]
 fn retention_deletes_old_segments_under_a_signed_watermark() {
-    let dir = TempDir::new("retention");
+    let dir = temp_dir("retention");
     let log = AuditLog::open(AuditConfig {
         retention_days: 30,
-        ..config(&dir.0, 4096)
+        ..config(dir.path(), 4096)
     })
     .unwrap();
     for i in 0..200 {
         log.append(AuditEvent::new("e").detail("i", i)).unwrap();
     }
     log.seal_segment().unwrap();
-    let before = verify(&dir.0, &log.public_key()).unwrap();
+    let before = verify(dir.path(), &log.public_key()).unwrap();
     // Nothing is old enough today.
     assert!(log.apply_retention(SystemTime::now()).unwrap().is_empty());
     // 31 days later every sealed segment is past retention.
@@ -280,7 +269,7 @@ fn retention_deletes_old_segments_under_a_signed_watermark() {
     assert_eq!(r.first_seq, before.last_seq.map(|s| s + 1));
     assert_eq!(r.records, 1);
     // A forged watermark (claiming more was deleted) does not verify.
-    let wm = dir.0.join("retention.watermark");
+    let wm = dir.path().join("retention.watermark");
     let text = fs::read_to_string(&wm).unwrap();
     fs::write(
         &wm,
@@ -291,26 +280,26 @@ fn retention_deletes_old_segments_under_a_signed_watermark() {
         ),
     )
     .unwrap();
-    expect_integrity(verify(&dir.0, &log.public_key()), 0, None);
+    expect_integrity(verify(dir.path(), &log.public_key()), 0, None);
     fs::write(&wm, text).unwrap();
     log.close().unwrap();
-    assert!(verify(&dir.0, &log.public_key()).is_ok());
+    assert!(verify(dir.path(), &log.public_key()).is_ok());
 }
 
 #[test]
 fn a_log_resumes_after_close_and_keeps_one_chain() {
-    let dir = TempDir::new("resume");
+    let dir = temp_dir("resume");
     let key = AuditSigningKey::generate().unwrap();
     let open = || {
         AuditLog::open(AuditConfig {
             signing_key: Some(key.clone()),
-            ..config(&dir.0, 1 << 20)
+            ..config(dir.path(), 1 << 20)
         })
         .unwrap()
     };
     let a = open();
     assert!(matches!(
-        AuditLog::open(config(&dir.0, 1 << 20)),
+        AuditLog::open(config(dir.path(), 1 << 20)),
         Err(Error::InvalidConfig(msg)) if msg.contains("in use")
     ));
     a.append(AuditEvent::new("first run")).unwrap();
@@ -319,11 +308,11 @@ fn a_log_resumes_after_close_and_keeps_one_chain() {
     let b = open();
     b.append(AuditEvent::new("second run")).unwrap();
     b.close().unwrap();
-    let r = verify(&dir.0, &key.public_key()).unwrap();
+    let r = verify(dir.path(), &key.public_key()).unwrap();
     assert_eq!((r.records, r.segments, r.sealed_segments), (4, 2, 2));
     // A different signing key cannot continue this log.
     assert!(matches!(
-        AuditLog::open(config(&dir.0, 1 << 20)),
+        AuditLog::open(config(dir.path(), 1 << 20)),
         Err(Error::InvalidConfig(msg)) if msg.contains("signed by key")
     ));
 }
@@ -352,7 +341,7 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
         }
         return;
     }
-    let dir = TempDir::new("crash");
+    let dir = temp_dir("crash");
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
@@ -361,13 +350,13 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CRASH_CHILD, &dir.0)
+        .env(CRASH_CHILD, dir.path())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Let it write for a while, then SIGKILL it mid-stream.
     let t0 = std::time::Instant::now();
-    while fs::read_dir(&dir.0).map(|d| d.count()).unwrap_or(0) < 4
+    while fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0) < 4
         && t0.elapsed() < Duration::from_secs(20)
     {
         std::thread::sleep(Duration::from_millis(10));
@@ -377,17 +366,17 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
     child.wait().unwrap();
 
     let key = AuditSigningKey::from_seed(&[7u8; 32]);
-    let r = verify(&dir.0, &key.public_key()).unwrap();
+    let r = verify(dir.path(), &key.public_key()).unwrap();
     assert!(r.records > 100, "{r:?}");
     // Reopening seals what the crash left open (torn line recorded) and goes on.
     let log = AuditLog::open(AuditConfig {
         signing_key: Some(key.clone()),
-        ..config(&dir.0, 64 * 1024)
+        ..config(dir.path(), 64 * 1024)
     })
     .unwrap();
     log.append(AuditEvent::new("after crash")).unwrap();
     log.close().unwrap();
-    let r2 = verify(&dir.0, &key.public_key()).unwrap();
+    let r2 = verify(dir.path(), &key.public_key()).unwrap();
     assert_eq!(r2.records, r.records + 2);
     assert_eq!(r2.sealed_segments, r2.segments);
     if let Some(t) = &r.torn_tail {
@@ -397,11 +386,11 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
 
 #[test]
 fn a_torn_final_line_is_reported_not_called_tampering() {
-    let dir = TempDir::new("torn");
+    let dir = temp_dir("torn");
     let key = AuditSigningKey::generate().unwrap();
     let cfg = || AuditConfig {
         signing_key: Some(key.clone()),
-        ..config(&dir.0, 1 << 20)
+        ..config(dir.path(), 1 << 20)
     };
     let log = AuditLog::open(cfg()).unwrap();
     for i in 0..10 {
@@ -410,11 +399,11 @@ fn a_torn_final_line_is_reported_not_called_tampering() {
     log.close().unwrap();
     drop(log);
     // As a crash mid-write leaves it: no checkpoint yet, half a line at the end.
-    fs::remove_file(dir.0.join("segment-00000001.checkpoint")).unwrap();
-    let mut bytes = fs::read(seg(&dir.0, 1)).unwrap();
+    fs::remove_file(dir.path().join("segment-00000001.checkpoint")).unwrap();
+    let mut bytes = fs::read(seg(dir.path(), 1)).unwrap();
     bytes.extend_from_slice(br#"{"seq":11,"ts":"2026-11-22T0"#);
-    fs::write(seg(&dir.0, 1), &bytes).unwrap();
-    let r = verify(&dir.0, &key.public_key()).unwrap();
+    fs::write(seg(dir.path(), 1), &bytes).unwrap();
+    let r = verify(dir.path(), &key.public_key()).unwrap();
     assert_eq!(r.records, 11);
     assert_eq!(
         r.torn_tail.as_ref().map(|t| (t.segment, t.bytes)),
@@ -423,14 +412,14 @@ fn a_torn_final_line_is_reported_not_called_tampering() {
     // A torn line anywhere but at the very end is tampering.
     let mut mid = bytes.clone();
     mid.extend_from_slice(b"\n");
-    fs::write(seg(&dir.0, 1), &mid).unwrap();
-    expect_integrity(verify(&dir.0, &key.public_key()), 1, Some(11));
-    fs::write(seg(&dir.0, 1), &bytes).unwrap();
+    fs::write(seg(dir.path(), 1), &mid).unwrap();
+    expect_integrity(verify(dir.path(), &key.public_key()), 1, Some(11));
+    fs::write(seg(dir.path(), 1), &bytes).unwrap();
     // Reopening seals the crashed segment, recording the torn bytes, and continues.
     let log = AuditLog::open(cfg()).unwrap();
     log.append(AuditEvent::new("after")).unwrap();
     log.close().unwrap();
-    let r = verify(&dir.0, &key.public_key()).unwrap();
+    let r = verify(dir.path(), &key.public_key()).unwrap();
     assert_eq!((r.records, r.sealed_segments), (13, 2));
     assert_eq!(r.torn_tail.map(|t| t.segment), Some(1));
 }

@@ -12,8 +12,8 @@ use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxP
 
 #[test]
 fn a_production_runtime_records_what_happened_and_never_payloads() {
-    let dir = std::env::temp_dir().join(format!("rk-runtime-audit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let sandbox = KernelSandbox::with_policy(
         ResourceLimits::new(),
         SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
@@ -103,7 +103,6 @@ fn a_production_runtime_records_what_happened_and_never_payloads() {
         .find(|r| r.event == "runtime.configure")
         .unwrap();
     assert_eq!(configure.details["encryption"], "AES-256-GCM");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
