@@ -218,8 +218,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// The audit log failed verification: a record or segment was modified, removed,
-    /// reordered, duplicated, truncated, or a checkpoint or watermark was forged.
+    /// The audit log failed verification: a record or sealed segment was modified,
+    /// removed from the middle, reordered, duplicated or cut short, a checkpoint,
+    /// watermark or head was forged, or what remains contradicts its signed head. Cuts
+    /// at the end of the log are [`Error::AuditTruncated`].
     #[error("audit log integrity failure in segment {segment}{}: {reason}", record.map(|r| format!(", record {r}")).unwrap_or_default())]
     AuditIntegrity {
         /// The first bad segment.
@@ -228,6 +230,27 @@ pub enum Error {
         record: Option<u64>,
         /// What is wrong.
         reason: String,
+    },
+
+    /// The audit log is shorter than its own signed head or an external anchor proves it
+    /// was: records, segments, a checkpoint or the head itself were cut, or the whole
+    /// directory was rolled back to an older copy. What remains verified (tampering with
+    /// it is [`Error::AuditIntegrity`]); `report` says what was checked, and
+    /// `report.truncation()` what is missing.
+    #[error("audit log truncated: {}", report.truncation().map(ToString::to_string).unwrap_or_default())]
+    AuditTruncated {
+        /// What verification found; its status is `LogStatus::Truncated`.
+        report: Box<crate::security::audit::VerifyReport>,
+    },
+
+    /// There is no audit log to verify: the directory holds no signed head and no
+    /// segments (or does not exist). Either it is the wrong directory or the whole log,
+    /// head included, was deleted; only an external anchor tells which. Never reported as
+    /// a verified log of 0 records.
+    #[error("no audit log in {}: no signed head and no segments (a wrong directory, or the whole log was deleted; an external anchor tells which)", directory.display())]
+    AuditLogMissing {
+        /// The directory that was given.
+        directory: std::path::PathBuf,
     },
 
     /// File-system error (audit log, report export).
@@ -270,6 +293,8 @@ impl Error {
             Error::StaleIncarnation { .. } => 28,
             Error::EnvelopeVersion { .. } => 29,
             Error::WrongKey(_) => 30,
+            Error::AuditTruncated { .. } => 31,
+            Error::AuditLogMissing { .. } => 32,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use ringkernel_core::Error;
 use ringkernel_core::security::audit::{
-    AuditConfig, AuditEvent, AuditLog, AuditSigningKey, verify,
+    AuditConfig, AuditEvent, AuditLog, AuditSigningKey, LogStatus, verify,
 };
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -88,9 +88,10 @@ fn a_clean_log_verifies_with_the_public_key() {
     );
     assert_eq!(r.unsealed_records, 0);
     assert!(r.torn_tail.is_none());
-    // Another key does not verify it.
+    // Another key does not verify it: the signed head, checked first, names its key.
     let other = AuditSigningKey::generate().unwrap().public_key();
-    expect_integrity(verify(dir.path(), &other), 1, None);
+    let why = expect_integrity(verify(dir.path(), &other), 0, None);
+    assert!(why.contains("not the given key"), "{why}");
     // Records are JSON lines with the documented fields, and hold no payload bytes.
     let first = lines(&seg(dir.path(), 1));
     let v: serde_json::Value = serde_json::from_str(&first[1]).unwrap();
@@ -268,6 +269,13 @@ fn retention_deletes_old_segments_under_a_signed_watermark() {
     assert_eq!(r.deleted_through_segment, deleted.last().copied());
     assert_eq!(r.first_seq, before.last_seq.map(|s| s + 1));
     assert_eq!(r.records, 1);
+    // The head still names the last sealed segment, now covered by the watermark.
+    assert_eq!(
+        r.status,
+        LogStatus::Open {
+            unanchored_records: 1
+        }
+    );
     // A forged watermark (claiming more was deleted) does not verify.
     let wm = dir.path().join("retention.watermark");
     let text = fs::read_to_string(&wm).unwrap();
@@ -283,7 +291,10 @@ fn retention_deletes_old_segments_under_a_signed_watermark() {
     expect_integrity(verify(dir.path(), &log.public_key()), 0, None);
     fs::write(&wm, text).unwrap();
     log.close().unwrap();
-    assert!(verify(dir.path(), &log.public_key()).is_ok());
+    assert_eq!(
+        verify(dir.path(), &log.public_key()).unwrap().status,
+        LogStatus::Closed
+    );
 }
 
 #[test]
@@ -368,6 +379,10 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
     let key = AuditSigningKey::from_seed(&[7u8; 32]);
     let r = verify(dir.path(), &key.public_key()).unwrap();
     assert!(r.records > 100, "{r:?}");
+    assert!(
+        matches!(r.status, LogStatus::Open { .. }),
+        "a killed writer leaves an open log: {r:?}"
+    );
     // Reopening seals what the crash left open (torn line recorded) and goes on.
     let log = AuditLog::open(AuditConfig {
         signing_key: Some(key.clone()),
@@ -379,6 +394,7 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
     let r2 = verify(dir.path(), &key.public_key()).unwrap();
     assert_eq!(r2.records, r.records + 2);
     assert_eq!(r2.sealed_segments, r2.segments);
+    assert_eq!(r2.status, LogStatus::Closed);
     if let Some(t) = &r.torn_tail {
         assert_eq!(r2.torn_tail.as_ref().map(|x| x.segment), Some(t.segment));
     }
@@ -408,6 +424,14 @@ fn a_torn_final_line_is_reported_not_called_tampering() {
     assert_eq!(
         r.torn_tail.as_ref().map(|t| (t.segment, t.bytes)),
         Some((1, 28))
+    );
+    // The closed head still covers all 11 records: open (its checkpoint is gone), with
+    // nothing after the head.
+    assert_eq!(
+        r.status,
+        LogStatus::Open {
+            unanchored_records: 0
+        }
     );
     // A torn line anywhere but at the very end is tampering.
     let mut mid = bytes.clone();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ringkernel_core::Error;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, AuditRecord, verify};
+use ringkernel_core::security::audit::{AuditConfig, AuditRecord, LogStatus, verify};
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -53,6 +53,11 @@ fn a_production_runtime_records_what_happened_and_never_payloads() {
     assert_eq!(
         report.sealed_segments, report.segments,
         "shutdown seals the log"
+    );
+    assert_eq!(
+        report.status,
+        LogStatus::Closed,
+        "shutdown signs a close record"
     );
     let mut records = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {

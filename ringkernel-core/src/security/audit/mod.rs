@@ -2,37 +2,54 @@
 //!
 //! JSON lines in size- or day-bounded segment files; each record carries the SHA-256 of
 //! the previous record's line bytes; each closed segment gets an Ed25519-signed
-//! checkpoint (RFC 6962 Merkle root, counts, chain head, previous checkpoint); retention
-//! deletes whole old segments under a signed watermark. An auditor verifies a copied
-//! log with the public key alone ([`verify`], or the `ringkernel-audit-verify` tool).
+//! checkpoint (RFC 6962 Merkle root, counts, chain head, previous checkpoint); a signed
+//! log head says where the log ends (rewritten with every checkpoint, and as a close
+//! record by [`AuditLog::close`]); retention deletes whole old segments under a signed
+//! watermark. An auditor verifies a copied log with the public key alone ([`verify`],
+//! or the `ringkernel-audit-verify` tool), and catches a directory rewound as a whole
+//! with a head shipped elsewhere earlier ([`verify_with_anchor`]).
 //!
 //! ```
-//! use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, verify};
+//! use ringkernel_core::security::audit::{
+//!     AuditConfig, AuditEvent, AuditLog, LogStatus, verify, verify_with_anchor,
+//! };
 //!
-//! let dir = std::env::temp_dir().join(format!("rk-audit-doc-{}", std::process::id()));
-//! # let _ = std::fs::remove_dir_all(&dir);
-//! let log = AuditLog::open(AuditConfig::in_directory(&dir))?;
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path();
+//! let log = AuditLog::open(AuditConfig::in_directory(dir))?;
 //! log.append(AuditEvent::new("kernel.launch").actor("host").target("processor_1"))?;
-//! log.close()?; // seals the segment: every record is now covered by a signature
-//! let report = verify(&dir, &log.public_key())?;
+//! log.close()?; // seals the segment and signs a close record
+//! let report = verify(dir, &log.public_key())?;
 //! assert_eq!(report.records, 2); // ours, and the log's own `audit.open`
-//! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), ringkernel_core::Error>(())
+//! assert_eq!(report.status, LogStatus::Closed);
+//! // Kept off the machine, the head's anchor later catches a rolled-back directory.
+//! let anchor = log.head().anchor();
+//! verify_with_anchor(dir, &log.public_key(), &anchor)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Format, keys, retention and how an auditor verifies: `docs/audit.md`.
+//! Never treat a truncated log as verified: [`verify`] returns it as
+//! [`Error::AuditTruncated`], not `Ok`.
+//!
+//! Format, keys, retention, heads and how an auditor verifies: `docs/audit.md`.
 
 mod format;
+mod head;
+mod report;
 mod verify;
 mod writer;
 
-pub use format::{AuditRecord, Checkpoint, Watermark, ZERO_HASH, leaf_hash, merkle_root};
+pub use format::{
+    AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, leaf_hash, merkle_root,
+};
+pub use head::{Anchor, SignedHead};
+pub use report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
 
 /// RFC 3339 UTC with microseconds, as used in audit records and reports.
 pub fn format_time(t: SystemTime) -> String {
     format::rfc3339(t)
 }
-pub use verify::{TornTail, VerifyReport, verify};
+pub use verify::{verify, verify_with_anchor};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -284,6 +301,7 @@ struct LogInner {
     thread: Mutex<Option<JoinHandle<()>>>,
     closed: AtomicBool,
     appended: AtomicU64,
+    head: Arc<Mutex<SignedHead>>,
 }
 
 /// An open audit log. Cheap to clone; appends from any thread form one chain.
@@ -324,7 +342,11 @@ impl AuditLog {
             None => AuditSigningKey::generate()?,
         };
         let public_key = key.public_key();
-        let (writer, resumed) = Writer::open(&config, key)?;
+        let writer::Opened {
+            writer,
+            resumed,
+            head,
+        } = Writer::open(&config, key)?;
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let flush_interval = config.flush_interval;
         let thread = std::thread::Builder::new()
@@ -339,6 +361,7 @@ impl AuditLog {
                 thread: Mutex::new(Some(thread)),
                 closed: AtomicBool::new(false),
                 appended: AtomicU64::new(0),
+                head,
             }),
         };
         log.append(
@@ -419,12 +442,24 @@ impl AuditLog {
         verify(self.directory(), &self.public_key())
     }
 
-    /// Writes, seals the current segment and stops the writer. Later appends fail.
+    /// The last signed head: how many records the log held and the chain hash when a
+    /// segment was last sealed (or the log opened or closed). Ship it off the machine
+    /// (its [`SignedHead::to_bytes`] is the signed file) and give its
+    /// [`SignedHead::anchor`] to [`verify_with_anchor`] later: that catches a directory
+    /// rewound to an older copy. Records appended since are not covered yet; call
+    /// [`AuditLog::seal_segment`] first for a head that covers everything so far.
+    pub fn head(&self) -> SignedHead {
+        self.inner.head.lock().clone()
+    }
+
+    /// Writes, seals the current segment, signs a closed head (the close record) and
+    /// stops the writer. Later appends fail; calling it again does nothing. Dropping
+    /// the last handle without `close()` also seals, but signs an open head.
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let r = self.call(Command::Close);
+        let r = self.call(|tx| Command::Close(HeadState::Closed, tx));
         if let Some(t) = self.inner.thread.lock().take() {
             let _ = t.join();
         }
@@ -436,7 +471,9 @@ impl Drop for LogInner {
     fn drop(&mut self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             let (tx, rx) = bounded(1);
-            if self.tx.send(Command::Close(tx)).is_ok() {
+            // Dropped without `close()`: seal and sign, but as an open head, so that
+            // `verify` does not report a clean close that never happened.
+            if self.tx.send(Command::Close(HeadState::Open, tx)).is_ok() {
                 let _ = rx.recv();
             }
             if let Some(t) = self.thread.lock().take() {

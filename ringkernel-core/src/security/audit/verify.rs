@@ -1,48 +1,22 @@
 //! Verifying a log with the public key alone.
 
 use std::fs;
+use std::io::ErrorKind;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::AuditPublicKey;
 use super::format::{
-    AuditRecord, Checkpoint, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root, sha256_hex,
-    split_signed,
+    AuditRecord, Checkpoint, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
+    sha256_hex, split_signed,
 };
-use super::writer::{checkpoint_path, list_segments, segment_path, watermark_path};
+use super::head::{Anchor, SignedHead};
+use super::report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
+use super::writer::{
+    checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
+};
 use crate::error::{Error, Result};
-
-/// A final line cut short by a crash: reported, not treated as tampering.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TornTail {
-    /// The segment.
-    pub segment: u64,
-    /// Bytes of the incomplete line.
-    pub bytes: u64,
-}
-
-/// What [`verify`] checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VerifyReport {
-    /// Segments present and checked.
-    pub segments: u64,
-    /// Of those, closed with a valid signed checkpoint.
-    pub sealed_segments: u64,
-    /// Records checked.
-    pub records: u64,
-    /// Sequence of the first record present.
-    pub first_seq: Option<u64>,
-    /// Sequence of the last record present.
-    pub last_seq: Option<u64>,
-    /// Records in the open (not yet signed) last segment: chained, but a signature
-    /// covers them only once the segment is sealed.
-    pub unsealed_records: u64,
-    /// Segments up to this one were deleted by retention (signed watermark).
-    pub deleted_through_segment: Option<u64>,
-    /// A torn final line left by a crash, if any.
-    pub torn_tail: Option<TornTail>,
-}
 
 fn bad(segment: u64, record: Option<u64>, reason: impl Into<String>) -> Error {
     Error::AuditIntegrity {
@@ -66,30 +40,121 @@ fn check_signed(bytes: &[u8], key: &VerifyingKey, segment: u64, what: &str) -> R
     Ok(body.to_vec())
 }
 
+/// Reads a file that may be absent.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Verifies the log in `dir` with `public_key`: every record's chain link and sequence,
 /// every closed segment's signed checkpoint (Merkle root, counts, chain head, link to
-/// the previous checkpoint), the retention watermark, and that no segment is missing
-/// except below the watermark. Returns [`Error::AuditIntegrity`] naming the first bad
-/// segment and record; a torn final line is reported in the result, not as an error.
+/// the previous checkpoint), the retention watermark, that no segment is missing
+/// except below the watermark, and the signed log head: that the log still reaches it.
+///
+/// Returns the report for an intact log, [`LogStatus::Closed`] or [`LogStatus::Open`]
+/// (a torn final line from a crash is reported in it, not as an error). Fails with
+/// [`Error::AuditIntegrity`] naming the first bad segment and record when something
+/// was changed; with [`Error::AuditTruncated`] (carrying the report) when the end was
+/// cut relative to the signed head; with [`Error::AuditLogMissing`] when there is no
+/// log at all (never "verified, 0 records").
+///
+/// Records written after the last signed head can be cut without a trace here; and a
+/// directory rewound as a whole to an older copy is consistent. Both are caught only
+/// with an anchor kept elsewhere: [`verify_with_anchor`].
 pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<VerifyReport> {
-    let dir = dir.as_ref();
+    verify_with_anchor(dir, public_key, &Anchor::default())
+}
+
+/// [`verify`], and also that the log reaches `anchor` (a head shipped off the machine
+/// earlier, see [`SignedHead::anchor`]): if it holds fewer records than the anchor, or
+/// no record with the anchor's hash, it was rolled back and is reported as truncated
+/// ([`Error::AuditTruncated`] with `behind_anchor`). A log that holds record
+/// `records - 1` with a different hash contradicts the anchor:
+/// [`Error::AuditIntegrity`]. An anchor older than retention's watermark is satisfied
+/// by the signed watermark.
+pub fn verify_with_anchor(
+    dir: impl AsRef<Path>,
+    public_key: &AuditPublicKey,
+    anchor: &Anchor,
+) -> Result<VerifyReport> {
+    let report = examine(dir.as_ref(), public_key, anchor)?;
+    match report.status {
+        LogStatus::Truncated(_) => Err(Error::AuditTruncated {
+            report: Box::new(report),
+        }),
+        _ => Ok(report),
+    }
+}
+
+/// The chain state after a prefix of the log.
+struct Point {
+    /// Records before it: the next sequence number.
+    records: u64,
+    /// Hash of record `records - 1`.
+    hash: String,
+}
+
+fn examine(dir: &Path, public_key: &AuditPublicKey, anchor: &Anchor) -> Result<VerifyReport> {
     let key = VerifyingKey::from_bytes(&public_key.0)
         .map_err(|_| Error::InvalidConfig("not a valid Ed25519 public key".into()))?;
-    let mut report = VerifyReport::default();
+    if !log_files_present(dir)? && anchor.is_empty() {
+        return Err(Error::AuditLogMissing {
+            directory: dir.to_path_buf(),
+        });
+    }
+    let head = match read_optional(&head_path(dir))? {
+        Some(bytes) => {
+            let h = SignedHead::from_bytes(&bytes)
+                .map_err(|e| bad(0, None, format!("log head unreadable: {e}")))?;
+            h.verify(public_key)?;
+            Some(h.head().clone())
+        }
+        None => None,
+    };
+    let mut report = VerifyReport {
+        status: LogStatus::Open {
+            unanchored_records: 0,
+        },
+        head: head.clone(),
+        segments: 0,
+        sealed_segments: 0,
+        records: 0,
+        first_seq: None,
+        last_seq: None,
+        unsealed_records: 0,
+        deleted_through_segment: None,
+        torn_tail: None,
+    };
     let (mut next_seq, mut prev_hash, mut prev_cp) =
         (0u64, ZERO_HASH.to_owned(), ZERO_HASH.to_owned());
     let mut first_segment = 1;
-    let wm = watermark_path(dir);
-    if wm.exists() {
-        let body = check_signed(&fs::read(&wm)?, &key, 0, "retention watermark")?;
+    // The last sealed segment (or the last one retention deleted) and where the chain
+    // stood after it.
+    let mut last_sealed = 0u64;
+    let mut watermark_point = None;
+    if let Some(bytes) = read_optional(&watermark_path(dir))? {
+        let body = check_signed(&bytes, &key, 0, "retention watermark")?;
         let w: Watermark = serde_json::from_slice(&body)
             .map_err(|e| bad(0, None, format!("retention watermark unreadable: {e}")))?;
         next_seq = w.next_seq;
         prev_hash = w.last_hash;
         prev_cp = w.last_checkpoint_hash;
         first_segment = w.deleted_through_segment + 1;
+        last_sealed = w.deleted_through_segment;
         report.deleted_through_segment = Some(w.deleted_through_segment);
+        watermark_point = Some(Point {
+            records: next_seq,
+            hash: prev_hash.clone(),
+        });
     }
+    // Hashes the head and the anchor name, looked up as the records go by.
+    let head_target = head.as_ref().and_then(|h| h.records.checked_sub(1));
+    let anchor_target = anchor.records.and_then(|n| n.checked_sub(1));
+    let anchor_hash = anchor.last_hash.map(|h| hex(&h));
+    let (mut head_found, mut anchor_found, mut anchor_hash_seen) = (None, None, false);
     let segments: Vec<u64> = list_segments(dir)?
         .into_iter()
         .filter(|&n| n >= first_segment)
@@ -142,6 +207,15 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 ));
             }
             prev_hash = sha256_hex(line);
+            if Some(rec.seq) == head_target {
+                head_found = Some(prev_hash.clone());
+            }
+            if Some(rec.seq) == anchor_target {
+                anchor_found = Some(prev_hash.clone());
+            }
+            if anchor_hash.as_ref() == Some(&prev_hash) {
+                anchor_hash_seen = true;
+            }
             leaves.push(leaf_hash(line));
             report.first_seq.get_or_insert(rec.seq);
             report.last_seq = Some(rec.seq);
@@ -149,8 +223,8 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
             report.records += 1;
         }
         let cp_path = checkpoint_path(dir, n);
-        if cp_path.exists() {
-            let body = check_signed(&fs::read(&cp_path)?, &key, n, "checkpoint")?;
+        if let Some(cp_bytes) = read_optional(&cp_path)? {
+            let body = check_signed(&cp_bytes, &key, n, "checkpoint")?;
             let c: Checkpoint = serde_json::from_slice(&body)
                 .map_err(|e| bad(n, None, format!("checkpoint unreadable: {e}")))?;
             let problems = [
@@ -189,13 +263,8 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
                 return Err(bad(n, None, format!("checkpoint of segment {n} {why}")));
             }
             prev_cp = sha256_hex(&body);
+            last_sealed = n;
             report.sealed_segments += 1;
-            if tail > 0 {
-                report.torn_tail = Some(TornTail {
-                    segment: n,
-                    bytes: tail,
-                });
-            }
         } else if Some(n) != last {
             return Err(bad(
                 n,
@@ -204,13 +273,186 @@ pub fn verify(dir: impl AsRef<Path>, public_key: &AuditPublicKey) -> Result<Veri
             ));
         } else {
             report.unsealed_records = leaves.len() as u64;
-            if tail > 0 {
-                report.torn_tail = Some(TornTail {
-                    segment: n,
-                    bytes: tail,
+        }
+        if tail > 0 {
+            report.torn_tail = Some(TornTail {
+                segment: n,
+                bytes: tail,
+            });
+        }
+    }
+    let end = Point {
+        records: next_seq,
+        hash: prev_hash,
+    };
+    let present_through = last.unwrap_or(first_segment - 1);
+    let mut t = Truncation::default();
+    let mut unanchored = end.records;
+    match &head {
+        None => t.head_missing = true,
+        Some(h) => {
+            t.head_seq = Some(h.head_seq);
+            // Heads are written before the checkpoint they name, and a new segment is
+            // started only after a head: a later sealed segment, or any segment after
+            // a close, proves that a newer head existed.
+            let later = if last_sealed > h.last_segment {
+                Some(last_sealed)
+            } else if h.state == HeadState::Closed && present_through > h.last_segment {
+                Some(present_through)
+            } else {
+                None
+            };
+            if let Some(later_segment) = later {
+                t.stale_head = Some(StaleHead {
+                    head_seq: h.head_seq,
+                    covers_through_segment: h.last_segment,
+                    later_segment,
                 });
+            }
+            if h.last_segment > present_through {
+                t.missing_segments = Some(present_through + 1..=h.last_segment);
+            }
+            if end.records < h.records {
+                t.missing_records = Some(end.records..h.records);
+                if h.last_segment > last_sealed && h.last_segment <= present_through {
+                    t.missing_checkpoint = Some(h.last_segment);
+                }
+            } else if t.stale_head.is_none() && t.missing_segments.is_none() {
+                check_head_matches(
+                    h,
+                    &end,
+                    head_found.as_deref(),
+                    watermark_point.as_ref(),
+                    last_sealed,
+                    &prev_cp,
+                )?;
+            }
+            unanchored = end.records.saturating_sub(h.records);
+        }
+    }
+    if let Some(n) = anchor.records
+        && end.records < n
+    {
+        t.behind_anchor = true;
+        let from = end.records;
+        let to = t.missing_records.as_ref().map_or(n, |r| r.end.max(n));
+        t.missing_records = Some(from..to);
+    }
+    if let Some(want) = &anchor_hash
+        && !t.behind_anchor
+    {
+        let at_point = |p: &Point| (p.hash == *want).then_some(p.records);
+        match anchor.records {
+            Some(0) => {
+                if want != ZERO_HASH {
+                    return Err(bad(
+                        0,
+                        None,
+                        "the anchor names 0 records but a non-zero hash",
+                    ));
+                }
+            }
+            Some(n) => {
+                let found = anchor_found.or_else(|| {
+                    watermark_point
+                        .as_ref()
+                        .filter(|w| w.records == n)
+                        .map(|w| w.hash.clone())
+                });
+                // None: the record was deleted by retention before the watermark's
+                // point; the signed watermark vouches for the count.
+                if let Some(found) = found
+                    && found != *want
+                {
+                    return Err(bad(
+                        0,
+                        Some(n - 1),
+                        format!(
+                            "record {} does not match the external anchor: the log was rewritten, or the anchor belongs to another log",
+                            n - 1
+                        ),
+                    ));
+                }
+            }
+            None => {
+                let seen = anchor_hash_seen
+                    || want == ZERO_HASH
+                    || watermark_point.as_ref().and_then(at_point).is_some();
+                if !seen {
+                    t.behind_anchor = true;
+                }
             }
         }
     }
+    report.status = if t.found() {
+        LogStatus::Truncated(t)
+    } else if head.as_ref().is_some_and(|h| {
+        h.state == HeadState::Closed && unanchored == 0 && h.last_segment == last_sealed
+    }) {
+        LogStatus::Closed
+    } else {
+        LogStatus::Open {
+            unanchored_records: unanchored,
+        }
+    };
     Ok(report)
+}
+
+/// The log reaches the head's record count: check that it is the same log the head
+/// signed (record `records - 1`'s hash, the last checkpoint's hash), and that no record
+/// follows the head in a segment the head says is sealed.
+fn check_head_matches(
+    h: &super::format::Head,
+    end: &Point,
+    head_found: Option<&str>,
+    watermark: Option<&Point>,
+    last_sealed: u64,
+    last_checkpoint: &str,
+) -> Result<()> {
+    let contradiction = |segment: u64, record: Option<u64>, what: &str| {
+        bad(
+            segment,
+            record,
+            format!(
+                "{what} does not match signed log head #{}: the log was rewritten, or the head belongs to another log",
+                h.head_seq
+            ),
+        )
+    };
+    if let Some(r) = h.records.checked_sub(1) {
+        let found = head_found.map(str::to_owned).or_else(|| {
+            watermark
+                .filter(|w| w.records == h.records)
+                .map(|w| w.hash.clone())
+        });
+        // None: deleted by retention before the watermark's point.
+        if found.is_some_and(|f| f != h.last_hash) {
+            return Err(contradiction(
+                h.last_segment,
+                Some(r),
+                &format!("record {r}"),
+            ));
+        }
+    }
+    if h.last_segment == last_sealed {
+        if h.last_checkpoint != last_checkpoint {
+            return Err(contradiction(
+                h.last_segment,
+                None,
+                &format!("the checkpoint of segment {}", h.last_segment),
+            ));
+        }
+    } else if end.records != h.records {
+        // The head names a last segment whose checkpoint was never written (a crash
+        // between the two writes of a seal): nothing may follow the head in it.
+        return Err(bad(
+            h.last_segment,
+            Some(h.records),
+            format!(
+                "segment {} holds records after the point where signed log head #{} sealed it",
+                h.last_segment, h.head_seq
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -2,16 +2,20 @@
 //! rolls, seals and retires segments.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
 
 use super::format::{
-    AuditRecord, Checkpoint, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root, rfc3339,
-    sha256_hex, signed_file, split_signed, utc_day,
+    AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
+    rfc3339, sha256_hex, signed_file, split_signed, utc_day,
 };
+use super::head::SignedHead;
 use super::{AuditConfig, AuditEvent, AuditSigningKey};
 use crate::error::{Error, Result};
 
@@ -20,7 +24,9 @@ pub(crate) enum Command {
     Flush(Sender<Result<()>>),
     Seal(Sender<Result<()>>),
     Retention(SystemTime, Sender<Result<Vec<u64>>>),
-    Close(Sender<Result<()>>),
+    /// Seal and stop; `Closed` for `AuditLog::close`, `Open` when the last handle is
+    /// dropped without it.
+    Close(HeadState, Sender<Result<()>>),
 }
 
 pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -33,6 +39,32 @@ pub(crate) fn checkpoint_path(dir: &Path, n: u64) -> PathBuf {
 
 pub(crate) fn watermark_path(dir: &Path) -> PathBuf {
     dir.join("retention.watermark")
+}
+
+pub(crate) fn head_path(dir: &Path) -> PathBuf {
+    dir.join("log.head")
+}
+
+/// Whether `dir` holds any file of a log (segment, checkpoint, watermark, head). A
+/// directory that does not exist holds none.
+pub(crate) fn log_files_present(dir: &Path) -> Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name == "log.head"
+            || name == "retention.watermark"
+            || (name.starts_with("segment-")
+                && (name.ends_with(".jsonl") || name.ends_with(".checkpoint")))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Segment numbers present in `dir`, ascending.
@@ -108,12 +140,48 @@ pub(crate) struct Writer {
     prev_hash: String,
     prev_checkpoint: String,
     dirty: bool,
+    // the signed head: the last one written, shared with `AuditLog::head`
+    head: Arc<Mutex<SignedHead>>,
+}
+
+/// Where the chain stands at a point of the log.
+struct ChainPoint {
+    records: u64,
+    last_hash: String,
+    /// The last sealed segment up to this point (0: none) and its checkpoint's hash.
+    segment: u64,
+    checkpoint: String,
+}
+
+/// The last segment, left without a checkpoint by a crash.
+struct Crashed {
+    segment: u64,
+    leaves: Vec<[u8; 32]>,
+    /// Bytes of an incomplete final line.
+    torn_bytes: u64,
+    /// Where the chain stands after its complete records.
+    records: u64,
+    last_hash: String,
+}
+
+/// What `Writer::open` found on disk and returns to `AuditLog::open`.
+pub(crate) struct Opened {
+    pub(crate) writer: Writer,
+    /// The last sequence number found, if the directory held records.
+    pub(crate) resumed: Option<u64>,
+    /// The head just written (shared with the writer, which updates it).
+    pub(crate) head: Arc<Mutex<SignedHead>>,
 }
 
 impl Writer {
-    /// Opens the directory, takes its lock, seals a segment a crash left open, and
-    /// starts a new segment. Returns the writer and the last sequence found, if any.
-    pub(crate) fn open(config: &AuditConfig, key: AuditSigningKey) -> Result<(Self, Option<u64>)> {
+    /// Opens the directory, takes its lock, checks that the log still reaches its signed
+    /// head, seals a segment a crash left open, writes an open head, and starts a new
+    /// segment.
+    ///
+    /// A directory that falls short of its head (records or segments cut, the head gone
+    /// or replaced by an older one) is refused with the error `verify` gives: continuing
+    /// would sign a new head over the cut and hide it.
+    pub(crate) fn open(config: &AuditConfig, key: AuditSigningKey) -> Result<Opened> {
         let dir = config.directory.clone();
         fs::create_dir_all(&dir).map_err(|e| io_err("audit directory", e))?;
         let lock = OpenOptions::new()
@@ -127,102 +195,218 @@ impl Writer {
                 dir.display()
             ))
         })?;
-        let (mut next_seq, mut prev_hash, mut prev_checkpoint, mut first_free) =
-            (0u64, ZERO_HASH.to_owned(), ZERO_HASH.to_owned(), 1u64);
+        let public_key = key.public_key();
+        let wrong_key = |found: &str| {
+            Error::InvalidConfig(format!(
+                "audit directory {} holds a log signed by key {found}; open it with that \
+                 signing key (AuditConfig::signing_key) or use a new directory",
+                dir.display()
+            ))
+        };
+        let old_head = match fs::read(head_path(&dir)) {
+            Ok(bytes) => {
+                let h = SignedHead::from_bytes(&bytes)?;
+                if h.head().public_key != public_key.to_hex() {
+                    return Err(wrong_key(&h.head().public_key));
+                }
+                h.verify(&public_key)?;
+                Some(h)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("audit log head", e)),
+        };
+        let files_before = log_files_present(&dir)?;
+
+        // The chain after the last sealed segment (or the watermark).
+        let mut sealed = ChainPoint {
+            records: 0,
+            last_hash: ZERO_HASH.to_owned(),
+            segment: 0,
+            checkpoint: ZERO_HASH.to_owned(),
+        };
+        let mut first_free = 1u64;
         let wm = watermark_path(&dir);
         if wm.exists() {
             let (w, _): (Watermark, _) = read_signed(&wm, "retention watermark")?;
-            next_seq = w.next_seq;
-            prev_hash = w.last_hash;
-            prev_checkpoint = w.last_checkpoint_hash;
+            sealed = ChainPoint {
+                records: w.next_seq,
+                last_hash: w.last_hash,
+                segment: w.deleted_through_segment,
+                checkpoint: w.last_checkpoint_hash,
+            };
             first_free = w.deleted_through_segment + 1;
         }
         let segments = list_segments(&dir)?;
-        let mut resumed = None;
-        if let Some(&last) = segments.last() {
-            // Chain state after the last sealed segment before `last`.
-            if let Some(&before) = segments.iter().rev().nth(1) {
-                let cp = checkpoint_path(&dir, before);
-                if cp.exists() {
-                    let (c, h): (Checkpoint, _) = read_signed(&cp, "checkpoint")?;
-                    next_seq = c.first_seq + c.count;
-                    prev_hash = c.last_hash;
-                    prev_checkpoint = h;
-                }
+        let sealed_point = |n: u64| -> Result<Option<ChainPoint>> {
+            let cp = checkpoint_path(&dir, n);
+            if !cp.exists() {
+                return Ok(None);
             }
-            let cp = checkpoint_path(&dir, last);
-            if cp.exists() {
-                let (c, h): (Checkpoint, _) = read_signed(&cp, "checkpoint")?;
-                if c.public_key != key.public_key().to_hex() {
-                    return Err(Error::InvalidConfig(format!(
-                        "audit directory {} holds a log signed by key {}; open it with that \
-                         signing key (AuditConfig::signing_key) or use a new directory",
-                        dir.display(),
-                        c.public_key
-                    )));
-                }
-                next_seq = c.first_seq + c.count;
-                prev_hash = c.last_hash;
-                prev_checkpoint = h;
+            let (c, h): (Checkpoint, _) = read_signed(&cp, "checkpoint")?;
+            if c.public_key != public_key.to_hex() {
+                return Err(wrong_key(&c.public_key));
+            }
+            Ok(Some(ChainPoint {
+                records: c.first_seq + c.count,
+                last_hash: c.last_hash,
+                segment: n,
+                checkpoint: h,
+            }))
+        };
+        // A segment left open by a crash, and whether its records chain on.
+        let mut crashed = None;
+        let mut chain_broken = false;
+        if let Some(&last) = segments.last() {
+            if let Some(p) = sealed_point(last)? {
+                sealed = p;
             } else {
-                // A segment left open by a crash: seal what is complete in it.
+                if let Some(&before) = segments.iter().rev().nth(1)
+                    && let Some(p) = sealed_point(before)?
+                {
+                    sealed = p;
+                }
                 let bytes = fs::read(segment_path(&dir, last))?;
                 let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-                let mut leaves = Vec::new();
-                let first_seq = next_seq;
+                let mut c = Crashed {
+                    segment: last,
+                    leaves: Vec::new(),
+                    torn_bytes: (bytes.len() - complete) as u64,
+                    records: sealed.records,
+                    last_hash: sealed.last_hash.clone(),
+                };
                 for line in bytes[..complete]
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.is_empty())
                 {
-                    let rec: AuditRecord =
-                        serde_json::from_slice(line).map_err(|e| parse_err("audit record", e))?;
-                    next_seq = rec.seq + 1;
-                    prev_hash = sha256_hex(line);
-                    leaves.push(leaf_hash(line));
+                    match serde_json::from_slice::<AuditRecord>(line) {
+                        Ok(rec) if rec.seq == c.records && rec.prev == c.last_hash => {}
+                        _ => {
+                            // Never sign over a broken chain: the verifier names it.
+                            chain_broken = true;
+                            break;
+                        }
+                    }
+                    c.records += 1;
+                    c.last_hash = sha256_hex(line);
+                    c.leaves.push(leaf_hash(line));
                 }
-                let checkpoint = Checkpoint {
-                    version: 1,
-                    segment: last,
-                    first_seq,
-                    count: leaves.len() as u64,
-                    merkle_root: hex(&merkle_root(&leaves)),
-                    last_hash: prev_hash.clone(),
-                    prev_checkpoint: prev_checkpoint.clone(),
-                    closed_at: rfc3339(SystemTime::now()),
-                    torn_tail_bytes: (bytes.len() - complete) as u64,
-                    public_key: key.public_key().to_hex(),
-                };
-                let (file, h) = signed_file(&checkpoint, |m| key.sign(m))?;
-                write_atomic(&dir, &cp, &file)?;
-                prev_checkpoint = h;
-            }
-            if next_seq > 0 {
-                resumed = Some(next_seq - 1);
+                crashed = Some(c);
             }
             first_free = first_free.max(last + 1);
         }
+
+        // Does the directory still reach its signed head?
+        let consistent = match &old_head {
+            None => !files_before,
+            Some(h) => {
+                let h = h.head();
+                let at_sealed = h.last_segment == sealed.segment
+                    && h.last_checkpoint == sealed.checkpoint
+                    && h.records == sealed.records
+                    && h.last_hash == sealed.last_hash
+                    && !(h.state == HeadState::Closed && crashed.is_some());
+                // A crash between a seal's two writes: the head names the segment, its
+                // checkpoint was not written, and the segment ends where the head says.
+                let sealing = crashed.as_ref().is_some_and(|c| {
+                    h.last_segment == c.segment
+                        && h.records == c.records
+                        && h.last_hash == c.last_hash
+                });
+                at_sealed || sealing
+            }
+        };
+        if !consistent || chain_broken {
+            // Let the verifier say exactly what is wrong.
+            super::verify(&dir, &public_key)?;
+            return Err(Error::Corrupt {
+                what: "audit log",
+                reason: format!(
+                    "{} does not continue its signed head; run ringkernel-audit-verify on it",
+                    dir.display()
+                ),
+            });
+        }
+
+        let (mut head_seq, mut prev_head) = match &old_head {
+            Some(h) => (h.head().head_seq, h.hash()),
+            None => (0, ZERO_HASH.to_owned()),
+        };
+        let mut sign_head = |point: &ChainPoint| -> Result<SignedHead> {
+            head_seq += 1;
+            let signed = SignedHead::sign(
+                Head {
+                    version: 1,
+                    head_seq,
+                    state: HeadState::Open,
+                    records: point.records,
+                    last_hash: point.last_hash.clone(),
+                    last_segment: point.segment,
+                    last_checkpoint: point.checkpoint.clone(),
+                    prev_head: prev_head.clone(),
+                    written_at: rfc3339(SystemTime::now()),
+                    public_key: public_key.to_hex(),
+                },
+                &key,
+            )?;
+            write_atomic(&dir, &head_path(&dir), &signed.to_bytes())?;
+            prev_head = signed.hash();
+            Ok(signed)
+        };
+        let head = match crashed {
+            // Seal what is complete in the crashed segment, head first (see `seal`).
+            Some(c) => {
+                let checkpoint = Checkpoint {
+                    version: 1,
+                    segment: c.segment,
+                    first_seq: sealed.records,
+                    count: c.leaves.len() as u64,
+                    merkle_root: hex(&merkle_root(&c.leaves)),
+                    last_hash: c.last_hash.clone(),
+                    prev_checkpoint: sealed.checkpoint.clone(),
+                    closed_at: rfc3339(SystemTime::now()),
+                    torn_tail_bytes: c.torn_bytes,
+                    public_key: public_key.to_hex(),
+                };
+                let (file, h) = signed_file(&checkpoint, |m| key.sign(m))?;
+                sealed = ChainPoint {
+                    records: c.records,
+                    last_hash: c.last_hash,
+                    segment: c.segment,
+                    checkpoint: h,
+                };
+                let head = sign_head(&sealed)?;
+                write_atomic(&dir, &checkpoint_path(&dir, c.segment), &file)?;
+                head
+            }
+            None => sign_head(&sealed)?,
+        };
+        let resumed = sealed.records.checked_sub(1);
+        let head = Arc::new(Mutex::new(head));
         let seg = first_free;
         let file = Self::create_segment(&dir, seg)?;
-        Ok((
-            Writer {
-                dir,
-                key,
-                _lock: lock,
-                max_bytes: config.max_segment_bytes,
-                retention_days: config.retention_days,
-                seg,
-                file,
-                seg_bytes: 0,
-                seg_day: None,
-                seg_first_seq: next_seq,
-                leaves: Vec::new(),
-                next_seq,
-                prev_hash,
-                prev_checkpoint,
-                dirty: false,
-            },
+        let writer = Writer {
+            dir,
+            key,
+            _lock: lock,
+            max_bytes: config.max_segment_bytes,
+            retention_days: config.retention_days,
+            seg,
+            file,
+            seg_bytes: 0,
+            seg_day: None,
+            seg_first_seq: sealed.records,
+            leaves: Vec::new(),
+            next_seq: sealed.records,
+            prev_hash: sealed.last_hash,
+            prev_checkpoint: sealed.checkpoint,
+            dirty: false,
+            head: Arc::clone(&head),
+        };
+        Ok(Opened {
+            writer,
             resumed,
-        ))
+            head,
+        })
     }
 
     fn create_segment(dir: &Path, n: u64) -> Result<BufWriter<File>> {
@@ -253,17 +437,17 @@ impl Writer {
                 Ok(Command::Retention(now, ack)) => {
                     let _ = ack.send(self.retention(now));
                 }
-                Ok(Command::Close(ack)) => {
+                Ok(Command::Close(state, ack)) => {
                     // Drain what was queued before the close.
                     while let Ok(Command::Append(ev, at)) = rx.try_recv() {
                         let _ = self.append(ev, at);
                     }
-                    let _ = ack.send(self.seal(SystemTime::now()));
+                    let _ = ack.send(self.seal(SystemTime::now(), state));
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.seal(SystemTime::now());
+                    let _ = self.seal(SystemTime::now(), HeadState::Open);
                     return;
                 }
             }
@@ -316,9 +500,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the current segment with a signed checkpoint.
-    fn seal(&mut self, now: SystemTime) -> Result<()> {
+    /// Closes the current segment with a signed checkpoint and signs a head that covers
+    /// it (`Closed` on a clean close).
+    ///
+    /// The head is written first: a checkpoint on disk then always has a head covering
+    /// it, so `verify` reads a head older than the last checkpoint as a replaced head,
+    /// never as a crash. A crash between the two writes leaves a head naming a segment
+    /// without a checkpoint, whose records end exactly where the head says; `verify`
+    /// reports that as open, and the next open seals the segment again.
+    fn seal(&mut self, now: SystemTime, state: HeadState) -> Result<()> {
         self.sync()?;
+        let public_key = self.key.public_key().to_hex();
         let checkpoint = Checkpoint {
             version: 1,
             segment: self.seg,
@@ -329,16 +521,37 @@ impl Writer {
             prev_checkpoint: self.prev_checkpoint.clone(),
             closed_at: rfc3339(now),
             torn_tail_bytes: 0,
-            public_key: self.key.public_key().to_hex(),
+            public_key: public_key.clone(),
         };
         let (file, h) = signed_file(&checkpoint, |m| self.key.sign(m))?;
+        let (head_seq, prev_head) = {
+            let last = self.head.lock();
+            (last.head().head_seq + 1, last.hash())
+        };
+        let head = SignedHead::sign(
+            Head {
+                version: 1,
+                head_seq,
+                state,
+                records: self.next_seq,
+                last_hash: self.prev_hash.clone(),
+                last_segment: self.seg,
+                last_checkpoint: h.clone(),
+                prev_head,
+                written_at: rfc3339(now),
+                public_key,
+            },
+            &self.key,
+        )?;
+        write_atomic(&self.dir, &head_path(&self.dir), &head.to_bytes())?;
+        *self.head.lock() = head;
         write_atomic(&self.dir, &checkpoint_path(&self.dir, self.seg), &file)?;
         self.prev_checkpoint = h;
         Ok(())
     }
 
     fn seal_and_roll(&mut self, now: SystemTime) -> Result<()> {
-        self.seal(now)?;
+        self.seal(now, HeadState::Open)?;
         self.seg += 1;
         self.file = Self::create_segment(&self.dir, self.seg)?;
         self.seg_bytes = 0;

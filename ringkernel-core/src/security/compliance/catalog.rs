@@ -323,7 +323,7 @@ fn audit_integrity(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
     match &a.verification {
         None => fail("no audit log to verify", "Enable the audit log"),
         Some(Ok(r)) => ok(format!(
-            "hash chain and Ed25519-signed checkpoints verify: {} records in {} segment(s), {} sealed{}; public key {}",
+            "hash chain, Ed25519-signed checkpoints and signed log head verify: {} records in {} segment(s), {} sealed{}; log {}; public key {}",
             r.records,
             r.segments,
             r.sealed_segments,
@@ -332,6 +332,7 @@ fn audit_integrity(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
             } else {
                 String::new()
             },
+            r.status,
             a.public_key.as_deref().unwrap_or("?")
         )),
         Some(Err(e)) => fail(
