@@ -1,0 +1,102 @@
+//! The `ringkernel-audit-verify` tool: what it prints and its exit status per case.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditSigningKey};
+
+fn run(dir: &Path, key: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkernel-audit-verify"))
+        .arg(dir)
+        .arg(key)
+        .args(extra)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn the_tool_prints_the_status_and_exits_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditSigningKey::generate().unwrap();
+    let pk = key.public_key().to_hex();
+    let config = || AuditConfig {
+        max_segment_bytes: 1 << 20,
+        retention_days: 0,
+        signing_key: Some(key.clone()),
+        ..AuditConfig::in_directory(dir.path())
+    };
+
+    // Open: records after the last head.
+    let log = AuditLog::open(config()).unwrap();
+    for i in 0..5 {
+        log.append(AuditEvent::new("e").detail("i", i)).unwrap();
+    }
+    log.flush().unwrap();
+    let (code, out) = run(dir.path(), &pk, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("VERIFIED, open (not closed) with 6 unanchored record(s)"),
+        "{out}"
+    );
+
+    // Closed, and the anchor it prints is accepted back.
+    log.close().unwrap();
+    let anchor = log.head().anchor().to_string();
+    let (code, out) = run(dir.path(), &pk, &["--anchor", &anchor]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("VERIFIED, closed"), "{out}");
+    assert!(
+        out.contains(&format!("anchor to keep elsewhere: {anchor}")),
+        "{out}"
+    );
+
+    // A key file works the same.
+    let key_file = dir.path().join("key.txt");
+    fs::write(&key_file, format!("{pk}\n")).unwrap();
+    let (code, _) = run(dir.path(), &format!("@{}", key_file.display()), &[]);
+    assert_eq!(code, 0);
+    fs::remove_file(&key_file).unwrap();
+
+    // Truncated: the anchor is further than the log.
+    let (code, out) = run(dir.path(), &pk, &[&format!("--anchor=-:{}", 9)]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("TRUNCATED") && out.contains("3 record(s) missing (sequence 6..9)"),
+        "{out}"
+    );
+
+    // Truncated: the head is gone.
+    let head = fs::read(dir.path().join("log.head")).unwrap();
+    fs::remove_file(dir.path().join("log.head")).unwrap();
+    let (code, out) = run(dir.path(), &pk, &[]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("head is missing"), "{out}");
+    fs::write(dir.path().join("log.head"), &head).unwrap();
+
+    // Tampered.
+    let seg = dir.path().join("segment-00000001.jsonl");
+    let text = fs::read_to_string(&seg).unwrap();
+    fs::write(&seg, text.replacen("\"i\":2", "\"i\":3", 1)).unwrap();
+    let (code, out) = run(dir.path(), &pk, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED (tampered)"), "{out}");
+
+    // No log at all.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = run(empty.path(), &pk, &[]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("NO LOG"), "{out}");
+
+    // Usage errors.
+    for bad in [&["--anchor", "xyz"][..], &["--anchor"], &["--what"]] {
+        let (code, out) = run(dir.path(), &pk, bad);
+        assert_eq!(code, 2, "{bad:?}: {out}");
+        assert!(out.contains("usage:"), "{out}");
+    }
+}
