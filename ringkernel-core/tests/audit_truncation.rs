@@ -121,6 +121,23 @@ fn truncation_deleting_newest_segment_and_checkpoint_is_reported() {
 }
 
 #[test]
+fn truncation_deleting_an_empty_newest_segment_is_reported() {
+    // A segment sealed with no records: cutting it loses no record, but the head names
+    // it, so its absence is still reported.
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditSigningKey::generate().unwrap();
+    let log = AuditLog::open(config(dir.path(), &key, 1 << 20)).unwrap();
+    append(&log, 3);
+    log.seal_segment().unwrap();
+    log.close().unwrap(); // segment 2 is sealed empty
+    fs::remove_file(seg(dir.path(), 2)).unwrap();
+    fs::remove_file(cp(dir.path(), 2)).unwrap();
+    let (_, t) = expect_truncated(verify(dir.path(), &key.public_key()));
+    assert_eq!(t.missing_segments, Some(2..=2));
+    assert_eq!(t.missing_records, None);
+}
+
+#[test]
 fn truncation_deleting_every_segment_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (_, pk) = closed_log(dir.path());

@@ -137,7 +137,8 @@ impl fmt::Debug for SignedHead {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Anchor {
     /// SHA-256 of the line bytes of record `records - 1` (a head's `last_hash`). Without
-    /// `records`, any record with this hash satisfies the anchor.
+    /// `records`, any record still present with this hash (or the retention
+    /// watermark's point) satisfies the anchor.
     pub last_hash: Option<[u8; 32]>,
     /// The log held at least this many records (sequence numbers `0..records`).
     pub records: Option<u64>,
