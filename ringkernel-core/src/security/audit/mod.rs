@@ -33,6 +33,7 @@
 //!
 //! Format, keys, retention, heads and how an auditor verifies: `docs/audit.md`.
 
+mod files;
 mod format;
 mod head;
 mod report;

@@ -7,15 +7,15 @@ use std::path::Path;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::AuditPublicKey;
+use super::files::{
+    checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
+};
 use super::format::{
     AuditRecord, Checkpoint, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
     sha256_hex, split_signed,
 };
 use super::head::{Anchor, SignedHead};
 use super::report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
-use super::writer::{
-    checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
-};
 use crate::error::{Error, Result};
 
 fn bad(segment: u64, record: Option<u64>, reason: impl Into<String>) -> Error {

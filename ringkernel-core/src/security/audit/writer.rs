@@ -11,9 +11,13 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use super::files::{
+    checkpoint_path, head_path, io_err, list_segments, log_files_present, parse_err, read_signed,
+    segment_path, watermark_path, write_atomic,
+};
 use super::format::{
     AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
-    rfc3339, sha256_hex, signed_file, split_signed, utc_day,
+    rfc3339, sha256_hex, signed_file, utc_day,
 };
 use super::head::SignedHead;
 use super::{AuditConfig, AuditEvent, AuditSigningKey};
@@ -27,99 +31,6 @@ pub(crate) enum Command {
     /// Seal and stop; `Closed` for `AuditLog::close`, `Open` when the last handle is
     /// dropped without it.
     Close(HeadState, Sender<Result<()>>),
-}
-
-pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("segment-{n:08}.jsonl"))
-}
-
-pub(crate) fn checkpoint_path(dir: &Path, n: u64) -> PathBuf {
-    dir.join(format!("segment-{n:08}.checkpoint"))
-}
-
-pub(crate) fn watermark_path(dir: &Path) -> PathBuf {
-    dir.join("retention.watermark")
-}
-
-pub(crate) fn head_path(dir: &Path) -> PathBuf {
-    dir.join("log.head")
-}
-
-/// Whether `dir` holds any file of a log (segment, checkpoint, watermark, head). A
-/// directory that does not exist holds none.
-pub(crate) fn log_files_present(dir: &Path) -> Result<bool> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if name == "log.head"
-            || name == "retention.watermark"
-            || (name.starts_with("segment-")
-                && (name.ends_with(".jsonl") || name.ends_with(".checkpoint")))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Segment numbers present in `dir`, ascending.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
-    let mut v = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(n) = name
-            .strip_prefix("segment-")
-            .and_then(|r| r.strip_suffix(".jsonl"))
-            .and_then(|d| d.parse::<u64>().ok())
-        {
-            v.push(n);
-        }
-    }
-    v.sort_unstable();
-    Ok(v)
-}
-
-fn io_err(what: &str, e: std::io::Error) -> Error {
-    Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the
-/// directory.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(|e| io_err("create", e))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
-}
-
-fn parse_err(what: &'static str, e: impl std::fmt::Display) -> Error {
-    Error::Corrupt {
-        what,
-        reason: e.to_string(),
-    }
-}
-
-/// Reads and parses a signed two-line file of ours (no signature check: the writer
-/// trusts its own directory; auditors use `verify`). Returns the body and its hash.
-pub(crate) fn read_signed<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &'static str,
-) -> Result<(T, String)> {
-    let bytes = fs::read(path)?;
-    let (body, _) = split_signed(&bytes).ok_or_else(|| parse_err(what, "not a signed file"))?;
-    let parsed = serde_json::from_slice(body).map_err(|e| parse_err(what, e))?;
-    Ok((parsed, sha256_hex(body)))
 }
 
 pub(crate) struct Writer {
