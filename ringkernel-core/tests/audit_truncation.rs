@@ -479,3 +479,69 @@ fn an_external_anchor_catches_a_directory_rewound_to_an_older_copy() {
         })
     ));
 }
+
+#[test]
+fn verifying_a_live_log_while_it_is_sealed_never_reports_truncation() {
+    // Segments are sealed, heads rewritten and old segments retired while verify reads
+    // the directory: the head and the segments it reads must describe the same moment.
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditSigningKey::generate().unwrap();
+    let log = AuditLog::open(AuditConfig {
+        retention_days: 1,
+        ..config(dir.path(), &key, 64 * 1024)
+    })
+    .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    /// Stops the appender also when an assertion fails (or the scope would wait forever).
+    struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 86_400);
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        let (writer, stop_ref) = (log.clone(), &stop);
+        s.spawn(move || {
+            let mut i = 0u64;
+            while !stop_ref.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .append(AuditEvent::new("live").detail("i", i))
+                    .unwrap();
+                i += 1;
+                if i.is_multiple_of(2000) {
+                    writer.apply_retention(later).unwrap(); // retires sealed segments
+                }
+                if i.is_multiple_of(20) {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        });
+        let t0 = std::time::Instant::now();
+        let (mut first_head, mut last_head, mut runs) = (None, 0, 0);
+        while runs < 30 || last_head < first_head.unwrap_or(0) + 10 {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(60),
+                "no seals seen"
+            );
+            match verify(dir.path(), &key.public_key()) {
+                Ok(r) => {
+                    assert!(matches!(r.status, LogStatus::Open { .. }), "{r:?}");
+                    let h = r.head.unwrap().head_seq;
+                    first_head.get_or_insert(h);
+                    last_head = h;
+                    runs += 1;
+                }
+                // Sealed again on every one of verify's reads: allowed, never wrong.
+                Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => panic!("a live log must verify as open, got {other:?}"),
+            }
+        }
+    });
+    log.close().unwrap();
+    assert_eq!(
+        verify(dir.path(), &key.public_key()).unwrap().status,
+        LogStatus::Closed
+    );
+}

@@ -80,14 +80,37 @@ pub fn verify_with_anchor(
     public_key: &AuditPublicKey,
     anchor: &Anchor,
 ) -> Result<VerifyReport> {
-    let report = examine(dir.as_ref(), public_key, anchor)?;
-    match report.status {
-        LogStatus::Truncated(_) => Err(Error::AuditTruncated {
-            report: Box::new(report),
-        }),
-        _ => Ok(report),
+    let dir = dir.as_ref();
+    // A live log may be sealed while it is read: the segment list and the head would
+    // then describe different moments (a newer checkpoint than the head read, or a head
+    // newer than the records read) and look truncated. Every seal rewrites the head with
+    // a new head_seq, so an unchanged head file before and after the walk means no
+    // seal happened in between; otherwise read again.
+    for _ in 0..LIVE_ATTEMPTS {
+        let before = read_optional(&head_path(dir))?;
+        let result = examine(dir, public_key, anchor, before.as_deref());
+        if read_optional(&head_path(dir))? != before {
+            continue;
+        }
+        let report = result?;
+        return match report.status {
+            LogStatus::Truncated(_) => Err(Error::AuditTruncated {
+                report: Box::new(report),
+            }),
+            _ => Ok(report),
+        };
     }
+    Err(Error::Io(std::io::Error::new(
+        ErrorKind::Interrupted,
+        format!(
+            "the audit log in {} was sealed {LIVE_ATTEMPTS} times while being verified; verify a copy, or retry",
+            dir.display()
+        ),
+    )))
 }
+
+/// How many times [`verify_with_anchor`] reads a log that keeps being sealed.
+const LIVE_ATTEMPTS: usize = 5;
 
 /// The chain state after a prefix of the log.
 struct Point {
@@ -97,7 +120,13 @@ struct Point {
     hash: String,
 }
 
-fn examine(dir: &Path, public_key: &AuditPublicKey, anchor: &Anchor) -> Result<VerifyReport> {
+/// Verifies the log in `dir` against the head file's bytes `head_bytes`, read first.
+fn examine(
+    dir: &Path,
+    public_key: &AuditPublicKey,
+    anchor: &Anchor,
+    head_bytes: Option<&[u8]>,
+) -> Result<VerifyReport> {
     let key = VerifyingKey::from_bytes(&public_key.0)
         .map_err(|_| Error::InvalidConfig("not a valid Ed25519 public key".into()))?;
     if !log_files_present(dir)? && anchor.is_empty() {
@@ -105,9 +134,9 @@ fn examine(dir: &Path, public_key: &AuditPublicKey, anchor: &Anchor) -> Result<V
             directory: dir.to_path_buf(),
         });
     }
-    let head = match read_optional(&head_path(dir))? {
+    let head = match head_bytes {
         Some(bytes) => {
-            let h = SignedHead::from_bytes(&bytes)
+            let h = SignedHead::from_bytes(bytes)
                 .map_err(|e| bad(0, None, format!("log head unreadable: {e}")))?;
             h.verify(public_key)?;
             Some(h.head().clone())

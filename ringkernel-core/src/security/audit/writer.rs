@@ -421,7 +421,6 @@ impl Writer {
     /// reports that as open, and the next open seals the segment again.
     fn seal(&mut self, now: SystemTime, state: HeadState) -> Result<()> {
         self.sync()?;
-        let public_key = self.key.public_key().to_hex();
         let checkpoint = Checkpoint {
             version: 1,
             segment: self.seg,
@@ -432,9 +431,24 @@ impl Writer {
             prev_checkpoint: self.prev_checkpoint.clone(),
             closed_at: rfc3339(now),
             torn_tail_bytes: 0,
-            public_key: public_key.clone(),
+            public_key: self.key.public_key().to_hex(),
         };
         let (file, h) = signed_file(&checkpoint, |m| self.key.sign(m))?;
+        let sealed = ChainPoint {
+            records: self.next_seq,
+            last_hash: self.prev_hash.clone(),
+            segment: self.seg,
+            checkpoint: h.clone(),
+        };
+        self.write_head(&sealed, state, now)?;
+        write_atomic(&self.dir, &checkpoint_path(&self.dir, self.seg), &file)?;
+        self.prev_checkpoint = h;
+        Ok(())
+    }
+
+    /// Signs the next head (number and `prev_head` follow the last one) for the log as
+    /// it stands at `at`, and writes it atomically.
+    fn write_head(&mut self, at: &ChainPoint, state: HeadState, now: SystemTime) -> Result<()> {
         let (head_seq, prev_head) = {
             let last = self.head.lock();
             (last.head().head_seq + 1, last.hash())
@@ -444,20 +458,18 @@ impl Writer {
                 version: 1,
                 head_seq,
                 state,
-                records: self.next_seq,
-                last_hash: self.prev_hash.clone(),
-                last_segment: self.seg,
-                last_checkpoint: h.clone(),
+                records: at.records,
+                last_hash: at.last_hash.clone(),
+                last_segment: at.segment,
+                last_checkpoint: at.checkpoint.clone(),
                 prev_head,
                 written_at: rfc3339(now),
-                public_key,
+                public_key: self.key.public_key().to_hex(),
             },
             &self.key,
         )?;
         write_atomic(&self.dir, &head_path(&self.dir), &head.to_bytes())?;
         *self.head.lock() = head;
-        write_atomic(&self.dir, &checkpoint_path(&self.dir, self.seg), &file)?;
-        self.prev_checkpoint = h;
         Ok(())
     }
 
@@ -518,6 +530,16 @@ impl Writer {
                 fs::remove_file(checkpoint_path(&self.dir, *n))?;
             }
             tracing::info!(segments = ?doomed, "audit retention deleted old segments");
+            // The same facts under a new head number: a verifier reading the directory
+            // meanwhile sees the head change and reads again.
+            let current = self.head.lock().head().clone();
+            let at = ChainPoint {
+                records: current.records,
+                last_hash: current.last_hash,
+                segment: current.last_segment,
+                checkpoint: current.last_checkpoint,
+            };
+            self.write_head(&at, HeadState::Open, SystemTime::now())?;
         }
         Ok(doomed)
     }
