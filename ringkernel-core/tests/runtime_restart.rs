@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, verify};
+use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
 use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -32,7 +32,7 @@ fn production(state: &Path) -> Runtime {
         .production()
         .with_keystore(Keystore::open(state, kek()).unwrap())
         .with_sandbox(KernelSandbox::with_policy(
-            ResourceLimits::new(),
+            ResourceLimits::conservative(),
             SandboxPolicy::permissive(),
         ))
         .with_audit_logging(audit)
@@ -106,7 +106,12 @@ fn a_production_program_restarts_in_its_state_directory() {
         .unwrap()
         .audit_public_key();
     let log = state.path().join("audit");
-    verify(&log, &key).unwrap();
+    let report = verify(&log, &key).unwrap();
+    assert_eq!(
+        report.status,
+        LogStatus::Closed,
+        "a clean shutdown closes the log"
+    );
     let all = records(&log);
     assert_eq!(events(&all, "runtime.configure").len(), 2);
     let opens = events(&all, "audit.open");
@@ -198,6 +203,13 @@ fn kill_9_mid_append_then_restart_loses_nothing() {
     assert_eq!(opens.len(), 2);
     let resumed = opens[1]["details"]["resumed_after_seq"].as_u64().unwrap();
     assert_eq!(resumed, before.last().unwrap()["seq"].as_u64().unwrap());
+    assert!(
+        opens[1]["details"]["previous_head"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64),
+        "the restart record names the head it continues: {}",
+        opens[1]
+    );
     // ...and every record is covered by the one chain.
     assert_eq!(report.records as usize, after.len());
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gate::Gate;
+use super::gate::{Gate, Layers};
 use super::incarnations::Incarnations;
 use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
@@ -423,9 +423,11 @@ impl RuntimeBuilder {
             backend,
             self.mode,
             self.config,
-            encryption,
-            sandbox,
-            audit,
+            Layers {
+                encryption,
+                sandbox,
+                audit,
+            },
             (instance, incarnations),
             notes,
         )?))?;

@@ -107,6 +107,13 @@ impl KernelEntry {
     }
 }
 
+/// The security layers a runtime was built with.
+pub(crate) struct Layers {
+    pub(crate) encryption: Option<MemoryEncryption>,
+    pub(crate) sandbox: Option<KernelSandbox>,
+    pub(crate) audit: Option<AuditLog>,
+}
+
 /// The gate. See the module docs.
 pub(crate) struct Gate {
     backend: Box<dyn ComputeBackend>,
@@ -147,12 +154,15 @@ impl Gate {
         backend: Box<dyn ComputeBackend>,
         mode: SecurityMode,
         config: RuntimeConfig,
-        encryption: Option<MemoryEncryption>,
-        sandbox: Option<KernelSandbox>,
-        audit: Option<AuditLog>,
+        layers: Layers,
         identity: (InstanceId, Incarnations),
         mut notes: Vec<String>,
     ) -> Result<Self> {
+        let Layers {
+            encryption,
+            sandbox,
+            audit,
+        } = layers;
         let (instance, incarnations) = identity;
         let companion = Self::device_companion(&*backend, encryption.as_ref(), &mut notes)?;
         let sealing = Sealing::new(encryption.as_ref(), companion.as_ref());

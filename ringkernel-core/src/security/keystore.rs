@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
+use crate::security::audit::format::{hex, unhex};
 use crate::security::audit::{AuditPublicKey, AuditSigningKey};
 use crate::security::encryption::kdf;
 use crate::security::encryption::{
@@ -701,18 +702,4 @@ fn decode_secrets(b: &[u8]) -> std::result::Result<Secrets, String> {
         audit_seed,
         keys: KeyringState { highest, epochs },
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -34,7 +34,7 @@
 //! Format, keys, retention, heads and how an auditor verifies: `docs/audit.md`.
 
 mod files;
-mod format;
+pub(crate) mod format;
 mod head;
 mod report;
 mod verify;
@@ -365,13 +365,20 @@ impl AuditLog {
                 head,
             }),
         };
+        // A restart record: where the earlier run's chain ended, and the signed head
+        // (hash) the new head links to, so the chain runs through the restart.
+        let previous_head = match resumed {
+            Some(_) => Value::from(log.inner.head.lock().head().prev_head.clone()),
+            None => Value::Null,
+        };
         log.append(
             AuditEvent::new("audit.open")
                 .detail("public_key", public_key.to_hex())
                 .detail(
                     "resumed_after_seq",
                     resumed.map_or(Value::Null, Value::from),
-                ),
+                )
+                .detail("previous_head", previous_head),
         )?;
         Ok(log)
     }
