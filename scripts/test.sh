@@ -83,6 +83,19 @@ for bin in secure_runtime sandbox_violations password_derived_keys compliance_re
     cargo run -q --locked -p ringkernel-examples --bin "$bin" > /dev/null
     echo "example $bin: ok"
 done
+# The main example restarted in its state directory: the second run must reopen the
+# keystore and continue the same signed audit chain.
+state_dir="$(mktemp -d)"
+RINGKERNEL_STATE_DIR="$state_dir" cargo run -q --locked -p ringkernel-examples --bin secure_runtime > /dev/null
+second_run="$(RINGKERNEL_STATE_DIR="$state_dir" cargo run -q --locked -p ringkernel-examples --bin secure_runtime)"
+if grep -q "continued the audit log of an earlier run" <<< "$second_run"; then
+    echo "example secure_runtime, run twice in one state directory: continued the log"
+else
+    echo "example secure_runtime did not continue its audit log on the second run" >&2
+    rm -rf "$state_dir"
+    exit 1
+fi
+rm -rf "$state_dir"
 # The main example on the GPU path: required in CI (lavapipe), tried elsewhere.
 wgpu_example=(cargo run -q --locked -p ringkernel-examples --bin secure_runtime -- --backend wgpu)
 if [ "${RINGKERNEL_REQUIRE_WGPU:-}" = "1" ]; then

@@ -3,6 +3,12 @@
 //! readable summary at the end. On a GPU backend a device kernel also checksums every
 //! reading on the GPU, opening and re-sealing its own control block there.
 //!
+//! Its keys and audit log live in a state directory (`reports/secure_runtime-state`, or
+//! `RINGKERNEL_STATE_DIR`): the master key and the audit signing key in a keystore
+//! sealed under a passphrase (`RINGKERNEL_KEYSTORE_PASSPHRASE`; a demo passphrase
+//! otherwise), so a second run reopens the same keys and continues the same signed
+//! audit chain.
+//!
 //! Run: `cargo run -p ringkernel-examples --bin secure_runtime [-- --backend wgpu]`
 
 use std::process::ExitCode;
@@ -13,15 +19,20 @@ use std::time::{Duration, Instant};
 use ringkernel_core::Result;
 use ringkernel_core::backend::{DeviceKind, DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, verify};
+use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
+use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::{
-    EncryptionConfig, KernelSandbox, MemoryEncryption, ResourceLimits, SandboxPolicy,
-    memory_protection_info,
+    KernelSandbox, ResourceLimits, SandboxPolicy, memory_protection_info,
 };
 
-/// Where this example writes its audit log and reports (a fresh log each run).
-const AUDIT_DIR: &str = "reports/secure_runtime-audit";
+/// Where this example keeps its keystore and audit log unless `RINGKERNEL_STATE_DIR`
+/// names another directory.
+const DEFAULT_STATE_DIR: &str = "reports/secure_runtime-state";
+
+fn state_dir() -> std::path::PathBuf {
+    std::env::var_os("RINGKERNEL_STATE_DIR").map_or_else(|| DEFAULT_STATE_DIR.into(), Into::into)
+}
 
 const READINGS: u64 = 10_000;
 
@@ -48,13 +59,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn build_runtime() -> Result<Runtime> {
+fn build_runtime(keystore: Keystore) -> Result<Runtime> {
     let backend = std::env::args()
         .skip_while(|a| a != "--backend")
         .nth(1)
         .unwrap_or_else(|| "cpu".into());
-    // Layer 1: memory encryption (AES-256-GCM, random master key, 24 h rotation).
-    let encryption = MemoryEncryption::new(EncryptionConfig::secure())?;
+    // Layer 1: memory encryption (AES-256-GCM, 24 h rotation) under the keystore's
+    // master key, which survives restarts.
     // Layer 2: a restrictive sandbox. Every kernel gets conservative limits and no K2K
     // route unless allowed; the pipeline's own routes and topics are allowed one by one.
     let limits = ResourceLimits::conservative().max_messages_per_second(1_000_000);
@@ -82,18 +93,18 @@ fn build_runtime() -> Result<Runtime> {
                 .k2k_allow_list(&["digest_sink"])
                 .allow_topics(&["checksum"]),
         );
-    // Layer 3: the tamper-evident audit log (a fresh one per run of this example).
-    let _ = std::fs::remove_dir_all(AUDIT_DIR);
+    // Layer 3: the tamper-evident audit log, signed with the keystore's audit key, so
+    // every run continues one chain.
     let audit = AuditConfig {
         log_k2k_messages: false,
         log_memory_access: true,
         log_violations: true,
         retention_days: 400,
-        ..AuditConfig::in_directory(AUDIT_DIR)
+        ..AuditConfig::in_directory(keystore.directory().join("audit"))
     };
     let builder = RuntimeBuilder::new()
         .production()
-        .with_encryption(encryption)
+        .with_keystore(keystore)
         .with_sandbox(sandbox)
         .with_audit_logging(audit);
     match backend.as_str() {
@@ -111,9 +122,33 @@ fn build_runtime() -> Result<Runtime> {
 }
 
 fn run() -> Result<()> {
-    let runtime = build_runtime()?;
+    let state = state_dir();
+    let kek = match std::env::var("RINGKERNEL_KEYSTORE_PASSPHRASE") {
+        Ok(p) => KeyEncryptionKey::password(&p),
+        Err(_) => {
+            println!(
+                "note: RINGKERNEL_KEYSTORE_PASSPHRASE is not set; using the demo passphrase \
+                 (never do this with real data)"
+            );
+            KeyEncryptionKey::password("ringkernel example passphrase")
+        }
+    };
+    let keystore = Keystore::open(&state, kek)?;
+    let continued = !keystore.is_new();
+    let audit_dir = keystore.directory().join("audit");
+    let runtime = build_runtime(keystore)?;
     let info = runtime.backend_info();
     println!("RingKernel secure runtime");
+    println!("  instance: {}", runtime.instance_id());
+    println!(
+        "  state   : {} ({})",
+        state.display(),
+        if continued {
+            "keystore reopened: same keys, same audit chain"
+        } else {
+            "new keystore"
+        }
+    );
     println!("  backend : {} ({})", info.name, info.device);
     println!("  mode    : {:?}", runtime.mode());
     if let Some(enc) = runtime.encryption() {
@@ -344,13 +379,24 @@ fn run() -> Result<()> {
 
     // The runtime's own audit log, verified with the public key alone.
     if let Some(pk) = public_key {
-        let v = verify(AUDIT_DIR, &pk)?;
-        println!("\nAudit log {AUDIT_DIR}");
+        let v = verify(&audit_dir, &pk)?;
+        println!("\nAudit log {}", audit_dir.display());
+        let closed = if v.status == LogStatus::Closed {
+            "closed cleanly"
+        } else {
+            "open"
+        };
         println!(
-            "  VERIFIED: {} records in {} signed segment(s); public key {pk}",
+            "  VERIFIED: {} records in {} signed segment(s), {closed}; public key {pk}",
             v.records, v.sealed_segments
         );
-        println!("  auditors: ringkernel-audit-verify {AUDIT_DIR} {pk}");
+        if continued {
+            println!("  continued the audit log of an earlier run: one chain across restarts");
+        }
+        println!(
+            "  auditors: ringkernel-audit-verify {} {pk}",
+            audit_dir.display()
+        );
     }
     Ok(())
 }
