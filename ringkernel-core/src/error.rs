@@ -199,6 +199,20 @@ pub enum Error {
     #[error("wrong key-encryption key: {0}")]
     WrongKey(String),
 
+    /// A kernel-state snapshot older than the latest exported for its kernel, or not the
+    /// generation the caller named: replayed or stale, not tampered.
+    #[error(
+        "replayed or stale state snapshot of kernel {kernel:?}: generation {found}, expected {expected}"
+    )]
+    StaleSnapshot {
+        /// The kernel.
+        kernel: String,
+        /// The generation the restore expected (the latest exported).
+        expected: u32,
+        /// The generation offered.
+        found: u32,
+    },
+
     /// The password does not match the key metadata's check value.
     #[error("wrong password for this key")]
     WrongPassword,
@@ -295,6 +309,7 @@ impl Error {
             Error::WrongKey(_) => 30,
             Error::AuditTruncated { .. } => 31,
             Error::AuditLogMissing { .. } => 32,
+            Error::StaleSnapshot { .. } => 33,
         }
     }
 }

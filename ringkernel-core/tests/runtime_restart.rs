@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::Error;
+use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder, StateSnapshot};
 use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
 use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
@@ -212,4 +213,134 @@ fn kill_9_mid_append_then_restart_loses_nothing() {
     );
     // ...and every record is covered by the one chain.
     assert_eq!(report.records as usize, after.len());
+}
+
+/// A kernel that saves every payload as its state.
+fn ledger(rt: &Runtime) -> ringkernel_core::runtime::KernelHandle {
+    rt.launch(
+        "ledger",
+        LaunchOptions::new().handler(|ctx, m| {
+            ctx.save_state(&m.payload)?;
+            Ok(())
+        }),
+    )
+    .unwrap()
+}
+
+fn save(rt: &Runtime, k: &ringkernel_core::runtime::KernelHandle, state: &[u8]) {
+    rt.send(k.id().as_str(), "set", state).unwrap();
+    let t0 = Instant::now();
+    while k.load_state().unwrap().as_deref() != Some(state) {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn state_snapshot_rollback_to_an_older_generation_is_refused_and_audited() {
+    let state = tempfile::tempdir().unwrap();
+    let rt = production(state.path());
+    let k = ledger(&rt);
+    save(&rt, &k, b"balance=100");
+    let rich = k.export_state().unwrap().unwrap();
+    assert_eq!(rich.generation(), 1);
+    save(&rt, &k, b"balance=5");
+    let poor = k.export_state().unwrap().unwrap();
+    assert_eq!(poor.generation(), 2);
+
+    // Rolling back to the richer snapshot: refused whichever generation is named.
+    for named in [1, 2, 3] {
+        let err = k.restore_state(&rich, named).unwrap_err();
+        assert!(matches!(err, Error::StaleSnapshot { .. }), "{named}: {err}");
+        assert!(err.to_string().contains("stale"), "{err}");
+    }
+    assert_eq!(k.load_state().unwrap().as_deref(), Some(&b"balance=5"[..]));
+    // Another kernel's snapshot, named with this kernel's latest generation: foreign.
+    let other = ledger_named(&rt, "other");
+    save(&rt, &other, b"balance=999999");
+    let theirs = other.export_state().unwrap().unwrap();
+    assert!(matches!(
+        k.restore_state(&theirs, 2),
+        Err(Error::WrongContext)
+    ));
+    // The latest, named: restored.
+    save(&rt, &k, b"balance=0");
+    k.restore_state(&poor, 2).unwrap();
+    assert_eq!(k.load_state().unwrap().as_deref(), Some(&b"balance=5"[..]));
+    // Stored bytes come back through from_bytes; garbage is an error, not a panic.
+    let again = StateSnapshot::from_bytes(poor.as_bytes().to_vec()).unwrap();
+    assert_eq!((again.kernel().as_str(), again.generation()), ("ledger", 2));
+    for junk in [
+        &b""[..],
+        b"RKSN",
+        &poor.as_bytes()[..9],
+        b"RKSN\x01\xff\xff",
+    ] {
+        assert!(StateSnapshot::from_bytes(junk.to_vec()).is_err());
+    }
+    let mut flipped = poor.as_bytes().to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(matches!(
+        k.restore_state(&StateSnapshot::from_bytes(flipped).unwrap(), 2),
+        Err(Error::Tampered)
+    ));
+    let key = rt.audit_log().unwrap().public_key();
+    rt.shutdown().unwrap();
+
+    let all = records(&state.path().join("audit"));
+    verify(state.path().join("audit"), &key).unwrap();
+    let restores = events(&all, "state.restore");
+    assert_eq!(restores.len(), 6, "every attempt is audited");
+    assert_eq!(
+        restores.iter().filter(|r| r["result"] == "denied").count(),
+        5,
+        "the five refusals say so"
+    );
+}
+
+fn ledger_named(rt: &Runtime, id: &str) -> ringkernel_core::runtime::KernelHandle {
+    rt.launch(
+        id,
+        LaunchOptions::new().handler(|ctx, m| {
+            ctx.save_state(&m.payload)?;
+            Ok(())
+        }),
+    )
+    .unwrap()
+}
+
+#[test]
+fn state_snapshot_survives_a_restart_and_only_the_latest_restores() {
+    let state = tempfile::tempdir().unwrap();
+    let (old, latest) = {
+        let rt = production(state.path());
+        let k = ledger(&rt);
+        save(&rt, &k, b"v1");
+        let old = k.export_state().unwrap().unwrap();
+        save(&rt, &k, b"v2");
+        let latest = k.export_state().unwrap().unwrap();
+        rt.shutdown().unwrap();
+        (old.as_bytes().to_vec(), latest.as_bytes().to_vec())
+    };
+    // The restarted program: new runtime instance, same keystore and state directory.
+    let rt = production(state.path());
+    let k = ledger(&rt);
+    assert!(
+        k.load_state().unwrap().is_none(),
+        "a relaunch starts without state"
+    );
+    let old = StateSnapshot::from_bytes(old).unwrap();
+    assert!(matches!(
+        k.restore_state(&old, old.generation()),
+        Err(Error::StaleSnapshot {
+            expected: 2,
+            found: 1,
+            ..
+        })
+    ));
+    let latest = StateSnapshot::from_bytes(latest).unwrap();
+    k.restore_state(&latest, 2).unwrap();
+    assert_eq!(k.load_state().unwrap().as_deref(), Some(&b"v2"[..]));
+    rt.shutdown().unwrap();
 }

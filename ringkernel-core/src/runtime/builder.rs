@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gate::{Gate, Layers};
-use super::incarnations::Incarnations;
+use super::counters::{self, Counters};
+use super::gate::{Gate, Identity, Layers};
 use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
@@ -234,10 +234,12 @@ impl RuntimeBuilder {
         let state_directory = self
             .state_directory
             .or_else(|| keystore.as_ref().map(|k| k.directory().to_owned()));
-        let incarnations = match &state_directory {
-            Some(dir) => Incarnations::in_directory(dir)?,
-            None => Incarnations::in_memory(),
+        let counter = |file, what| match &state_directory {
+            Some(dir) => Counters::in_directory(dir, file, what),
+            None => Ok(Counters::in_memory(what)),
         };
+        let incarnations = counter(counters::INCARNATIONS, "incarnation")?;
+        let snapshots = counter(counters::SNAPSHOTS, "snapshot generation")?;
         let mut notes = Vec::new();
         let mut opt_outs = Vec::new();
         let from_keystore = match (&keystore, &self.encryption) {
@@ -428,7 +430,11 @@ impl RuntimeBuilder {
                 sandbox,
                 audit,
             },
-            (instance, incarnations),
+            Identity {
+                instance,
+                incarnations,
+                snapshots,
+            },
             notes,
         )?))?;
         if let Some(reporter) = self.compliance {

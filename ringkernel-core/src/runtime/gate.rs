@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::security::memory::Plaintext;
 
-use super::incarnations::Incarnations;
+use super::counters::Counters;
 use super::sealing::{KernelContexts, Sealing};
 use super::{KernelState, KernelStatus, LaunchOptions, RuntimeConfig, SecurityMode};
 use crate::backend::{
@@ -114,6 +114,13 @@ pub(crate) struct Layers {
     pub(crate) audit: Option<AuditLog>,
 }
 
+/// Who a runtime is: its instance id and its per-kernel counters.
+pub(crate) struct Identity {
+    pub(crate) instance: InstanceId,
+    pub(crate) incarnations: Counters,
+    pub(crate) snapshots: Counters,
+}
+
 /// The gate. See the module docs.
 pub(crate) struct Gate {
     backend: Box<dyn ComputeBackend>,
@@ -124,8 +131,10 @@ pub(crate) struct Gate {
     pub(crate) audit: Option<AuditLog>,
     /// This runtime's random identity, bound into every context it seals under.
     pub(crate) instance: InstanceId,
-    incarnations: Incarnations,
-    sealing: Sealing,
+    incarnations: Counters,
+    /// State-snapshot generations per kernel id.
+    pub(crate) snapshots: Counters,
+    pub(super) sealing: Sealing,
     /// The ChaCha20-Poly1305 encryption of device kernels' control blocks when the
     /// configured algorithm has no GPU implementation (see [`Sealing`]).
     companion: Option<MemoryEncryption>,
@@ -155,7 +164,7 @@ impl Gate {
         mode: SecurityMode,
         config: RuntimeConfig,
         layers: Layers,
-        identity: (InstanceId, Incarnations),
+        identity: Identity,
         mut notes: Vec<String>,
     ) -> Result<Self> {
         let Layers {
@@ -163,7 +172,11 @@ impl Gate {
             sandbox,
             audit,
         } = layers;
-        let (instance, incarnations) = identity;
+        let Identity {
+            instance,
+            incarnations,
+            snapshots,
+        } = identity;
         let companion = Self::device_companion(&*backend, encryption.as_ref(), &mut notes)?;
         let sealing = Sealing::new(encryption.as_ref(), companion.as_ref());
         let mut gate = Gate {
@@ -175,6 +188,7 @@ impl Gate {
             audit,
             instance,
             incarnations,
+            snapshots,
             sealing,
             companion,
             sealed_epoch: AtomicU32::new(0),

@@ -26,14 +26,16 @@
 
 mod builder;
 mod context;
+mod counters;
 mod gate;
-mod incarnations;
 mod sealing;
 mod snapshot;
+mod state_snapshot;
 
 pub use crate::backend::{BatchOutcome, KernelContext};
 pub use crate::kinds::SecurityMode;
 pub use builder::{RuntimeBuilder, RuntimeConfig};
+pub use state_snapshot::StateSnapshot;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -221,6 +223,26 @@ impl KernelHandle {
     /// The kernel's saved state (see [`KernelContext::save_state`]), opened.
     pub fn load_state(&self) -> Result<Option<crate::security::memory::Plaintext>> {
         self.gate.load_state(&self.entry)
+    }
+
+    /// Seals the kernel's saved state as a [`StateSnapshot`] of the next generation
+    /// (persisted in the state directory, so a restart continues the count), for the
+    /// caller to keep; `None` when the kernel has saved no state. Needs kernel-state
+    /// sealing. Audited (`state.export`).
+    pub fn export_state(&self) -> Result<Option<StateSnapshot>> {
+        self.gate.export_state(&self.entry)
+    }
+
+    /// Restores `snapshot` as the kernel's state, if it is this kernel's snapshot of
+    /// generation `expected_generation` and that generation is the latest exported
+    /// for this kernel id (also by an earlier run with the same state directory and
+    /// keys). Anything else is refused: an older or never-exported generation is
+    /// [`Error::StaleSnapshot`](crate::Error::StaleSnapshot), another kernel's
+    /// snapshot `WrongContext`, other keys `Tampered` or `UnknownKeyEpoch`. Audited
+    /// either way (`state.restore`).
+    pub fn restore_state(&self, snapshot: &StateSnapshot, expected_generation: u32) -> Result<()> {
+        self.gate
+            .restore_state(&self.entry, snapshot, expected_generation)
     }
 
     /// Asks the kernel to stop (raises `should_terminate` in its control block and

@@ -68,6 +68,11 @@ impl Sealing {
         }
     }
 
+    /// The encryption kernel state is sealed with, when state sealing is on.
+    pub(crate) fn state_encryption(&self) -> Option<&MemoryEncryption> {
+        self.state.as_ref()
+    }
+
     pub(crate) fn seals_control(&self) -> bool {
         self.control.is_some()
     }

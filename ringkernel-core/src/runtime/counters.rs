@@ -1,8 +1,9 @@
-//! Launch incarnations: a number per kernel id, strictly increasing with every launch
-//! and never reused, bound into the context of everything the launch seals. With a
-//! state directory the counts persist (`incarnations.json`, replaced atomically before
-//! the launch proceeds), so a restarted runtime continues each kernel's count instead
-//! of starting again at 1.
+//! Per-kernel counters that only grow and are never reused: launch incarnations (bound
+//! into the context of everything a launch seals) and state-snapshot generations
+//! (bound into every exported snapshot). With a state directory each persists in a
+//! file of its own (`incarnations.json`, `snapshots.json`), replaced atomically before
+//! the number is used, so a restarted runtime continues each count instead of starting
+//! again at 1.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,51 +14,64 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
 
-/// The file in the state directory holding the counts.
-pub(crate) const FILE_NAME: &str = "incarnations.json";
+/// The file in the state directory holding launch incarnations.
+pub(crate) const INCARNATIONS: &str = "incarnations.json";
+/// The file in the state directory holding state-snapshot generations.
+pub(crate) const SNAPSHOTS: &str = "snapshots.json";
 
 #[derive(Debug)]
-pub(crate) struct Incarnations {
+pub(crate) struct Counters {
     counts: Mutex<BTreeMap<String, u32>>,
     file: Option<PathBuf>,
+    /// What is counted, for messages ("incarnation", "snapshot generation").
+    what: &'static str,
 }
 
-impl Incarnations {
+impl Counters {
     /// Counts kept in memory only (no state directory): they start at 1 in every
     /// runtime instance, whose random id already separates them from any other.
-    pub(crate) fn in_memory() -> Self {
-        Incarnations {
+    pub(crate) fn in_memory(what: &'static str) -> Self {
+        Counters {
             counts: Mutex::new(BTreeMap::new()),
             file: None,
+            what,
         }
     }
 
-    /// Counts persisted in `dir` (created if missing), continuing what is there.
-    pub(crate) fn in_directory(dir: &Path) -> Result<Self> {
+    /// Counts persisted in `dir/file_name` (created if missing), continuing what is
+    /// there.
+    pub(crate) fn in_directory(dir: &Path, file_name: &str, what: &'static str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let file = dir.join(FILE_NAME);
+        let file = dir.join(file_name);
         let counts = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                what: "incarnation counts",
+                what: "per-kernel counts",
                 reason: format!("{}: {e}", file.display()),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e.into()),
         };
-        Ok(Incarnations {
+        Ok(Counters {
             counts: Mutex::new(counts),
             file: Some(file),
+            what,
         })
     }
 
-    /// The next incarnation of kernel `id`, recorded (and persisted) before it is
+    /// The last number issued for kernel `id` (0: none yet).
+    pub(crate) fn current(&self, id: &KernelId) -> u32 {
+        self.counts.lock().get(id.as_str()).copied().unwrap_or(0)
+    }
+
+    /// The next number of kernel `id`, recorded (and persisted) before it is
     /// returned; a count that would wrap is refused.
     pub(crate) fn next(&self, id: &KernelId) -> Result<u32> {
         let mut counts = self.counts.lock();
         let last = counts.get(id.as_str()).copied().unwrap_or(0);
         let next = last.checked_add(1).ok_or_else(|| {
             Error::InvalidConfig(format!(
-                "kernel {id:?} has been launched {last} times; its incarnation count is exhausted (use another id)"
+                "kernel {id:?} has used {last} of its {} numbers; the count is exhausted (use another id)",
+                self.what
             ))
         })?;
         counts.insert(id.as_str().to_owned(), next);
@@ -75,7 +89,7 @@ impl Incarnations {
 /// `file` and syncs the directory: a crash leaves the old or the new counts, whole.
 fn persist(file: &Path, counts: &BTreeMap<String, u32>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(counts)
-        .map_err(|e| Error::Backend(format!("cannot encode incarnation counts: {e}")))?;
+        .map_err(|e| Error::Backend(format!("cannot encode per-kernel counts: {e}")))?;
     let tmp = file.with_extension("json.tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
@@ -100,12 +114,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = KernelId::new("a").unwrap();
         let b = KernelId::new("b").unwrap();
-        let inc = Incarnations::in_directory(dir.path()).unwrap();
+        let inc = Counters::in_directory(dir.path(), INCARNATIONS, "incarnation").unwrap();
         assert_eq!(inc.next(&a).unwrap(), 1);
         assert_eq!(inc.next(&a).unwrap(), 2);
         assert_eq!(inc.next(&b).unwrap(), 1);
         drop(inc);
-        let again = Incarnations::in_directory(dir.path()).unwrap();
+        let again = Counters::in_directory(dir.path(), INCARNATIONS, "incarnation").unwrap();
         assert_eq!(again.next(&a).unwrap(), 3);
         assert_eq!(again.next(&b).unwrap(), 2);
     }
@@ -113,16 +127,16 @@ mod tests {
     #[test]
     fn a_damaged_count_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        std::fs::write(dir.path().join(SNAPSHOTS), b"{not json").unwrap();
         assert!(matches!(
-            Incarnations::in_directory(dir.path()),
+            Counters::in_directory(dir.path(), SNAPSHOTS, "snapshot generation"),
             Err(Error::Corrupt { .. })
         ));
     }
 
     #[test]
     fn an_exhausted_count_is_refused_not_wrapped() {
-        let inc = Incarnations::in_memory();
+        let inc = Counters::in_memory("incarnation");
         let a = KernelId::new("a").unwrap();
         inc.counts.lock().insert("a".into(), u32::MAX);
         assert!(matches!(inc.next(&a), Err(Error::InvalidConfig(_))));
