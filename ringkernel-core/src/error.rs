@@ -273,6 +273,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// For failures to open sealed data or to verify the log: what happened, in one
+    /// word, as audit records and reports name it (`tampered`, `stale`, `replayed`,
+    /// `wrong_context`, `wrong_key`, `unknown_key_epoch`, `key_retired`, `malformed`,
+    /// `truncated`). `None` for every other error.
+    pub fn integrity_kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::Tampered | Error::AuditIntegrity { .. } => "tampered",
+            Error::StaleIncarnation { .. } | Error::StaleSnapshot { .. } => "stale",
+            Error::Replay { .. } => "replayed",
+            Error::WrongContext => "wrong_context",
+            Error::WrongKey(_) | Error::WrongPassword => "wrong_key",
+            Error::UnknownKeyEpoch { .. } => "unknown_key_epoch",
+            Error::KeyRetired { .. } => "key_retired",
+            Error::MalformedEnvelope(_) | Error::EnvelopeVersion { .. } => "malformed",
+            Error::AuditTruncated { .. } | Error::AuditLogMissing { .. } => "truncated",
+            _ => return None,
+        })
+    }
+
     /// Short stable code for the kind of error, stored in a control block's `last_error`
     /// so that GPU-side code and the host agree on numbers.
     pub fn code(&self) -> u32 {

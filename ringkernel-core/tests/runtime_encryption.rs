@@ -482,6 +482,27 @@ fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
         "{:?}",
         second.status()
     );
+    // The refusal is audited once, naming what happened: stale, not tampered.
+    let _ = second.status();
+    let log = rt.audit_log().unwrap();
+    log.flush().unwrap();
+    let refused: Vec<serde_json::Value> = std::fs::read_dir(log.directory())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| r["event"] == "seal.refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "first failure, then the second (a power of two)");
+    assert_eq!(refused[0]["details"]["kind"], "stale");
+    assert_eq!(refused[0]["details"]["region"], "control");
+    assert_eq!(refused[0]["target"], "a");
     dev.0.write(buf2, 0, &current).unwrap();
     assert_eq!(second.status().unwrap().state, KernelState::Active);
     rt.shutdown().unwrap();

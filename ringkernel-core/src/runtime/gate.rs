@@ -65,6 +65,8 @@ pub(crate) struct KernelEntry {
     pub(crate) id: KernelId,
     /// This launch's number among the launches of `id` (never reused).
     pub(crate) incarnation: u32,
+    /// Sealed regions of this launch that failed to open (see `audit_integrity`).
+    integrity_failures: AtomicU64,
     pub(crate) mailbox: Mailbox,
     /// The kernel's sandbox state, when the runtime has a sandbox.
     sandbox: Option<Arc<KernelSlot>>,
@@ -285,6 +287,7 @@ impl Gate {
         let entry = Arc::new(KernelEntry {
             id: id.clone(),
             incarnation,
+            integrity_failures: AtomicU64::new(0),
             sandbox,
             mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
             contexts: KernelContexts::new(&self.instance, &id, incarnation),
@@ -457,13 +460,38 @@ impl Gate {
     }
 
     fn load_control(&self, entry: &KernelEntry, buf: BufferId, seq: u64) -> Result<ControlBlock> {
-        self.sealing.read_control(
-            &*self.backend,
-            buf,
-            entry.contexts.control,
-            seq,
-            entry.device,
-        )
+        self.sealing
+            .read_control(
+                &*self.backend,
+                buf,
+                entry.contexts.control,
+                seq,
+                entry.device,
+            )
+            .inspect_err(|e| self.audit_integrity(entry, "control", e))
+    }
+
+    /// Audits a sealed region of `entry` that failed to open, naming what happened
+    /// (tampered, stale, replayed, wrong context or key...): the first failure of a
+    /// launch, then at every power of two, so a poller cannot flood the log.
+    pub(crate) fn audit_integrity(&self, entry: &KernelEntry, region: &str, e: &Error) {
+        let Some(kind) = e.integrity_kind() else {
+            return;
+        };
+        let n = entry.integrity_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n.is_power_of_two() {
+            tracing::error!(kernel = %entry.id, region, kind, error = %e, "sealed region refused");
+            self.audit(|| {
+                AuditEvent::new("seal.refused")
+                    .actor("runtime")
+                    .target(&entry.id)
+                    .result(AuditResult::Denied)
+                    .detail("region", region)
+                    .detail("kind", kind)
+                    .detail("error", e.to_string())
+                    .detail("failures", n)
+            });
+        }
     }
 
     /// Read-modify-write of a kernel's control block under its lock, so that no update
@@ -820,6 +848,7 @@ impl Gate {
                     failures += 1;
                     tracing::error!(kernel = %entry.id, source = %m.source, sequence = m.sequence, error = %e,
                         "queued message failed to open and was not delivered");
+                    self.audit_integrity(entry, "queue", &e);
                     failed = Some(e);
                 }
             }
@@ -1332,6 +1361,7 @@ impl Gate {
         self.sealing
             .open_state(entry.contexts.state, s.seq, &stored)
             .map(Some)
+            .inspect_err(|e| self.audit_integrity(entry, "state", e))
     }
 
     fn reseal_state(&self, entry: &KernelEntry) -> Result<bool> {
