@@ -267,6 +267,14 @@ pub enum Error {
         directory: std::path::PathBuf,
     },
 
+    /// A shutdown ended with kernels that did not stop in time. Everything else was
+    /// stopped and freed; the report names what stayed stuck.
+    #[error("shutdown left {} kernel(s) stuck: {}", report.stuck.len(), report.stuck.join(", "))]
+    ShutdownIncomplete {
+        /// What the shutdown did, with the stuck kernels.
+        report: Box<crate::kinds::ShutdownReport>,
+    },
+
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -329,6 +337,7 @@ impl Error {
             Error::AuditTruncated { .. } => 31,
             Error::AuditLogMissing { .. } => 32,
             Error::StaleSnapshot { .. } => 33,
+            Error::ShutdownIncomplete { .. } => 34,
         }
     }
 }

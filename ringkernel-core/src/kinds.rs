@@ -1,8 +1,9 @@
-//! Leaf kinds that every layer names: the runtime's [`SecurityMode`] and the kind of a
-//! sandbox violation ([`ViolationKind`]). They depend on nothing else in the crate, so
+//! Leaf kinds that every layer names: the runtime's [`SecurityMode`], the kind of a
+//! sandbox violation ([`ViolationKind`]) and what a shutdown did ([`ShutdownReport`],
+//! which an error can carry). They depend on nothing else in the crate, so
 //! errors, security layers, backends and the runtime can all use them without an
 //! import circle. Their public homes are `runtime::SecurityMode` and
-//! `security::sandbox::ViolationKind`.
+//! `security::sandbox::ViolationKind` and `runtime::ShutdownReport`.
 
 use std::fmt;
 
@@ -63,4 +64,17 @@ impl fmt::Display for ViolationKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
     }
+}
+
+/// What `shutdown()` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Kernels stopped.
+    pub kernels: usize,
+    /// Messages left unprocessed in queues.
+    pub undelivered: u64,
+    /// Device memory still reserved afterwards (0 unless a kernel was stuck).
+    pub memory_in_use: u64,
+    /// Kernels that did not stop in time.
+    pub stuck: Vec<String>,
 }

@@ -40,5 +40,6 @@ mod kinds;
 pub mod runtime;
 pub mod security;
 
+pub use control::ControlBlock;
 pub use error::{Error, Result};
 pub use runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};

@@ -397,3 +397,34 @@ fn status_reads_the_control_block() {
     drop(rt); // dropping shuts down
     assert_eq!(k.status().unwrap().state, KernelState::Terminated);
 }
+
+#[test]
+fn shutdown_with_a_stuck_kernel_returns_its_report_naming_it() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = started.clone();
+    rt.launch(
+        "spinner",
+        LaunchOptions::new().handler(move |_ctx, _m| {
+            // Ignores should_terminate for a while (bounded, so the test process ends).
+            s.store(true, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(())
+        }),
+    )
+    .unwrap();
+    rt.launch("quiet", LaunchOptions::new()).unwrap();
+    rt.send("spinner", "go", b"").unwrap();
+    let t0 = Instant::now();
+    while !started.load(std::sync::atomic::Ordering::Acquire) {
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match rt.shutdown_timeout(Duration::from_millis(100)) {
+        Err(Error::ShutdownIncomplete { report }) => {
+            assert_eq!(report.stuck, vec!["spinner".to_string()]);
+            assert_eq!(report.kernels, 2);
+        }
+        other => panic!("expected ShutdownIncomplete, got {other:?}"),
+    }
+}

@@ -499,7 +499,11 @@ fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
         })
         .filter(|r| r["event"] == "seal.refused")
         .collect();
-    assert_eq!(refused.len(), 2, "first failure, then the second (a power of two)");
+    assert_eq!(
+        refused.len(),
+        2,
+        "first failure, then the second (a power of two)"
+    );
     assert_eq!(refused[0]["details"]["kind"], "stale");
     assert_eq!(refused[0]["details"]["region"], "control");
     assert_eq!(refused[0]["target"], "a");

@@ -1449,7 +1449,10 @@ impl Gate {
             tracing::info!(kernels = report.kernels, "runtime shut down");
             Ok(report)
         } else {
-            Err(Error::Timeout(timeout))
+            tracing::error!(stuck = ?report.stuck, ?timeout, "kernels did not stop in time");
+            Err(Error::ShutdownIncomplete {
+                report: Box::new(report),
+            })
         }
     }
 }

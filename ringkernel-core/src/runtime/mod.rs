@@ -33,7 +33,7 @@ mod snapshot;
 mod state_snapshot;
 
 pub use crate::backend::{BatchOutcome, KernelContext};
-pub use crate::kinds::SecurityMode;
+pub use crate::kinds::{SecurityMode, ShutdownReport};
 pub use builder::{RuntimeBuilder, RuntimeConfig};
 pub use state_snapshot::StateSnapshot;
 
@@ -135,19 +135,6 @@ pub struct KernelStatus {
     pub memory_bytes: u64,
     /// Messages that were still queued when it stopped and were never processed.
     pub undelivered: u64,
-}
-
-/// What `shutdown()` did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Kernels stopped.
-    pub kernels: usize,
-    /// Messages left unprocessed in queues.
-    pub undelivered: u64,
-    /// Device memory still reserved afterwards (0 unless a kernel was stuck).
-    pub memory_in_use: u64,
-    /// Kernels that did not stop in time.
-    pub stuck: Vec<String>,
 }
 
 /// A kernel's handle: its identity for sends, its status, its buffers, its life cycle.

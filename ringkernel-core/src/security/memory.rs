@@ -75,6 +75,9 @@ pub struct MemoryProtectionInfo {
     pub has_memory_locking: bool,
     /// Whether secrets are zeroed with writes the compiler may not remove (always true).
     pub has_secure_zeroing: bool,
+    /// Whether both hold now: secrets are locked out of swap and zeroed
+    /// (`protection_level` is `full`). The reference API's name for the summary.
+    pub supports_full_protection: bool,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -103,6 +106,7 @@ pub fn memory_protection_info() -> MemoryProtectionInfo {
         protection_level,
         has_memory_locking,
         has_secure_zeroing: true,
+        supports_full_protection: protection_level == ProtectionLevel::Full,
     }
 }
 
@@ -396,6 +400,10 @@ mod tests {
         let info = memory_protection_info();
         assert!(info.has_secure_zeroing);
         assert!(info.platform.contains('/'));
+        assert_eq!(
+            info.supports_full_protection,
+            info.protection_level == ProtectionLevel::Full
+        );
         match info.protection_level {
             ProtectionLevel::Full => assert!(info.enabled && info.has_memory_locking),
             ProtectionLevel::ZeroingOnly => assert!(info.enabled && !info.has_memory_locking),
