@@ -104,12 +104,13 @@ impl DeviceCipher for CudaBackend {
         st.memset_zeros(&mut data)
             .map_err(|e| driver_error("memset", e))?;
         self.dev.sync()?;
-        let bytes: Vec<u8> = out.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // Sized up front so no partial copy of the results is freed unzeroed.
+        let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(out.len() * 4));
+        for w in &out {
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
         out.zeroize();
-        let ok = unpack_jobs(jobs, &packed, &bytes, &res);
-        let mut bytes = bytes;
-        bytes.zeroize();
-        Ok(ok)
+        Ok(unpack_jobs(jobs, &packed, &bytes, &res))
     }
 
     fn seal_buffer(

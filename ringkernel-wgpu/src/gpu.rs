@@ -2,6 +2,7 @@
 //! blocking helpers (upload, read back, wait) every other module uses.
 
 use std::sync::{Arc, OnceLock};
+use zeroize::Zeroizing;
 
 use ringkernel_core::Error;
 use ringkernel_core::backend::DeviceKind;
@@ -151,13 +152,14 @@ impl Gpu {
         })
     }
 
-    /// Reads `size` bytes at `offset` (both multiples of 4) of `buffer`.
+    /// Reads `size` bytes at `offset` (both multiples of 4) of `buffer`. The copy is
+    /// zeroed when dropped (device buffers hold plaintext too).
     pub(crate) fn read_back(
         &self,
         buffer: &wgpu::Buffer,
         offset: u64,
         size: u64,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let mut enc = self.device.create_command_encoder(&Default::default());
         self.read_many(&mut enc, &[(buffer, offset, size)])
             .map(|mut v| v.pop().unwrap_or_default())
@@ -165,12 +167,12 @@ impl Gpu {
 
     /// Appends copies of every `(buffer, offset, size)` range (multiples of 4) to `enc`,
     /// submits it, and returns the ranges' bytes: one staging buffer, one submission,
-    /// one map, whatever the number of ranges.
+    /// one map, whatever the number of ranges. Each copy is zeroed when dropped.
     pub(crate) fn read_many(
         &self,
         enc: &mut wgpu::CommandEncoder,
         ranges: &[(&wgpu::Buffer, u64, u64)],
-    ) -> Result<Vec<Vec<u8>>, Error> {
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, Error> {
         let total: u64 = ranges.iter().map(|r| r.2).sum();
         let staging = self.scoped("creating a staging buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -204,7 +206,7 @@ impl Gpu {
                 .map_err(|e| backend_error("reading a mapped buffer", e))?;
             let mut at = 0usize;
             for (_, _, size) in ranges {
-                out.push(view[at..at + *size as usize].to_vec());
+                out.push(Zeroizing::new(view[at..at + *size as usize].to_vec()));
                 at += *size as usize;
             }
         }

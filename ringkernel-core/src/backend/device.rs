@@ -195,6 +195,44 @@ pub fn words_of(bytes: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// Appends `bytes` to `out` as little-endian words (zero-padded to a whole word)
+/// without a temporary copy, growing `out` like [`zeroizing_extend`].
+pub fn extend_words(out: &mut zeroize::Zeroizing<Vec<u32>>, bytes: &[u8]) {
+    reserve_zeroizing(out, bytes.len().div_ceil(4));
+    for c in bytes.chunks(4) {
+        let mut w = [0u8; 4];
+        w[..c.len()].copy_from_slice(c);
+        out.push(u32::from_le_bytes(w));
+        zeroize::Zeroize::zeroize(&mut w);
+    }
+}
+
+/// Appends `more` to `out`. When `out` must grow, its words move into a new allocation
+/// and the old one is zeroed before it is freed (a plain `Vec` growth would free the old
+/// copy as it is, secrets included).
+pub fn zeroizing_extend<T: zeroize::Zeroize + Copy>(
+    out: &mut zeroize::Zeroizing<Vec<T>>,
+    more: &[T],
+) {
+    reserve_zeroizing(out, more.len());
+    out.extend_from_slice(more);
+}
+
+/// Makes room for `extra` more elements in `out`, moving its contents to a larger
+/// allocation (the old one zeroed on drop) when needed.
+fn reserve_zeroizing<T: zeroize::Zeroize + Copy>(
+    out: &mut zeroize::Zeroizing<Vec<T>>,
+    extra: usize,
+) {
+    let needed = out.len() + extra;
+    if needed > out.capacity() {
+        let mut bigger = Vec::with_capacity(needed.max(2 * out.capacity()));
+        bigger.extend_from_slice(out);
+        // The old allocation is zeroed here, when the old `Zeroizing` drops.
+        *out = zeroize::Zeroizing::new(bigger);
+    }
+}
+
 /// Little-endian words read back from a device.
 pub fn words_from_le(bytes: &[u8]) -> Vec<u32> {
     bytes
@@ -662,17 +700,23 @@ impl std::fmt::Debug for PackedJobs {
 
 /// Packs `jobs` for a batch kernel.
 pub fn pack_jobs(jobs: &[AeadJob]) -> Result<PackedJobs> {
-    let mut data = zeroize::Zeroizing::new(Vec::new());
+    // Sized up front, and filled without temporaries: keys and plaintexts leave no
+    // copies behind in freed memory.
+    let total: usize = jobs
+        .iter()
+        .map(|j| (j.key.len() + j.aad.len() + j.data.len() + j.tag.len()).div_ceil(4) + 4)
+        .sum();
+    let mut data = zeroize::Zeroizing::new(Vec::with_capacity(total));
     let mut desc = Vec::with_capacity(jobs.len() * JOB_WORDS);
     for job in jobs {
         let key_off = word(data.len(), "AEAD batch")?;
-        data.extend(words_of(&job.key));
+        extend_words(&mut data, &job.key);
         let aad_off = word(data.len(), "AEAD batch")?;
-        data.extend(words_of(&job.aad));
+        extend_words(&mut data, &job.aad);
         let msg_off = word(data.len(), "AEAD batch")?;
-        data.extend(words_of(&job.data));
+        extend_words(&mut data, &job.data);
         let tag_off = word(data.len(), "AEAD batch")?;
-        data.extend(words_of(&job.tag));
+        extend_words(&mut data, &job.tag);
         let nonce = words_of(&job.nonce);
         desc.extend([
             match job.op {

@@ -170,7 +170,7 @@ impl InputRing {
             }
             let mut entry = Zeroizing::new(Vec::with_capacity(words));
             entry.push(len_word);
-            entry.extend(super::device::words_of(&msg.payload));
+            super::device::extend_words(&mut entry, &msg.payload);
             append(&mut runs, RING_HEADER_WORDS + start, &entry);
             let end = (start + words) % self.capacity;
             self.write = end;
@@ -244,7 +244,9 @@ fn out_of_step(reason: String) -> Error {
 /// Appends `words` at word `at`, extending the last run when it ends there.
 fn append(runs: &mut Vec<RingWrite>, at: usize, words: &[u32]) {
     match runs.last_mut() {
-        Some(last) if last.at + last.words.len() == at => last.words.extend_from_slice(words),
+        Some(last) if last.at + last.words.len() == at => {
+            super::device::zeroizing_extend(&mut last.words, words)
+        }
         _ => runs.push(RingWrite {
             at,
             words: Zeroizing::new(words.to_vec()),

@@ -173,7 +173,9 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A K2K message as the receiving kernel's handler sees it.
+/// A K2K message as the receiving kernel's handler sees it. Its payload is zeroed when
+/// the message is dropped (wherever it waits: a handler's argument, a device driver's
+/// staging queue), so no plaintext stays behind in freed host memory.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// The real sender (set by the runtime, never by the caller).
@@ -189,6 +191,12 @@ pub struct Message {
     pub sequence: u64,
     /// Sender's hybrid-logical-clock time at send.
     pub timestamp: HlcTimestamp,
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.payload);
+    }
 }
 
 /// Largest input-queue capacity a kernel may be launched with, in messages (2^20).
