@@ -300,47 +300,199 @@ impl Error {
         })
     }
 
-    /// Short stable code for the kind of error, stored in a control block's `last_error`
-    /// so that GPU-side code and the host agree on numbers.
+    /// The stable numeric code of this error (see [`ErrorCode`]), stored in a control
+    /// block's `last_error` so that GPU-side code and the host agree on numbers.
     pub fn code(&self) -> u32 {
+        self.error_code() as u32
+    }
+
+    /// The kind of this error as an [`ErrorCode`].
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            Error::InvalidKernelId { .. } => 1,
-            Error::DuplicateKernel { .. } => 2,
-            Error::UnknownKernel { .. } => 3,
-            Error::KernelTerminated { .. } => 4,
-            Error::QueueFull { .. } => 5,
-            Error::Timeout(_) => 6,
-            Error::RuntimeShutDown => 7,
-            Error::UnknownBuffer(_) => 8,
-            Error::OutOfBounds { .. } => 9,
-            Error::InvalidAllocation(_) => 10,
-            Error::BackendUnavailable { .. } => 11,
-            Error::Unsupported { .. } => 12,
-            Error::Backend(_) => 13,
-            Error::InvalidConfig(_) => 14,
-            Error::Corrupt { .. } => 15,
-            Error::KernelPanicked { .. } => 16,
-            Error::Io(_) => 17,
-            Error::Tampered => 18,
-            Error::KeyRetired { .. } => 19,
-            Error::UnknownKeyEpoch { .. } => 20,
-            Error::MalformedEnvelope(_) => 21,
-            Error::WrongContext => 22,
-            Error::Replay { .. } => 23,
-            Error::WrongPassword => 24,
-            Error::EncryptionDisabled => 25,
-            Error::Denied { .. } => 26,
-            Error::AuditIntegrity { .. } => 27,
-            Error::StaleIncarnation { .. } => 28,
-            Error::EnvelopeVersion { .. } => 29,
-            Error::WrongKey(_) => 30,
-            Error::AuditTruncated { .. } => 31,
-            Error::AuditLogMissing { .. } => 32,
-            Error::StaleSnapshot { .. } => 33,
-            Error::ShutdownIncomplete { .. } => 34,
+            Error::InvalidKernelId { .. } => ErrorCode::InvalidKernelId,
+            Error::DuplicateKernel { .. } => ErrorCode::DuplicateKernel,
+            Error::UnknownKernel { .. } => ErrorCode::UnknownKernel,
+            Error::KernelTerminated { .. } => ErrorCode::KernelTerminated,
+            Error::QueueFull { .. } => ErrorCode::QueueFull,
+            Error::Timeout(_) => ErrorCode::Timeout,
+            Error::RuntimeShutDown => ErrorCode::RuntimeShutDown,
+            Error::UnknownBuffer(_) => ErrorCode::UnknownBuffer,
+            Error::OutOfBounds { .. } => ErrorCode::OutOfBounds,
+            Error::InvalidAllocation(_) => ErrorCode::InvalidAllocation,
+            Error::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
+            Error::Unsupported { .. } => ErrorCode::Unsupported,
+            Error::Backend(_) => ErrorCode::Backend,
+            Error::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            Error::Corrupt { .. } => ErrorCode::Corrupt,
+            Error::KernelPanicked { .. } => ErrorCode::KernelPanicked,
+            Error::Io(_) => ErrorCode::Io,
+            Error::Tampered => ErrorCode::Tampered,
+            Error::KeyRetired { .. } => ErrorCode::KeyRetired,
+            Error::UnknownKeyEpoch { .. } => ErrorCode::UnknownKeyEpoch,
+            Error::MalformedEnvelope(_) => ErrorCode::MalformedEnvelope,
+            Error::WrongContext => ErrorCode::WrongContext,
+            Error::Replay { .. } => ErrorCode::Replay,
+            Error::WrongPassword => ErrorCode::WrongPassword,
+            Error::EncryptionDisabled => ErrorCode::EncryptionDisabled,
+            Error::Denied { .. } => ErrorCode::Denied,
+            Error::AuditIntegrity { .. } => ErrorCode::AuditIntegrity,
+            Error::StaleIncarnation { .. } => ErrorCode::StaleIncarnation,
+            Error::EnvelopeVersion { .. } => ErrorCode::EnvelopeVersion,
+            Error::WrongKey(_) => ErrorCode::WrongKey,
+            Error::AuditTruncated { .. } => ErrorCode::AuditTruncated,
+            Error::AuditLogMissing { .. } => ErrorCode::AuditLogMissing,
+            Error::StaleSnapshot { .. } => ErrorCode::StaleSnapshot,
+            Error::ShutdownIncomplete { .. } => ErrorCode::ShutdownIncomplete,
         }
+    }
+}
+
+/// The stable numeric code of each kind of [`Error`]: what a control block's
+/// `last_error` holds (GPU kernels write some of them) and what audit records and
+/// reports carry as `error_code`. Numbers are never reused or renumbered.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// [`Error::InvalidKernelId`].
+    InvalidKernelId = 1,
+    /// [`Error::DuplicateKernel`].
+    DuplicateKernel = 2,
+    /// [`Error::UnknownKernel`].
+    UnknownKernel = 3,
+    /// [`Error::KernelTerminated`].
+    KernelTerminated = 4,
+    /// [`Error::QueueFull`].
+    QueueFull = 5,
+    /// [`Error::Timeout`].
+    Timeout = 6,
+    /// [`Error::RuntimeShutDown`].
+    RuntimeShutDown = 7,
+    /// [`Error::UnknownBuffer`].
+    UnknownBuffer = 8,
+    /// [`Error::OutOfBounds`].
+    OutOfBounds = 9,
+    /// [`Error::InvalidAllocation`].
+    InvalidAllocation = 10,
+    /// [`Error::BackendUnavailable`].
+    BackendUnavailable = 11,
+    /// [`Error::Unsupported`].
+    Unsupported = 12,
+    /// [`Error::Backend`].
+    Backend = 13,
+    /// [`Error::InvalidConfig`].
+    InvalidConfig = 14,
+    /// [`Error::Corrupt`].
+    Corrupt = 15,
+    /// [`Error::KernelPanicked`].
+    KernelPanicked = 16,
+    /// [`Error::Io`].
+    Io = 17,
+    /// [`Error::Tampered`].
+    Tampered = 18,
+    /// [`Error::KeyRetired`].
+    KeyRetired = 19,
+    /// [`Error::UnknownKeyEpoch`].
+    UnknownKeyEpoch = 20,
+    /// [`Error::MalformedEnvelope`].
+    MalformedEnvelope = 21,
+    /// [`Error::WrongContext`].
+    WrongContext = 22,
+    /// [`Error::Replay`].
+    Replay = 23,
+    /// [`Error::WrongPassword`].
+    WrongPassword = 24,
+    /// [`Error::EncryptionDisabled`].
+    EncryptionDisabled = 25,
+    /// [`Error::Denied`].
+    Denied = 26,
+    /// [`Error::AuditIntegrity`].
+    AuditIntegrity = 27,
+    /// [`Error::StaleIncarnation`].
+    StaleIncarnation = 28,
+    /// [`Error::EnvelopeVersion`].
+    EnvelopeVersion = 29,
+    /// [`Error::WrongKey`].
+    WrongKey = 30,
+    /// [`Error::AuditTruncated`].
+    AuditTruncated = 31,
+    /// [`Error::AuditLogMissing`].
+    AuditLogMissing = 32,
+    /// [`Error::StaleSnapshot`].
+    StaleSnapshot = 33,
+    /// [`Error::ShutdownIncomplete`].
+    ShutdownIncomplete = 34,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 34] = [
+        ErrorCode::InvalidKernelId,
+        ErrorCode::DuplicateKernel,
+        ErrorCode::UnknownKernel,
+        ErrorCode::KernelTerminated,
+        ErrorCode::QueueFull,
+        ErrorCode::Timeout,
+        ErrorCode::RuntimeShutDown,
+        ErrorCode::UnknownBuffer,
+        ErrorCode::OutOfBounds,
+        ErrorCode::InvalidAllocation,
+        ErrorCode::BackendUnavailable,
+        ErrorCode::Unsupported,
+        ErrorCode::Backend,
+        ErrorCode::InvalidConfig,
+        ErrorCode::Corrupt,
+        ErrorCode::KernelPanicked,
+        ErrorCode::Io,
+        ErrorCode::Tampered,
+        ErrorCode::KeyRetired,
+        ErrorCode::UnknownKeyEpoch,
+        ErrorCode::MalformedEnvelope,
+        ErrorCode::WrongContext,
+        ErrorCode::Replay,
+        ErrorCode::WrongPassword,
+        ErrorCode::EncryptionDisabled,
+        ErrorCode::Denied,
+        ErrorCode::AuditIntegrity,
+        ErrorCode::StaleIncarnation,
+        ErrorCode::EnvelopeVersion,
+        ErrorCode::WrongKey,
+        ErrorCode::AuditTruncated,
+        ErrorCode::AuditLogMissing,
+        ErrorCode::StaleSnapshot,
+        ErrorCode::ShutdownIncomplete,
+    ];
+
+    /// The code with number `n`, if there is one (e.g. read back from a control block).
+    pub fn from_u32(n: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| *c as u32 == n)
     }
 }
 
 /// Error code stored in `ControlBlock::last_error` when a user handler returned an error.
 pub const HANDLER_ERROR_CODE: u32 = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_distinct_and_round_trip() {
+        // The numbers are part of the control-block format: never renumbered.
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*code as u32, i as u32 + 1, "{code:?}");
+            assert_eq!(ErrorCode::from_u32(*code as u32), Some(*code));
+        }
+        assert_eq!(ErrorCode::from_u32(0), None);
+        assert_eq!(ErrorCode::from_u32(HANDLER_ERROR_CODE), None);
+        assert_eq!(Error::Tampered.code(), 18);
+        assert_eq!(
+            Error::StaleIncarnation {
+                expected: 2,
+                found: 1
+            }
+            .error_code(),
+            ErrorCode::StaleIncarnation
+        );
+    }
+}

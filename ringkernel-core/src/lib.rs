@@ -41,5 +41,5 @@ pub mod runtime;
 pub mod security;
 
 pub use control::ControlBlock;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
