@@ -381,6 +381,10 @@ pub enum ExportFormat {
     Markdown,
     /// PDF with embedded subset fonts.
     Pdf,
+    /// OSCAL 1.1 assessment results (JSON): each check an observation, each control it
+    /// evidences a finding, the runtime instance the subject; NIST SP 800-53 rev5 ids
+    /// for FedRAMP and NIST CSF reports.
+    Oscal,
 }
 
 impl ExportFormat {
@@ -391,6 +395,7 @@ impl ExportFormat {
             ExportFormat::Html => "html",
             ExportFormat::Markdown => "md",
             ExportFormat::Pdf => "pdf",
+            ExportFormat::Oscal => "oscal.json",
         }
     }
 }
