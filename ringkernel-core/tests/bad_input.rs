@@ -161,17 +161,12 @@ fn id_spoofing_with_invisible_bidi_or_format_characters_is_refused() {
     rt.shutdown().unwrap();
 }
 
-/// A fresh audit directory for one runtime; removed by the test.
-fn scratch(tag: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "rk-bad-input-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh audit directory for one runtime; removed when the guard drops.
+fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rk-bad-input-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// The records of a closed audit log.
@@ -194,16 +189,16 @@ fn production(dir: &std::path::Path) -> RuntimeBuilder {
         .with_audit_logging(AuditConfig::in_directory(dir))
 }
 
-/// Builds `builder` (which must be refused), leaving no audit directory behind.
-fn refused(builder: RuntimeBuilder, dir: &std::path::Path, names: &str) {
+/// Builds `builder` (which must be refused), then removes `dir`, its audit directory.
+fn refused(builder: RuntimeBuilder, dir: tempfile::TempDir, names: &str) {
     invalid_config(builder.build(), names);
-    let _ = std::fs::remove_dir_all(dir);
+    drop(dir);
 }
 
 /// The opt-out reached the security notes, the compliance report and the audit log.
 fn opt_out_on_record(
     rt: ringkernel_core::runtime::Runtime,
-    dir: &std::path::Path,
+    dir: tempfile::TempDir,
     setting: &str,
     reason: &str,
 ) {
@@ -231,7 +226,7 @@ fn opt_out_on_record(
         "an opted-out production runtime is not fully compliant: {secure_config:?}"
     );
     rt.shutdown().unwrap();
-    let records = audit_records(dir);
+    let records = audit_records(dir.path());
     let opt_out = records
         .iter()
         .find(|r| r.event == "runtime.insecure_opt_out")
@@ -239,7 +234,7 @@ fn opt_out_on_record(
     assert_eq!(opt_out.actor, "host");
     assert_eq!(opt_out.details["setting"], setting);
     assert_eq!(opt_out.details["reason"], reason);
-    std::fs::remove_dir_all(dir).unwrap();
+    dir.close().unwrap();
 }
 
 #[test]
@@ -253,17 +248,17 @@ fn downgrade_to_an_open_sandbox_in_production_is_refused_unless_opted_out_on_rec
     ] {
         let dir = scratch("sandbox");
         refused(
-            production(&dir).with_sandbox(sandbox),
-            &dir,
+            production(dir.path()).with_sandbox(sandbox),
+            dir,
             "allow_insecure_sandbox",
         );
     }
     let dir = scratch("sandbox");
     refused(
-        production(&dir)
+        production(dir.path())
             .with_sandbox(open())
             .allow_insecure_sandbox("  "),
-        &dir,
+        dir,
         "reason",
     );
     // Limits, or a policy that denies what it does not allow, are enough.
@@ -272,22 +267,22 @@ fn downgrade_to_an_open_sandbox_in_production_is_refused_unless_opted_out_on_rec
         KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::restrictive()),
     ] {
         let dir = scratch("sandbox");
-        production(&dir)
+        production(dir.path())
             .with_sandbox(sandbox)
             .build()
             .unwrap()
             .shutdown()
             .unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
+        dir.close().unwrap();
     }
     let dir = scratch("sandbox");
     let reason = "benchmark of trusted kernels, ticket SEC-42";
-    let rt = production(&dir)
+    let rt = production(dir.path())
         .with_sandbox(open())
         .allow_insecure_sandbox(reason)
         .build()
         .unwrap();
-    opt_out_on_record(rt, &dir, "allow_insecure_sandbox", reason);
+    opt_out_on_record(rt, dir, "allow_insecure_sandbox", reason);
 }
 
 #[test]
@@ -304,16 +299,16 @@ fn downgrade_to_encryption_that_seals_nothing_in_production_is_refused_unless_op
     };
     let dir = scratch("unsealed");
     refused(
-        production(&dir).with_encryption(unsealed()),
-        &dir,
+        production(dir.path()).with_encryption(unsealed()),
+        dir,
         "allow_unsealed_regions",
     );
     let dir = scratch("unsealed");
     refused(
-        production(&dir)
+        production(dir.path())
             .with_encryption(unsealed())
             .allow_unsealed_regions(""),
-        &dir,
+        dir,
         "reason",
     );
     // One sealed region is a choice the caller may make.
@@ -324,19 +319,19 @@ fn downgrade_to_encryption_that_seals_nothing_in_production_is_refused_unless_op
             .encrypt_kernel_state(false),
     )
     .unwrap();
-    production(&dir)
+    production(dir.path())
         .with_encryption(one)
         .build()
         .unwrap()
         .shutdown()
         .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
     let dir = scratch("unsealed");
     let reason = "device memory is encrypted by the platform (confidential computing)";
-    let rt = production(&dir)
+    let rt = production(dir.path())
         .with_encryption(unsealed())
         .allow_unsealed_regions(reason)
         .build()
         .unwrap();
-    opt_out_on_record(rt, &dir, "allow_unsealed_regions", reason);
+    opt_out_on_record(rt, dir, "allow_unsealed_regions", reason);
 }

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
@@ -15,19 +14,17 @@ use ringkernel_core::security::compliance::{
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
-static N: AtomicU64 = AtomicU64::new(0);
-
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "rk-compliance-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh scratch directory, removed when the guard drops.
+fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rk-compliance-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
-fn secured(retention_days: u32) -> (Runtime, std::path::PathBuf) {
+/// A secured runtime and its audit directory; destructured as `let (dir, rt) = ...`,
+/// the runtime drops before the directory.
+fn secured(retention_days: u32) -> (tempfile::TempDir, Runtime) {
     let dir = scratch("audit");
     let rt = RuntimeBuilder::new()
         .production()
@@ -38,11 +35,11 @@ fn secured(retention_days: u32) -> (Runtime, std::path::PathBuf) {
         ))
         .with_audit_logging(AuditConfig {
             retention_days,
-            ..AuditConfig::in_directory(&dir)
+            ..AuditConfig::in_directory(dir.path())
         })
         .build()
         .unwrap();
-    (rt, dir)
+    (dir, rt)
 }
 
 fn check<'a>(r: &'a ComplianceReport, id: &str) -> &'a CheckResult {
@@ -89,7 +86,7 @@ fn an_unencrypted_runtime_is_non_compliant_with_recommendations() {
 
 #[test]
 fn a_secured_runtime_is_compliant_with_evidence_from_its_state() {
-    let (rt, dir) = secured(400);
+    let (_audit, rt) = secured(400);
     let a = rt.launch("a", LaunchOptions::new()).unwrap();
     rt.launch("b", LaunchOptions::new()).unwrap();
     a.send("b", "t", b"x").unwrap();
@@ -149,12 +146,11 @@ fn a_secured_runtime_is_compliant_with_evidence_from_its_state() {
             .contains("FIPS")
     );
     rt.shutdown().unwrap();
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn retention_is_judged_per_standard() {
-    let (rt, dir) = secured(90);
+    let (_audit, rt) = secured(90);
     let reporter = ComplianceReporter::new(&rt);
     let pci = reporter.generate(ComplianceStandard::PciDss).unwrap();
     let ret = check(&pci, "AUD-03");
@@ -176,7 +172,6 @@ fn retention_is_judged_per_standard() {
         ComplianceStatus::Compliant { .. }
     ));
     rt.shutdown().unwrap();
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -479,7 +474,7 @@ fn pdf_is_a_real_pdf_that_qpdf_accepts_and_pdftotext_reads() {
     }
     let report = reporter.generate(ComplianceStandard::Soc2).unwrap();
     let dir = scratch("pdf");
-    let path = dir.join("soc2.pdf");
+    let path = dir.path().join("soc2.pdf");
     reporter.export(&report, ExportFormat::Pdf, &path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert!(bytes.starts_with(b"%PDF-"));
@@ -532,12 +527,11 @@ fn pdf_is_a_real_pdf_that_qpdf_accepts_and_pdftotext_reads() {
             );
         }
     }
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
 fn continuous_monitoring_audits_status_changes() {
-    let (rt, dir) = secured(400);
+    let (dir, rt) = secured(400);
     let a = rt.launch("a", LaunchOptions::new()).unwrap();
     let reporter =
         ComplianceReporter::new(&rt).enable_continuous_monitoring(Duration::from_millis(40));
@@ -553,7 +547,7 @@ fn continuous_monitoring_audits_status_changes() {
     rt.shutdown().unwrap();
     drop(reporter);
     let mut found = false;
-    for e in std::fs::read_dir(&dir).unwrap() {
+    for e in std::fs::read_dir(dir.path()).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "jsonl") {
             for l in std::fs::read_to_string(&p).unwrap().lines() {
@@ -567,7 +561,6 @@ fn continuous_monitoring_audits_status_changes() {
         }
     }
     assert!(found, "no compliance.status_change audit record");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]
@@ -618,8 +611,7 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
     };
     let (_rt, reporter, report) = hostile_report();
     let dir = scratch("chromium");
-    std::fs::create_dir_all(&dir).unwrap();
-    let page = dir.join("report.html");
+    let page = dir.path().join("report.html");
     reporter.export(&report, ExportFormat::Html, &page).unwrap();
     let out = Command::new(browser)
         .args([
@@ -633,7 +625,10 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
             "--enable-logging=stderr",
             "--v=0",
         ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
         .arg("--dump-dom")
         .arg(format!("file://{}", page.display()))
         .output()
@@ -662,5 +657,5 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
         .filter(|l| l.contains("Content Security Policy"))
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }

@@ -15,6 +15,7 @@ use ringkernel_core::backend::{
     Allocation, BackendInfo, BufferId, ComputeBackend, CpuBackend, KernelLaunch, KernelWorker,
 };
 use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::AuditConfig;
 use ringkernel_core::security::encryption::{
     Algorithm, EncryptionConfig, KeyDerivation, KeyId, MemoryEncryption,
 };
@@ -23,16 +24,15 @@ use ringkernel_core::{Error, Result};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A fresh audit directory per runtime (one log per directory).
-fn audit_dir() -> ringkernel_core::security::audit::AuditConfig {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rk-enc-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    ringkernel_core::security::audit::AuditConfig::in_directory(dir)
+/// A fresh audit directory per runtime (one log per directory), removed when the
+/// returned guard drops: keep it alive until the runtime using it has shut down.
+fn audit_dir() -> (tempfile::TempDir, AuditConfig) {
+    let dir = tempfile::Builder::new()
+        .prefix("rk-enc-test-")
+        .tempdir()
+        .unwrap();
+    let config = AuditConfig::in_directory(dir.path());
+    (dir, config)
 }
 
 /// The real CPU backend, shared so that the test can dump and patch device memory.
@@ -97,24 +97,28 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn runtime_with(enc: MemoryEncryption, dev: &Dumpable) -> Runtime {
+/// A production runtime on `dev`, and the guard of its audit directory: destructured
+/// as `let (_audit, rt) = ...`, the runtime drops first.
+fn runtime_with(enc: MemoryEncryption, dev: &Dumpable) -> (tempfile::TempDir, Runtime) {
     // These tests are about encryption: kernels may message each other freely.
     let open = KernelSandbox::with_policy(ResourceLimits::new(), SandboxPolicy::permissive());
-    RuntimeBuilder::new()
+    let (audit, config) = audit_dir();
+    let rt = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(audit_dir())
+        .with_audit_logging(config)
         .with_backend(dev.clone())
         .with_encryption(enc)
         .with_sandbox(open)
         .allow_insecure_sandbox("tests of encryption: kernels message each other freely")
         .build()
-        .unwrap()
+        .unwrap();
+    (audit, rt)
 }
 
 #[test]
 fn control_block_rests_sealed_and_tampering_is_caught() {
     let dev = Dumpable::new();
-    let rt = runtime_with(
+    let (_audit, rt) = runtime_with(
         MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
         &dev,
     );
@@ -157,7 +161,7 @@ fn control_block_rests_sealed_and_tampering_is_caught() {
 #[test]
 fn replayed_and_moved_control_blocks_are_refused() {
     let dev = Dumpable::new();
-    let rt = runtime_with(
+    let (_audit, rt) = runtime_with(
         MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
         &dev,
     );
@@ -197,7 +201,7 @@ fn counters_survive_rotations_exactly() {
             .grace_period(Duration::from_millis(100)),
     )
     .unwrap();
-    let rt = runtime_with(enc.clone(), &dev);
+    let (_audit, rt) = runtime_with(enc.clone(), &dev);
     let sink = rt
         .launch("sink", LaunchOptions::new().queue_capacity(64))
         .unwrap();
@@ -266,7 +270,7 @@ fn rotation_reseals_many_control_blocks() {
     let dev = Dumpable::new();
     let enc =
         MemoryEncryption::new(EncryptionConfig::secure().grace_period(Duration::ZERO)).unwrap();
-    let rt = runtime_with(enc.clone(), &dev);
+    let (_audit, rt) = runtime_with(enc.clone(), &dev);
     let kernels: Vec<_> = (0..200)
         .map(|i| rt.launch(&format!("k{i}"), LaunchOptions::new()).unwrap())
         .collect();
@@ -286,7 +290,7 @@ fn rotation_reseals_many_control_blocks() {
 fn queued_payloads_and_kernel_state_are_sealed() {
     let dev = Dumpable::new();
     let enc = MemoryEncryption::new(EncryptionConfig::secure().chunk_size(1024)).unwrap();
-    let rt = runtime_with(enc.clone(), &dev);
+    let (_audit, rt) = runtime_with(enc.clone(), &dev);
     let got = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let g = got.clone();
     let k = rt
@@ -339,9 +343,10 @@ fn queued_payloads_and_kernel_state_are_sealed() {
 #[test]
 fn production_refuses_insecure_encryption_and_development_records_it() {
     let none = MemoryEncryption::new(EncryptionConfig::new().algorithm(Algorithm::None)).unwrap();
+    let (_refused_audit, config) = audit_dir();
     let err = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(audit_dir())
+        .with_audit_logging(config)
         .with_encryption(none.clone())
         .build()
         .unwrap_err();
@@ -381,9 +386,10 @@ fn production_refuses_insecure_encryption_and_development_records_it() {
     rt.shutdown().unwrap();
 
     // Production without an explicit layer gets the secure default.
+    let (_audit, config) = audit_dir();
     let rt = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(audit_dir())
+        .with_audit_logging(config)
         .build()
         .unwrap();
     let enc = rt.encryption().unwrap();
@@ -400,7 +406,7 @@ fn production_refuses_insecure_encryption_and_development_records_it() {
 fn every_algorithm_runs_the_runtime() {
     for alg in Algorithm::ALL {
         let dev = Dumpable::new();
-        let rt = runtime_with(
+        let (_audit, rt) = runtime_with(
             MemoryEncryption::new(EncryptionConfig::secure().algorithm(alg)).unwrap(),
             &dev,
         );
@@ -422,7 +428,7 @@ fn every_algorithm_runs_the_runtime() {
 fn shutdown_stops_and_frees_everything_even_with_a_tampered_control_block() {
     let dev = Dumpable::new();
     let enc = MemoryEncryption::new(EncryptionConfig::secure()).unwrap();
-    let rt = runtime_with(enc, &dev);
+    let (_audit, rt) = runtime_with(enc, &dev);
     for id in ["a", "b", "c"] {
         rt.launch(id, LaunchOptions::new()).unwrap();
     }
@@ -453,7 +459,7 @@ fn state_buffer(dev: &Dumpable) -> (BufferId, u64) {
 #[test]
 fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
     let dev = Dumpable::new();
-    let rt = runtime_with(
+    let (_audit, rt) = runtime_with(
         MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
         &dev,
     );
@@ -515,7 +521,7 @@ fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
 #[test]
 fn replay_of_saved_state_from_an_earlier_launch_is_refused_as_stale() {
     let dev = Dumpable::new();
-    let rt = runtime_with(
+    let (_audit, rt) = runtime_with(
         MemoryEncryption::new(EncryptionConfig::secure()).unwrap(),
         &dev,
     );
@@ -559,8 +565,8 @@ fn replay_of_saved_state_from_an_earlier_launch_is_refused_as_stale() {
 fn runtimes_sharing_one_encryption_refuse_each_others_blocks() {
     let enc = MemoryEncryption::new(EncryptionConfig::secure()).unwrap();
     let (dev1, dev2) = (Dumpable::new(), Dumpable::new());
-    let rt1 = runtime_with(enc.clone(), &dev1);
-    let rt2 = runtime_with(enc, &dev2);
+    let (_audit1, rt1) = runtime_with(enc.clone(), &dev1);
+    let (_audit2, rt2) = runtime_with(enc, &dev2);
     assert_ne!(rt1.instance_id(), rt2.instance_id());
     let _a1 = rt1.launch("a", LaunchOptions::new()).unwrap();
     let a2 = rt2.launch("a", LaunchOptions::new()).unwrap();

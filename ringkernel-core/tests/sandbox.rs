@@ -608,8 +608,10 @@ fn audit_records(dir: &std::path::Path) -> Vec<AuditRecord> {
 
 #[test]
 fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
-    let dir = std::env::temp_dir().join(format!("rk-sandbox-ro-free-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tempfile::Builder::new()
+        .prefix("rk-sandbox-ro-free-")
+        .tempdir()
+        .unwrap();
     let sb = KernelSandbox::with_policy(
         ResourceLimits::new(),
         SandboxPolicy::new().memory_access(MemoryAccess::ReadOnly),
@@ -617,7 +619,7 @@ fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
     let rt = RuntimeBuilder::new()
         .development()
         .with_sandbox(sb.clone())
-        .with_audit_logging(AuditConfig::in_directory(&dir))
+        .with_audit_logging(AuditConfig::in_directory(dir.path()))
         .build()
         .unwrap();
     let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
@@ -655,14 +657,14 @@ fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
     k.free(buf).unwrap();
     assert!(k.status().unwrap().memory_bytes < memory);
     rt.shutdown().unwrap();
-    let violation = audit_records(&dir)
+    let violation = audit_records(dir.path())
         .into_iter()
         .find(|r| r.event == "sandbox.violation")
         .expect("the refused free is audited");
     assert_eq!(violation.result, "denied");
     assert_eq!(violation.actor, "kernel:reader");
     assert_eq!(violation.details["kind"], "ReadOnlyWrite");
-    std::fs::remove_dir_all(&dir).unwrap();
+    dir.close().unwrap();
 }
 
 #[test]
