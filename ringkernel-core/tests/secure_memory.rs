@@ -47,11 +47,18 @@ fn mlock_refusal_falls_back_to_zeroing_only() {
     }
     // The unprivileged user must be able to run the binary wherever the checkout lives
     // (a CI clone may sit in a directory only root can enter): run a world-readable
-    // copy from the system temp directory.
-    let exe = std::env::temp_dir().join(format!("rk-mlock-child-{}", std::process::id()));
+    // copy from a world-readable directory in the system temp directory, removed when
+    // `dir` drops. (The user must be able to enter the temp directory itself:
+    // scripts/test.sh makes its private TMPDIR mode 0711.)
+    let dir = tempfile::Builder::new()
+        .prefix("rk-mlock-child-")
+        .tempdir()
+        .unwrap();
+    let exe = dir.path().join("child");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let uid = Command::new("id").arg("-u").output().unwrap();
@@ -80,7 +87,6 @@ fn mlock_refusal_falls_back_to_zeroing_only() {
         .current_dir("/")
         .output()
         .unwrap();
-    let _ = std::fs::remove_file(&exe);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
