@@ -471,15 +471,14 @@ impl<B: ComputeBackend> ComputeBackend for Shared<B> {
     }
 }
 
-fn audit_dir() -> AuditConfig {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "rk-conformance-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    AuditConfig::in_directory(dir)
+/// A fresh audit directory in the temp directory, removed when the guard drops.
+fn audit_dir() -> (tempfile::TempDir, AuditConfig) {
+    let dir = tempfile::Builder::new()
+        .prefix("rk-conformance-")
+        .tempdir()
+        .unwrap();
+    let config = AuditConfig::in_directory(dir.path());
+    (dir, config)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -494,18 +493,21 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A production runtime on `dev` with `enc`, a sandbox with `policy`, and a
-/// host-program kernel "sink" collecting what it receives.
+/// host-program kernel "sink" collecting what it receives. The first element guards the
+/// runtime's audit directory: destructured as `let (_audit, rt, got) = ...`, it drops
+/// last, after the runtime has stopped writing there.
 fn runtime<B: ComputeBackend>(
     dev: &Shared<B>,
     enc: MemoryEncryption,
     policy: SandboxPolicy,
-) -> (Runtime, Received) {
+) -> (tempfile::TempDir, Runtime, Received) {
+    let (audit, config) = audit_dir();
     let rt = RuntimeBuilder::new()
         .production()
         .with_backend(dev.clone())
         .with_encryption(enc)
         .with_sandbox(KernelSandbox::with_policy(ResourceLimits::new(), policy))
-        .with_audit_logging(audit_dir())
+        .with_audit_logging(config)
         .build()
         .unwrap();
     let got: Received = Arc::default();
@@ -520,7 +522,7 @@ fn runtime<B: ComputeBackend>(
             }),
     )
     .unwrap();
-    (rt, got)
+    (audit, rt, got)
 }
 
 fn checksum_kernel(rt: &Runtime, id: &str, peer: &str) -> KernelHandle {
@@ -548,7 +550,7 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
     )
     .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
-    let (rt, got) = runtime(&dev, enc.clone(), policy);
+    let (_audit, rt, got) = runtime(&dev, enc.clone(), policy);
     let k = checksum_kernel(&rt, "gpu", "sink");
     let first = enc.current_key_id().unwrap();
     const N: usize = 600;
@@ -644,7 +646,7 @@ pub fn kernel_replay_across_incarnations_refused<B: ComputeBackend>(dev: Shared<
         MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
-    let (rt, got) = runtime(&dev, enc, policy);
+    let (_audit, rt, got) = runtime(&dev, enc, policy);
     let len = crate::security::encryption::device::device_sealed_len(128) as u64;
     let sink_block = dev.buffers_of(len);
     assert_eq!(sink_block.len(), 1, "the sink's control block");
@@ -707,7 +709,7 @@ pub fn kernel_input_ring_keeps_order<B: ComputeBackend>(dev: Shared<B>) {
         MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
-    let (rt, got) = runtime(&dev, enc, policy);
+    let (_audit, rt, got) = runtime(&dev, enc, policy);
     let k = rt
         .launch(
             "gpu",
@@ -771,7 +773,7 @@ pub fn kernel_device_route_refused<B: ComputeBackend>(dev: Shared<B>) {
         MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["other*"]);
-    let (rt, got) = runtime(&dev, enc, policy);
+    let (_audit, rt, got) = runtime(&dev, enc, policy);
     let k = checksum_kernel(&rt, "gpu", "sink");
     for i in 0..10u8 {
         rt.send_timeout("gpu", "data", &[i; 5], WAIT).unwrap();
@@ -806,7 +808,7 @@ pub fn kernel_aes_gcm_companion<B: ComputeBackend>(dev: Shared<B>) {
     let enc =
         MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::Aes256Gcm)).unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
-    let (rt, got) = runtime(&dev, enc, policy);
+    let (_audit, rt, got) = runtime(&dev, enc, policy);
     assert!(
         rt.security_notes()
             .iter()
