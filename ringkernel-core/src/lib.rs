@@ -12,10 +12,11 @@
 //! ```
 //! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 //! use ringkernel_core::security::audit::AuditConfig;
-//! # let dir = std::env::temp_dir().join(format!("rk-doc-lib-{}", std::process::id()));
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path();
 //! let runtime = RuntimeBuilder::new()
 //!     .production()
-//!     .with_audit_logging(AuditConfig::in_directory(&dir))
+//!     .with_audit_logging(AuditConfig::in_directory(dir))
 //!     .build()?;
 //! let k = runtime.launch("processor_1", LaunchOptions::new())?;
 //! k.terminate()?;
@@ -23,8 +24,7 @@
 //! runtime.shutdown()?;
 //! // The log of what happened verifies with the public key alone.
 //! let log = runtime.audit_log().unwrap();
-//! ringkernel_core::security::audit::verify(&dir, &log.public_key())?;
-//! # std::fs::remove_dir_all(&dir).ok();
+//! ringkernel_core::security::audit::verify(dir, &log.public_key())?;
 //! # Ok::<(), ringkernel_core::Error>(())
 //! ```
 //!

@@ -42,16 +42,16 @@ impl Default for RuntimeConfig {
 /// ```
 /// use ringkernel_core::runtime::RuntimeBuilder;
 /// use ringkernel_core::security::audit::AuditConfig;
-/// # let dir = std::env::temp_dir().join(format!("rk-doc-builder-{}", std::process::id()));
+/// # let tmp = tempfile::tempdir()?;
+/// # let dir = tmp.path();
 /// // Production: every layer on, with its secure default unless configured.
 /// let runtime = RuntimeBuilder::new()
 ///     .production()
-///     .with_audit_logging(AuditConfig::in_directory(&dir))
+///     .with_audit_logging(AuditConfig::in_directory(dir))
 ///     .build()?;
 /// assert_eq!(runtime.backend_info().name, "cpu");
 /// assert!(runtime.encryption().is_some() && runtime.sandbox().is_some());
 /// # runtime.shutdown()?;
-/// # std::fs::remove_dir_all(&dir).ok();
 /// # Ok::<(), ringkernel_core::Error>(())
 /// ```
 pub struct RuntimeBuilder {
