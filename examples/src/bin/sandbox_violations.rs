@@ -56,11 +56,13 @@ fn run() -> Result<(), Error> {
         ResourceLimits::new().max_execution_time(Duration::from_millis(200)),
         SandboxPolicy::new(),
     );
+    // Audit records go to a scratch directory for this demonstration, removed when
+    // `audit_dir` drops (after the runtime, declared below it).
+    let audit_dir = scratch_audit_dir("sandbox-violations")?;
     let runtime = RuntimeBuilder::new()
         .production()
-        // Audit records go to a scratch directory for this demonstration.
         .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
-            scratch_audit_dir("sandbox-violations"),
+            audit_dir.path(),
         ))
         .with_sandbox(sandbox.clone())
         .build()?;
@@ -180,9 +182,10 @@ fn run() -> Result<(), Error> {
     Ok(())
 }
 
-/// A fresh scratch directory for this example's audit log.
-fn scratch_audit_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringkernel-example-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh scratch directory in the temp directory for this example's audit log,
+/// removed when the returned guard drops.
+fn scratch_audit_dir(tag: &str) -> Result<tempfile::TempDir, Error> {
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("ringkernel-example-{tag}-"))
+        .tempdir()?)
 }
