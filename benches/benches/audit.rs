@@ -6,7 +6,6 @@
 
 use std::hint::black_box;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -14,10 +13,12 @@ use ringkernel_core::runtime::RuntimeBuilder;
 use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("rk-bench-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh directory in the temp directory, removed when the guard drops.
+fn scratch(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rk-bench-{tag}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 fn event(i: u64) -> AuditEvent {
@@ -38,7 +39,7 @@ fn append(c: &mut Criterion) {
                 let dir = scratch("append");
                 let log = AuditLog::open(AuditConfig {
                     retention_days: 0,
-                    ..AuditConfig::in_directory(&dir)
+                    ..AuditConfig::in_directory(dir.path())
                 })
                 .expect("log");
                 let per = iters.div_ceil(threads as u64);
@@ -57,7 +58,7 @@ fn append(c: &mut Criterion) {
                 let elapsed = t0.elapsed();
                 log.close().expect("close");
                 drop(log);
-                let _ = std::fs::remove_dir_all(&dir);
+                drop(dir);
                 elapsed.mul_f64(iters as f64 / (per * threads as u64) as f64)
             })
         });
@@ -67,8 +68,7 @@ fn append(c: &mut Criterion) {
     g.bench_function("plain_file_same_lines", |b| {
         b.iter_custom(|iters| {
             let dir = scratch("plain");
-            std::fs::create_dir_all(&dir).expect("dir");
-            let f = std::fs::File::create(dir.join("plain.jsonl")).expect("file");
+            let f = std::fs::File::create(dir.path().join("plain.jsonl")).expect("file");
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
             let t0 = Instant::now();
             for _ in 0..iters {
@@ -78,7 +78,8 @@ fn append(c: &mut Criterion) {
             w.flush().expect("flush");
             w.get_ref().sync_data().expect("sync");
             let elapsed = t0.elapsed();
-            let _ = std::fs::remove_dir_all(&dir);
+            drop(w);
+            drop(dir);
             elapsed
         })
     });
@@ -90,14 +91,14 @@ fn verify_bench(c: &mut Criterion) {
     let log = AuditLog::open(AuditConfig {
         retention_days: 0,
         max_segment_bytes: 4 << 20,
-        ..AuditConfig::in_directory(&dir)
+        ..AuditConfig::in_directory(dir.path())
     })
     .expect("log");
     for i in 0..50_000 {
         log.append(event(i)).expect("append");
     }
     log.close().expect("close");
-    let bytes: u64 = std::fs::read_dir(&dir)
+    let bytes: u64 = std::fs::read_dir(dir.path())
         .expect("dir")
         .map(|e| e.expect("entry").metadata().expect("meta").len())
         .sum();
@@ -106,17 +107,16 @@ fn verify_bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
     g.bench_function("50000_records", |b| {
-        b.iter(|| black_box(verify(&dir, &pk).expect("verify")))
+        b.iter(|| black_box(verify(dir.path(), &pk).expect("verify")))
     });
     g.finish();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn compliance(c: &mut Criterion) {
     let dir = scratch("compliance");
     let rt = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(AuditConfig::in_directory(&dir))
+        .with_audit_logging(AuditConfig::in_directory(dir.path()))
         .build()
         .expect("runtime");
     let reporter = ComplianceReporter::new(&rt).organization("Bench Corp");
@@ -153,7 +153,6 @@ fn compliance(c: &mut Criterion) {
     }
     g.finish();
     rt.shutdown().expect("shutdown");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group! {
