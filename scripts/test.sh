@@ -8,10 +8,17 @@
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
 #    criterion bench once in test mode.
+# 3. Checks that none of them left anything behind in the temp directory: the suite runs
+#    with TMPDIR set to a fresh private directory, which must be empty again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
+
+# Directories this script makes, removed however it ends.
+own_dirs=()
+remove_own_dirs() { if [ ${#own_dirs[@]} -gt 0 ]; then rm -rf -- "${own_dirs[@]}"; fi; }
+trap remove_own_dirs EXIT
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -65,8 +72,17 @@ fi
 # Mesa's Vulkan loader complains on every start without a runtime directory.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
     XDG_RUNTIME_DIR="$(mktemp -d)"
+    own_dirs+=("$XDG_RUNTIME_DIR")
     export XDG_RUNTIME_DIR
 fi
+
+# Every test, doc test, bench and example cleans up after itself (tempfile::TempDir):
+# they all run with a fresh, empty temp directory, checked at the end. Mode 0711: the
+# mlock test's child runs as an unprivileged user from a copy inside it.
+test_tmp="$(mktemp -d)"
+own_dirs+=("$test_tmp")
+chmod 0711 "$test_tmp"
+export TMPDIR="$test_tmp"
 
 # --- the suite -----------------------------------------------------------------------------
 log "cargo fmt --check"
@@ -106,3 +122,15 @@ elif "${wgpu_example[@]}" > /dev/null 2>&1; then
 else
     echo "example secure_runtime --backend wgpu: SKIPPED (no usable wgpu adapter; run it to see why)"
 fi
+
+# --- nothing left behind ------------------------------------------------------------------
+# Checked once everything above has ended: by then cargo, rustc, rustdoc, the linker,
+# Chromium and the examples have removed their own temporary files too.
+log "temp directory: nothing left behind"
+leftovers="$(find "$test_tmp" -mindepth 1 -maxdepth 1 -printf '  %P\n' | sort)"
+if [ -n "$leftovers" ]; then
+    echo "the tests or examples left these in their temp directory (TMPDIR=$test_tmp):" >&2
+    echo "$leftovers" >&2
+    exit 1
+fi
+echo "temp directory empty"
