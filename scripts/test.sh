@@ -5,7 +5,8 @@
 #    - Mesa's lavapipe (a real Vulkan driver on the CPU) for the wgpu backend tests,
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
 #    - Chromium, to render the HTML report headless and check its CSP,
-#    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU.
+#    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
+#    - compliance-trestle from PyPI, to validate the OSCAL export.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
 #    criterion bench once in test mode.
 # 3. Checks that none of them left anything behind in the temp directory: the suite runs
@@ -56,6 +57,16 @@ if [ -n "$NVRTC_DIR" ]; then
     export LD_LIBRARY_PATH="$NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     # NVRTC is installed: the CUDA compile test must run, not skip.
     export RINGKERNEL_REQUIRE_NVRTC=1
+fi
+
+# --- compliance-trestle (validates the OSCAL export) --------------------------------------
+if ! python3 -c "import trestle.oscal.assessment_results" >/dev/null 2>&1; then
+    log "installing compliance-trestle (OSCAL validation)"
+    python3 -m pip install --quiet --disable-pip-version-check "compliance-trestle>=3"
+fi
+if python3 -c "import trestle.oscal.assessment_results" >/dev/null 2>&1; then
+    # trestle is installed: the OSCAL test must validate, not skip.
+    export RINGKERNEL_REQUIRE_TRESTLE=1
 fi
 
 # Chromium is installed: the HTML report test must run, not skip.
