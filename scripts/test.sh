@@ -102,6 +102,10 @@ cargo fmt --all -- --check
 log "cargo test (unit, integration, examples, benches in test mode)"
 cargo test --workspace --all-targets --locked
 
+log "ringkernel-core without its default features (no PDF, no HTML export)"
+cargo check -p ringkernel-core --no-default-features --all-targets --locked
+cargo test -p ringkernel-core --no-default-features --locked --test compliance
+
 log "cargo test --doc"
 cargo test --workspace --doc --locked
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+#[cfg(any(feature = "pdf", feature = "html"))]
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -214,6 +215,7 @@ fn custom_checks_as_in_the_reference() {
     assert!(soc2.checks.iter().all(|c| c.id != "GPU_MEM_ENCRYPT"));
 }
 
+#[cfg(feature = "html")]
 fn hostile_report() -> (Runtime, ComplianceReporter, ComplianceReport) {
     let rt = RuntimeBuilder::new().development().build().unwrap();
     let reporter = ComplianceReporter::new(&rt)
@@ -233,6 +235,7 @@ fn hostile_report() -> (Runtime, ComplianceReporter, ComplianceReport) {
     (rt, reporter, report)
 }
 
+#[cfg(feature = "html")]
 #[test]
 fn html_escapes_everything_and_json_keeps_it_intact() {
     let (_rt, reporter, report) = hostile_report();
@@ -428,6 +431,7 @@ fn markdown_block_injection_through_report_text_stays_text() {
     }
 }
 
+#[cfg(all(feature = "html", feature = "pdf"))]
 #[test]
 fn same_context_same_bytes_in_every_format() {
     let (_rt, reporter, report) = hostile_report();
@@ -449,10 +453,12 @@ fn same_context_same_bytes_in_every_format() {
     assert_eq!(report.generated_at, "2026-11-18T11:06:40.000000Z");
 }
 
+#[cfg(feature = "pdf")]
 fn tool(name: &str) -> bool {
     Command::new(name).arg("--version").output().is_ok()
 }
 
+#[cfg(feature = "pdf")]
 #[test]
 fn pdf_is_a_real_pdf_that_qpdf_accepts_and_pdftotext_reads() {
     assert!(
@@ -596,6 +602,7 @@ fn with_compliance_attaches_the_reporter_to_the_built_runtime() {
 /// own stylesheet, allowed by its hash, applies). Needs Chromium: `scripts/test.sh`
 /// installs it and sets RINGKERNEL_REQUIRE_CHROMIUM=1; elsewhere the test says why it
 /// skips.
+#[cfg(feature = "html")]
 #[test]
 fn html_report_renders_in_headless_chromium_without_csp_violations() {
     let Some(browser) = ["chromium", "chromium-browser"]
@@ -658,4 +665,22 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
     dir.close().unwrap();
+}
+
+#[cfg(not(all(feature = "html", feature = "pdf")))]
+#[test]
+fn an_export_whose_feature_is_off_is_refused_naming_the_feature() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt);
+    let report = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    for format in [ExportFormat::Html, ExportFormat::Pdf] {
+        if let Err(e) = reporter.render(&report, format) {
+            assert!(
+                matches!(e, ringkernel_core::Error::Unsupported { .. }),
+                "{e}"
+            );
+            assert!(e.to_string().contains("feature"), "{e}");
+        }
+    }
+    rt.shutdown().unwrap();
 }

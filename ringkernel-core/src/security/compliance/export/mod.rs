@@ -1,9 +1,11 @@
 //! Report exporters: JSON, Markdown, HTML, PDF and OSCAL assessment results. Each renders the same report the
 //! same way every time (no clock, no randomness): same report, same bytes.
 
+#[cfg(feature = "html")]
 mod html;
 mod markdown;
 pub(crate) mod oscal;
+#[cfg(feature = "pdf")]
 mod pdf;
 
 use super::{ComplianceReport, ExportFormat};
@@ -20,8 +22,14 @@ pub(crate) fn render(report: &ComplianceReport, format: ExportFormat) -> Result<
             Ok(v)
         }
         ExportFormat::Markdown => Ok(markdown::render(report).into_bytes()),
+        #[cfg(feature = "html")]
         ExportFormat::Html => Ok(html::render(report).into_bytes()),
+        #[cfg(not(feature = "html"))]
+        ExportFormat::Html => Err(not_built("HTML", "html")),
+        #[cfg(feature = "pdf")]
         ExportFormat::Pdf => pdf::render(report),
+        #[cfg(not(feature = "pdf"))]
+        ExportFormat::Pdf => Err(not_built("PDF", "pdf")),
         ExportFormat::Oscal => {
             let mut v =
                 serde_json::to_vec_pretty(&oscal::render(report)).map_err(|e| Error::Corrupt {
@@ -31,5 +39,16 @@ pub(crate) fn render(report: &ComplianceReport, format: ExportFormat) -> Result<
             v.push(b'\n');
             Ok(v)
         }
+    }
+}
+
+/// The error for an export whose cargo feature is off.
+#[cfg(any(not(feature = "html"), not(feature = "pdf")))]
+fn not_built(format: &str, feature: &str) -> Error {
+    Error::Unsupported {
+        backend: "ringkernel-core",
+        what: format!(
+            "the {format} report export (build ringkernel-core with its `{feature}` feature, on by default)"
+        ),
     }
 }
