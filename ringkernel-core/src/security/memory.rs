@@ -110,8 +110,10 @@ pub fn memory_protection_info() -> MemoryProtectionInfo {
     }
 }
 
+/// The machine's page size (4 KiB on most x86-64 Linux, 16 KiB on Apple silicon and
+/// some arm64 kernels): locked regions are whole pages of it.
 fn page_size() -> usize {
-    4096
+    page_size::get()
 }
 
 /// Probes once whether this process may lock memory, by locking a page of its own.
