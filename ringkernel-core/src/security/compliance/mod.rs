@@ -39,6 +39,7 @@
 mod catalog;
 mod context;
 mod export;
+pub mod fleet;
 
 pub use context::{AuditFacts, EncryptionFacts, SandboxFacts, SecuritySnapshot};
 
@@ -159,7 +160,7 @@ impl fmt::Display for ComplianceStandard {
 }
 
 /// The outcome of one check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ComplianceStatus {
     /// The control is met; `evidence` says how, from the runtime's state.

@@ -7,7 +7,7 @@ use super::super::ComplianceReport;
 /// Escapes text for an inline position (a table cell, after a list marker): no raw
 /// HTML, no emphasis, code, links or strikethrough, no table breaks. Line breaks
 /// become spaces: a newline would end the table row or start a new block.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

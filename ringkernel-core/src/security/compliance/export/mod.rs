@@ -4,6 +4,7 @@
 #[cfg(feature = "html")]
 mod html;
 mod markdown;
+pub(crate) use markdown::esc as markdown_cell;
 pub(crate) mod oscal;
 #[cfg(feature = "pdf")]
 mod pdf;

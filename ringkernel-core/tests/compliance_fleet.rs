@@ -1,0 +1,79 @@
+//! Fleet reports: many runtimes' reports, gathered as JSON, merged per standard, naming
+//! which runtime failed which check; bad inputs are clear errors.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use ringkernel_core::runtime::{Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::compliance::fleet::{FLEET_SCHEMA, merge, merge_json};
+use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
+
+fn json(rt: &Runtime, standard: ComplianceStandard) -> Vec<u8> {
+    let r = ComplianceReporter::new(rt).organization("Fleet | Corp");
+    r.render(&r.generate(standard).unwrap(), ExportFormat::Json)
+        .unwrap()
+}
+
+#[test]
+fn a_fleet_report_names_the_runtimes_that_failed_each_check() {
+    let audit = tempfile::tempdir().unwrap();
+    let secured = RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(AuditConfig::in_directory(audit.path()))
+        .build()
+        .unwrap();
+    let dev_a = RuntimeBuilder::new().development().build().unwrap();
+    let dev_b = RuntimeBuilder::new().development().build().unwrap();
+    let mut inputs = Vec::new();
+    for rt in [&secured, &dev_a, &dev_b] {
+        inputs.push(json(rt, ComplianceStandard::Soc2));
+        inputs.push(json(rt, ComplianceStandard::FedRamp));
+    }
+    let fleet = merge_json(&inputs).unwrap();
+    assert_eq!(fleet.len(), 2, "one report per standard");
+    for report in &fleet {
+        assert_eq!(report.schema, FLEET_SCHEMA);
+        assert_eq!(report.runtimes.len(), 3);
+        let enc = report.checks.iter().find(|c| c.id == "ENC-01").unwrap();
+        let mut failed: Vec<&str> = enc.failing.iter().map(|f| f.runtime.as_str()).collect();
+        failed.sort_unstable();
+        let mut dev = vec![dev_a.instance_id().to_hex(), dev_b.instance_id().to_hex()];
+        dev.sort();
+        assert_eq!(
+            failed, dev,
+            "exactly the two unencrypted runtimes failed ENC-01"
+        );
+        assert_eq!(enc.worst, "non_compliant");
+        assert!(enc.failing.iter().all(|f| !f.finding.is_empty()));
+        assert!(enc.missing.is_empty());
+        let md = report.to_markdown();
+        assert!(md.contains(&dev_a.instance_id().to_hex()));
+        assert!(md.contains("Fleet \\| Corp"), "report text is escaped");
+        let back: serde_json::Value = serde_json::from_slice(&report.to_json().unwrap()).unwrap();
+        assert_eq!(back["standard"], report.standard.as_str());
+    }
+    // The same reports merged in process give the same fleet reports.
+    let reporter = ComplianceReporter::new(&dev_a);
+    let in_process = merge(&[reporter.generate(ComplianceStandard::Soc2).unwrap()]).unwrap();
+    assert_eq!(
+        in_process[0].runtimes[0].instance,
+        dev_a.instance_id().to_hex()
+    );
+    for rt in [secured, dev_a, dev_b] {
+        rt.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn inputs_that_are_not_reports_are_refused_naming_them() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let good = json(&rt, ComplianceStandard::Soc2);
+    let err = merge_json(&[good.clone(), b"{not json".to_vec()]).unwrap_err();
+    assert!(err.to_string().contains("input 1"), "{err}");
+    let mut other: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    other["schema"] = "someone-else/v9".into();
+    let err = merge_json(&[serde_json::to_vec(&other).unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("someone-else/v9"), "{err}");
+    assert!(merge_json(&[]).unwrap().is_empty());
+    rt.shutdown().unwrap();
+}
