@@ -99,6 +99,12 @@ export TMPDIR="$test_tmp"
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
+log "cargo clippy (all targets, all features; warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+log "cargo doc (warnings, e.g. broken intra-doc links, are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
 log "cargo test (unit, integration, examples, benches in test mode)"
 cargo test --workspace --all-targets --locked
 

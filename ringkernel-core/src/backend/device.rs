@@ -821,7 +821,7 @@ pub fn start_device_kernel<K: DeviceKernel>(
 
 /// A device kernel as its backend hands it to the runtime: the driver thread, plus a
 /// way to run an empty round from the runtime's ticker, so that key rotation re-seals
-/// the control block on the device ([`KernelWorker::reseal_on_device`]).
+/// the control block on the device ([`KernelWorker::reseal_on_device`](super::KernelWorker::reseal_on_device)).
 pub struct DeviceWorker<F> {
     driver: Box<dyn super::KernelWorker>,
     reseal: F,
