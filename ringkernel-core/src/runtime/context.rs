@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gate::{Gate, KernelEntry, panic_code};
+use super::gate::Gate;
+use super::registry::KernelEntry;
 use crate::backend::{BatchOutcome, BufferId, KernelPort, RoundFn};
 use crate::error::{Error, Result};
 use crate::k2k::{KernelId, Message};
@@ -92,4 +93,13 @@ impl KernelPort for GatePort {
     fn stop_with_error(&self, error: &Error) {
         self.gate.stop_with_error(&self.entry, error);
     }
+}
+
+/// Clamp used when a kernel is told to stop after its handler panicked.
+fn panic_code() -> u32 {
+    Error::KernelPanicked {
+        id: String::new(),
+        message: String::new(),
+    }
+    .code()
 }

@@ -24,13 +24,25 @@
 //! # Ok::<(), ringkernel_core::Error>(())
 //! ```
 
+mod buffers;
 mod builder;
 mod context;
+mod control_blocks;
 mod counters;
+mod device_rounds;
+mod events;
 mod gate;
+mod kernel_state;
+mod keys;
+mod launch;
+mod lifecycle;
+mod messaging;
+mod registry;
 mod sealing;
 mod snapshot;
 mod state_snapshot;
+mod tick;
+mod verdicts;
 
 pub use crate::backend::{BatchOutcome, KernelContext};
 pub use crate::kinds::{SecurityMode, ShutdownReport};
@@ -48,7 +60,8 @@ use crate::error::Result;
 use crate::k2k::{KernelId, Message};
 use crate::security::encryption::{KeyId, MemoryEncryption};
 use crate::security::sandbox::KernelSandbox;
-use gate::{Gate, KernelEntry};
+use gate::Gate;
+use registry::KernelEntry;
 
 /// How long `shutdown()` waits for kernels to stop before reporting them stuck.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,7 +12,8 @@
 //! A snapshot names no runtime instance, so a restarted runtime with the same keys (a
 //! [`Keystore`](crate::security::keystore::Keystore)) and state directory restores it.
 
-use super::gate::{Gate, KernelEntry};
+use super::gate::Gate;
+use super::registry::KernelEntry;
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
 use crate::security::audit::{AuditEvent, AuditResult};

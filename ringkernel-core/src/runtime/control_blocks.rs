@@ -1,0 +1,96 @@
+//! A kernel's control block, reached only through the gate: read (opening the latest
+//! sealing), read-modify-write under the block's lock (writing a fresh sealing), and
+//! the kernel status read from it.
+
+use std::sync::atomic::Ordering;
+
+use super::gate::Gate;
+use super::registry::{ControlSlot, KernelEntry};
+use super::{KernelState, KernelStatus};
+use crate::backend::BufferId;
+use crate::control::ControlBlock;
+use crate::error::{Error, Result};
+
+impl Gate {
+    /// Reads a kernel's control block (its final copy once the kernel is finalized).
+    pub(super) fn read_control(&self, entry: &KernelEntry) -> Result<ControlBlock> {
+        let slot = entry.control.lock();
+        match &*slot {
+            ControlSlot::Final(cb) => Ok(*cb),
+            ControlSlot::Live { buf, seq } => self.load_control(entry, *buf, *seq),
+        }
+    }
+
+    pub(super) fn load_control(
+        &self,
+        entry: &KernelEntry,
+        buf: BufferId,
+        seq: u64,
+    ) -> Result<ControlBlock> {
+        self.sealing
+            .read_control(
+                &*self.backend,
+                buf,
+                entry.contexts.control,
+                seq,
+                entry.device,
+            )
+            .inspect_err(|e| self.audit_integrity(entry, "control", e))
+    }
+
+    /// Read-modify-write of a kernel's control block under its lock, so that no update
+    /// is lost between the host, the kernel and (later) key rotation.
+    pub(super) fn update_control<R>(
+        &self,
+        entry: &KernelEntry,
+        f: impl FnOnce(&mut ControlBlock) -> R,
+    ) -> Result<R> {
+        let mut slot = entry.control.lock();
+        match &mut *slot {
+            ControlSlot::Final(_) => Err(Error::KernelTerminated {
+                id: entry.id.to_string(),
+            }),
+            ControlSlot::Live { buf, seq } => {
+                let mut cb = self.load_control(entry, *buf, *seq)?;
+                let r = f(&mut cb);
+                // Each write is a new sealing (fresh nonce, current key epoch, next
+                // sequence), so a stale copy of the buffer can never be passed off.
+                let next = *seq + 1;
+                self.sealing.write_control(
+                    &*self.backend,
+                    *buf,
+                    entry.contexts.control,
+                    next,
+                    &cb,
+                    entry.device,
+                )?;
+                *seq = next;
+                Ok(r)
+            }
+        }
+    }
+
+    pub(super) fn status(&self, entry: &KernelEntry) -> Result<KernelStatus> {
+        let cb = self.read_control(entry)?;
+        let state = if cb.has_terminated == 1 || entry.finalized.load(Ordering::Acquire) {
+            KernelState::Terminated
+        } else if cb.should_terminate == 1 || entry.stop_requested.load(Ordering::Acquire) {
+            KernelState::Terminating
+        } else if cb.is_active == 1 {
+            KernelState::Active
+        } else {
+            KernelState::Launching
+        };
+        Ok(KernelStatus {
+            id: entry.id.clone(),
+            state,
+            messages_processed: cb.messages_processed,
+            messages_in_flight: cb.messages_in_flight,
+            messages_sent: cb.output_tail,
+            error_count: cb.error_count,
+            last_error: cb.last_error,
+            memory_bytes: entry.memory.load(Ordering::Acquire),
+            undelivered: entry.undelivered.load(Ordering::Acquire),
+        })
+    }
+}

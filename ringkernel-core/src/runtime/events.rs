@@ -1,0 +1,83 @@
+//! The gate's audit records: the one way every job records an event, and the records
+//! of memory access and of sealed regions that failed to open.
+
+use std::sync::atomic::Ordering;
+
+use super::gate::Gate;
+use super::registry::KernelEntry;
+use crate::backend::BufferId;
+use crate::error::Error;
+use crate::security::audit::{AuditEvent, AuditResult};
+
+impl Gate {
+    /// Records an event when an audit log is configured; `make` runs only then.
+    pub(super) fn audit(&self, make: impl FnOnce() -> AuditEvent) {
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(make())
+        {
+            tracing::error!(error = %e, "audit record could not be queued");
+        }
+    }
+
+    /// Marks an audit event as refused (sandbox) or failed, with the error's message.
+    pub(super) fn failed(ev: AuditEvent, e: &Error) -> AuditEvent {
+        let result = if matches!(e, Error::Denied { .. }) {
+            AuditResult::Denied
+        } else {
+            AuditResult::Error
+        };
+        ev.result(result).detail("error", e.to_string())
+    }
+
+    pub(super) fn audits(
+        &self,
+        pick: impl Fn(&crate::security::audit::AuditConfig) -> bool,
+    ) -> bool {
+        self.audit.as_ref().is_some_and(|l| pick(l.config()))
+    }
+
+    pub(super) fn audit_memory(
+        &self,
+        entry: &KernelEntry,
+        op: &str,
+        buf: BufferId,
+        bytes: u64,
+        err: Option<&Error>,
+    ) {
+        if self.audits(|c| c.log_memory_access) {
+            self.audit(|| {
+                let ev = AuditEvent::new(&format!("memory.{op}"))
+                    .actor(format!("kernel:{}", entry.id))
+                    .target(format!("buffer:{}", buf.0))
+                    .detail("bytes", bytes);
+                match err {
+                    None => ev,
+                    Some(e) => Self::failed(ev, e),
+                }
+            });
+        }
+    }
+
+    /// Audits a sealed region of `entry` that failed to open, naming what happened
+    /// (tampered, stale, replayed, wrong context or key...): the first failure of a
+    /// launch, then at every power of two, so a poller cannot flood the log.
+    pub(super) fn audit_integrity(&self, entry: &KernelEntry, region: &str, e: &Error) {
+        let Some(kind) = e.integrity_kind() else {
+            return;
+        };
+        let n = entry.integrity_failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n.is_power_of_two() {
+            tracing::error!(kernel = %entry.id, region, kind, error = %e, "sealed region refused");
+            self.audit(|| {
+                AuditEvent::new("seal.refused")
+                    .actor("runtime")
+                    .target(&entry.id)
+                    .result(AuditResult::Denied)
+                    .detail("region", region)
+                    .detail("kind", kind)
+                    .detail("error", e.to_string())
+                    .detail("failures", n)
+            });
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Keys of the sealed regions: timed and explicit rotation, re-sealing every live
+//! region under the new key, and retiring keys whose grace period is over.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::gate::Gate;
+use super::registry::KernelEntry;
+use crate::error::{Error, Result};
+use crate::security::audit::AuditEvent;
+use crate::security::encryption::KeyId;
+
+impl Gate {
+    /// Timed rotation, re-sealing after any rotation (timed, bound-triggered or
+    /// explicit), then retirement of keys whose grace period is over. Re-sealing runs
+    /// before retirement, so no live region is left under a key about to be erased.
+    pub(super) fn tick_encryption(&self) {
+        let Some(enc) = &self.encryption else {
+            return;
+        };
+        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+            match e.rotate_if_due() {
+                Ok(Some(k)) => self.audit(|| {
+                    AuditEvent::new("key.rotate")
+                        .target(k)
+                        .detail("trigger", "auto_rotate")
+                        .detail("keys", which)
+                }),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::error!(error = %err, keys = which, "timed key rotation failed")
+                }
+            }
+        }
+        if self.key_generation() != self.sealed_epoch.load(Ordering::Acquire) {
+            let current = enc.current_key_id().map_or(0, |k| k.0);
+            let n = self.reseal_all();
+            self.audit(|| {
+                AuditEvent::new("key.reseal")
+                    .target(format!("epoch-{current}"))
+                    .detail("regions", n as u64)
+            });
+        }
+        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+            let retired = e.retire_expired_keys();
+            if !retired.is_empty() {
+                self.audit(|| {
+                    AuditEvent::new("key.retire")
+                        .detail(
+                            "epochs",
+                            retired.iter().map(|k| u64::from(k.0)).collect::<Vec<u64>>(),
+                        )
+                        .detail("keys", which)
+                });
+            }
+        }
+    }
+
+    /// Rotates the data key now and re-seals every live region under it.
+    pub(super) fn rotate_keys(&self) -> Result<(KeyId, usize)> {
+        let enc = self.encryption.as_ref().ok_or(Error::EncryptionDisabled)?;
+        let _g = self.tick_lock.lock();
+        let key = enc.rotate_key()?;
+        if let Some(c) = &self.companion {
+            c.rotate_key()?;
+        }
+        let n = self.reseal_all();
+        self.audit(|| {
+            AuditEvent::new("key.rotate")
+                .actor("host")
+                .target(key)
+                .detail("trigger", "explicit")
+                .detail("regions_resealed", n as u64)
+        });
+        Ok((key, n))
+    }
+
+    /// Re-seals every live sealed region under the current key: control blocks first,
+    /// then saved kernel state. Each goes through its region's lock, so no concurrent
+    /// update is lost. Returns how many regions were re-sealed.
+    fn reseal_all(&self) -> usize {
+        let Some(generation) = self
+            .encryption
+            .as_ref()
+            .and_then(|e| e.current_key_id())
+            .map(|_| self.key_generation())
+        else {
+            return 0;
+        };
+        let entries: Vec<Arc<KernelEntry>> = self
+            .kernels
+            .read()
+            .values()
+            .filter(|e| !e.finalized.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        let started = Instant::now();
+        let mut n = 0;
+        if self.sealing.seals_control() {
+            for e in &entries {
+                // A device kernel's block is re-sealed by its own kernel, on the device.
+                let on_device = if e.device {
+                    e.worker.lock().as_ref().and_then(|w| w.reseal_on_device())
+                } else {
+                    None
+                };
+                let r = on_device.unwrap_or_else(|| self.update_control(e, |_| ()));
+                match r {
+                    Ok(()) => n += 1,
+                    Err(err) => {
+                        tracing::error!(kernel = %e.id, error = %err, "cannot re-seal control block")
+                    }
+                }
+            }
+        }
+        for e in &entries {
+            match self.reseal_state(e) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(kernel = %e.id, error = %err, "cannot re-seal kernel state")
+                }
+            }
+        }
+        self.sealed_epoch.store(generation, Ordering::Release);
+        tracing::info!(
+            generation,
+            regions = n,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "sealed regions re-sealed under the current key"
+        );
+        n
+    }
+}

@@ -1,0 +1,182 @@
+//! The end of a kernel's life: asking it to stop, its own last mark, waiting for it,
+//! finalizing it (undelivered messages counted, final control block kept, buffers
+//! zeroed and freed), and shutting the whole runtime down.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::gate::Gate;
+use super::registry::{ControlSlot, KernelEntry};
+use crate::backend::BufferId;
+use crate::error::{Error, Result};
+use crate::security::audit::AuditEvent;
+
+impl Gate {
+    /// Called by the kernel as its last act: marks it terminated in its control block.
+    pub(super) fn mark_terminated(&self, entry: &KernelEntry, error: Option<u32>) {
+        let res = self.update_control(entry, |cb| {
+            cb.is_active = 0;
+            cb.has_terminated = 1;
+            if let Some(code) = error {
+                cb.last_error = code;
+                cb.error_count = cb.error_count.saturating_add(1);
+            }
+        });
+        match res {
+            // Already finalized (cut off by the watchdog): nothing left to mark.
+            Ok(()) | Err(Error::KernelTerminated { .. }) => {}
+            Err(e) => {
+                tracing::error!(kernel = %entry.id, error = %e, "cannot mark kernel terminated")
+            }
+        }
+    }
+
+    /// Asks a kernel to stop: raises should_terminate in its control block and closes
+    /// its queue to new messages. Idempotent.
+    pub(super) fn request_stop(&self, entry: &KernelEntry) -> Result<()> {
+        if entry.stop_requested.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        entry.mailbox.close();
+        let res = self.update_control(entry, |cb| cb.should_terminate = 1);
+        entry.mailbox.wake();
+        tracing::info!(kernel = %entry.id, "kernel stop requested");
+        self.audit(|| AuditEvent::new("kernel.terminate").target(&entry.id));
+        res
+    }
+
+    /// Waits until the kernel has stopped, then releases its resources.
+    pub(super) fn wait(&self, entry: &KernelEntry, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let finished = entry.worker.lock().as_ref().is_none_or(|w| w.is_finished());
+            if finished {
+                self.finalize(entry);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Joins the worker, counts undelivered messages, keeps a final copy of the control
+    /// block and frees (zeroes) every buffer of the kernel. Runs once per kernel.
+    pub(super) fn finalize(&self, entry: &KernelEntry) {
+        self.finalize_with(entry, true);
+    }
+
+    /// [`Gate::finalize`]; with `join == false` the worker is abandoned instead of
+    /// joined (a host thread stuck in user code cannot be killed; it is cut off from
+    /// the runtime instead: its sends, buffers and control block are gone).
+    pub(super) fn finalize_with(&self, entry: &KernelEntry, join: bool) {
+        let worker = entry.worker.lock().take();
+        if let Some(mut w) = worker {
+            if join {
+                if let Err(e) = w.join() {
+                    tracing::error!(kernel = %entry.id, error = %e, "kernel ended abnormally");
+                }
+            } else {
+                tracing::warn!(kernel = %entry.id, "kernel did not stop within the watchdog grace period; cut off from the runtime");
+            }
+        }
+        if entry.finalized.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
+            sb.unregister(slot);
+        }
+        entry.mailbox.close();
+        let undelivered = entry.mailbox.drain();
+        if undelivered > 0 {
+            entry.undelivered.fetch_add(undelivered, Ordering::AcqRel);
+            tracing::warn!(kernel = %entry.id, undelivered, "kernel stopped with messages still queued; they were not processed");
+        }
+        {
+            let mut slot = entry.control.lock();
+            if let ControlSlot::Live { buf, seq } = *slot {
+                let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
+                last.is_active = 0;
+                last.has_terminated = 1;
+                last.input_head = entry.mailbox.dequeued();
+                last.input_tail = entry.mailbox.enqueued().max(last.input_head);
+                last.messages_in_flight = 0;
+                *slot = ControlSlot::Final(last);
+            }
+        }
+        *entry.state.lock() = None;
+        let buffers: Vec<BufferId> = entry.buffers.lock().keys().copied().collect();
+        for buf in buffers {
+            if let Err(e) = self.release(entry, buf) {
+                tracing::error!(kernel = %entry.id, buffer = %buf, error = %e, "cannot free kernel buffer");
+            }
+        }
+        tracing::info!(kernel = %entry.id, "kernel terminated and its buffers freed");
+        let last = self.read_control(entry).unwrap_or_default();
+        self.audit(|| {
+            AuditEvent::new("kernel.stopped")
+                .target(&entry.id)
+                .detail("messages_processed", last.messages_processed)
+                .detail("undelivered", undelivered)
+                .detail("errors", last.error_count)
+                .detail("joined", join)
+                .detail("uptime_ms", entry.uptime().as_millis() as u64)
+        });
+    }
+
+    /// Stops every kernel, waits for each (up to `timeout` in all), frees everything.
+    pub(super) fn shutdown(&self, timeout: Duration) -> Result<super::ShutdownReport> {
+        self.shut_down.store(true, Ordering::Release);
+        let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
+        for e in &entries {
+            // Keep going: a kernel whose control block cannot be updated (tampered,
+            // replayed) is still stopped by its flag and closed queue, and every other
+            // kernel must still be stopped and its buffers freed.
+            if let Err(err) = self.request_stop(e) {
+                tracing::error!(kernel = %e.id, error = %err, "cannot raise should_terminate; stopping by flag");
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut stuck = Vec::new();
+        for e in &entries {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait(e, left).is_err() {
+                stuck.push(e.id.to_string());
+            }
+        }
+        let undelivered = entries
+            .iter()
+            .map(|e| e.undelivered.load(Ordering::Acquire))
+            .sum();
+        let report = super::ShutdownReport {
+            kernels: entries.len(),
+            undelivered,
+            memory_in_use: self.backend.allocated_bytes(),
+            stuck,
+        };
+        self.audit(|| {
+            AuditEvent::new("runtime.shutdown")
+                .actor("host")
+                .detail("kernels", report.kernels as u64)
+                .detail("undelivered", report.undelivered)
+                .detail("memory_in_use", report.memory_in_use)
+                .detail("stuck", report.stuck.clone())
+        });
+        if let Some(log) = &self.audit
+            && let Err(e) = log.close()
+        {
+            tracing::error!(error = %e, "closing the audit log failed");
+        }
+        if report.stuck.is_empty() {
+            tracing::info!(kernels = report.kernels, "runtime shut down");
+            Ok(report)
+        } else {
+            tracing::error!(stuck = ?report.stuck, ?timeout, "kernels did not stop in time");
+            Err(Error::ShutdownIncomplete {
+                report: Box::new(report),
+            })
+        }
+    }
+}

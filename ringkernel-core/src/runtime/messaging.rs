@@ -1,0 +1,217 @@
+//! K2K messaging through the gate: sends from kernels and from the host (sandbox
+//! decision, audit, seal, enqueue), and the kernel's side of its queue (the next batch,
+//! opened; the stop check; the batch's outcome in the control block).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::gate::Gate;
+use super::registry::KernelEntry;
+use crate::backend::BatchOutcome;
+use crate::error::{Error, HANDLER_ERROR_CODE, Result};
+use crate::k2k::{Endpoint, Message, validate_message};
+use crate::security::audit::AuditEvent;
+
+impl Gate {
+    /// Sends from `from` (`None`: the host) to the kernel named `to`. `from` is always a
+    /// registry entry reached through a handle or context, never a caller's string.
+    pub(super) fn send(
+        &self,
+        from: Option<&KernelEntry>,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Option<Duration>,
+    ) -> Result<()> {
+        let r = self.send_inner(from, to, topic, payload, wait);
+        if self.audits(|c| c.log_k2k_messages) {
+            self.audit(|| {
+                let actor = from.map_or("host".to_owned(), |e| format!("kernel:{}", e.id));
+                // Route facts only: never the payload.
+                let ev = AuditEvent::new("k2k.send")
+                    .actor(actor)
+                    .target(to)
+                    .detail("topic", topic)
+                    .detail("bytes", payload.len() as u64);
+                match &r {
+                    Ok(seq) => ev.detail("sequence", *seq),
+                    Err(e) => Self::failed(ev, e),
+                }
+            });
+        }
+        r.map(|_| ())
+    }
+
+    /// The send itself; returns the message's sequence number.
+    fn send_inner(
+        &self,
+        from: Option<&KernelEntry>,
+        to: &str,
+        topic: &str,
+        payload: &[u8],
+        wait: Option<Duration>,
+    ) -> Result<u64> {
+        self.ensure_open()?;
+        validate_message(topic, payload)?;
+        if let Some(src) = from
+            && src.is_stopping()
+        {
+            return Err(Error::KernelTerminated {
+                id: src.id.to_string(),
+            });
+        }
+        let dest = self.lookup(to)?;
+        if dest.is_stopping() {
+            return Err(Error::KernelTerminated {
+                id: dest.id.to_string(),
+            });
+        }
+        let device_limit = crate::backend::device::MAX_DEVICE_PAYLOAD_LEN;
+        if dest.device && payload.len() > device_limit {
+            return Err(Error::InvalidConfig(format!(
+                "payload of {} bytes exceeds the {device_limit}-byte limit of device kernels",
+                payload.len()
+            )));
+        }
+        if let (Some(sb), Some(src)) = (&self.sandbox, from)
+            && let (Some(src_slot), Some(dst_slot)) = (&src.sandbox, &dest.sandbox)
+        {
+            // ACL, topic, connections, rate: refused sends are never enqueued.
+            self.enforce(src, sb.check_send(src_slot, dst_slot, topic))?;
+        }
+        let (source, state, clock) = match from {
+            Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
+            None => (Endpoint::Host, &self.host_sender, &self.host_clock),
+        };
+        let mut state = state.lock();
+        let sequence = state.next_sequence;
+        // Sealed for the destination's queue, bound to source, destination, topic and
+        // sequence, so a queued payload cannot be re-attributed or reordered.
+        let stored = self.sealing.seal_payload(
+            dest.contexts.queue,
+            &source,
+            &dest.id,
+            topic,
+            sequence,
+            payload,
+        )?;
+        let msg = Message {
+            source,
+            destination: dest.id.clone(),
+            topic: topic.to_owned(),
+            payload: stored,
+            sequence,
+            timestamp: clock.now(),
+        };
+        dest.mailbox.push(msg, wait)?;
+        state.next_sequence += 1;
+        if let Some(src) = from {
+            src.sent.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(sequence)
+    }
+
+    /// The kernel side of the queue: the next batch of messages, or `None` when the
+    /// kernel must stop. Also merges the senders' clocks into the kernel's.
+    pub(super) fn next_batch(&self, entry: &KernelEntry, max: usize) -> Option<Vec<Message>> {
+        if self.batch_should_stop(entry) {
+            return None;
+        }
+        let batch = entry.mailbox.pop_batch(max, self.config.poll_interval);
+        if batch.is_empty() {
+            // Idle: look at the control block again (the watchdog or terminate may
+            // have raised should_terminate).
+            return if self.batch_should_stop(entry) {
+                None
+            } else {
+                Some(batch)
+            };
+        }
+        let mut open = Vec::with_capacity(batch.len());
+        let mut failed: Option<Error> = None;
+        let mut failures = 0u32;
+        for mut m in batch {
+            entry.clock.observe(m.timestamp);
+            let stored = std::mem::take(&mut m.payload);
+            match self.sealing.open_payload(
+                entry.contexts.queue,
+                &m.source,
+                &m.destination,
+                &m.topic,
+                m.sequence,
+                stored,
+            ) {
+                Ok(p) => {
+                    m.payload = p;
+                    open.push(m);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::error!(kernel = %entry.id, source = %m.source, sequence = m.sequence, error = %e,
+                        "queued message failed to open and was not delivered");
+                    self.audit_integrity(entry, "queue", &e);
+                    failed = Some(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            let code = e.code();
+            let _ = self.update_control(entry, |cb| {
+                cb.error_count = cb.error_count.saturating_add(failures);
+                cb.last_error = code;
+            });
+        }
+        Some(open)
+    }
+
+    /// The stop check between batches. A device kernel's own round opens its control
+    /// block and honours should_terminate on the device, and every host-side stop
+    /// (terminate, watchdog, shutdown) also raises `stop_requested`; so for device
+    /// kernels the flag suffices and no extra device read is made per batch.
+    fn batch_should_stop(&self, entry: &KernelEntry) -> bool {
+        if entry.device {
+            entry.stop_requested.load(Ordering::Acquire)
+        } else {
+            self.should_stop(entry)
+        }
+    }
+
+    pub(super) fn should_stop(&self, entry: &KernelEntry) -> bool {
+        if entry.stop_requested.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.read_control(entry) {
+            Ok(cb) => cb.should_terminate == 1,
+            Err(e) => {
+                tracing::error!(kernel = %entry.id, error = %e, "control block unreadable; stopping kernel");
+                true
+            }
+        }
+    }
+
+    /// Records a batch's outcome and the queue counters in the control block.
+    pub(super) fn complete_batch(&self, entry: &KernelEntry, outcome: BatchOutcome) {
+        if outcome.processed == 0 {
+            return;
+        }
+        let ts = entry.clock.now();
+        let sent = entry.sent.load(Ordering::Acquire);
+        let res = self.update_control(entry, |cb| {
+            cb.messages_processed = cb.messages_processed.saturating_add(outcome.processed);
+            cb.input_head = entry.mailbox.dequeued();
+            cb.input_tail = entry.mailbox.enqueued().max(cb.input_head);
+            cb.messages_in_flight = cb.input_tail - cb.input_head;
+            cb.output_tail = sent;
+            cb.output_head = sent;
+            cb.hlc_physical = ts.physical;
+            cb.hlc_logical = ts.logical;
+            if outcome.errors > 0 {
+                cb.error_count = cb.error_count.saturating_add(outcome.errors);
+                cb.last_error = HANDLER_ERROR_CODE;
+            }
+        });
+        if let Err(e) = res {
+            tracing::error!(kernel = %entry.id, error = %e, "cannot update control block");
+        }
+    }
+}
