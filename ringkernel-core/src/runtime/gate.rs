@@ -29,15 +29,14 @@
 //! | `keys.rs` | key rotation and re-sealing |
 //! | `tick.rs` | the periodic tick: rotation, watchdog, reaping |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use super::RuntimeConfig;
 use super::counters::Counters;
-use super::registry::{KernelEntry, SenderState};
+use super::registry::{KernelEntry, Registry, SenderState};
 use super::sealing::Sealing;
 use crate::backend::ComputeBackend;
 use crate::error::{Error, Result};
@@ -82,7 +81,7 @@ pub(super) struct Gate {
     /// under, after the last reseal.
     pub(super) sealed_epoch: AtomicU32,
     pub(super) notes: Vec<String>,
-    pub(super) kernels: RwLock<HashMap<KernelId, Arc<KernelEntry>>>,
+    pub(super) kernels: Registry,
     pub(super) host_sender: Mutex<SenderState>,
     pub(super) host_clock: HybridClock,
     pub(super) shut_down: AtomicBool,
@@ -133,7 +132,7 @@ impl Gate {
             companion,
             sealed_epoch: AtomicU32::new(0),
             notes,
-            kernels: RwLock::new(HashMap::new()),
+            kernels: Registry::default(),
             host_sender: Mutex::new(SenderState::default()),
             host_clock: HybridClock::new(),
             shut_down: AtomicBool::new(false),
@@ -198,22 +197,12 @@ impl Gate {
         }
     }
 
-    pub(super) fn lookup(&self, id: &str) -> Result<Arc<KernelEntry>> {
-        self.kernels
-            .read()
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Error::UnknownKernel { id: id.to_owned() })
-    }
-
     pub(super) fn kernel(&self, id: &str) -> Result<Arc<KernelEntry>> {
-        self.lookup(id)
+        self.kernels.get(id)
     }
 
     pub(super) fn kernel_ids(&self) -> Vec<KernelId> {
-        let mut ids: Vec<KernelId> = self.kernels.read().keys().cloned().collect();
-        ids.sort();
-        ids
+        self.kernels.ids()
     }
 
     pub(super) fn memory_in_use(&self) -> u64 {

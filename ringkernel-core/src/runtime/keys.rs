@@ -1,12 +1,10 @@
 //! Keys of the sealed regions: timed and explicit rotation, re-sealing every live
 //! region under the new key, and retiring keys whose grace period is over.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::gate::Gate;
-use super::registry::KernelEntry;
 use crate::error::{Error, Result};
 use crate::security::audit::AuditEvent;
 use crate::security::encryption::KeyId;
@@ -88,13 +86,7 @@ impl Gate {
         else {
             return 0;
         };
-        let entries: Vec<Arc<KernelEntry>> = self
-            .kernels
-            .read()
-            .values()
-            .filter(|e| !e.finalized.load(Ordering::Acquire))
-            .cloned()
-            .collect();
+        let entries = self.kernels.live();
         let started = Instant::now();
         let mut n = 0;
         if self.sealing.seals_control() {

@@ -2,22 +2,18 @@
 //! sandbox admit it, writes its first control block (sealed when sealing is on) and
 //! starts the backend's worker with the kernel's driver.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
-
-use parking_lot::Mutex;
+use std::sync::atomic::Ordering;
 
 use super::LaunchOptions;
 use super::context::GatePort;
 use super::gate::Gate;
-use super::registry::{ControlSlot, KernelEntry, SenderState};
+use super::registry::{ControlSlot, KernelEntry};
 use super::sealing::KernelContexts;
 use crate::backend::{KernelDriver, KernelLaunch};
 use crate::control::ControlBlock;
-use crate::error::{Error, Result};
-use crate::k2k::{HybridClock, KernelId, Mailbox};
+use crate::error::Result;
+use crate::k2k::KernelId;
 use crate::security::audit::AuditEvent;
 
 impl Gate {
@@ -34,38 +30,19 @@ impl Gate {
             .unwrap_or(self.config.default_queue_capacity);
         crate::k2k::validate_queue_capacity("queue_capacity", capacity)?;
         let cb = ControlBlock::new(u32::try_from(capacity).unwrap_or(u32::MAX));
-        let mut kernels = self.kernels.write();
-        if let Some(old) = kernels.get(&id)
-            && !old.finalized.load(Ordering::Acquire)
-        {
-            return Err(Error::DuplicateKernel { id: id.to_string() });
-        }
-        let incarnation = self.incarnations.next(&id)?;
-        // The sandbox picks the kernel's limits and policy and gives it its route slot.
-        let sandbox = self.sandbox.as_ref().map(|s| s.register(&id)).transpose()?;
-        let entry = Arc::new(KernelEntry {
-            id: id.clone(),
-            incarnation,
-            integrity_failures: AtomicU64::new(0),
-            sandbox,
-            mailbox: Mailbox::new(id.clone(), cb.input_capacity as usize),
-            contexts: KernelContexts::new(&self.instance, &id, incarnation),
-            state: Mutex::new(None),
-            control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
-            sender: Mutex::new(SenderState::default()),
-            clock: HybridClock::new(),
-            sent: AtomicU64::new(0),
-            buffers: Mutex::new(HashMap::new()),
-            memory: AtomicU64::new(0),
-            worker: Mutex::new(None),
-            stop_requested: AtomicBool::new(false),
-            finalized: AtomicBool::new(false),
-            undelivered: AtomicU64::new(0),
-            launched_at: Instant::now(),
-            device,
-        });
-        kernels.insert(id.clone(), entry.clone());
-        drop(kernels);
+        let entry = self.kernels.register(&id, || {
+            let incarnation = self.incarnations.next(&id)?;
+            // The sandbox picks the kernel's limits and policy and gives it its route slot.
+            let sandbox = self.sandbox.as_ref().map(|s| s.register(&id)).transpose()?;
+            Ok(KernelEntry::new(
+                id.clone(),
+                incarnation,
+                KernelContexts::new(&self.instance, &id, incarnation),
+                sandbox,
+                cb.input_capacity as usize,
+                device,
+            ))
+        })?;
         match self.start_kernel(&entry, cb, opts) {
             Ok(()) => {
                 tracing::info!(kernel = %id, "kernel launched");
@@ -73,7 +50,7 @@ impl Gate {
                     AuditEvent::new("kernel.launch")
                         .actor("host")
                         .target(&id)
-                        .detail("incarnation", u64::from(incarnation))
+                        .detail("incarnation", u64::from(entry.incarnation))
                         .detail("queue_capacity", capacity as u64)
                         .detail("sealed_control_block", self.sealing.seals_control())
                 });
@@ -89,7 +66,7 @@ impl Gate {
                 entry.stop_requested.store(true, Ordering::Release);
                 entry.mailbox.close();
                 self.finalize(&entry);
-                self.kernels.write().remove(&id);
+                self.kernels.remove(&id);
                 Err(e)
             }
         }

@@ -2,7 +2,6 @@
 //! finalizing it (undelivered messages counted, final control block kept, buffers
 //! zeroed and freed), and shutting the whole runtime down.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -129,7 +128,7 @@ impl Gate {
     /// Stops every kernel, waits for each (up to `timeout` in all), frees everything.
     pub(super) fn shutdown(&self, timeout: Duration) -> Result<super::ShutdownReport> {
         self.shut_down.store(true, Ordering::Release);
-        let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
+        let entries = self.kernels.entries();
         for e in &entries {
             // Keep going: a kernel whose control block cannot be updated (tampered,
             // replayed) is still stopped by its flag and closed queue, and every other

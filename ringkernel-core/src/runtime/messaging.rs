@@ -60,7 +60,7 @@ impl Gate {
                 id: src.id.to_string(),
             });
         }
-        let dest = self.lookup(to)?;
+        let dest = self.kernels.get(to)?;
         if dest.is_stopping() {
             return Err(Error::KernelTerminated {
                 id: dest.id.to_string(),

@@ -1,16 +1,18 @@
-//! What the gate holds about each kernel: [`KernelEntry`] and the regions it points to
-//! (its control block, its saved state), and each sender's sequence counter.
+//! The kernel registry: what the gate holds about each kernel ([`KernelEntry`], with
+//! the regions it points to: its control block, its saved state), each sender's
+//! sequence counter, and the [`Registry`] of entries by kernel id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::sealing::KernelContexts;
 use crate::backend::{BufferId, KernelWorker};
 use crate::control::ControlBlock;
+use crate::error::{Error, Result};
 use crate::k2k::{HybridClock, KernelId, Mailbox};
 use crate::security::sandbox::KernelSlot;
 
@@ -80,6 +82,39 @@ impl std::fmt::Debug for KernelEntry {
 }
 
 impl KernelEntry {
+    /// A kernel not yet started: its control block is placed by the launch, its
+    /// queue holds up to `queue_capacity` messages.
+    pub(super) fn new(
+        id: KernelId,
+        incarnation: u32,
+        contexts: KernelContexts,
+        sandbox: Option<Arc<KernelSlot>>,
+        queue_capacity: usize,
+        device: bool,
+    ) -> Self {
+        KernelEntry {
+            id: id.clone(),
+            incarnation,
+            integrity_failures: AtomicU64::new(0),
+            sandbox,
+            mailbox: Mailbox::new(id, queue_capacity),
+            contexts,
+            state: Mutex::new(None),
+            control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
+            sender: Mutex::new(SenderState::default()),
+            clock: HybridClock::new(),
+            sent: AtomicU64::new(0),
+            buffers: Mutex::new(HashMap::new()),
+            memory: AtomicU64::new(0),
+            worker: Mutex::new(None),
+            stop_requested: AtomicBool::new(false),
+            finalized: AtomicBool::new(false),
+            undelivered: AtomicU64::new(0),
+            launched_at: Instant::now(),
+            device,
+        }
+    }
+
     pub(super) fn is_stopping(&self) -> bool {
         self.stop_requested.load(Ordering::Acquire) || self.finalized.load(Ordering::Acquire)
     }
@@ -87,5 +122,69 @@ impl KernelEntry {
     /// How long the kernel has been running.
     pub(super) fn uptime(&self) -> Duration {
         self.launched_at.elapsed()
+    }
+}
+
+/// The kernels the gate knows, by id: running ones, and finalized ones (kept for their
+/// final status until their id is launched again).
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    kernels: RwLock<HashMap<KernelId, Arc<KernelEntry>>>,
+}
+
+impl Registry {
+    /// Adds the entry `make` builds for `id`, unless a kernel not yet finalized holds
+    /// the id (`DuplicateKernel`). `make` runs under the registry's lock, so two
+    /// launches of one id cannot both pass the check.
+    pub(super) fn register(
+        &self,
+        id: &KernelId,
+        make: impl FnOnce() -> Result<KernelEntry>,
+    ) -> Result<Arc<KernelEntry>> {
+        let mut kernels = self.kernels.write();
+        if let Some(old) = kernels.get(id)
+            && !old.finalized.load(Ordering::Acquire)
+        {
+            return Err(Error::DuplicateKernel { id: id.to_string() });
+        }
+        let entry = Arc::new(make()?);
+        kernels.insert(id.clone(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Forgets `id` (a launch that failed).
+    pub(super) fn remove(&self, id: &KernelId) {
+        self.kernels.write().remove(id);
+    }
+
+    /// The entry of kernel `id`, or `UnknownKernel`.
+    pub(super) fn get(&self, id: &str) -> Result<Arc<KernelEntry>> {
+        self.kernels
+            .read()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::UnknownKernel { id: id.to_owned() })
+    }
+
+    /// Every kernel's id, sorted.
+    pub(super) fn ids(&self) -> Vec<KernelId> {
+        let mut ids: Vec<KernelId> = self.kernels.read().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every entry, finalized or not.
+    pub(super) fn entries(&self) -> Vec<Arc<KernelEntry>> {
+        self.kernels.read().values().cloned().collect()
+    }
+
+    /// The entries of kernels not yet finalized.
+    pub(super) fn live(&self) -> Vec<Arc<KernelEntry>> {
+        self.kernels
+            .read()
+            .values()
+            .filter(|e| !e.finalized.load(Ordering::Acquire))
+            .cloned()
+            .collect()
     }
 }

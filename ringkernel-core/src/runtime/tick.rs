@@ -1,12 +1,10 @@
 //! The periodic tick the runtime's ticker thread drives: timed key work, the
 //! execution-time watchdog, and finalizing kernels that stopped on their own.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::gate::Gate;
-use super::registry::KernelEntry;
 use crate::security::audit::{AuditEvent, AuditResult};
 use crate::security::sandbox::WatchdogStep;
 
@@ -19,7 +17,7 @@ impl Gate {
         };
         self.tick_encryption();
         self.tick_watchdog();
-        let entries: Vec<Arc<KernelEntry>> = self.kernels.read().values().cloned().collect();
+        let entries = self.kernels.entries();
         for entry in entries {
             if entry.finalized.load(Ordering::Acquire) {
                 continue;
@@ -44,7 +42,7 @@ impl Gate {
         };
         for step in sb.watchdog(Instant::now()) {
             let (WatchdogStep::Raise(id) | WatchdogStep::Force(id)) = &step;
-            let Ok(entry) = self.lookup(id.as_str()) else {
+            let Ok(entry) = self.kernels.get(id.as_str()) else {
                 continue;
             };
             if entry.finalized.load(Ordering::Acquire) {
