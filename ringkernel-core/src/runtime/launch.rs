@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::LaunchOptions;
-use super::context::GatePort;
 use super::gate::Gate;
+use super::port::GatePort;
 use super::registry::{ControlSlot, KernelEntry};
 use super::sealing::KernelContexts;
 use crate::backend::{KernelDriver, KernelLaunch};

@@ -26,7 +26,6 @@
 
 mod buffers;
 mod builder;
-mod context;
 mod control_blocks;
 mod counters;
 mod device_rounds;
@@ -37,6 +36,7 @@ mod keys;
 mod launch;
 mod lifecycle;
 mod messaging;
+mod port;
 mod registry;
 mod sealing;
 mod snapshot;

@@ -3,6 +3,9 @@
 //! [`KernelContext`](crate::backend::KernelContext) (user operations) and its
 //! backend's [`KernelDriver`](crate::backend::KernelDriver) (driver operations), so
 //! both pass the gate with the kernel's own entry.
+//!
+//! The port stands on the gate, never the other way: `launch.rs` wraps a new port in
+//! the kernel's driver and hands it to the backend.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +18,13 @@ use crate::k2k::{KernelId, Message};
 use crate::security::memory::Plaintext;
 
 /// One kernel's port into the gate.
-pub(crate) struct GatePort {
+pub(super) struct GatePort {
     gate: Arc<Gate>,
     entry: Arc<KernelEntry>,
 }
 
 impl GatePort {
-    pub(crate) fn new(gate: Arc<Gate>, entry: Arc<KernelEntry>) -> Arc<Self> {
+    pub(super) fn new(gate: Arc<Gate>, entry: Arc<KernelEntry>) -> Arc<Self> {
         Arc::new(GatePort { gate, entry })
     }
 }
