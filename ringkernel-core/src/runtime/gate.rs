@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
-use super::RuntimeConfig;
+use super::config::RuntimeConfig;
 use super::counters::Counters;
 use super::registry::{KernelEntry, Registry, SenderState};
 use super::sealing::Sealing;

@@ -26,6 +26,7 @@
 
 mod buffers;
 mod builder;
+mod config;
 mod control_blocks;
 mod counters;
 mod device_rounds;
@@ -46,7 +47,8 @@ mod verdicts;
 
 pub use crate::backend::{BatchOutcome, KernelContext};
 pub use crate::kinds::{SecurityMode, ShutdownReport};
-pub use builder::{RuntimeBuilder, RuntimeConfig};
+pub use builder::RuntimeBuilder;
+pub use config::RuntimeConfig;
 pub use state_snapshot::StateSnapshot;
 
 use std::sync::Arc;
