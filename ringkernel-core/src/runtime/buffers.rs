@@ -10,6 +10,8 @@ use crate::backend::BufferId;
 use crate::error::{Error, Result};
 
 impl Gate {
+    /// Allocates a buffer of at least `len` bytes owned by the kernel (within its
+    /// sandbox memory limit, counted at the backend's reserved size); audited.
     pub(super) fn allocate(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
         let r = self.allocate_inner(entry, len);
         let buf = *r.as_ref().unwrap_or(&BufferId(0));
@@ -69,6 +71,8 @@ impl Gate {
         r
     }
 
+    /// The sandbox's read-only policy on a write through the kernel's own context
+    /// (`buffer` 0: its saved state).
     pub(super) fn check_kernel_write(&self, entry: &KernelEntry, buffer: u64) -> Result<()> {
         match (&self.sandbox, &entry.sandbox) {
             (Some(sb), Some(slot)) => self.enforce(entry, sb.check_write(slot, buffer)),
@@ -76,6 +80,7 @@ impl Gate {
         }
     }
 
+    /// Reads `len` bytes at `offset` from one of the kernel's buffers; audited.
     pub(super) fn read(
         &self,
         entry: &KernelEntry,
@@ -122,6 +127,8 @@ impl Gate {
         self.release(entry, buf)
     }
 
+    /// Frees (the backend zeroes) a buffer of the kernel and takes its reserved size
+    /// off the kernel's memory. No policy check: that is the callers' (see `free`); audited.
     pub(super) fn release(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
         let r = (|| {
             let mut buffers = entry.buffers.lock();

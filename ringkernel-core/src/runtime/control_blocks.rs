@@ -21,6 +21,8 @@ impl Gate {
         }
     }
 
+    /// Opens the control block sealed as number `seq` in `buf`; a refusal is audited
+    /// (`seal.refused`). The caller holds the block's lock.
     pub(super) fn load_control(
         &self,
         entry: &KernelEntry,
@@ -70,6 +72,7 @@ impl Gate {
         }
     }
 
+    /// The kernel's status, read from its control block and the gate's counters.
     pub(super) fn status(&self, entry: &KernelEntry) -> Result<KernelStatus> {
         let cb = self.read_control(entry)?;
         let state = if cb.has_terminated == 1 || entry.finalized.load(Ordering::Acquire) {

@@ -29,6 +29,7 @@ impl Gate {
         ev.result(result).detail("error", e.to_string())
     }
 
+    /// Whether an audit log is configured and its configuration `pick`s this kind of event.
     pub(super) fn audits(
         &self,
         pick: impl Fn(&crate::security::audit::AuditConfig) -> bool,
@@ -36,6 +37,7 @@ impl Gate {
         self.audit.as_ref().is_some_and(|l| pick(l.config()))
     }
 
+    /// Records a buffer operation (`memory.<op>`) when memory access is audited.
     pub(super) fn audit_memory(
         &self,
         entry: &KernelEntry,

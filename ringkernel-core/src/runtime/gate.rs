@@ -98,6 +98,7 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
+    /// Builds the gate over `backend` with the layers and identity the builder chose.
     pub(super) fn new(
         backend: Box<dyn ComputeBackend>,
         mode: SecurityMode,
@@ -181,14 +182,17 @@ impl Gate {
             .fold(0u32, |acc, k| acc.wrapping_add(k.0))
     }
 
+    /// Facts about the backend.
     pub(super) fn backend_info(&self) -> crate::backend::BackendInfo {
         self.backend.info()
     }
 
+    /// Whether shutdown has begun.
     pub(super) fn is_shut_down(&self) -> bool {
         self.shut_down.load(Ordering::Acquire)
     }
 
+    /// Refuses with `RuntimeShutDown` once shutdown has begun.
     pub(super) fn ensure_open(&self) -> Result<()> {
         if self.is_shut_down() {
             Err(Error::RuntimeShutDown)
@@ -197,14 +201,17 @@ impl Gate {
         }
     }
 
+    /// The entry of kernel `id`, or `UnknownKernel`.
     pub(super) fn kernel(&self, id: &str) -> Result<Arc<KernelEntry>> {
         self.kernels.get(id)
     }
 
+    /// The ids of every kernel known (running or finalized), sorted.
     pub(super) fn kernel_ids(&self) -> Vec<KernelId> {
         self.kernels.ids()
     }
 
+    /// Device memory reserved by live buffers, in bytes.
     pub(super) fn memory_in_use(&self) -> u64 {
         self.backend.allocated_bytes()
     }

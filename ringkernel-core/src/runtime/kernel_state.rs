@@ -61,6 +61,8 @@ impl Gate {
             .inspect_err(|e| self.audit_integrity(entry, "state", e))
     }
 
+    /// Re-seals the kernel's saved state under the current key as its next sealing;
+    /// `false` when it has none.
     pub(super) fn reseal_state(&self, entry: &KernelEntry) -> Result<bool> {
         let mut slot = entry.state.lock();
         let Some(s) = slot.as_mut() else {

@@ -17,6 +17,8 @@ use crate::k2k::KernelId;
 use crate::security::audit::AuditEvent;
 
 impl Gate {
+    /// Launches kernel `id` (see the module docs); on failure everything it had is
+    /// released again and the id is free.
     pub(super) fn launch(
         self: &Arc<Self>,
         id: &str,

@@ -176,6 +176,8 @@ impl Gate {
         }
     }
 
+    /// Whether the kernel must stop: a stop was requested, or should_terminate is
+    /// raised in its control block (a block that does not open stops it too).
     pub(super) fn should_stop(&self, entry: &KernelEntry) -> bool {
         if entry.stop_requested.load(Ordering::Acquire) {
             return true;

@@ -24,6 +24,7 @@ pub(super) struct GatePort {
 }
 
 impl GatePort {
+    /// The port of `entry`, for its kernel's driver.
     pub(super) fn new(gate: Arc<Gate>, entry: Arc<KernelEntry>) -> Arc<Self> {
         Arc::new(GatePort { gate, entry })
     }

@@ -115,6 +115,7 @@ impl KernelEntry {
         }
     }
 
+    /// Whether a stop was requested or the kernel is already finalized.
     pub(super) fn is_stopping(&self) -> bool {
         self.stop_requested.load(Ordering::Acquire) || self.finalized.load(Ordering::Acquire)
     }
