@@ -172,8 +172,14 @@ impl DeviceKernel for KernelDevice {
         let output = st
             .clone_dtoh(&io.output.slice(..(2 * plan.messages).max(1)))
             .map_err(|e| driver_error("copy from the device", e))?;
+        let control = st
+            .clone_dtoh(&*self.control.lock())
+            .map_err(|e| driver_error("copy from the device", e))?;
         self.dev.sync()?;
-        read_round(&plan, &mut io.ring_state, &status, &output)
+        let (mut outcome, report) = read_round(&plan, &mut io.ring_state, &status, &output)?;
+        // The block as the round left it: the gate checks it and keeps it as status.
+        outcome.control_block = control.get(..self.control_len).map(<[u8]>::to_vec);
+        Ok((outcome, report))
     }
 
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).

@@ -172,15 +172,19 @@ impl DeviceKernel for KernelDevice {
                 &[
                     (&self.status, 0, (layout::STATUS_WORDS * 4) as u64),
                     (&io.output.buffer, 0, out_bytes),
+                    (&self.control, 0, align4(self.control_len as u64)),
                 ],
             )
         })??;
-        read_round(
+        let (mut outcome, report) = read_round(
             &plan,
             &mut io.ring_state,
             &words_from_le(&back[0]),
             &words_from_le(&back[1]),
-        )
+        )?;
+        // The block as the round left it: the gate checks it and keeps it as status.
+        outcome.control_block = back[2].get(..self.control_len).map(<[u8]>::to_vec);
+        Ok((outcome, report))
     }
 
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).

@@ -72,6 +72,12 @@ fn a_control_block_replayed_from_an_earlier_launch_is_refused_on_host_and_device
 }
 
 #[test]
+fn status_of_a_device_kernel_is_cached_and_a_tight_poller_does_not_starve_it() {
+    let Some(gpu) = common::backend() else { return };
+    suite::kernel_status_is_cached(Shared::new(gpu));
+}
+
+#[test]
 fn the_input_ring_in_device_memory_wraps_and_keeps_order() {
     let Some(gpu) = common::backend() else { return };
     suite::kernel_input_ring_keeps_order(Shared::new(gpu));

@@ -111,15 +111,21 @@ pub struct DeviceRoundSealing {
 }
 
 /// What a device driver reports after a round.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceRoundOutcome {
     /// The device re-sealed (or, unsealed, rewrote) the control block: the gate moves
     /// the block's sequence number on.
     pub resealed: bool,
+    /// The control block as the round left it in device memory (sealed, or plain when
+    /// control blocks are not sealed), read back with the round's results. The gate
+    /// opens it under the new sequence number, so a bad re-sealing stops the kernel at
+    /// once, and keeps the opened block as the kernel's status: `status()` of a device
+    /// kernel then needs no device read and never waits for a round.
+    pub control_block: Option<Vec<u8>>,
 }
 
 /// The control block's sealing number after a round that did or did not re-seal.
-pub(crate) fn next_sequence(sequence: u64, outcome: DeviceRoundOutcome) -> u64 {
+pub(crate) fn next_sequence(sequence: u64, outcome: &DeviceRoundOutcome) -> u64 {
     if outcome.resealed {
         sequence + 1
     } else {
@@ -477,6 +483,7 @@ pub fn read_round(
     Ok((
         DeviceRoundOutcome {
             resealed: status[5] == 1,
+            control_block: None,
         },
         report,
     ))

@@ -37,7 +37,15 @@ impl Gate {
                 seq,
                 entry.device,
             )
+            .inspect(|cb| self.cache_status(entry, cb))
             .inspect_err(|e| self.audit_integrity(entry, "control", e))
+    }
+
+    /// Keeps `cb` as a device kernel's status (host kernels read their block).
+    pub(super) fn cache_status(&self, entry: &KernelEntry, cb: &ControlBlock) {
+        if entry.device {
+            *entry.status_cache.lock() = Some(*cb);
+        }
     }
 
     /// Read-modify-write of a kernel's control block under its lock, so that no update
@@ -67,6 +75,7 @@ impl Gate {
                     entry.device,
                 )?;
                 *seq = next;
+                self.cache_status(entry, &cb);
                 Ok(r)
             }
         }
@@ -74,7 +83,16 @@ impl Gate {
 
     /// The kernel's status, read from its control block and the gate's counters.
     pub(super) fn status(&self, entry: &KernelEntry) -> Result<KernelStatus> {
-        let cb = self.read_control(entry)?;
+        // A live device kernel's status is the block its last round left (checked by
+        // the host then): no device read, no wait for the control block's lock.
+        let cached = match entry.device && !entry.finalized.load(Ordering::Acquire) {
+            true => *entry.status_cache.lock(),
+            false => None,
+        };
+        let cb = match cached {
+            Some(cb) => cb,
+            None => self.read_control(entry)?,
+        };
         let state = if cb.has_terminated == 1 || entry.finalized.load(Ordering::Acquire) {
             KernelState::Terminated
         } else if cb.should_terminate == 1 || entry.stop_requested.load(Ordering::Acquire) {

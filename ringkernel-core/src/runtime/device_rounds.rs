@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::gate::Gate;
 use super::registry::{ControlSlot, KernelEntry};
+use crate::control::ControlBlock;
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
 
@@ -56,7 +57,16 @@ impl Gate {
             sealing,
             routes,
         })?;
-        *seq = device::next_sequence(*seq, outcome);
+        *seq = device::next_sequence(*seq, &outcome);
+        // The block the round left, checked now under the new sequence: a bad
+        // re-sealing fails this round (and stops the kernel) instead of the next read.
+        if let Some(bytes) = &outcome.control_block {
+            let cb = self
+                .sealing
+                .open_control(bytes, entry.contexts.control, *seq, true)
+                .inspect_err(|e| self.audit_integrity(entry, "control", e))?;
+            self.cache_status(entry, &cb);
+        }
         Ok(r)
     }
 
@@ -81,11 +91,17 @@ impl Gate {
         entry.mailbox.close();
         let mut slot = entry.control.lock();
         if let ControlSlot::Live { buf, seq } = *slot {
-            // The block may not open (that may be the failure): keep what can be read.
-            let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
+            // The block may not open (that may be the failure): keep what can be read,
+            // and when the host can say more precisely why (a replayed, stale or moved
+            // block, where the device saw only a header mismatch), record that.
+            let (mut last, code) = match self.load_control(entry, buf, seq) {
+                Ok(cb) => (cb, error.code()),
+                Err(e) if e.integrity_kind().is_some() => (ControlBlock::default(), e.code()),
+                Err(_) => (ControlBlock::default(), error.code()),
+            };
             last.is_active = 0;
             last.has_terminated = 1;
-            last.last_error = error.code();
+            last.last_error = code;
             last.error_count = last.error_count.saturating_add(1);
             if let Err(e) = self.sealing.write_control(
                 &*self.backend,
@@ -100,6 +116,7 @@ impl Gate {
             } else {
                 *slot = ControlSlot::Live { buf, seq: seq + 1 };
             }
+            self.cache_status(entry, &last);
         }
     }
 }

@@ -70,6 +70,10 @@ pub(super) struct KernelEntry {
     pub(super) launched_at: Instant,
     /// Runs a device program: its control block is opened and re-sealed on the GPU.
     pub(super) device: bool,
+    /// A device kernel's control block as last written or checked by the host (after
+    /// every round, every host update): what `status()` reads, so that a poller
+    /// neither makes a device read nor waits for a round.
+    pub(super) status_cache: Mutex<Option<ControlBlock>>,
 }
 
 impl std::fmt::Debug for KernelEntry {
@@ -100,6 +104,7 @@ impl KernelEntry {
             mailbox: Mailbox::new(id, queue_capacity),
             contexts,
             state: Mutex::new(None),
+            status_cache: Mutex::new(None),
             control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
             sender: Mutex::new(SenderState::default()),
             clock: HybridClock::new(),

@@ -103,10 +103,32 @@ impl Sealing {
     ) -> Result<ControlBlock> {
         let mut bytes = vec![0u8; self.control_len(device)];
         backend.read(buf, 0, &mut bytes)?;
+        self.open_control(&bytes, ctx, seq, device)
+    }
+
+    /// Opens control-block bytes sealed at `seq` (or plain), e.g. read back by a
+    /// device round.
+    pub(crate) fn open_control(
+        &self,
+        bytes: &[u8],
+        ctx: ContextId,
+        seq: u64,
+        device: bool,
+    ) -> Result<ControlBlock> {
+        if bytes.len() != self.control_len(device) {
+            return Err(crate::Error::Corrupt {
+                what: "control block",
+                reason: format!(
+                    "{} bytes where {} were expected",
+                    bytes.len(),
+                    self.control_len(device)
+                ),
+            });
+        }
         match self.control_for(device) {
-            None => ControlBlock::from_bytes(&bytes),
+            None => ControlBlock::from_bytes(bytes),
             Some(e) => {
-                let plain = e.open_region(&bytes, ctx, SequenceCheck::Exact(seq), b"")?;
+                let plain = e.open_region(bytes, ctx, SequenceCheck::Exact(seq), b"")?;
                 ControlBlock::from_bytes(&plain)
             }
         }
