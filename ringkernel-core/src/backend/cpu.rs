@@ -15,7 +15,8 @@ use zeroize::Zeroize;
 
 use super::{
     Allocation, BackendInfo, BatchOutcome, BufferId, BufferTable, ComputeBackend, DeviceKind,
-    HostHandler, KernelDriver, KernelLaunch, KernelProgram, KernelWorker, check_bounds,
+    FinishSignal, HostHandler, KernelDriver, KernelLaunch, KernelProgram, KernelWorker,
+    check_bounds,
 };
 use crate::error::{Error, Result};
 
@@ -152,13 +153,29 @@ pub fn spawn_kernel_thread(
     id: &crate::k2k::KernelId,
     body: impl FnOnce() + Send + 'static,
 ) -> Result<Box<dyn KernelWorker>> {
+    let signal = Arc::new(FinishSignal::default());
+    let raised = RaiseOnDrop(signal.clone());
     let thread = std::thread::Builder::new()
         .name(format!("rk-{id}"))
-        .spawn(body)
+        .spawn(move || {
+            // Raised when the body returns or unwinds.
+            let _raised = raised;
+            body()
+        })
         .map_err(|e| Error::Backend(format!("cannot start kernel thread: {e}")))?;
     Ok(Box::new(CpuWorker {
         thread: Mutex::new(Some(thread)),
+        signal,
     }))
+}
+
+/// Raises its signal when dropped (at the end of a kernel thread, also by panic).
+struct RaiseOnDrop(Arc<FinishSignal>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 impl Drop for CpuBackend {
@@ -204,6 +221,7 @@ fn host_kernel_loop(driver: KernelDriver, mut handler: HostHandler) {
 #[derive(Debug)]
 struct CpuWorker {
     thread: Mutex<Option<JoinHandle<()>>>,
+    signal: Arc<FinishSignal>,
 }
 
 impl KernelWorker for CpuWorker {
@@ -221,6 +239,10 @@ impl KernelWorker for CpuWorker {
                 .map_err(|_| Error::Backend("kernel thread panicked".into())),
             None => Ok(()),
         }
+    }
+
+    fn finish_signal(&self) -> Option<Arc<FinishSignal>> {
+        Some(self.signal.clone())
     }
 }
 

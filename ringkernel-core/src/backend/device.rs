@@ -851,6 +851,10 @@ impl<F: Fn() -> Result<()> + Send + Sync> super::KernelWorker for DeviceWorker<F
         self.driver.join()
     }
 
+    fn finish_signal(&self) -> Option<Arc<super::FinishSignal>> {
+        self.driver.finish_signal()
+    }
+
     fn reseal_on_device(&self) -> Option<Result<()>> {
         if self.driver.is_finished() {
             // The kernel is gone; the host keeps its final copy.

@@ -155,6 +155,45 @@ pub trait KernelWorker: Send + Sync {
     fn reseal_on_device(&self) -> Option<Result<()>> {
         None
     }
+
+    /// A signal raised when execution ends, so that the runtime waits for it without
+    /// polling. `None` (the default): the runtime polls [`KernelWorker::is_finished`].
+    fn finish_signal(&self) -> Option<std::sync::Arc<FinishSignal>> {
+        None
+    }
+}
+
+/// Raised once when a kernel's execution ends (normally, by panic, or by error);
+/// waited on with a condition variable.
+#[derive(Debug, Default)]
+pub struct FinishSignal {
+    done: parking_lot::Mutex<bool>,
+    cv: parking_lot::Condvar,
+}
+
+impl FinishSignal {
+    /// Raises the signal and wakes every waiter.
+    pub fn set(&self) {
+        *self.done.lock() = true;
+        self.cv.notify_all();
+    }
+
+    /// Whether the signal was raised.
+    pub fn is_set(&self) -> bool {
+        *self.done.lock()
+    }
+
+    /// Waits until the signal is raised or `deadline` passes; returns whether it was
+    /// raised.
+    pub fn wait_until(&self, deadline: std::time::Instant) -> bool {
+        let mut done = self.done.lock();
+        while !*done {
+            if self.cv.wait_until(&mut done, deadline).timed_out() {
+                break;
+            }
+        }
+        *done
+    }
 }
 
 /// A compute device: buffers and persistent kernels.

@@ -48,6 +48,8 @@ impl Gate {
     /// Waits until the kernel has stopped, then releases its resources.
     pub(super) fn wait(&self, entry: &KernelEntry, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
+        // Woken by the worker's end (no polling) where the backend raises a signal.
+        let signal = entry.worker.lock().as_ref().and_then(|w| w.finish_signal());
         loop {
             let finished = entry.worker.lock().as_ref().is_none_or(|w| w.is_finished());
             if finished {
@@ -57,7 +59,15 @@ impl Gate {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(timeout));
             }
-            std::thread::sleep(Duration::from_millis(1));
+            match &signal {
+                // The thread raises the signal just before it ends; give `is_finished`
+                // a moment to agree, then look again.
+                Some(s) if s.is_set() => std::thread::yield_now(),
+                Some(s) => {
+                    s.wait_until(deadline);
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
         }
     }
 
