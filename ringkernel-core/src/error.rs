@@ -254,7 +254,7 @@ pub enum Error {
     #[error("audit log truncated: {}", report.truncation().map(ToString::to_string).unwrap_or_default())]
     AuditTruncated {
         /// What verification found; its status is `LogStatus::Truncated`.
-        report: Box<crate::security::audit::VerifyReport>,
+        report: Box<crate::security::audit::report::VerifyReport>,
     },
 
     /// There is no audit log to verify: the directory holds no signed head and no

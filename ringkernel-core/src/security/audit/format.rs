@@ -174,46 +174,7 @@ pub struct Watermark {
     pub updated_at: String,
 }
 
-/// Whether the writer that signed a [`Head`] had been closed cleanly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HeadState {
-    /// The log was open (running, or dropped without `close()`): records may follow.
-    Open,
-    /// Written by `AuditLog::close()`: the log ended here. Only a later open of the
-    /// same directory, which first writes a new open head, may add records.
-    Closed,
-}
-
-/// The signed log head (`log.head`): where the log ends, signed whenever a segment is
-/// sealed, when the log opens and when it closes. Written before the checkpoint it
-/// names, so a checkpoint on disk always has a head that covers it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Head {
-    /// Format version (1).
-    pub version: u32,
-    /// Number of this head: 1 for the first head of a directory, then +1 for each.
-    pub head_seq: u64,
-    /// `closed` when written by a clean close.
-    pub state: HeadState,
-    /// Records written when the head was signed: sequence numbers `0..records`.
-    pub records: u64,
-    /// SHA-256 of record `records - 1`'s line bytes, hex (zeros when `records` is 0).
-    pub last_hash: String,
-    /// The last sealed segment (0: none sealed yet).
-    pub last_segment: u64,
-    /// SHA-256 of the body line of `last_segment`'s checkpoint, hex (zeros when none).
-    /// Every checkpoint names its segment and the previous checkpoint's hash, so this
-    /// one hash is a digest of the whole segment list and of every checkpoint.
-    pub last_checkpoint: String,
-    /// SHA-256 of the previous head's body line, hex (zeros for the first head).
-    pub prev_head: String,
-    /// When the head was written.
-    pub written_at: String,
-    /// The Ed25519 public key that signs, hex.
-    pub public_key: String,
-}
+pub use super::report::{Head, HeadState};
 
 /// Encodes `body` as a signed two-line file: the JSON body, then the hex signature of
 /// exactly those bytes.

@@ -36,7 +36,7 @@
 mod files;
 pub(crate) mod format;
 mod head;
-mod report;
+pub(crate) mod report;
 mod verify;
 mod writer;
 
