@@ -99,7 +99,7 @@ impl DeviceKernel for KernelDevice {
         round: DeviceRound,
         staged: &mut VecDeque<Message>,
         take: usize,
-    ) -> Result<(DeviceRoundOutcome, RoundReport), Error> {
+    ) -> Result<(DeviceRoundOutcome, Result<RoundReport, Error>), Error> {
         let st = &self.dev.stream;
         let copy = |e| driver_error("copy to the device", e);
         let mut io = self.io.lock();
@@ -137,8 +137,12 @@ impl DeviceKernel for KernelDevice {
             st.memcpy_htod(&w.words[..], &mut io.ring.slice_mut(w.at..end))
                 .map_err(copy)?;
         }
-        let ring_words = u32::try_from(io.ring.len())
-            .map_err(|_| Error::Backend("input ring too large".into()))?;
+        let words = |n: usize, what: &str| {
+            u32::try_from(n).map_err(|_| Error::Backend(format!("{what} too large")))
+        };
+        let ring_words = words(io.ring.len(), "input ring")?;
+        let output_words = words(io.output.len(), "kernel output")?;
+        let route_words = words(io.routes.len(), "route bitmap")?;
         {
             let mut control = self.control.lock();
             let mut launch = st.launch_builder(&self.dev.persistent);
@@ -149,7 +153,9 @@ impl DeviceKernel for KernelDevice {
                 .arg(&mut io.ring)
                 .arg(&ring_words)
                 .arg(&mut io.output)
+                .arg(&output_words)
                 .arg(&io.routes)
+                .arg(&route_words)
                 .arg(&mut io.status);
             let cfg = LaunchConfig {
                 grid_dim: (1, 1, 1),
@@ -158,12 +164,14 @@ impl DeviceKernel for KernelDevice {
             };
             // SAFETY: the arguments match `rk_persistent_round(u32 *control,
             // const u32 *keys, const u32 *params, u32 *ring, u32 ring_words,
-            // u32 *output, const u32 *routes, u32 *status)`. The control buffer holds
-            // `control_len` bytes (checked by plan_round against the sealed or plain
-            // layout); keys, params and status have their layout sizes; `ring_words` is
-            // the ring's real length, and the kernel checks the ring's capacity and
-            // every position and entry length against it before reading; output and
-            // routes were grown to the plan's sizes above.
+            // u32 *output, u32 output_words, const u32 *routes, u32 route_words,
+            // u32 *status)`. The control buffer holds `control_len` bytes (checked by
+            // plan_round against the sealed or plain layout); keys, params and status
+            // have their layout sizes; `ring_words`, `output_words` and `route_words`
+            // are the real lengths of those buffers, and the kernel bounds the ring's
+            // capacity, the batch and every route bit by them before any access (the
+            // ring's positions and entry lengths, which device memory holds, are
+            // checked against the host's parameters first).
             unsafe { launch.launch(cfg) }.map_err(|e| driver_error("launching a round", e))?;
         }
         let status = st
@@ -176,7 +184,7 @@ impl DeviceKernel for KernelDevice {
             .clone_dtoh(&*self.control.lock())
             .map_err(|e| driver_error("copy from the device", e))?;
         self.dev.sync()?;
-        let (mut outcome, report) = read_round(&plan, &mut io.ring_state, &status, &output)?;
+        let (mut outcome, report) = read_round(&plan, &mut io.ring_state, &status, &output);
         // The block as the round left it: the gate checks it and keeps it as status.
         outcome.control_block = control.get(..self.control_len).map(<[u8]>::to_vec);
         Ok((outcome, report))

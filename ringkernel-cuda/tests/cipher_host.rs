@@ -896,12 +896,24 @@ mod round {
         planned: &mut Planned,
         routes: &[u8],
     ) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
-        let plan = &planned.plan;
+        let keys = planned.plan.key_slots.to_vec();
+        let params = planned.plan.params.clone();
+        run_round_with(control, &keys, &params, planned, routes)
+    }
+
+    /// [`run_round`] with the key slots and parameters given (changed by a test).
+    fn run_round_with(
+        control: &[u8],
+        keys: &[u32],
+        params: &[u32],
+        planned: &mut Planned,
+        routes: &[u8],
+    ) -> (Vec<u32>, Vec<u8>, Vec<u32>) {
         let req = format!(
             "R {} {} {} {} {}",
             hex(control),
-            hex(&bytes(&plan.key_slots)),
-            hex(&bytes(&plan.params)),
+            hex(&bytes(keys)),
+            hex(&bytes(params)),
             hex(&bytes(&planned.image)),
             hex(routes)
         );
@@ -924,6 +936,20 @@ mod round {
     ) -> Vec<u8> {
         enc.seal_region(ctx, seq, bytemuck::bytes_of(cb), b"")
             .unwrap()
+    }
+
+    #[test]
+    fn the_persistent_kernel_uses_the_host_s_round_layout() {
+        let source = ringkernel_cuda::sources::PERSISTENT_CU;
+        let defined = layout::defined_constants(source);
+        for (name, value) in layout::KERNEL_CONSTANTS {
+            let found: Vec<u32> = defined
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(found, [*value], "{name} in persistent_kernel.cu");
+        }
     }
 
     #[test]
@@ -994,7 +1020,7 @@ mod round {
                 ring: mut r,
                 image: img,
             } = planned;
-            let (_, report) = read_round(&plan, &mut r, &status, &output).unwrap();
+            let report = read_round(&plan, &mut r, &status, &output).1.unwrap();
             let want: Vec<u32> = payloads[done..done + take]
                 .iter()
                 .map(|p| DeviceProgram::checksum_of(p))
@@ -1019,28 +1045,211 @@ mod round {
         assert_eq!(last.messages_processed, 12);
     }
 
-    #[test]
-    fn a_ring_with_a_position_or_length_out_of_range_is_refused() {
+    /// The round over `payloads` on a fresh 64-word ring, its image corrupted by
+    /// `corrupt`: (status words, control after the round, ring after it).
+    fn corrupted_round(
+        payloads: &[&[u8]],
+        corrupt: impl FnOnce(&mut Vec<u32>),
+    ) -> (Vec<u32>, Vec<u8>, Vec<u8>) {
         let enc = enc();
         let ctx = ContextId::new("gpu", "control");
         let mut cb = ControlBlock::new(16);
         cb.is_active = 1;
         let control = sealed_block(&enc, ctx, 0, &cb);
-        let corruptions: [(usize, u32); 3] = [
-            // An entry longer than the ring.
-            (RING_HEADER_WORDS, 0xffff_ff00),
-            // A wrap word at position 0.
-            (RING_HEADER_WORDS, RING_WRAP),
-            // A read position past the ring's end.
-            (1, 256),
+        let msgs: Vec<Message> = payloads.iter().map(|p| msg(p)).collect();
+        let mut planned = plan_on(
+            &enc,
+            ctx,
+            0,
+            &DeviceProgram::checksum(),
+            &msgs,
+            InputRing::new(64),
+            vec![0; InputRing::new(64).buffer_words()],
+            usize::MAX,
+        );
+        corrupt(&mut planned.image);
+        let (status, after, _) = run_round(&control, &mut planned, &[]);
+        (status, after, control)
+    }
+
+    #[test]
+    fn a_ring_with_a_position_or_length_out_of_range_is_refused() {
+        const H: usize = RING_HEADER_WORDS;
+        // Three 8-byte messages: entries of 3 words at 0, 3 and 6; the round ends at 9.
+        type Corruption = fn(&mut Vec<u32>);
+        let cases: [(&str, Corruption, u32); 9] = [
+            (
+                "an entry longer than the ring",
+                |r| r[H] = 0xffff_ff00,
+                layout::D_RING_ENTRY,
+            ),
+            (
+                "a wrap word at position 0",
+                |r| r[H] = RING_WRAP,
+                layout::D_RING_WRAP,
+            ),
+            (
+                "a read position past the ring's end",
+                |r| r[1] = 256,
+                layout::D_RING_POSITIONS,
+            ),
+            (
+                "a read position moved back",
+                |r| r[1] = 60,
+                layout::D_RING_POSITIONS,
+            ),
+            (
+                "a write position wrapped to 0",
+                |r| r[0] = 0,
+                layout::D_RING_POSITIONS,
+            ),
+            (
+                "a write position past the end",
+                |r| r[0] = u32::MAX,
+                layout::D_RING_POSITIONS,
+            ),
+            // The first entry grown by a word: it overlaps the second, whose payload is
+            // then read as a length.
+            ("overlapping entries", |r| r[H] = 12, layout::D_RING_ENTRY),
+            // The last entry grown past the round's end (into free ring words).
+            (
+                "an entry past the round's end",
+                |r| r[H + 6] = 12,
+                layout::D_RING_ENTRY,
+            ),
+            // Two entries shrunk: the walk ends before the host's end.
+            (
+                "entries that end early",
+                |r| {
+                    r[H] = 0;
+                    r[H + 1] = 4;
+                    r[H + 3] = 0;
+                    r[H + 4] = 4;
+                    r[H + 6] = 0;
+                    r[H + 7] = 0;
+                },
+                layout::D_RING_END,
+            ),
         ];
-        for (at, word) in corruptions {
-            let mut planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
-            planned.image[at] = word;
-            let (status, after, _) = run_round(&control, &mut planned, &[]);
-            assert_eq!(status[0], layout::RING_CORRUPT, "word {at} = {word:#x}");
-            assert_eq!(after, control, "nothing written back");
+        for (what, corrupt, detail) in cases {
+            let (status, after, control) =
+                corrupted_round(&[&[1u8; 8], &[2u8; 8], &[3u8; 8]], corrupt);
+            assert_eq!(
+                (status[0], status[layout::S_DETAIL]),
+                (layout::RING_CORRUPT, detail),
+                "{what}"
+            );
+            assert_eq!(after, control, "{what}: nothing written back");
         }
+        // Uncorrupted, the same round runs.
+        let (status, _, _) = corrupted_round(&[&[1u8; 8], &[2u8; 8], &[3u8; 8]], |_| {});
+        assert_eq!(status[0], layout::OK);
+    }
+
+    #[test]
+    fn a_wrap_word_is_followed_only_where_the_round_wraps() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let program = DeviceProgram::checksum();
+        // A 16-word ring: two 5-word entries (16 bytes) at 0 and 5, consumed; then a
+        // 7-word entry does not fit after word 10 and goes to 0 behind a wrap word.
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let ring = InputRing::new(16);
+        let image = vec![0; ring.buffer_words()];
+        let msgs = [msg(&[1; 16]), msg(&[2; 16])];
+        let mut first = plan_on(&enc, ctx, 0, &program, &msgs, ring, image, usize::MAX);
+        let (status, control, output) = run_round(&control, &mut first, &[]);
+        let Planned {
+            plan,
+            mut ring,
+            image,
+        } = first;
+        read_round(&plan, &mut ring, &status, &output).1.unwrap();
+        let mut wrapped = plan_on(&enc, ctx, 1, &program, &[msg(&[3; 24])], ring, image, 1);
+        assert_eq!(wrapped.image[RING_HEADER_WORDS + 10], RING_WRAP);
+        let (status, _, output) = run_round(&control, &mut wrapped, &[]);
+        assert_eq!(status[0], layout::OK, "the device follows the host's wrap");
+        assert_eq!(output[0], DeviceProgram::checksum_of(&[3; 24]));
+        // A wrap word put in the middle of a round that does not wrap is refused.
+        let (status, _, _) = corrupted_round(&[&[1u8; 8], &[2u8; 8]], |r| {
+            r[RING_HEADER_WORDS + 3] = RING_WRAP
+        });
+        assert_eq!(
+            (status[0], status[layout::S_DETAIL]),
+            (layout::RING_CORRUPT, layout::D_RING_WRAP)
+        );
+    }
+
+    #[test]
+    fn parameters_that_do_not_fit_the_buffers_are_refused() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+        type Change = fn(&mut Vec<u32>);
+        let changes: [(&str, Change); 5] = [
+            ("a capacity past the ring buffer", |p| {
+                p[layout::P_RING_CAPACITY] = 4096
+            }),
+            ("a capacity of 0", |p| p[layout::P_RING_CAPACITY] = 0),
+            ("a batch past the workgroup tables", |p| p[1] = 257),
+            ("an end past the capacity", |p| p[layout::P_RING_END] = 256),
+            ("a read position past the capacity", |p| {
+                p[layout::P_RING_READ] = 256
+            }),
+        ];
+        for (what, change) in changes {
+            let mut params = planned.plan.params.clone();
+            change(&mut params);
+            let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+            let (status, after, _) =
+                run_round_with(&control, &planned.plan.key_slots, &params, &mut p, &[]);
+            assert_eq!(status[0], layout::ROUND_INVALID, "{what}");
+            assert_eq!(after, control, "{what}");
+        }
+        // An output buffer smaller than the batch (the kernel's `output_words`).
+        let req = format!(
+            "R {} {} {} {} - 1",
+            hex(&control),
+            hex(&bytes(&planned.plan.key_slots)),
+            hex(&bytes(&planned.plan.params)),
+            hex(&bytes(&planned.image)),
+        );
+        let out = run(vec![req]);
+        let status = words_from_le(&unhex(out[0].split(' ').next().unwrap()));
+        assert_eq!(status[0], layout::ROUND_INVALID);
+    }
+
+    #[test]
+    fn a_garbled_key_slot_is_reported_as_such() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+        // Any word of the epoch, the valid mark or the key of slot 0.
+        for w in [0usize, 1, 4, 7, 11] {
+            let mut keys = planned.plan.key_slots.to_vec();
+            keys[w] ^= 0x0100_0000;
+            let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+            let (status, after, _) =
+                run_round_with(&control, &keys, &planned.plan.params, &mut p, &[]);
+            assert_eq!(status[0], layout::KEY_SLOT_CORRUPT, "key slot word {w}");
+            assert_eq!(after, control, "word {w}: nothing written back");
+        }
+        // A second slot the host left empty is never used, whatever it holds.
+        let mut keys = planned.plan.key_slots.to_vec();
+        for w in &mut keys[layout::KEY_SLOT_WORDS..] {
+            *w = 0xdead_beef;
+        }
+        let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
+        let (status, _, _) = run_round_with(&control, &keys, &planned.plan.params, &mut p, &[]);
+        assert_eq!(status[0], layout::OK);
     }
 
     #[test]
@@ -1061,6 +1270,7 @@ mod round {
             params[6] = 5;
             params[7] = 8;
             params[8] = 1;
+            params[layout::P_ROUTE_WORDS] = 2;
             let bitmap: u64 = if permitted { 1 << 21 } else { !(1u64 << 21) };
             let (status, after, output) = run_round(&control, &mut planned, &bitmap.to_le_bytes());
             let (fwd, refused, st) = if permitted { (2, 0, 2) } else { (0, 2, 3) };
@@ -1072,6 +1282,44 @@ mod round {
             )
             .unwrap();
             assert_eq!(got.output_tail, u64::from(fwd));
+        }
+        // Route bits outside the bitmap the host uploaded, or outside the buffer, are
+        // refused without being read (the shim's buffers have their exact sizes).
+        type Routing = fn(&mut Vec<u32>);
+        let outside: [(&str, Routing); 4] = [
+            ("a slot past the stride", |p| p[6] = 8),
+            ("a stride past the bitmap", |p| {
+                p[5] = 40;
+                p[6] = 40;
+                p[7] = 64;
+            }),
+            ("more bitmap words than the buffer holds", |p| {
+                p[5] = 7;
+                p[6] = 7;
+                p[7] = 16;
+                p[layout::P_ROUTE_WORDS] = 1000;
+            }),
+            ("a stride that overflows", |p| {
+                p[5] = 0xffff;
+                p[6] = 0xffff;
+                p[7] = 0x10000;
+                p[layout::P_ROUTE_WORDS] = u32::MAX;
+            }),
+        ];
+        for (what, change) in outside {
+            let control = sealed_block(&enc, ctx, 1, &cb);
+            let mut planned = plan(&enc, ctx, 1, &program, &msgs);
+            let params = &mut planned.plan.params;
+            params[4] = 1;
+            params[5] = 2;
+            params[6] = 5;
+            params[7] = 8;
+            params[8] = 1;
+            params[layout::P_ROUTE_WORDS] = 2;
+            change(params);
+            let (status, _, output) = run_round(&control, &mut planned, &u64::MAX.to_le_bytes());
+            assert_eq!(&status[..4], &[0, 2, 0, 2], "{what}");
+            assert_eq!(output[1], layout::REFUSED, "{what}");
         }
     }
 
@@ -1098,7 +1346,11 @@ mod round {
             &mut plan(&enc, ctx, 4, &DeviceProgram::checksum(), &msgs),
             &[],
         );
-        assert_eq!(status[0], 2);
+        assert_eq!(&status[..2], &[layout::HEADER_MISMATCH, 0]);
+        assert_eq!(
+            status[layout::S_DETAIL..layout::S_FOUND + 2],
+            [layout::D_HEADER_SEQUENCE, 3, 0]
+        );
         assert_eq!(after, control);
         // Moved from another kernel: another context.
         let other = ContextId::new("other", "control");
@@ -1107,7 +1359,43 @@ mod round {
             &mut plan(&enc, other, 3, &DeviceProgram::checksum(), &msgs),
             &[],
         );
-        assert_eq!(status[0], 2);
+        assert_eq!(
+            (status[0], status[layout::S_DETAIL]),
+            (layout::HEADER_MISMATCH, layout::D_HEADER_CONTEXT)
+        );
+        // From launch 0 of this kernel, read where launch 1 is expected.
+        let instance = ringkernel_core::security::encryption::InstanceId([0; 16]);
+        let relaunched = ContextId::bound(&instance, "gpu", 1, "control");
+        let (status, _, _) = run_round(
+            &control,
+            &mut plan(&enc, relaunched, 3, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(
+            status[..layout::S_FOUND + 1],
+            [
+                layout::HEADER_MISMATCH,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                layout::D_HEADER_INCARNATION,
+                0
+            ]
+        );
+        // Garbage in place of the block: its header is not an envelope's.
+        let (status, after, _) = run_round(
+            &[0x5a; 196],
+            &mut plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
+            &[],
+        );
+        assert_eq!(
+            (status[0], status[layout::S_DETAIL]),
+            (layout::HEADER_MISMATCH, layout::D_HEADER_MALFORMED)
+        );
+        assert_eq!(after, vec![0x5a; 196]);
         // Sealed under an epoch no key slot holds (retired after two rotations).
         let old = sealed_block(&enc, ctx, 3, &cb);
         enc.rotate_key().unwrap();
@@ -1117,7 +1405,11 @@ mod round {
             &mut plan(&enc, ctx, 3, &DeviceProgram::checksum(), &msgs),
             &[],
         );
-        assert_eq!(status[0], 3);
+        let old_epoch = u32::from_le_bytes(old[8..12].try_into().unwrap());
+        assert_eq!(
+            (status[0], status[layout::S_FOUND]),
+            (layout::NO_KEY, old_epoch)
+        );
     }
 
     #[test]

@@ -47,3 +47,24 @@ fn every_wgsl_file_on_disk_is_part_of_a_module() {
         }
     }
 }
+
+#[test]
+fn the_persistent_kernel_uses_the_host_s_round_layout() {
+    use ringkernel_core::backend::device::layout::{KERNEL_CONSTANTS, defined_constants};
+    let defined = defined_constants(ringkernel_wgpu::shaders::PERSISTENT_WGSL);
+    for (name, value) in KERNEL_CONSTANTS {
+        let found: Vec<u32> = defined
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .collect();
+        assert_eq!(found, [*value], "{name} in persistent_kernel.wgsl");
+    }
+    // The key check values' nonce starts with the byte the host uses.
+    let nonce0 = defined.iter().find(|(n, _)| n == "RK_KEY_CHECK_NONCE0");
+    let host = ringkernel_core::security::encryption::device::KEY_CHECK_NONCE;
+    assert_eq!(
+        nonce0.map(|(_, v)| *v),
+        Some(u32::from_le_bytes([host[0], host[1], host[2], host[3]]))
+    );
+}

@@ -2,14 +2,20 @@
 // shaders/wgsl/persistent_kernel.wgsl, with the same word layouts (ringkernel-core
 // backend/device.rs, module `layout`).
 //
-// Each round opens the kernel's control block (sealed with ChaCha20-Poly1305 in the
-// envelope's single-shot form when sealing is on), honours should_terminate, takes a
-// batch from the kernel's input ring in device memory (ringkernel-core
-// backend/input_ring.rs: word 0 the host's write position, word 1 this kernel's read
-// position, entries from word 4), runs the built-in checksum handler over it, checks
-// every device-side send against the route bitmap, clears the ring words it consumed,
-// updates the counters and re-seals the block under the current key with the header
-// and device-direction nonce the host reserved.
+// Each round checks the key slots against the check values the host wrote, opens the
+// kernel's control block (sealed with ChaCha20-Poly1305 in the envelope's single-shot
+// form when sealing is on), honours should_terminate, takes a batch from the kernel's
+// input ring in device memory (ringkernel-core backend/input_ring.rs: word 0 the host's
+// write position, word 1 this kernel's read position, entries from word 4), runs the
+// built-in checksum handler over it, checks every device-side send against the route
+// bitmap, clears the ring words it consumed, updates the counters and re-seals the block
+// under the current key with the header and device-direction nonce the host reserved.
+//
+// Every index into a buffer is bounded by a length the host wrote: the parameters, and
+// the buffer sizes the host passes as kernel arguments (`ring_words`, `output_words`,
+// `route_words`). Words the device shares (the ring's header and entry lengths, the key
+// slots, the control block) are checked against the host's values before they are used,
+// and a mismatch is reported (status word 0, with the detail in word 7), never followed.
 //
 // One block per round. Thread 0 reads the termination flag once and shares it through
 // shared memory before the block-wide barrier, so no thread can take another path
@@ -20,9 +26,33 @@
 #define RK_CB_WORDS 32u
 #define RK_P_HEADER 9u
 #define RK_P_RING_CAP 24u
+#define RK_P_RING_READ 25u
+#define RK_P_RING_WRITE 26u
+#define RK_P_RING_END 27u
+#define RK_P_ROUTE_WORDS 28u
+#define RK_P_KEY_CHECK 29u
+#define RK_KEY_CHECK_WORDS 6u
 #define RK_RING_HEADER 4u
 #define RK_RING_WRAP 0xffffffffu
 #define RK_MAX_BATCH 256u
+#define RK_STATUS_WORDS 12u
+
+// Result codes (status word 0) and the details of a refusal (status word 7).
+#define RK_OK 0u
+#define RK_OPEN_FAILED 1u
+#define RK_HEADER_MISMATCH 2u
+#define RK_NO_KEY 3u
+#define RK_RING_CORRUPT 4u
+#define RK_KEY_SLOT_CORRUPT 5u
+#define RK_ROUND_INVALID 6u
+#define RK_D_HEADER_MALFORMED 1u
+#define RK_D_HEADER_CONTEXT 2u
+#define RK_D_HEADER_INCARNATION 3u
+#define RK_D_HEADER_SEQUENCE 4u
+#define RK_D_RING_POSITIONS 1u
+#define RK_D_RING_ENTRY 2u
+#define RK_D_RING_WRAP 3u
+#define RK_D_RING_END 4u
 
 // FNV-1a (32-bit) of `len` bytes.
 RK_DEVICE rk_u32 rk_fnv1a(const rk_u8 *p, rk_u32 len) {
@@ -31,34 +61,95 @@ RK_DEVICE rk_u32 rk_fnv1a(const rk_u8 *p, rk_u32 len) {
     return h;
 }
 
-RK_DEVICE int rk_route_permitted(const rk_u32 *params, const rk_u32 *routes, rk_u32 src,
-                                 rk_u32 dst) {
+// Whether the route bitmap permits src -> dst. The bit `src * stride + dst` must lie
+// inside the bitmap the host uploaded (params[28] words) and the buffer (`route_words`);
+// the test below keeps `src * stride + dst` below that many bits without overflowing.
+RK_DEVICE int rk_route_permitted(const rk_u32 *params, const rk_u32 *routes,
+                                 rk_u32 route_words, rk_u32 src, rk_u32 dst) {
     if (params[8] == 0u) return 1;
     rk_u32 stride = params[7];
-    if (src >= stride || dst >= stride) return 0;
+    rk_u32 words = params[RK_P_ROUTE_WORDS] < route_words ? params[RK_P_ROUTE_WORDS] : route_words;
+    if (words > 0x07ffffffu) words = 0x07ffffffu;
+    rk_u32 bits = words * 32u;
+    if (stride == 0u || src >= stride || dst >= stride || src >= bits / stride) return 0;
     rk_u32 bit = src * stride + dst;
     return (int)((routes[bit / 32u] >> (bit % 32u)) & 1u);
 }
 
+// The nonce of the key check values: byte 0 is 0x7f, a direction no envelope nonce has
+// (ringkernel-core security/encryption/device.rs, KEY_CHECK_NONCE).
+RK_DEVICE void rk_key_check_nonce(rk_u8 nonce[12]) {
+    for (int i = 0; i < 12; i++) nonce[i] = 0;
+    nonce[0] = 0x7f;
+}
+
+// Every key slot the host filled must hold what it wrote: the epoch, the valid mark and
+// a key whose check value (the AEAD tag of nothing under the reserved nonce) is the one
+// in the parameters; slot 0 (the sealing key) must be filled. Returns 0 or 5.
+RK_DEVICE rk_u32 rk_check_key_slots(const rk_u32 *keys, const rk_u32 *params) {
+    if (params[RK_P_KEY_CHECK] != 1u) return RK_KEY_SLOT_CORRUPT;
+    rk_u8 nonce[12];
+    rk_key_check_nonce(nonce);
+    for (rk_u32 s = 0; s < 2u; s++) {
+        const rk_u32 *p = params + RK_P_KEY_CHECK + s * RK_KEY_CHECK_WORDS;
+        if (p[0] != 1u) continue;
+        const rk_u32 *slot = keys + s * 12u;
+        if (slot[0] != p[1] || slot[1] != 1u) return RK_KEY_SLOT_CORRUPT;
+        rk_u32 tag[4];
+        // An empty message and no associated data (the pointers are not read).
+        rk_aead_tag((const rk_u8 *)(slot + 4), nonce, nonce, 0, nonce, 0, (rk_u8 *)tag);
+        rk_u32 diff = 0;
+        for (int i = 0; i < 4; i++) diff |= tag[i] ^ p[2 + i];
+        if (diff != 0u) return RK_KEY_SLOT_CORRUPT;
+    }
+    return RK_OK;
+}
+
+// The control block's header must be the one the host expects: magic, version,
+// algorithm, kind, nonce length and length, then the context (runtime instance, kernel
+// and region), the launch incarnation and the sequence. Returns 0, or 2 with the detail
+// in status[7] and what was found in status[8..10].
+RK_DEVICE rk_u32 rk_check_header(const rk_u32 *control, const rk_u32 *params, rk_u32 *status) {
+    const rk_u32 *h = params + RK_P_HEADER;
+    rk_u32 detail = 0u;
+    if (control[0] != h[0] || control[1] != h[1] || control[9] != 128u) {
+        detail = RK_D_HEADER_MALFORMED;
+    } else if (control[3] != h[3] || control[4] != h[4] || control[5] != h[5]) {
+        detail = RK_D_HEADER_CONTEXT;
+    } else if (control[6] != h[6]) {
+        detail = RK_D_HEADER_INCARNATION;
+        status[8] = control[6];
+    } else if (control[7] != params[2] || control[8] != params[3]) {
+        detail = RK_D_HEADER_SEQUENCE;
+        status[8] = control[7];
+        status[9] = control[8];
+    }
+    status[7] = detail;
+    return detail == 0u ? RK_OK : RK_HEADER_MISMATCH;
+}
+
 // Opens the sealed control block into `cb` (32 words); returns the result code
-// (0 ok, 1 authentication failed, 2 header mismatch, 3 no key for the epoch).
+// (0 ok, 1 authentication failed, 2 header mismatch, 3 no key for the epoch). The key
+// slot is chosen by the epochs the host wrote in the parameters.
 RK_DEVICE rk_u32 rk_open_control(const rk_u32 *control, const rk_u32 *keys,
-                                 const rk_u32 *params, rk_u32 *cb) {
-    int same = control[0] == params[RK_P_HEADER] && control[1] == params[RK_P_HEADER + 1u] &&
-               control[3] == params[RK_P_HEADER + 3u] && control[4] == params[RK_P_HEADER + 4u] &&
-               control[5] == params[RK_P_HEADER + 5u] && control[6] == params[RK_P_HEADER + 6u] &&
-               control[7] == params[2] && control[8] == params[3] && control[9] == 128u;
-    if (!same) return 2u;
+                                 const rk_u32 *params, rk_u32 *cb, rk_u32 *status) {
+    rk_u32 r = rk_check_header(control, params, status);
+    if (r != RK_OK) return r;
     rk_u32 slot = 2u;
     for (rk_u32 s = 0; s < 2u; s++) {
-        if (keys[s * 12u + 1u] == 1u && keys[s * 12u] == control[2]) slot = s;
+        const rk_u32 *p = params + RK_P_KEY_CHECK + s * RK_KEY_CHECK_WORDS;
+        if (p[0] == 1u && p[1] == control[2]) slot = s;
     }
-    if (slot == 2u) return 3u;
+    if (slot == 2u) {
+        status[8] = control[2];
+        return RK_NO_KEY;
+    }
     const rk_u8 *c = (const rk_u8 *)control;
     for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = control[RK_HEADER_WORDS + w];
     const rk_u8 *key = (const rk_u8 *)(keys + slot * 12u + 4u);
     // Verifies the tag before decrypting; on failure `cb` still holds ciphertext.
-    return rk_aead_open(key, c + 40, c, 52, (rk_u8 *)cb, 128, c + 180) == 0 ? 0u : 1u;
+    return rk_aead_open(key, c + 40, c, 52, (rk_u8 *)cb, 128, c + 180) == 0 ? RK_OK
+                                                                           : RK_OPEN_FAILED;
 }
 
 // Seals `cb` into `control` with the host's header (slot 0 holds the current key).
@@ -98,43 +189,68 @@ RK_DEVICE void rk_update_counters(rk_u32 *cb, const rk_u32 *params, rk_u32 proce
     cb[7] = tail_hi - cb[9] - (tail_lo < cb[8] ? 1u : 0u);
 }
 
-// Walks the ring from its read position: at most params[1] entries (and RK_MAX_BATCH),
-// never past the write position. `ring_words` is the ring buffer's size. Fills `offs`
+// Walks the round's entries: from the read position to the end position the host wrote
+// in the parameters, taking exactly params[1] entries. `ring_words` and `output_words`
+// are the buffers' sizes. The ring's header must hold the host's positions; every entry
+// must lie between the read position and the round's end, never past the ring's end; a
+// wrap word is valid only where the round's entries continue at 0. Fills `offs`
 // (payload word index into the ring) and `lens`, `*count` and `*read_new`; returns 0,
-// or 4 when a position or length is out of range.
+// 6 when the parameters do not fit the buffers, or 4 with the detail in status[7].
 RK_DEVICE rk_u32 rk_ring_walk(const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
-                              rk_u32 *offs, rk_u32 *lens, rk_u32 *count, rk_u32 *read_new) {
-    rk_u32 cap = params[RK_P_RING_CAP], write = ring[0], r = ring[1], n = 0u;
+                              rk_u32 output_words, rk_u32 *offs, rk_u32 *lens, rk_u32 *count,
+                              rk_u32 *read_new, rk_u32 *status) {
+    rk_u32 cap = params[RK_P_RING_CAP], read = params[RK_P_RING_READ];
+    rk_u32 write = params[RK_P_RING_WRITE], end = params[RK_P_RING_END], want = params[1];
     *count = 0u;
-    *read_new = r;
-    if (cap == 0u || r >= cap || write >= cap || ring_words < RK_RING_HEADER ||
-        cap > ring_words - RK_RING_HEADER)
-        return 4u;
-    rk_u32 limit = params[1] < RK_MAX_BATCH ? params[1] : RK_MAX_BATCH;
-    // Each entry is visited once and a wrap at most once per entry: the guard only
-    // bounds the loop for a ring the host did not write.
-    for (rk_u32 guard = 0u; guard < 2u * RK_MAX_BATCH + 2u && n < limit && r != write; guard++) {
+    *read_new = read;
+    if (cap < 2u || ring_words < RK_RING_HEADER || cap > ring_words - RK_RING_HEADER ||
+        read >= cap || write >= cap || end >= cap || want > RK_MAX_BATCH ||
+        want > output_words / 2u)
+        return RK_ROUND_INVALID;
+    if (ring[0] != write || ring[1] != read) {
+        status[7] = RK_D_RING_POSITIONS;
+        return RK_RING_CORRUPT;
+    }
+    rk_u32 r = read, n = 0u;
+    // Each entry is visited once, and a wrap word at most once (after it the walk
+    // stands before the end): the guard only bounds the loop for a ring the host did
+    // not write.
+    for (rk_u32 guard = 0u; guard < RK_MAX_BATCH + 2u && n < want; guard++) {
+        if (r == end) break;
         rk_u32 len = ring[RK_RING_HEADER + r];
         if (len == RK_RING_WRAP) {
-            if (r == 0u) return 4u;
+            if (r == 0u || end > r) {
+                status[7] = RK_D_RING_WRAP;
+                return RK_RING_CORRUPT;
+            }
             r = 0u;
             continue;
         }
         rk_u32 payload_words = len / 4u + (len % 4u != 0u ? 1u : 0u);
-        if (payload_words >= cap - r) return 4u;
+        // Room: up to the round's end, or to the ring's end when the round wraps.
+        rk_u32 room = end > r ? end - r : cap - r;
+        if (payload_words >= room) {
+            status[7] = RK_D_RING_ENTRY;
+            return RK_RING_CORRUPT;
+        }
         offs[n] = RK_RING_HEADER + r + 1u;
         lens[n] = len;
         n++;
         r += 1u + payload_words;
         if (r == cap) r = 0u;
     }
+    if (n != want || r != end) {
+        status[7] = RK_D_RING_END;
+        return RK_RING_CORRUPT;
+    }
     *count = n;
     *read_new = r;
-    return 0u;
+    return RK_OK;
 }
 
 // Clears the ring words from `from` to `to` (consumed entries and wrap words); this
-// thread's share: every `stride`-th word from `first`.
+// thread's share: every `stride`-th word from `first`. Both positions lie below the
+// capacity (checked by rk_ring_walk).
 RK_DEVICE void rk_ring_clear(const rk_u32 *params, rk_u32 *ring, rk_u32 from, rk_u32 to,
                              rk_u32 first, rk_u32 stride) {
     rk_u32 cap = params[RK_P_RING_CAP];
@@ -146,19 +262,76 @@ RK_DEVICE void rk_ring_clear(const rk_u32 *params, rk_u32 *ring, rk_u32 from, rk
 // `len` bytes): its checksum, and the route check of its forward. Returns the output
 // status (1 processed, 2 forwarded, 3 refused).
 RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *ring, rk_u32 *output,
-                                    const rk_u32 *routes, rk_u32 m, rk_u32 off, rk_u32 len) {
+                                    const rk_u32 *routes, rk_u32 route_words, rk_u32 m,
+                                    rk_u32 off, rk_u32 len) {
     output[2u * m] = rk_fnv1a((const rk_u8 *)(ring + off), len);
     rk_u32 out = 1u;
-    if (params[4] == 1u) out = rk_route_permitted(params, routes, params[5], params[6]) ? 2u : 3u;
+    if (params[4] == 1u)
+        out = rk_route_permitted(params, routes, route_words, params[5], params[6]) ? 2u : 3u;
     output[2u * m + 1u] = out;
     return out;
+}
+
+// Thread 0's part before the barrier: key slots, control block, the ring walk. Returns
+// the round's state: 0 run the batch, 1 refused (status[0] says why), 2 terminate.
+RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
+                                const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
+                                rk_u32 output_words, rk_u32 *status, rk_u32 *cb,
+                                rk_u32 *offs, rk_u32 *lens, rk_u32 *count, rk_u32 *read_old,
+                                rk_u32 *read_new) {
+    for (rk_u32 w = 0; w < RK_STATUS_WORDS; w++) status[w] = 0u;
+    rk_u32 result = RK_OK;
+    if (params[0] == 1u) {
+        result = rk_check_key_slots(keys, params);
+        if (result == RK_OK) result = rk_open_control(control, keys, params, cb, status);
+    } else {
+        for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = control[w];
+    }
+    *count = 0u;
+    // The host's read position: where the ring stands when the round takes nothing.
+    *read_old = params[RK_P_RING_READ];
+    *read_new = *read_old;
+    if (result == RK_OK && cb[1] != 1u)
+        result = rk_ring_walk(params, ring, ring_words, output_words, offs, lens, count,
+                              read_new, status);
+    status[0] = result;
+    if (result != RK_OK) {
+        // A refused round ends here: leave no opened control block in shared memory.
+        for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
+        return 1u;
+    }
+    return cb[1] == 1u ? 2u : 0u;
+}
+
+// Thread 0's part after the last barrier of a round that was not refused: counters,
+// re-sealing, status and the ring's read position (`ring_words`: the ring's size).
+RK_DEVICE void rk_round_end(rk_u32 *control, const rk_u32 *keys, const rk_u32 *params,
+                            rk_u32 *ring, rk_u32 ring_words, rk_u32 *status, rk_u32 *cb,
+                            rk_u32 state, rk_u32 processed, rk_u32 forwarded,
+                            rk_u32 refused, rk_u32 read_new) {
+    rk_update_counters(cb, params, processed, forwarded, state == 2u);
+    if (params[0] == 1u) {
+        rk_seal_control(control, keys, params, cb);
+    } else {
+        for (rk_u32 w = 0; w < RK_CB_WORDS; w++) control[w] = cb[w];
+    }
+    status[1] = processed;
+    status[2] = forwarded;
+    status[3] = refused;
+    status[4] = state == 2u ? 1u : 0u;
+    status[5] = 1u;
+    if (ring_words >= RK_RING_HEADER) ring[1] = read_new;
+    status[6] = read_new;
+    // Leave no plaintext control block in shared memory.
+    for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
 }
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *keys,
                                                const rk_u32 *params, rk_u32 *ring,
                                                rk_u32 ring_words, rk_u32 *output,
-                                               const rk_u32 *routes, rk_u32 *status) {
+                                               rk_u32 output_words, const rk_u32 *routes,
+                                               rk_u32 route_words, rk_u32 *status) {
     __shared__ rk_u32 cb[RK_CB_WORDS];
     __shared__ rk_u32 state;
     __shared__ rk_u32 processed, forwarded, refused;
@@ -169,25 +342,15 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
         processed = 0u;
         forwarded = 0u;
         refused = 0u;
-        rk_u32 result = 0u;
-        if (params[0] == 1u) {
-            result = rk_open_control(control, keys, params, cb);
-        } else {
-            for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = control[w];
-        }
-        count = 0u;
-        read_old = ring[1];
-        read_new = read_old;
-        if (result == 0u && cb[1] != 1u)
-            result = rk_ring_walk(params, ring, ring_words, offs, lens, &count, &read_new);
-        status[0] = result;
-        state = result != 0u ? 1u : (cb[1] == 1u ? 2u : 0u);
+        state = rk_round_begin(control, keys, params, ring, ring_words, output_words, status,
+                               cb, offs, lens, &count, &read_old, &read_new);
     }
     __syncthreads();
     const rk_u32 st = state;  // read once, after the barrier, the same for every thread
     if (st == 0u) {
         for (rk_u32 m = tid; m < count; m += blockDim.x) {
-            rk_u32 out = rk_process_message(params, ring, output, routes, m, offs[m], lens[m]);
+            rk_u32 out = rk_process_message(params, ring, output, routes, route_words, m,
+                                            offs[m], lens[m]);
             if (out == 2u) atomicAdd(&forwarded, 1u);
             if (out == 3u) atomicAdd(&refused, 1u);
             atomicAdd(&processed, 1u);
@@ -199,21 +362,8 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
     if (st == 0u) rk_ring_clear(params, ring, read_old, read_new, tid, blockDim.x);
     __syncthreads();
     if (tid == 0 && st != 1u) {
-        rk_update_counters(cb, params, processed, forwarded, st == 2u);
-        if (params[0] == 1u) {
-            rk_seal_control(control, keys, params, cb);
-        } else {
-            for (rk_u32 w = 0; w < RK_CB_WORDS; w++) control[w] = cb[w];
-        }
-        status[1] = processed;
-        status[2] = forwarded;
-        status[3] = refused;
-        status[4] = st == 2u ? 1u : 0u;
-        status[5] = 1u;
-        ring[1] = read_new;
-        status[6] = read_new;
-        // Leave no plaintext control block in shared memory.
-        for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
+        rk_round_end(control, keys, params, ring, ring_words, status, cb, st, processed,
+                     forwarded, refused, read_new);
         // The block and status are visible to the host once the launch completes.
         __threadfence_system();
     }

@@ -2,10 +2,11 @@
 // chacha20_poly1305.wgsl by the host.
 //
 // WebGPU promises no forward progress to a kernel that spins, so the host driver
-// dispatches this entry point in rounds: each round opens the kernel's control block
-// (sealed with ChaCha20-Poly1305 in the envelope's single-shot form when sealing is on),
-// honours should_terminate, takes a batch from the kernel's input ring in device memory,
-// runs the built-in checksum handler over it, checks every device-side send against the
+// dispatches this entry point in rounds: each round checks the key slots against the
+// check values the host wrote, opens the kernel's control block (sealed with
+// ChaCha20-Poly1305 in the envelope's single-shot form when sealing is on), honours
+// should_terminate, takes a batch from the kernel's input ring in device memory, runs
+// the built-in checksum handler over it, checks every device-side send against the
 // route bitmap, clears the ring words it consumed, updates the counters and re-seals
 // the block under the current key with the nonce and header the host reserved (device
 // direction, next sequence number).
@@ -14,17 +15,27 @@
 // word 1 this kernel's read position, entries from word 4: a length in bytes, then the
 // payload padded to a word; 0xffffffff sends the reader back to position 0.
 //
+// Every index into a buffer is bounded by a length the host wrote: the parameters and
+// the sizes of the bound buffers (arrayLength). Words the device shares (the ring's
+// header and entry lengths, the key slots, the control block) are checked against the
+// host's values before they are used, and a mismatch is reported (status word 0, with
+// the detail in word 7), never followed.
+//
 // Control block words (ringkernel-core control.rs): 0 is_active, 1 should_terminate,
 // 2 has_terminated, 3 last_error, 4/5 messages_processed, 6/7 messages_in_flight,
-// 8/9 input_head, 10/11 input_tail, 14/15 output_tail. Sealed layout: header words 0..13 (52 bytes, the last three are
-// the nonce), ciphertext words 13..45, tag words 45..49.
+// 8/9 input_head, 10/11 input_tail, 14/15 output_tail. Sealed layout: header words 0..13
+// (52 bytes: 0 magic, 1 version/algorithm/kind/nonce length, 2 epoch, 3..7 context with
+// the incarnation in 6, 7/8 sequence, 9 length, 10..13 nonce), ciphertext words 13..45,
+// tag words 45..49.
 
 @group(0) @binding(0) var<storage, read_write> control: array<u32>;
 // Two key slots of 12 words: epoch, valid (1), 2 unused, 8 key words.
 @group(0) @binding(1) var<storage, read> keys: array<u32>;
 // 0 sealed, 1 messages, 2/3 expected sequence, 4 has_peer, 5 own slot, 6 peer slot,
 // 7 route stride, 8 enforce routes, 9..22 the header to seal with (13 words),
-// 22/23 messages ever enqueued (input_tail), 24 the input ring's entry words.
+// 22/23 messages ever enqueued (input_tail), 24 the input ring's entry words, 25/26 its
+// read and write positions, 27 where the round's entries end, 28 the route bitmap's
+// words, 29..41 per key slot: filled (1), epoch, the key's check value (4 words).
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 // The input ring.
 @group(0) @binding(3) var<storage, read_write> ring: array<u32>;
@@ -33,17 +44,45 @@
 // Route permission bitmap: bit src * stride + dst.
 @group(0) @binding(5) var<storage, read> routes: array<u32>;
 // 0 result (0 ok, 1 authentication failed, 2 header mismatch, 3 no key for epoch,
-// 4 input ring corrupt), 1 processed, 2 forwarded, 3 refused, 4 should_terminate seen,
-// 5 re-sealed, 6 the ring's read position after the round.
+// 4 input ring corrupt, 5 key slot corrupt, 6 parameters do not fit the buffers),
+// 1 processed, 2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed, 6 the
+// ring's read position after the round, 7 the detail of a refusal, 8/9 what it found.
 @group(0) @binding(6) var<storage, read_write> status: array<u32>;
 
 const RK_HEADER_WORDS: u32 = 13u;
 const RK_CB_WORDS: u32 = 32u;
 const RK_P_HEADER: u32 = 9u;
 const RK_P_RING_CAP: u32 = 24u;
+const RK_P_RING_READ: u32 = 25u;
+const RK_P_RING_WRITE: u32 = 26u;
+const RK_P_RING_END: u32 = 27u;
+const RK_P_ROUTE_WORDS: u32 = 28u;
+const RK_P_KEY_CHECK: u32 = 29u;
+const RK_KEY_CHECK_WORDS: u32 = 6u;
 const RK_RING_HEADER: u32 = 4u;
 const RK_RING_WRAP: u32 = 0xffffffffu;
 const RK_MAX_BATCH: u32 = 256u;
+const RK_STATUS_WORDS: u32 = 12u;
+// The first word of the key check values' nonce (byte 0 is 0x7f, a direction no
+// envelope nonce has; ringkernel-core security/encryption/device.rs, KEY_CHECK_NONCE).
+const RK_KEY_CHECK_NONCE0: u32 = 0x7fu;
+
+// Result codes (status word 0) and the details of a refusal (status word 7).
+const RK_OK: u32 = 0u;
+const RK_OPEN_FAILED: u32 = 1u;
+const RK_HEADER_MISMATCH: u32 = 2u;
+const RK_NO_KEY: u32 = 3u;
+const RK_RING_CORRUPT: u32 = 4u;
+const RK_KEY_SLOT_CORRUPT: u32 = 5u;
+const RK_ROUND_INVALID: u32 = 6u;
+const RK_D_HEADER_MALFORMED: u32 = 1u;
+const RK_D_HEADER_CONTEXT: u32 = 2u;
+const RK_D_HEADER_INCARNATION: u32 = 3u;
+const RK_D_HEADER_SEQUENCE: u32 = 4u;
+const RK_D_RING_POSITIONS: u32 = 1u;
+const RK_D_RING_ENTRY: u32 = 2u;
+const RK_D_RING_WRAP: u32 = 3u;
+const RK_D_RING_END: u32 = 4u;
 
 var<workgroup> rk_cb: array<u32, 32>;
 var<workgroup> rk_state: u32;
@@ -102,35 +141,83 @@ fn rk_control_crypt(key: RkKey, nonce: vec3<u32>, to_control: bool) {
     }
 }
 
-// Opens the sealed control block into `rk_cb`; returns the result code.
+// Every key slot the host filled must hold what it wrote: the epoch, the valid mark
+// and a key whose check value (the AEAD tag of nothing under the reserved nonce) is the
+// one in the parameters; slot 0 (the sealing key) must be filled. Returns 0 or 5.
+fn rk_check_key_slots() -> u32 {
+    if (params[RK_P_KEY_CHECK] != 1u) {
+        return RK_KEY_SLOT_CORRUPT;
+    }
+    for (var s = 0u; s < 2u; s++) {
+        let p = RK_P_KEY_CHECK + s * RK_KEY_CHECK_WORDS;
+        if (params[p] != 1u) {
+            continue;
+        }
+        if (keys[s * 12u] != params[p + 1u] || keys[s * 12u + 1u] != 1u) {
+            return RK_KEY_SLOT_CORRUPT;
+        }
+        var st = rk_poly_init(rk_chacha20_block(rk_slot_key(s), 0u,
+                                                vec3<u32>(RK_KEY_CHECK_NONCE0, 0u, 0u)));
+        rk_poly_lengths(&st, 0u, 0u);
+        let want = vec4<u32>(params[p + 2u], params[p + 3u], params[p + 4u], params[p + 5u]);
+        if (rk_tag_diff(rk_poly_finish(&st), want) != 0u) {
+            return RK_KEY_SLOT_CORRUPT;
+        }
+    }
+    return RK_OK;
+}
+
+// The control block's header must be the one the host expects: magic, version,
+// algorithm, kind, nonce length and length, then the context (runtime instance, kernel
+// and region), the launch incarnation and the sequence. Returns 0, or 2 with the detail
+// in status[7] and what was found in status[8..10].
+fn rk_check_header() -> u32 {
+    let h = RK_P_HEADER;
+    var detail = 0u;
+    if (control[0] != params[h] || control[1] != params[h + 1u] || control[9] != 128u) {
+        detail = RK_D_HEADER_MALFORMED;
+    } else if (control[3] != params[h + 3u] || control[4] != params[h + 4u]
+               || control[5] != params[h + 5u]) {
+        detail = RK_D_HEADER_CONTEXT;
+    } else if (control[6] != params[h + 6u]) {
+        detail = RK_D_HEADER_INCARNATION;
+        status[8] = control[6];
+    } else if (control[7] != params[2] || control[8] != params[3]) {
+        detail = RK_D_HEADER_SEQUENCE;
+        status[8] = control[7];
+        status[9] = control[8];
+    }
+    status[7] = detail;
+    return select(RK_HEADER_MISMATCH, RK_OK, detail == 0u);
+}
+
+// Opens the sealed control block into `rk_cb`; returns the result code. The key slot is
+// chosen by the epochs the host wrote in the parameters.
 fn rk_open_control() -> u32 {
-    // Magic, version/algorithm/kind/nonce length, context, sequence and length must be
-    // what the host expects; the tag covers them too.
-    let same = control[0] == params[RK_P_HEADER] && control[1] == params[RK_P_HEADER + 1u]
-        && control[3] == params[RK_P_HEADER + 3u] && control[4] == params[RK_P_HEADER + 4u]
-        && control[5] == params[RK_P_HEADER + 5u] && control[6] == params[RK_P_HEADER + 6u]
-        && control[7] == params[2] && control[8] == params[3] && control[9] == 128u;
-    if (!same) {
-        return 2u;
+    let checked = rk_check_header();
+    if (checked != RK_OK) {
+        return checked;
     }
     let epoch = control[2];
     var slot = 2u;
     for (var s = 0u; s < 2u; s++) {
-        if (keys[s * 12u + 1u] == 1u && keys[s * 12u] == epoch) {
+        let p = RK_P_KEY_CHECK + s * RK_KEY_CHECK_WORDS;
+        if (params[p] == 1u && params[p + 1u] == epoch) {
             slot = s;
         }
     }
     if (slot == 2u) {
-        return 3u;
+        status[8] = epoch;
+        return RK_NO_KEY;
     }
     let key = rk_slot_key(slot);
     let nonce = vec3<u32>(control[10], control[11], control[12]);
     let stored = vec4<u32>(control[45], control[46], control[47], control[48]);
     if (rk_tag_diff(rk_control_tag(key, nonce), stored) != 0u) {
-        return 1u;
+        return RK_OPEN_FAILED;
     }
     rk_control_crypt(key, nonce, false);
-    return 0u;
+    return RK_OK;
 }
 
 // Seals `rk_cb` into `control` with the host's header (slot 0 holds the current key).
@@ -154,39 +241,54 @@ fn rk_add_u64(lo: u32, n: u32) {
     rk_cb[lo] = v;
 }
 
-// Walks the ring from its read position: at most params[1] entries (and the workgroup
-// table's size), never past the write position. Fills rk_offs, rk_lens, rk_count and
-// the read positions; returns 0, or 4 when a position or length is out of range.
+// Walks the round's entries: from the read position to the end position the host
+// wrote in the parameters, taking exactly params[1] entries. The ring's header must
+// hold the host's positions; every entry must lie between the read position and the
+// round's end, never past the ring's end; a wrap word is valid only where the round's
+// entries continue at 0. Fills rk_offs, rk_lens, rk_count and rk_read_new; returns 0,
+// 6 when the parameters do not fit the buffers, or 4 with the detail in status[7].
 fn rk_ring_walk() -> u32 {
     let cap = params[RK_P_RING_CAP];
-    let write = ring[0];
-    var r = ring[1];
-    rk_read_old = r;
-    rk_read_new = r;
+    let read = params[RK_P_RING_READ];
+    let write = params[RK_P_RING_WRITE];
+    let end = params[RK_P_RING_END];
+    let want = params[1];
     rk_count = 0u;
-    if (cap == 0u || r >= cap || write >= cap || arrayLength(&ring) < RK_RING_HEADER
-        || cap > arrayLength(&ring) - RK_RING_HEADER) {
-        return 4u;
+    rk_read_new = read;
+    let ring_words = arrayLength(&ring);
+    if (cap < 2u || ring_words < RK_RING_HEADER || cap > ring_words - RK_RING_HEADER
+        || read >= cap || write >= cap || end >= cap || want > RK_MAX_BATCH
+        || want > arrayLength(&output) / 2u) {
+        return RK_ROUND_INVALID;
     }
-    let limit = min(params[1], RK_MAX_BATCH);
+    if (ring[0] != write || ring[1] != read) {
+        status[7] = RK_D_RING_POSITIONS;
+        return RK_RING_CORRUPT;
+    }
+    var r = read;
     var n = 0u;
-    // Each entry is visited once and a wrap at most once per entry: the guard only
-    // bounds the loop for a ring the host did not write.
-    for (var guard = 0u; guard < 2u * RK_MAX_BATCH + 2u; guard++) {
-        if (n >= limit || r == write) {
+    // Each entry is visited once, and a wrap word at most once (after it the walk
+    // stands before the end): the guard only bounds the loop for a ring the host did
+    // not write.
+    for (var guard = 0u; guard < RK_MAX_BATCH + 2u; guard++) {
+        if (n >= want || r == end) {
             break;
         }
         let len = ring[RK_RING_HEADER + r];
         if (len == RK_RING_WRAP) {
-            if (r == 0u) {
-                return 4u;
+            if (r == 0u || end > r) {
+                status[7] = RK_D_RING_WRAP;
+                return RK_RING_CORRUPT;
             }
             r = 0u;
             continue;
         }
         let payload_words = len / 4u + select(0u, 1u, len % 4u != 0u);
-        if (payload_words >= cap - r) {
-            return 4u;
+        // Room: up to the round's end, or to the ring's end when the round wraps.
+        let room = select(cap - r, end - r, end > r);
+        if (payload_words >= room) {
+            status[7] = RK_D_RING_ENTRY;
+            return RK_RING_CORRUPT;
         }
         rk_offs[n] = RK_RING_HEADER + r + 1u;
         rk_lens[n] = len;
@@ -196,9 +298,13 @@ fn rk_ring_walk() -> u32 {
             r = 0u;
         }
     }
+    if (n != want || r != end) {
+        status[7] = RK_D_RING_END;
+        return RK_RING_CORRUPT;
+    }
     rk_count = n;
     rk_read_new = r;
-    return 0u;
+    return RK_OK;
 }
 
 // FNV-1a (32-bit) of a payload in the ring.
@@ -225,12 +331,17 @@ fn rk_checksum(off: u32, len: u32) -> u32 {
     return h;
 }
 
+// Whether the route bitmap permits src -> dst. The bit `src * stride + dst` must lie
+// inside the bitmap the host uploaded (params[28] words) and the bound buffer; the test
+// below keeps `src * stride + dst` below that many bits without overflowing.
 fn rk_route_permitted(src: u32, dst: u32) -> bool {
     if (params[8] == 0u) {
         return true;
     }
     let stride = params[7];
-    if (src >= stride || dst >= stride) {
+    let words = min(min(params[RK_P_ROUTE_WORDS], arrayLength(&routes)), 0x07ffffffu);
+    let bits = words * 32u;
+    if (stride == 0u || src >= stride || dst >= stride || src >= bits / stride) {
         return false;
     }
     let bit = src * stride + dst;
@@ -243,25 +354,37 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         atomicStore(&rk_processed, 0u);
         atomicStore(&rk_forwarded, 0u);
         atomicStore(&rk_refused, 0u);
-        var result = 0u;
+        for (var w = 0u; w < RK_STATUS_WORDS; w++) {
+            status[w] = 0u;
+        }
+        var result = RK_OK;
         if (params[0] == 1u) {
-            result = rk_open_control();
+            result = rk_check_key_slots();
+            if (result == RK_OK) {
+                result = rk_open_control();
+            }
         } else {
             for (var w = 0u; w < RK_CB_WORDS; w++) {
                 rk_cb[w] = control[w];
             }
         }
         rk_count = 0u;
-        rk_read_old = ring[1];
+        // The host's read position: where the ring stands when the round takes nothing.
+        rk_read_old = params[RK_P_RING_READ];
         rk_read_new = rk_read_old;
         // The termination flag is read once, here, and shared with every invocation
         // before the barrier: no invocation can take another path through a barrier.
-        if (result == 0u && rk_cb[1] != 1u) {
+        if (result == RK_OK && rk_cb[1] != 1u) {
             result = rk_ring_walk();
         }
         status[0] = result;
-        if (result != 0u) {
+        if (result != RK_OK) {
             rk_state = 1u;
+            // A refused round ends here: leave no opened control block in workgroup
+            // memory.
+            for (var w = 0u; w < RK_CB_WORDS; w++) {
+                rk_cb[w] = 0u;
+            }
         } else if (rk_cb[1] == 1u) {
             rk_state = 2u;
         } else {
@@ -335,7 +458,9 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         status[3] = atomicLoad(&rk_refused);
         status[4] = select(0u, 1u, state == 2u);
         status[5] = 1u;
-        ring[1] = rk_read_new;
+        if (arrayLength(&ring) >= RK_RING_HEADER) {
+            ring[1] = rk_read_new;
+        }
         status[6] = rk_read_new;
         // Leave no plaintext control block in workgroup memory.
         for (var w = 0u; w < RK_CB_WORDS; w++) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::KernelDriver;
 pub use super::input_ring::{InputRing, RingWrite};
+pub use super::round_report::{RoundReport, read_round};
 use crate::backend::BufferId;
 use crate::error::Result;
 use crate::k2k::KernelId;
@@ -141,25 +142,47 @@ pub(crate) fn next_sequence(sequence: u64, outcome: &DeviceRoundOutcome) -> u64 
 ///
 /// - key slots: two slots of [`KEY_SLOT_WORDS`](layout::KEY_SLOT_WORDS) words: epoch,
 ///   valid (1), two unused, eight key words; slot 0 holds the sealing (current) key.
-/// - parameters ([`PARAM_WORDS`](layout::PARAM_WORDS)): 0 sealed, 1 messages to take
-///   from the input ring, 2/3 expected sequence, 4 has peer, 5 own route slot, 6 peer
-///   slot, 7 route stride, 8 enforce routes, 9..22 the header to seal with, 22/23
-///   messages ever enqueued, 24 the input ring's entry words.
+/// - parameters ([`PARAM_WORDS`](layout::PARAM_WORDS)), all written by the host before
+///   every round: 0 sealed, 1 messages to take from the input ring, 2/3 expected
+///   sequence, 4 has peer, 5 own route slot, 6 peer slot, 7 route stride, 8 enforce
+///   routes, 9..22 the header to seal with, 22/23 messages ever enqueued, 24 the input
+///   ring's entry words, 25/26 its read and write positions, 27 where the round's
+///   entries end, 28 the route bitmap's words, 29..41 per key slot: filled (1), epoch,
+///   and the key's check value (four words,
+///   [`DeviceKey::check_value`](crate::security::encryption::DeviceKey::check_value)).
 /// - input ring: the kernel's [`InputRing`] (header, then entries).
 /// - output: two words per message taken: checksum, status (1 processed, 2 forwarded,
 ///   3 refused).
 /// - status ([`STATUS_WORDS`](layout::STATUS_WORDS)): 0 result, 1 processed,
 ///   2 forwarded, 3 refused, 4 should_terminate seen, 5 re-sealed, 6 the input ring's
-///   read position after the round.
+///   read position after the round, 7 what a refusal found wrong (the `D_*` details),
+///   8/9 the value found there (an incarnation, a sequence, an epoch).
+///
+/// The kernels bound every index by lengths the host wrote (the parameters, and the
+/// buffer sizes themselves), never by one read from memory the device shares: the
+/// ring's header and entry lengths are checked against the host's positions before
+/// they are used.
 pub mod layout {
     /// Words per key slot.
     pub const KEY_SLOT_WORDS: usize = 12;
     /// Key slots per kernel.
     pub const KEY_SLOTS: usize = 2;
     /// Parameter words.
-    pub const PARAM_WORDS: usize = 28;
+    pub const PARAM_WORDS: usize = 44;
     /// Parameter: the input ring's entry words.
     pub const P_RING_CAPACITY: usize = 24;
+    /// Parameter: the input ring's read position (as the host wrote it in the header).
+    pub const P_RING_READ: usize = 25;
+    /// Parameter: the input ring's write position (as the host wrote it in the header).
+    pub const P_RING_WRITE: usize = 26;
+    /// Parameter: where the entries the round takes end (the read position after it).
+    pub const P_RING_END: usize = 27;
+    /// Parameter: words of the route bitmap the host uploaded.
+    pub const P_ROUTE_WORDS: usize = 28;
+    /// Parameter: the key-slot checks, [`KEY_CHECK_WORDS`] per slot.
+    pub const P_KEY_CHECK: usize = 29;
+    /// Words per key-slot check: filled (1), epoch, check value (4 words).
+    pub const KEY_CHECK_WORDS: usize = 6;
     /// Most messages a round takes (the kernels' workgroup tables hold this many).
     pub const MAX_ROUND_MESSAGES: usize = 256;
     /// Payload words a round takes at most (past its first message): the handler's
@@ -167,8 +190,12 @@ pub mod layout {
     pub const ROUND_PAYLOAD_WORDS: usize = super::MAX_DEVICE_PAYLOAD_LEN / 4;
     /// Status: the input ring's read position after the round.
     pub const S_RING_READ: usize = 6;
+    /// Status: what a refusal found wrong (a `D_*` detail).
+    pub const S_DETAIL: usize = 7;
+    /// Status: the value a refusal found (two words).
+    pub const S_FOUND: usize = 8;
     /// Status words.
-    pub const STATUS_WORDS: usize = 8;
+    pub const STATUS_WORDS: usize = 12;
     /// Words of the single-shot ChaCha20-Poly1305 header (52 bytes).
     pub const HEADER_WORDS: usize = 13;
     /// Result: the round ran.
@@ -181,12 +208,98 @@ pub mod layout {
     pub const NO_KEY: u32 = 3;
     /// Result: the input ring's positions or an entry's length are out of range.
     pub const RING_CORRUPT: u32 = 4;
+    /// Result: a key slot does not hold the epoch or key the host wrote.
+    pub const KEY_SLOT_CORRUPT: u32 = 5;
+    /// Result: the parameters do not fit the kernel's buffers (batch, ring capacity,
+    /// positions).
+    pub const ROUND_INVALID: u32 = 6;
+    /// Detail of `HEADER_MISMATCH`: magic, version, algorithm, kind or length.
+    pub const D_HEADER_MALFORMED: u32 = 1;
+    /// Detail of `HEADER_MISMATCH`: another runtime's, kernel's or region's block.
+    pub const D_HEADER_CONTEXT: u32 = 2;
+    /// Detail of `HEADER_MISMATCH`: an earlier launch of this kernel (found: its
+    /// incarnation).
+    pub const D_HEADER_INCARNATION: u32 = 3;
+    /// Detail of `HEADER_MISMATCH`: another sequence number (found: the sequence).
+    pub const D_HEADER_SEQUENCE: u32 = 4;
+    /// Detail of `RING_CORRUPT`: the header's positions are not the host's.
+    pub const D_RING_POSITIONS: u32 = 1;
+    /// Detail of `RING_CORRUPT`: an entry runs past the ring's end or the round's.
+    pub const D_RING_ENTRY: u32 = 2;
+    /// Detail of `RING_CORRUPT`: a wrap word where the round's entries do not wrap.
+    pub const D_RING_WRAP: u32 = 3;
+    /// Detail of `RING_CORRUPT`: the entries do not end where the host's end.
+    pub const D_RING_END: u32 = 4;
     /// Output status: processed, nothing sent.
     pub const PROCESSED: u32 = 1;
     /// Output status: processed, checksum sent to the peer.
     pub const FORWARDED: u32 = 2;
     /// Output status: processed, send refused by the route bitmap.
     pub const REFUSED: u32 = 3;
+
+    /// The constants both persistent kernels define by these names (WGSL `const`, CUDA
+    /// `#define`), with these values; the backends' tests check the sources against
+    /// this list, so that a kernel and the host cannot drift apart.
+    pub const KERNEL_CONSTANTS: &[(&str, u32)] = &[
+        ("RK_HEADER_WORDS", HEADER_WORDS as u32),
+        ("RK_P_RING_CAP", P_RING_CAPACITY as u32),
+        ("RK_P_RING_READ", P_RING_READ as u32),
+        ("RK_P_RING_WRITE", P_RING_WRITE as u32),
+        ("RK_P_RING_END", P_RING_END as u32),
+        ("RK_P_ROUTE_WORDS", P_ROUTE_WORDS as u32),
+        ("RK_P_KEY_CHECK", P_KEY_CHECK as u32),
+        ("RK_KEY_CHECK_WORDS", KEY_CHECK_WORDS as u32),
+        (
+            "RK_RING_HEADER",
+            crate::backend::input_ring::RING_HEADER_WORDS as u32,
+        ),
+        ("RK_RING_WRAP", crate::backend::input_ring::RING_WRAP),
+        ("RK_MAX_BATCH", MAX_ROUND_MESSAGES as u32),
+        ("RK_STATUS_WORDS", STATUS_WORDS as u32),
+        ("RK_OK", OK),
+        ("RK_OPEN_FAILED", OPEN_FAILED),
+        ("RK_HEADER_MISMATCH", HEADER_MISMATCH),
+        ("RK_NO_KEY", NO_KEY),
+        ("RK_RING_CORRUPT", RING_CORRUPT),
+        ("RK_KEY_SLOT_CORRUPT", KEY_SLOT_CORRUPT),
+        ("RK_ROUND_INVALID", ROUND_INVALID),
+        ("RK_D_HEADER_MALFORMED", D_HEADER_MALFORMED),
+        ("RK_D_HEADER_CONTEXT", D_HEADER_CONTEXT),
+        ("RK_D_HEADER_INCARNATION", D_HEADER_INCARNATION),
+        ("RK_D_HEADER_SEQUENCE", D_HEADER_SEQUENCE),
+        ("RK_D_RING_POSITIONS", D_RING_POSITIONS),
+        ("RK_D_RING_ENTRY", D_RING_ENTRY),
+        ("RK_D_RING_WRAP", D_RING_WRAP),
+        ("RK_D_RING_END", D_RING_END),
+    ];
+
+    /// The constants a kernel source defines, as (name, value): WGSL
+    /// `const RK_X: u32 = 5u;` and CUDA `#define RK_X 5u` lines.
+    pub fn defined_constants(source: &str) -> Vec<(String, u32)> {
+        source
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let (name, value) = if let Some(rest) = line.strip_prefix("const ") {
+                    let (name, rest) = rest.split_once(':')?;
+                    (
+                        name.trim(),
+                        rest.split_once('=')?.1.trim().trim_end_matches(';'),
+                    )
+                } else {
+                    let rest = line.strip_prefix("#define ")?;
+                    let (name, value) = rest.split_once(' ')?;
+                    (name.trim(), value.trim())
+                };
+                let digits = value.trim_end_matches('u');
+                let parsed = match digits.strip_prefix("0x") {
+                    Some(hex) => u32::from_str_radix(hex, 16),
+                    None => digits.parse(),
+                };
+                Some((name.to_owned(), parsed.ok()?))
+            })
+            .collect()
+    }
 }
 
 /// Bytes packed into little-endian words, zero-padded to a whole word.
@@ -262,6 +375,9 @@ pub struct RoundPlan {
     pub routes: Option<Arc<RouteTable>>,
     /// The peer checksums go to this round, if any.
     pub peer: Option<KernelId>,
+    /// Whether the route table permits the send to the peer (`None`: routes are not
+    /// enforced this round); every output status must agree with it.
+    pub route_permitted: Option<bool>,
     /// Messages the device takes from the input ring this round.
     pub messages: usize,
 }
@@ -322,17 +438,22 @@ pub fn plan_round(
     let expected_len = match &round.sealing {
         Some(s) => {
             let seal_epoch = s.seal.key.epoch();
-            let mut put = |slot: usize, key: &DeviceKey| {
+            let mut put = |slot: usize, key: &DeviceKey| -> Result<()> {
                 let o = slot * KEY_SLOT_WORDS;
                 slots[o] = key.epoch();
                 slots[o + 1] = 1;
                 let mut w = words_of(key.bytes());
                 slots[o + 4..o + 12].copy_from_slice(&w);
                 zeroize::Zeroize::zeroize(&mut w);
+                let c = P_KEY_CHECK + slot * KEY_CHECK_WORDS;
+                params[c] = 1;
+                params[c + 1] = key.epoch();
+                params[c + 2..c + KEY_CHECK_WORDS].copy_from_slice(&words_of(&key.check_value()?));
+                Ok(())
             };
-            put(0, &s.seal.key);
+            put(0, &s.seal.key)?;
             if let Some(other) = s.keys.iter().find(|k| k.epoch() != seal_epoch) {
-                put(1, other);
+                put(1, other)?;
             }
             params[0] = 1;
             let header = words_of(&s.seal.header);
@@ -360,12 +481,16 @@ pub fn plan_round(
     );
     params[1] = word(messages, "batch")?;
     params[P_RING_CAPACITY] = word(ring.capacity(), "input ring")?;
+    params[P_RING_READ] = word(ring.read_position(), "input ring")?;
+    params[P_RING_WRITE] = word(ring.write_position(), "input ring")?;
+    params[P_RING_END] = word(ring.end_after(messages), "input ring")?;
     params[2] = round.sequence as u32;
     params[3] = (round.sequence >> 32) as u32;
     params[22] = round.queued_total as u32;
     params[23] = (round.queued_total >> 32) as u32;
     let mut routes = None;
     let mut peer = None;
+    let mut route_permitted = None;
     match (&round.routes, program.peer()) {
         (Some((table, own)), Some(p)) => match table.slot_of(p) {
             Some(slot) => {
@@ -374,6 +499,8 @@ pub fn plan_round(
                 params[6] = word(slot, "route slot")?;
                 params[7] = word(table.bitmap().1, "route stride")?;
                 params[8] = 1;
+                params[P_ROUTE_WORDS] = word(2 * table.bitmap().0.len(), "route bitmap")?;
+                route_permitted = Some(table.permits(*own, slot));
                 routes = Some(table.clone());
                 peer = Some(p.clone());
             }
@@ -394,99 +521,9 @@ pub fn plan_round(
         ring_grown: push.grown,
         routes,
         peer,
+        route_permitted,
         messages,
     })
-}
-
-/// What one round did, for the driver to act on outside the control block's lock.
-#[derive(Clone, Debug, Default)]
-pub struct RoundReport {
-    /// Per message, its checksum.
-    pub checksums: Vec<u32>,
-    /// Checksums the device sent to the peer.
-    pub forwarded: Vec<u32>,
-    /// Sends the device refused.
-    pub refused: u64,
-    /// The device saw should_terminate and marked the kernel terminated.
-    pub terminate_seen: bool,
-    /// The peer of this round.
-    pub peer: Option<KernelId>,
-    /// Messages still pending in the input ring after the round.
-    pub backlog: usize,
-}
-
-/// Interprets a round's status and output words, and moves the input ring's read
-/// position on by what the device consumed (checking it against the device's).
-pub fn read_round(
-    plan: &RoundPlan,
-    ring: &mut InputRing,
-    status: &[u32],
-    output: &[u32],
-) -> Result<(DeviceRoundOutcome, RoundReport)> {
-    use layout::*;
-    if status.len() < STATUS_WORDS || output.len() < 2 * plan.messages {
-        return Err(crate::Error::Backend(
-            "short read-back from the device".into(),
-        ));
-    }
-    match status[0] {
-        OK => {}
-        OPEN_FAILED => return Err(crate::Error::Tampered),
-        HEADER_MISMATCH => {
-            return Err(crate::Error::Corrupt {
-                what: "device control block",
-                reason: "header does not match (context, sequence or algorithm)".into(),
-            });
-        }
-        NO_KEY => {
-            return Err(crate::Error::Corrupt {
-                what: "device control block",
-                reason: "sealed under an epoch that has no key slot".into(),
-            });
-        }
-        RING_CORRUPT => {
-            return Err(crate::Error::Corrupt {
-                what: "device input ring",
-                reason: "the device found a position or entry length out of range".into(),
-            });
-        }
-        other => {
-            return Err(crate::Error::Backend(format!(
-                "device kernel status {other}"
-            )));
-        }
-    }
-    let terminate_seen = status[4] == 1;
-    let processed = status[1] as usize;
-    let expected = if terminate_seen { 0 } else { plan.messages };
-    if processed != expected {
-        return Err(crate::Error::Corrupt {
-            what: "device input ring",
-            reason: format!("the device took {processed} messages, the host expected {expected}"),
-        });
-    }
-    ring.consumed(processed, status[S_RING_READ])?;
-    let mut report = RoundReport {
-        terminate_seen,
-        refused: u64::from(status[3]),
-        peer: plan.peer.clone(),
-        backlog: ring.pending(),
-        ..RoundReport::default()
-    };
-    for m in 0..plan.messages {
-        let (sum, st) = (output[2 * m], output[2 * m + 1]);
-        report.checksums.push(sum);
-        if st == FORWARDED {
-            report.forwarded.push(sum);
-        }
-    }
-    Ok((
-        DeviceRoundOutcome {
-            resealed: status[5] == 1,
-            control_block: None,
-        },
-        report,
-    ))
 }
 
 /// How long a forwarded checksum may wait for room in the peer's queue.
@@ -785,13 +822,15 @@ pub trait DeviceKernel: Send + Sync + 'static {
     /// One round on the device, run while the gate holds the control block's lock:
     /// messages from `staged` into the input ring ([`plan_round`]), at most `take` of
     /// the ring's messages processed (0: only open, check and re-seal the control
-    /// block), and what the device did ([`read_round`]).
+    /// block), and what the device did ([`read_round`]). An error means the round did
+    /// not run (nothing was re-sealed); a round that ran returns its outcome with its
+    /// report or the reason it is refused.
     fn round_locked(
         &self,
         round: DeviceRound,
         staged: &mut VecDeque<crate::k2k::Message>,
         take: usize,
-    ) -> Result<(DeviceRoundOutcome, RoundReport)>;
+    ) -> Result<(DeviceRoundOutcome, Result<RoundReport>)>;
 
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
     fn wipe(&self);
@@ -813,16 +852,27 @@ pub fn start_device_kernel<K: DeviceKernel>(
                 &driver,
                 kernel.program(),
                 |staged, take| {
-                    driver.device_round(|round| kernel.round_locked(round, staged, take))
+                    driver
+                        .device_round(|round| kernel.round_locked(round, staged, take))
+                        .and_then(|report| report)
                 },
                 || kernel.wipe(),
             )
         })?
     };
     Ok(Box::new(DeviceWorker::new(thread, move || {
-        driver
+        let r = driver
             .device_round(|round| kernel.round_locked(round, &mut VecDeque::new(), 0))
-            .map(|_| ())
+            .and_then(|report| report.map(|_| ()));
+        if let Err(e) = &r
+            && !matches!(e, crate::Error::KernelTerminated { .. })
+        {
+            // The device refused the round (or could not run it): the kernel stops
+            // here as it would after a round of its own; its driver thread then finds
+            // the queue closed, wipes the device buffers and ends.
+            driver.stop_with_error(e);
+        }
+        r
     })))
 }
 

@@ -110,6 +110,15 @@ impl InputRing {
         self.read
     }
 
+    /// The position after the first `n` pending entries (the read position when `n` is
+    /// 0): where the device's read position must stand once a round took them.
+    pub fn end_after(&self, n: usize) -> usize {
+        match n.checked_sub(1).and_then(|i| self.ends.get(i)) {
+            Some((end, _)) => *end,
+            None => self.read,
+        }
+    }
+
     /// Where an entry of `words` words goes now: `Some((wrap_at, start))`, with
     /// `wrap_at` the position of a wrap word to write first, or `None` without room.
     fn place(&self, words: usize) -> Option<(Option<usize>, usize)> {
@@ -218,11 +227,7 @@ impl InputRing {
                 self.ends.len()
             )));
         }
-        let expected = if n == 0 {
-            self.read
-        } else {
-            self.ends[n - 1].0
-        };
+        let expected = self.end_after(n);
         if device_read as usize != expected {
             return Err(out_of_step(format!(
                 "the device reads at word {device_read}, the host expected {expected}"

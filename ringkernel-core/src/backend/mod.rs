@@ -26,6 +26,7 @@ pub mod device;
 mod driver;
 pub mod input_ring;
 mod port;
+mod round_report;
 mod table;
 
 pub use context::KernelContext;

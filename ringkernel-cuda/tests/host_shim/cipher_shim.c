@@ -14,11 +14,13 @@
  *       -> "<failures> <body>": rk_stream_open, likewise; the body as the kernel
  *          leaves it (verified chunks decrypted, the others untouched)
  *   G <total> <chunk-size> <chunks>  -> "1" or "0": rk_stream_geometry_ok
- *   R <control> <keys> <params> <ring> <routes>
+ *   R <control> <keys> <params> <ring> <routes> [<output-words>]
  *       -> "<status> <control> <output> <ring>": one round of persistent_kernel.cu
- *          run on the host (thread 0's open, ring walk, update and re-seal, the
- *          per-message handler and the ring clearing are the kernel's own functions;
- *          only the thread loop is serial here)
+ *          run on the host (thread 0's begin and end of the round, the per-message
+ *          handler and the ring clearing are the kernel's own functions; only the
+ *          thread loop is serial here). The ring, the route bitmap and the output
+ *          (by default two words per message the parameters ask for) have exactly
+ *          the sizes given, as the kernel's arguments say.
  * and answers one line per request on stdout: "ERR" for a malformed request, "REFUSED"
  * where the kernel refuses the chunk geometry, and for the block emulations "RACE" or
  * "LEAK" (below).
@@ -79,18 +81,22 @@ static void puthex(const unsigned char *b, size_t n) {
     for (size_t i = 0; i < n; i++) printf("%02x", b[i]);
 }
 
-/* Words from hex bytes (little-endian, as on the GPU), zero-padded to `min_words`. */
+/* Words from hex bytes (little-endian, as on the GPU), zero-padded to `min_words`
+ * (at least one); exactly that many, so AddressSanitizer catches any access past them. */
 static rk_u32 *words_of_hex(const char *hex, size_t min_words) {
     size_t n;
     unsigned char *b = unhex(hex, &n);
     if (!b) return NULL;
     size_t w = (n + 3) / 4;
     if (w < min_words) w = min_words;
-    rk_u32 *out = calloc(w + 1, sizeof(rk_u32));
+    if (w == 0) w = 1;
+    rk_u32 *out = calloc(w, sizeof(rk_u32));
     if (out) memcpy(out, b, n);
     free(b);
     return out;
 }
+
+static int parse_num(const char *s, unsigned long long max, unsigned long long *out);
 
 /* One round of rk_persistent_round on the host: the kernel's own helpers, with the
  * per-thread message loop run serially. */
@@ -100,60 +106,58 @@ static void handle_round(char **f, int nf) {
         return;
     }
     size_t ring_bytes = strcmp(f[4], "-") == 0 ? 0 : strlen(f[4]) / 2;
-    rk_u32 ring_words = (rk_u32)(ring_bytes / 4);
+    size_t route_bytes = strcmp(f[5], "-") == 0 ? 0 : strlen(f[5]) / 2;
+    rk_u32 ring_words = (rk_u32)(ring_bytes / 4), route_words = (rk_u32)(route_bytes / 4);
     rk_u32 *control = words_of_hex(f[1], 49), *keys = words_of_hex(f[2], 24);
-    rk_u32 *params = words_of_hex(f[3], 28), *ring = words_of_hex(f[4], 1);
-    rk_u32 *routes = words_of_hex(f[5], 1);
-    rk_u32 *output = params ? calloc(2 * (size_t)params[1] + 2, sizeof(rk_u32)) : NULL;
+    rk_u32 *params = words_of_hex(f[3], 44), *ring = words_of_hex(f[4], 0);
+    rk_u32 *routes = words_of_hex(f[5], 0);
+    unsigned long long output_words = 0;
+    if (params) {
+        rk_u32 want = params[1] < RK_MAX_BATCH ? params[1] : RK_MAX_BATCH;
+        output_words = 2 * (unsigned long long)want;
+    }
+    if (nf > 6 && parse_num(f[6], 2 * RK_MAX_BATCH, &output_words) != 0) output_words = ~0ull;
+    rk_u32 *output = output_words <= 2 * RK_MAX_BATCH
+                         ? calloc(output_words ? output_words : 1, sizeof(rk_u32))
+                         : NULL;
     if (!control || !keys || !params || !ring || !routes || !output) {
         puts("ERR");
     } else {
-        rk_u32 status[8] = {0}, cb[32], processed = 0, forwarded = 0, refused = 0;
+        rk_u32 status[RK_STATUS_WORDS], cb[32], processed = 0, forwarded = 0, refused = 0;
         rk_u32 offs[RK_MAX_BATCH], lens[RK_MAX_BATCH], count = 0, read_old = 0, read_new = 0;
-        rk_u32 result = 0;
-        if (params[0] == 1u) {
-            result = rk_open_control(control, keys, params, cb);
-        } else {
-            memcpy(cb, control, sizeof cb);
-        }
-        if (ring_words >= 2) read_old = read_new = ring[1];
-        if (result == 0u && cb[1] != 1u)
-            result = rk_ring_walk(params, ring, ring_words, offs, lens, &count, &read_new);
-        status[0] = result;
-        rk_u32 state = result != 0u ? 1u : (cb[1] == 1u ? 2u : 0u);
+        /* Shared memory and the status buffer start as garbage, as on a GPU. */
+        memset(status, 0xa5, sizeof status);
+        memset(cb, 0xa5, sizeof cb);
+        rk_u32 state = rk_round_begin(control, keys, params, ring, ring_words,
+                                      (rk_u32)output_words, status, cb, offs, lens, &count,
+                                      &read_old, &read_new);
         if (state == 0u) {
             for (rk_u32 m = 0; m < count; m++) {
-                rk_u32 out =
-                    rk_process_message(params, ring, output, routes, m, offs[m], lens[m]);
+                rk_u32 out = rk_process_message(params, ring, output, routes, route_words, m,
+                                                offs[m], lens[m]);
                 forwarded += out == 2u;
                 refused += out == 3u;
                 processed++;
             }
             rk_ring_clear(params, ring, read_old, read_new, 0u, 1u);
         }
-        if (state != 1u) {
-            rk_update_counters(cb, params, processed, forwarded, state == 2u);
-            if (params[0] == 1u) {
-                rk_seal_control(control, keys, params, cb);
-            } else {
-                memcpy(control, cb, sizeof cb);
-            }
-            status[1] = processed;
-            status[2] = forwarded;
-            status[3] = refused;
-            status[4] = state == 2u;
-            status[5] = 1u;
-            ring[1] = read_new;
-            status[6] = read_new;
+        if (state != 1u)
+            rk_round_end(control, keys, params, ring, ring_words, status, cb, state, processed,
+                         forwarded, refused, read_new);
+        int cleared = 1;
+        for (int w = 0; w < 32; w++) cleared &= cb[w] == 0u;
+        if (!cleared) {
+            puts("LEAK");
+        } else {
+            puthex((const unsigned char *)status, sizeof status);
+            putchar(' ');
+            puthex((const unsigned char *)control, params[0] == 1u ? 196 : 128);
+            putchar(' ');
+            puthex((const unsigned char *)output, 4 * (size_t)output_words);
+            putchar(' ');
+            puthex((const unsigned char *)ring, ring_bytes);
+            putchar('\n');
         }
-        puthex((const unsigned char *)status, sizeof status);
-        putchar(' ');
-        puthex((const unsigned char *)control, params[0] == 1u ? 196 : 128);
-        putchar(' ');
-        puthex((const unsigned char *)output, 8 * (size_t)params[1]);
-        putchar(' ');
-        puthex((const unsigned char *)ring, ring_bytes);
-        putchar('\n');
     }
     fflush(stdout);
     free(control);

@@ -16,6 +16,7 @@ use std::fmt;
 
 use super::algorithm::{Algorithm, TAG_LEN};
 use super::envelope::{self, ContextId, Direction, EnvelopeKind, Header};
+use super::provider::AeadProvider;
 use super::{MemoryEncryption, SequenceCheck};
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
@@ -43,7 +44,23 @@ impl DeviceKey {
     pub fn bytes(&self) -> &[u8] {
         self.bytes.as_slice()
     }
+
+    /// The key's check value: the ChaCha20-Poly1305 tag of an empty message with no
+    /// associated data under [`KEY_CHECK_NONCE`]. The host hands it to the device with
+    /// the round's parameters, and the device recomputes it from its key slot before it
+    /// uses the key, so a key slot changed in device memory is reported as such (and not
+    /// as a control block that fails to open). It reveals nothing usable about the key:
+    /// it is one output of a keyed function under a nonce that seals nothing.
+    pub fn check_value(&self) -> Result<[u8; TAG_LEN]> {
+        let key = super::RustCrypto.new_key(DEVICE_ALGORITHM, self.bytes())?;
+        key.seal_in_place(&KEY_CHECK_NONCE, b"", &mut [])
+    }
 }
+
+/// The nonce of [`DeviceKey::check_value`]. Byte 0 is `0x7f`, which no envelope nonce
+/// has (its byte 0 is the direction, `0` or `1`, with bit 7 set for STREAM prefixes), so
+/// it never meets a nonce that seals data under the same key.
+pub const KEY_CHECK_NONCE: [u8; 12] = [0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 impl fmt::Debug for DeviceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
