@@ -130,6 +130,7 @@ impl Gate {
                 .detail("messages_processed", last.messages_processed)
                 .detail("undelivered", undelivered)
                 .detail("errors", last.error_count)
+                .detail("last_error", last.last_error)
                 .detail("joined", join)
                 .detail("uptime_ms", entry.uptime().as_millis() as u64)
         });
