@@ -29,6 +29,8 @@ struct KernelDevice {
     control_len: usize,
     program: DeviceProgram,
     io: Mutex<Io>,
+    #[cfg(feature = "hostile-device-testing")]
+    hostile: ringkernel_core::backend::hostile::HostileDevice,
 }
 
 struct Io {
@@ -71,6 +73,8 @@ pub(crate) fn launch(
         control_len: launch.control_len,
         program,
         io: Mutex::new(io),
+        #[cfg(feature = "hostile-device-testing")]
+        hostile: Default::default(),
     });
     start_device_kernel(&launch.id, launch.driver, kd)
 }
@@ -137,6 +141,15 @@ impl DeviceKernel for KernelDevice {
             st.memcpy_htod(&w.words[..], &mut io.ring.slice_mut(w.at..end))
                 .map_err(copy)?;
         }
+        #[cfg(feature = "hostile-device-testing")]
+        self.hostile.apply_pending(
+            plan.messages,
+            &mut hostile::Raw {
+                dev: &self.dev,
+                control: &self.control,
+                io,
+            },
+        );
         let words = |n: usize, what: &str| {
             u32::try_from(n).map_err(|_| Error::Backend(format!("{what} too large")))
         };
@@ -190,6 +203,11 @@ impl DeviceKernel for KernelDevice {
         Ok((outcome, report))
     }
 
+    #[cfg(feature = "hostile-device-testing")]
+    fn hostile_device(&self) -> Option<ringkernel_core::backend::hostile::HostileDevice> {
+        Some(self.hostile.clone())
+    }
+
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
     fn wipe(&self) {
         let mut io = self.io.lock();
@@ -209,6 +227,84 @@ impl DeviceKernel for KernelDevice {
         }
         if let Err(e) = self.dev.sync() {
             tracing::error!(error = %e, "cannot wipe a kernel's key slots");
+        }
+    }
+}
+
+/// The hostile-device hook's access to a kernel's buffers (test builds only).
+#[cfg(feature = "hostile-device-testing")]
+mod hostile {
+    use cudarc::driver::CudaSlice;
+    use ringkernel_core::Error;
+    use ringkernel_core::backend::device::words_from_le;
+    use ringkernel_core::backend::hostile::{DeviceBuffer, RawDeviceBuffers, check_words};
+
+    use super::Io;
+    use crate::device::{Device, driver_error};
+
+    /// A kernel's buffers during a round (the driver holds `io`).
+    pub(super) struct Raw<'a> {
+        pub(super) dev: &'a Device,
+        pub(super) control: &'a crate::backend::SharedMem,
+        pub(super) io: &'a mut Io,
+    }
+
+    impl Raw<'_> {
+        fn words(&mut self, b: DeviceBuffer) -> Result<&mut CudaSlice<u32>, Error> {
+            Ok(match b {
+                DeviceBuffer::KeySlots => &mut self.io.keys,
+                DeviceBuffer::Params => &mut self.io.params,
+                DeviceBuffer::Status => &mut self.io.status,
+                DeviceBuffer::InputRing => &mut self.io.ring,
+                DeviceBuffer::Output => &mut self.io.output,
+                DeviceBuffer::RouteBitmap => &mut self.io.routes,
+                other => {
+                    return Err(Error::InvalidConfig(format!("no such buffer: {other:?}")));
+                }
+            })
+        }
+    }
+
+    impl RawDeviceBuffers for Raw<'_> {
+        fn read_words(
+            &mut self,
+            b: DeviceBuffer,
+            at: usize,
+            len: usize,
+        ) -> Result<Vec<u32>, Error> {
+            let st = self.dev.stream.clone();
+            let back = |e| driver_error("copy from the device", e);
+            if b == DeviceBuffer::Control {
+                let control = self.control.lock();
+                check_words(b, at, len, control.len() / 4)?;
+                let bytes = st
+                    .clone_dtoh(&control.slice(at * 4..(at + len) * 4))
+                    .map_err(back)?;
+                return Ok(words_from_le(&bytes));
+            }
+            let buf = self.words(b)?;
+            check_words(b, at, len, buf.len())?;
+            st.clone_dtoh(&buf.slice(at..at + len)).map_err(back)
+        }
+
+        fn write_words(&mut self, b: DeviceBuffer, at: usize, words: &[u32]) -> Result<(), Error> {
+            let st = self.dev.stream.clone();
+            let copy = |e| driver_error("copy to the device", e);
+            if b == DeviceBuffer::Control {
+                let mut control = self.control.lock();
+                check_words(b, at, words.len(), control.len() / 4)?;
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                return st
+                    .memcpy_htod(
+                        &bytes,
+                        &mut control.slice_mut(at * 4..(at + words.len()) * 4),
+                    )
+                    .map_err(copy);
+            }
+            let buf = self.words(b)?;
+            check_words(b, at, words.len(), buf.len())?;
+            st.memcpy_htod(words, &mut buf.slice_mut(at..at + words.len()))
+                .map_err(copy)
         }
     }
 }

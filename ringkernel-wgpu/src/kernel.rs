@@ -42,6 +42,8 @@ struct KernelDevice {
     status: wgpu::Buffer,
     program: DeviceProgram,
     io: Mutex<Io>,
+    #[cfg(feature = "hostile-device-testing")]
+    hostile: ringkernel_core::backend::hostile::HostileDevice,
 }
 
 /// Per-kernel buffers that grow with the batch, the messages or the number of kernels.
@@ -93,6 +95,8 @@ pub(crate) fn launch(
         control_len: launch.control_len,
         program,
         io: Mutex::new(io),
+        #[cfg(feature = "hostile-device-testing")]
+        hostile: Default::default(),
     });
     start_device_kernel(&launch.id, launch.driver, dev)
 }
@@ -143,6 +147,9 @@ impl DeviceKernel for KernelDevice {
             gpu.queue
                 .write_buffer(&io.ring, (w.at * 4) as u64, bytemuck::cast_slice(&w.words));
         }
+        #[cfg(feature = "hostile-device-testing")]
+        self.hostile
+            .apply_pending(plan.messages, &mut hostile::Raw { dev: self, io });
         let pipeline = &gpu.pipelines()?.persistent;
         let bind = gpu.scoped("binding kernel buffers", || {
             gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -187,6 +194,11 @@ impl DeviceKernel for KernelDevice {
         Ok((outcome, report))
     }
 
+    #[cfg(feature = "hostile-device-testing")]
+    fn hostile_device(&self) -> Option<ringkernel_core::backend::hostile::HostileDevice> {
+        Some(self.hostile.clone())
+    }
+
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
     fn wipe(&self) {
         let io = self.io.lock();
@@ -222,5 +234,68 @@ impl KernelDevice {
             };
         }
         Ok(())
+    }
+}
+
+/// The hostile-device hook's access to a kernel's buffers (test builds only).
+#[cfg(feature = "hostile-device-testing")]
+mod hostile {
+    use ringkernel_core::Error;
+    use ringkernel_core::backend::device::words_from_le;
+    use ringkernel_core::backend::hostile::{DeviceBuffer, RawDeviceBuffers, check_words};
+
+    use super::{Io, KernelDevice};
+
+    /// A kernel's buffers during a round (the driver holds `io`).
+    pub(super) struct Raw<'a> {
+        pub(super) dev: &'a KernelDevice,
+        pub(super) io: &'a mut Io,
+    }
+
+    impl Raw<'_> {
+        fn buffer(&self, b: DeviceBuffer) -> Result<&wgpu::Buffer, Error> {
+            Ok(match b {
+                DeviceBuffer::Control => &self.dev.control,
+                DeviceBuffer::KeySlots => &self.dev.keys,
+                DeviceBuffer::Params => &self.dev.params,
+                DeviceBuffer::Status => &self.dev.status,
+                DeviceBuffer::InputRing => &self.io.ring,
+                DeviceBuffer::Output => &self.io.output.buffer,
+                DeviceBuffer::RouteBitmap => &self.io.routes.buffer,
+                other => {
+                    return Err(Error::InvalidConfig(format!("no such buffer: {other:?}")));
+                }
+            })
+        }
+    }
+
+    impl RawDeviceBuffers for Raw<'_> {
+        fn read_words(
+            &mut self,
+            b: DeviceBuffer,
+            at: usize,
+            len: usize,
+        ) -> Result<Vec<u32>, Error> {
+            let buf = self.buffer(b)?;
+            check_words(b, at, len, (buf.size() / 4) as usize)?;
+            // The read submits the round's uploads queued so far: it sees them.
+            let bytes = self
+                .dev
+                .gpu
+                .read_back(buf, (at * 4) as u64, (len * 4) as u64)?;
+            Ok(words_from_le(&bytes))
+        }
+
+        fn write_words(&mut self, b: DeviceBuffer, at: usize, words: &[u32]) -> Result<(), Error> {
+            let buf = self.buffer(b)?;
+            check_words(b, at, words.len(), (buf.size() / 4) as usize)?;
+            if !words.is_empty() {
+                self.dev
+                    .gpu
+                    .queue
+                    .write_buffer(buf, (at * 4) as u64, bytemuck::cast_slice(words));
+            }
+            Ok(())
+        }
     }
 }

@@ -834,6 +834,15 @@ pub trait DeviceKernel: Send + Sync + 'static {
 
     /// Clears the key slots and every per-kernel buffer (the kernel has stopped).
     fn wipe(&self);
+
+    /// Test-only (cargo feature `hostile-device-testing`): the hook whose corruptions
+    /// this kernel applies in its rounds, after the uploads and before the dispatch
+    /// ([`HostileDevice::apply_pending`](super::hostile::HostileDevice::apply_pending)).
+    /// `None`: the backend offers none.
+    #[cfg(feature = "hostile-device-testing")]
+    fn hostile_device(&self) -> Option<super::hostile::HostileDevice> {
+        None
+    }
 }
 
 /// Starts `kernel` for the runtime: a driver thread running [`drive_rounds`] with the
@@ -844,9 +853,17 @@ pub fn start_device_kernel<K: DeviceKernel>(
     driver: KernelDriver,
     kernel: Arc<K>,
 ) -> Result<Box<dyn super::KernelWorker>> {
+    #[cfg(feature = "hostile-device-testing")]
+    let hostile = kernel.hostile_device();
+    #[cfg(feature = "hostile-device-testing")]
+    if hostile.is_some() {
+        tracing::warn!(kernel = %id, "built with the hostile-device-testing feature: tests can overwrite this kernel's device buffers; never ship such a build");
+    }
     let thread = {
         let kernel = kernel.clone();
         let driver = driver.clone();
+        #[cfg(feature = "hostile-device-testing")]
+        let hostile = hostile.clone();
         super::spawn_kernel_thread(id, move || {
             drive_rounds(
                 &driver,
@@ -856,11 +873,18 @@ pub fn start_device_kernel<K: DeviceKernel>(
                         .device_round(|round| kernel.round_locked(round, staged, take))
                         .and_then(|report| report)
                 },
-                || kernel.wipe(),
+                || {
+                    kernel.wipe();
+                    #[cfg(feature = "hostile-device-testing")]
+                    if let Some(h) = &hostile {
+                        h.close();
+                    }
+                },
             )
         })?
     };
-    Ok(Box::new(DeviceWorker::new(thread, move || {
+    #[cfg_attr(not(feature = "hostile-device-testing"), allow(unused_mut))]
+    let mut worker = DeviceWorker::new(thread, move || {
         let r = driver
             .device_round(|round| kernel.round_locked(round, &mut VecDeque::new(), 0))
             .and_then(|report| report.map(|_| ()));
@@ -873,7 +897,12 @@ pub fn start_device_kernel<K: DeviceKernel>(
             driver.stop_with_error(e);
         }
         r
-    })))
+    });
+    #[cfg(feature = "hostile-device-testing")]
+    {
+        worker.hostile = hostile;
+    }
+    Ok(Box::new(worker))
 }
 
 /// A device kernel as its backend hands it to the runtime: the driver thread, plus a
@@ -882,13 +911,20 @@ pub fn start_device_kernel<K: DeviceKernel>(
 pub struct DeviceWorker<F> {
     driver: Box<dyn super::KernelWorker>,
     reseal: F,
+    #[cfg(feature = "hostile-device-testing")]
+    hostile: Option<super::hostile::HostileDevice>,
 }
 
 impl<F: Fn() -> Result<()> + Send + Sync> DeviceWorker<F> {
     /// Wraps `driver` (from [`spawn_kernel_thread`](super::spawn_kernel_thread) running
     /// [`drive_rounds`]); `reseal` runs one empty round.
     pub fn new(driver: Box<dyn super::KernelWorker>, reseal: F) -> Self {
-        DeviceWorker { driver, reseal }
+        DeviceWorker {
+            driver,
+            reseal,
+            #[cfg(feature = "hostile-device-testing")]
+            hostile: None,
+        }
     }
 }
 
@@ -911,6 +947,11 @@ impl<F: Fn() -> Result<()> + Send + Sync> super::KernelWorker for DeviceWorker<F
             return None;
         }
         Some((self.reseal)())
+    }
+
+    #[cfg(feature = "hostile-device-testing")]
+    fn hostile_device(&self) -> Option<super::hostile::HostileDevice> {
+        self.hostile.clone()
     }
 }
 

@@ -24,6 +24,8 @@ mod context;
 mod cpu;
 pub mod device;
 mod driver;
+#[cfg(feature = "hostile-device-testing")]
+pub mod hostile;
 pub mod input_ring;
 mod port;
 mod round_report;
@@ -160,6 +162,14 @@ pub trait KernelWorker: Send + Sync {
     /// A signal raised when execution ends, so that the runtime waits for it without
     /// polling. `None` (the default): the runtime polls [`KernelWorker::is_finished`].
     fn finish_signal(&self) -> Option<std::sync::Arc<FinishSignal>> {
+        None
+    }
+
+    /// Test-only (cargo feature `hostile-device-testing`): the hook through which a
+    /// test overwrites this kernel's own device buffers between rounds; `None` for
+    /// kernels without device buffers. See [`hostile`].
+    #[cfg(feature = "hostile-device-testing")]
+    fn hostile_device(&self) -> Option<hostile::HostileDevice> {
         None
     }
 }
