@@ -126,3 +126,27 @@ fn aes_gcm_runtimes_seal_gpu_control_blocks_with_chacha20_poly1305_and_say_so() 
     let Some(gpu) = backend() else { return };
     suite::kernel_aes_gcm_companion(Shared::new(gpu));
 }
+
+#[test]
+fn a_hostile_device_corrupting_the_input_ring_stops_only_that_kernel() {
+    let Some(gpu) = backend() else { return };
+    suite::hostile_input_ring(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_garbling_the_key_slots_stops_only_that_kernel() {
+    let Some(gpu) = backend() else { return };
+    suite::hostile_key_slots(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_flipping_a_route_bit_is_caught_before_anything_is_delivered() {
+    let Some(gpu) = backend() else { return };
+    suite::hostile_route_bitmap(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_replacing_a_sealed_control_block_stops_only_that_kernel() {
+    let Some(gpu) = backend() else { return };
+    suite::hostile_control_block(Shared::new(gpu));
+}

@@ -1,7 +1,9 @@
 //! The GPU conformance suite (`ringkernel_core::backend::conformance`) on a real wgpu
 //! adapter (Mesa lavapipe in CI): the WGSL ChaCha20-Poly1305 against RFC 8439,
 //! Wycheproof and RustCrypto; STREAM sealing both ways; buffers; persistent kernels
-//! with device-sealed control blocks, rotations and device route capabilities.
+//! with device-sealed control blocks, rotations and device route capabilities; and a
+//! hostile device (the backend's `hostile-device-testing` hook, on in these tests)
+//! corrupting a kernel's input ring, key slots, route bitmap and control block.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -93,6 +95,30 @@ fn a_device_side_send_to_a_denied_peer_is_refused_and_reported() {
 fn aes_gcm_runtimes_seal_gpu_control_blocks_with_chacha20_poly1305_and_say_so() {
     let Some(gpu) = common::backend() else { return };
     suite::kernel_aes_gcm_companion(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_corrupting_the_input_ring_stops_only_that_kernel() {
+    let Some(gpu) = common::backend() else { return };
+    suite::hostile_input_ring(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_garbling_the_key_slots_stops_only_that_kernel() {
+    let Some(gpu) = common::backend() else { return };
+    suite::hostile_key_slots(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_flipping_a_route_bit_is_caught_before_anything_is_delivered() {
+    let Some(gpu) = common::backend() else { return };
+    suite::hostile_route_bitmap(Shared::new(gpu));
+}
+
+#[test]
+fn a_hostile_device_replacing_a_sealed_control_block_stops_only_that_kernel() {
+    let Some(gpu) = common::backend() else { return };
+    suite::hostile_control_block(Shared::new(gpu));
 }
 
 #[test]

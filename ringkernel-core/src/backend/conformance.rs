@@ -14,6 +14,12 @@
 //! - Kernels (through the runtime, with every security layer): exact counters across
 //!   explicit and timed rotations with a device-sealed control block, a refused replay,
 //!   device route capabilities, and the ChaCha20-Poly1305 companion of AES-GCM runtimes.
+//! - A hostile device (through the backend's hostile-device hook, feature
+//!   `hostile-device-testing`, which `conformance` turns on): a corrupted input ring, a
+//!   garbled key slot, a flipped route bit, a control block replaced between rounds.
+//!   Each is refused with a typed error, the kernel stops with that error's code in its
+//!   final control block and an audit record naming it, nothing panics, and the other
+//!   kernels keep running (see the `hostile` functions).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -24,6 +30,7 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use parking_lot::Mutex;
 
 use super::device::MAX_DEVICE_PAYLOAD_LEN;
+use super::hostile::HostileDevice;
 use super::{
     AeadJob, AeadOp, Allocation, BackendInfo, BufferId, ComputeBackend, DeviceCipher,
     DeviceProgram, KernelLaunch, KernelProgram, KernelWorker,
@@ -35,6 +42,11 @@ use crate::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, KeyId, MemoryEncryption, SequenceCheck,
 };
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType};
+
+mod hostile;
+pub use hostile::{
+    hostile_control_block, hostile_input_ring, hostile_key_slots, hostile_route_bitmap,
+};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -407,19 +419,56 @@ pub fn freed_buffers_read_zero(gpu: &impl ComputeBackend) {
 // ----- kernels through the runtime ----------------------------------------------------------
 
 /// A backend shared with the test, which plays the attacker who can read and write raw
-/// device memory around the runtime.
-pub struct Shared<B>(Arc<B>, Arc<Mutex<Vec<(BufferId, u64)>>>);
+/// device memory around the runtime: the buffers it allocated, and (through the
+/// hostile-device hook) each device kernel's own buffers.
+pub struct Shared<B>(
+    Arc<B>,
+    Arc<Mutex<Vec<(BufferId, u64)>>>,
+    Arc<Mutex<Vec<Launched>>>,
+);
+
+/// A kernel the backend started: its control block and hostile-device hook.
+struct Launched {
+    id: String,
+    control: BufferId,
+    hostile: Option<HostileDevice>,
+}
 
 impl<B> Clone for Shared<B> {
     fn clone(&self) -> Self {
-        Shared(self.0.clone(), self.1.clone())
+        Shared(self.0.clone(), self.1.clone(), self.2.clone())
     }
 }
 
 impl<B: ComputeBackend> Shared<B> {
     /// Shares `backend`.
     pub fn new(backend: B) -> Self {
-        Shared(Arc::new(backend), Arc::default())
+        Shared(Arc::new(backend), Arc::default(), Arc::default())
+    }
+
+    /// The hostile-device hook of the running kernel `id`.
+    fn hostile(&self, id: &str) -> HostileDevice {
+        self.2
+            .lock()
+            .iter()
+            .find(|k| k.id == id)
+            .and_then(|k| k.hostile.clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "kernel {id:?} has no hostile-device hook: build the backend with its \
+                     hostile-device-testing feature"
+                )
+            })
+    }
+
+    /// The control-block buffer of kernel `id` (its latest launch).
+    fn control_of(&self, id: &str) -> BufferId {
+        self.2
+            .lock()
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| k.control)
+            .unwrap_or_else(|| panic!("no kernel {id:?} was launched"))
     }
 
     fn raw(&self, buf: BufferId, len: u64) -> Vec<u8> {
@@ -467,7 +516,16 @@ impl<B: ComputeBackend> ComputeBackend for Shared<B> {
         self.0.allocated_bytes()
     }
     fn launch(&self, l: KernelLaunch) -> Result<Box<dyn KernelWorker>> {
-        self.0.launch(l)
+        let (id, control) = (l.id.to_string(), l.control);
+        let worker = self.0.launch(l)?;
+        let mut launched = self.2.lock();
+        launched.retain(|k| k.id != id);
+        launched.push(Launched {
+            id,
+            control,
+            hostile: worker.hostile_device(),
+        });
+        Ok(worker)
     }
 }
 
@@ -479,6 +537,25 @@ fn audit_dir() -> (tempfile::TempDir, AuditConfig) {
         .unwrap();
     let config = AuditConfig::in_directory(dir.path());
     (dir, config)
+}
+
+/// Every record of the audit log in `dir` (shut the runtime down first, which closes
+/// it), in sequence order.
+fn audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut records: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect();
+    records.sort_by_key(|r| r["seq"].as_u64());
+    records
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
