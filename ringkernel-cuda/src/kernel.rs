@@ -193,14 +193,20 @@ impl DeviceKernel for KernelDevice {
         let output = st
             .clone_dtoh(&io.output.slice(..(2 * plan.messages).max(1)))
             .map_err(|e| driver_error("copy from the device", e))?;
+        // The block as the round left it: read_round checks that it was sealed under the
+        // header the host reserved, and the gate opens it and keeps it as status.
         let control = st
             .clone_dtoh(&*self.control.lock())
             .map_err(|e| driver_error("copy from the device", e))?;
         self.dev.sync()?;
-        let (mut outcome, report) = read_round(&plan, &mut io.ring_state, &status, &output);
-        // The block as the round left it: the gate checks it and keeps it as status.
-        outcome.control_block = control.get(..self.control_len).map(<[u8]>::to_vec);
-        Ok((outcome, report))
+        let control = control.get(..self.control_len).unwrap_or(&control);
+        Ok(read_round(
+            &plan,
+            &mut io.ring_state,
+            &status,
+            &output,
+            control,
+        ))
     }
 
     #[cfg(feature = "hostile-device-testing")]

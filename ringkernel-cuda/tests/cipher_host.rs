@@ -1020,7 +1020,9 @@ mod round {
                 ring: mut r,
                 image: img,
             } = planned;
-            let report = read_round(&plan, &mut r, &status, &output).1.unwrap();
+            let report = read_round(&plan, &mut r, &status, &output, &after)
+                .1
+                .unwrap();
             let want: Vec<u32> = payloads[done..done + take]
                 .iter()
                 .map(|p| DeviceProgram::checksum_of(p))
@@ -1166,7 +1168,9 @@ mod round {
             mut ring,
             image,
         } = first;
-        read_round(&plan, &mut ring, &status, &output).1.unwrap();
+        read_round(&plan, &mut ring, &status, &output, &control)
+            .1
+            .unwrap();
         let mut wrapped = plan_on(&enc, ctx, 1, &program, &[msg(&[3; 24])], ring, image, 1);
         assert_eq!(wrapped.image[RING_HEADER_WORDS + 10], RING_WRAP);
         let (status, _, output) = run_round(&control, &mut wrapped, &[]);

@@ -183,15 +183,17 @@ impl DeviceKernel for KernelDevice {
                 ],
             )
         })??;
-        let (mut outcome, report) = read_round(
+        let word_of = |i: usize| back.get(i).map(|b| words_from_le(b)).unwrap_or_default();
+        // The block as the round left it: read_round checks that it was sealed under the
+        // header the host reserved, and the gate opens it and keeps it as status.
+        let control = back.get(2).map(|b| b.get(..self.control_len).unwrap_or(b));
+        Ok(read_round(
             &plan,
             &mut io.ring_state,
-            &words_from_le(&back[0]),
-            &words_from_le(&back[1]),
-        );
-        // The block as the round left it: the gate checks it and keeps it as status.
-        outcome.control_block = back[2].get(..self.control_len).map(<[u8]>::to_vec);
-        Ok((outcome, report))
+            &word_of(0),
+            &word_of(1),
+            control.unwrap_or_default(),
+        ))
     }
 
     #[cfg(feature = "hostile-device-testing")]

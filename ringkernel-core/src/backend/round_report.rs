@@ -5,7 +5,7 @@
 //! who can write its memory) controls: no word is trusted beyond what the host can
 //! check against its own plan of the round, and no word can make this code panic.
 
-use super::device::{DeviceRoundOutcome, RoundPlan, layout};
+use super::device::{DeviceRoundOutcome, RoundPlan, layout, words_from_le};
 use super::input_ring::InputRing;
 use crate::error::Result;
 use crate::k2k::KernelId;
@@ -37,29 +37,43 @@ pub struct RoundReport {
 /// re-sealing, which the outcome then says, so that the gate's sequence number stays
 /// the block's. Nothing read back is trusted beyond these checks, and nothing here
 /// panics on any words.
+///
+/// `control` is the control block as the round left it in device memory (its
+/// buffer's first `control_len` bytes). It goes into the outcome, for the gate to open
+/// and keep as the kernel's status; and when control blocks are sealed, a round that
+/// re-sealed it must have done so under exactly the header the host reserved (its
+/// nonce above all: a nonce changed in the parameters before the dispatch would make
+/// the device seal under a nonce of someone else's choosing).
 pub fn read_round(
     plan: &RoundPlan,
     ring: &mut InputRing,
     status: &[u32],
     output: &[u32],
+    control: &[u8],
 ) -> (DeviceRoundOutcome, Result<RoundReport>) {
     use layout::*;
+    let block = (!control.is_empty()).then(|| control.to_vec());
     if status.len() < STATUS_WORDS || output.len() < 2 * plan.messages {
-        return (
-            DeviceRoundOutcome::default(),
-            Err(crate::Error::Backend(
-                "short read-back from the device".into(),
-            )),
-        );
+        let outcome = DeviceRoundOutcome {
+            resealed: false,
+            control_block: block,
+        };
+        let short = crate::Error::Backend("short read-back from the device".into());
+        return (outcome, Err(short));
     }
     if status[0] != OK {
-        return (DeviceRoundOutcome::default(), Err(refusal(plan, status)));
+        let outcome = DeviceRoundOutcome {
+            resealed: false,
+            control_block: block,
+        };
+        return (outcome, Err(refusal(plan, status)));
     }
+    let header = words_from_le(control.get(..4 * HEADER_WORDS).unwrap_or_default());
     let outcome = DeviceRoundOutcome {
         resealed: status[5] == 1,
-        control_block: None,
+        control_block: block,
     };
-    (outcome, check_round(plan, ring, status, output))
+    (outcome, check_round(plan, ring, status, output, &header))
 }
 
 /// The typed error of a round the device refused (status word 0 other than `OK`).
@@ -130,6 +144,7 @@ fn check_round(
     ring: &mut InputRing,
     status: &[u32],
     output: &[u32],
+    header: &[u32],
 ) -> Result<RoundReport> {
     use layout::*;
     let corrupt = |what: &'static str, reason: String| crate::Error::Corrupt { what, reason };
@@ -140,6 +155,15 @@ fn check_round(
                 "a round reported done with re-sealed = {} and terminated = {}",
                 status[5], status[4]
             ),
+        ));
+    }
+    let reserved = plan.params.get(9..9 + HEADER_WORDS);
+    if plan.params.first() == Some(&1) && header.get(..HEADER_WORDS) != reserved {
+        return Err(corrupt(
+            "device control block",
+            "re-sealed under a header other than the one the host reserved (nonce, epoch \
+             or sequence)"
+                .into(),
         ));
     }
     let terminate_seen = status[4] == 1;
@@ -269,7 +293,7 @@ mod tests {
         ] {
             let (plan, mut ring) = round(3, peer, permitted);
             let (status, output) = honest(&plan, &ring, st);
-            let (outcome, report) = read_round(&plan, &mut ring, &status, &output);
+            let (outcome, report) = read_round(&plan, &mut ring, &status, &output, &[]);
             let report = report.expect("honest round");
             assert!(outcome.resealed);
             assert_eq!(report.checksums, [0, 1, 2]);
@@ -287,7 +311,7 @@ mod tests {
             let (plan, mut ring) = round(2, Some("p"), Some(permitted));
             let (status, mut output) = honest(&plan, &ring, device_says);
             output[1] = device_says;
-            let (outcome, report) = read_round(&plan, &mut ring, &status, &output);
+            let (outcome, report) = read_round(&plan, &mut ring, &status, &output, &[]);
             // The device re-sealed the block: the gate must move its sequence on.
             assert!(outcome.resealed);
             match report {
@@ -298,6 +322,49 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_block_sealed_under_another_header_than_the_reserved_one_is_refused() {
+        let (mut plan, mut ring) = round(1, None, None);
+        plan.params[0] = 1;
+        let reserved: Vec<u32> = (0..HEADER_WORDS as u32).map(|w| 0x100 + w).collect();
+        plan.params[9..9 + HEADER_WORDS].copy_from_slice(&reserved);
+        let (status, output) = honest(&plan, &ring, PROCESSED);
+        let bytes = |words: &[u32]| -> Vec<u8> {
+            let mut b: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            // The rest of a sealed block: ciphertext and tag.
+            b.resize(196, 0xcc);
+            b
+        };
+        let mut other_nonce = reserved.clone();
+        other_nonce[10] ^= 1;
+        let cases = [
+            (bytes(&reserved), true),
+            (bytes(&other_nonce), false),
+            (Vec::new(), false),
+        ];
+        for (block, ok) in &cases {
+            let mut r = InputRing::new(64);
+            let mut staged: VecDeque<_> = [msg(4)].into();
+            r.push(&mut staged, 1).expect("push");
+            let (outcome, report) = read_round(&plan, &mut r, &status, &output, block);
+            assert_eq!(report.is_ok(), *ok, "{block:?}: {report:?}");
+            // The block goes to the gate in any case (it opens it and keeps it).
+            assert_eq!(outcome.control_block.is_some(), !block.is_empty());
+        }
+        let block = bytes(&other_nonce);
+        let (_, report) = read_round(&plan, &mut ring, &status, &output, &block);
+        assert!(
+            matches!(
+                report,
+                Err(Error::Corrupt {
+                    what: "device control block",
+                    ..
+                })
+            ),
+            "{report:?}"
+        );
     }
 
     #[test]
@@ -316,7 +383,7 @@ mod tests {
             let (plan, mut ring) = round(2, None, None);
             let (mut status, mut output) = honest(&plan, &ring, PROCESSED);
             lie(&mut status, &mut output);
-            let (_, report) = read_round(&plan, &mut ring, &status, &output);
+            let (_, report) = read_round(&plan, &mut ring, &status, &output, &[]);
             assert!(
                 matches!(report, Err(Error::Corrupt { .. })),
                 "{what}: {report:?}"
@@ -324,9 +391,13 @@ mod tests {
         }
         // Short read-backs.
         let (plan, mut ring) = round(2, None, None);
-        assert!(read_round(&plan, &mut ring, &[0; 3], &[0; 4]).1.is_err());
         assert!(
-            read_round(&plan, &mut ring, &[0; STATUS_WORDS], &[0; 3])
+            read_round(&plan, &mut ring, &[0; 3], &[0; 4], &[])
+                .1
+                .is_err()
+        );
+        assert!(
+            read_round(&plan, &mut ring, &[0; STATUS_WORDS], &[0; 3], &[])
                 .1
                 .is_err()
         );
@@ -344,7 +415,7 @@ mod tests {
             status[S_FOUND] = found[0];
             status[S_FOUND + 1] = found[1];
             let mut ring = InputRing::new(64);
-            let (outcome, r) = read_round(&plan, &mut ring, &status, &[0, 0]);
+            let (outcome, r) = read_round(&plan, &mut ring, &status, &[0, 0], &[]);
             assert!(!outcome.resealed);
             r.expect_err("refused")
         };

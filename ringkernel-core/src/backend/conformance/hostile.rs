@@ -21,7 +21,7 @@
 use parking_lot::Mutex;
 
 use super::{Received, Shared, WAIT, audit_records, checksum_kernel, runtime, wait_until};
-use crate::backend::device::words_from_le;
+use crate::backend::device::{layout, words_from_le};
 use crate::backend::hostile::{Corruption, DeviceBuffer};
 use crate::backend::{ComputeBackend, DeviceProgram};
 use crate::error::Error;
@@ -233,7 +233,9 @@ impl<B: ComputeBackend> Hostile<B> {
 /// an entry length past the end of the ring, a read position out of range or rewound
 /// (which would replay consumed words), a wrapped write position, and entries that
 /// overlap. Each is refused by the device before anything is processed, as
-/// `Error::Corrupt { what: "device input ring", .. }`, and stops the kernel.
+/// `Error::Corrupt { what: "device input ring", .. }`, and stops the kernel. So is a
+/// ring capacity in the parameters past the ring's buffer (`"device round
+/// parameters"`).
 pub fn hostile_input_ring<B: ComputeBackend>(dev: Shared<B>) {
     let mut h = Hostile::new(dev);
     let ring = |id, text| Refusal {
@@ -273,6 +275,12 @@ pub fn hostile_input_ring<B: ComputeBackend>(dev: Shared<B>) {
                 "ring-write-wrapped",
                 "device input ring: its header does not hold",
             ),
+        ),
+        (
+            // Not the ring, but what bounds it: a capacity in the parameters (which
+            // the host rewrites every round) past the ring's buffer.
+            Corruption::set(DeviceBuffer::Params, layout::P_RING_CAPACITY, &[1 << 30]),
+            ring("ring-capacity", "device round parameters"),
         ),
     ];
     let mut refusals = Vec::new();
@@ -479,7 +487,9 @@ pub fn hostile_route_bitmap<B: ComputeBackend>(dev: Shared<B>) {
 /// garbage under its own header, by another kernel's block, and by its own block of
 /// an earlier round. The device refuses to open each, as the host's open would:
 /// `MalformedEnvelope`, `Tampered`, `WrongContext` and `Replay`; the kernel stops and
-/// its final control block (rewritten by the host) names the error.
+/// its final control block (rewritten by the host) names the error. A nonce changed
+/// in the parameters (the header the device seals with) is caught by the host after
+/// the round: `Corrupt { what: "device control block", .. }`.
 pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
     let mut h = Hostile::new(dev);
     let len = crate::security::encryption::device::device_sealed_len(128) as u64;
@@ -538,6 +548,21 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
             code: code(&Error::WrongContext),
             text: "another context",
             kind: "wrong_context",
+        },
+    );
+    // Not the block but its header as the parameters hand it to the device: another
+    // nonce (header word 10) would have the device seal under a nonce of the writer's
+    // choosing, perhaps one used before. The host finds the block sealed under a header
+    // other than the one it reserved, and stops the kernel.
+    case(
+        &mut h,
+        "control-nonce",
+        &|_| Corruption::xor(DeviceBuffer::Params, 9 + 10, &[0x0100_0000]),
+        Refusal {
+            id: "control-nonce",
+            code: code(&corrupt()),
+            text: "device control block: re-sealed under a header other than the one the host reserved",
+            kind: "other",
         },
     );
     // Its own block as it was one round earlier (captured before the second warm-up
