@@ -499,23 +499,22 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
         .collect();
     let mut refusals = Vec::new();
 
-    let mut case = |h: &mut Hostile<B>,
-                    id: &'static str,
-                    replace: &dyn Fn(&Hostile<B>) -> Corruption,
-                    expect: Refusal| {
-        let k = h.launch(id, "sink");
-        h.round_trip(id, &[0x22; 8]);
-        h.round_trip(id, &[0x23; 8]);
-        let c = replace(h);
-        h.corrupt_next_round(id, c, &[0x11; 8]);
-        h.expect_stopped(&k, &expect, 2);
-        h.bystander_runs();
-        refusals.push(expect);
-    };
+    // Two warm-up rounds, then the replacement, made at the third.
+    let mut case =
+        |h: &mut Hostile<B>, replace: &dyn Fn(&Hostile<B>) -> Corruption, expect: Refusal| {
+            let id = expect.id;
+            let k = h.launch(id, "sink");
+            h.round_trip(id, &[0x22; 8]);
+            h.round_trip(id, &[0x23; 8]);
+            let c = replace(h);
+            h.corrupt_next_round(id, c, &[0x11; 8]);
+            h.expect_stopped(&k, &expect, 2);
+            h.bystander_runs();
+            refusals.push(expect);
+        };
 
     case(
         &mut h,
-        "control-garbage",
         &|_| Corruption::set(DeviceBuffer::Control, 0, &garbage),
         Refusal {
             id: "control-garbage",
@@ -526,7 +525,6 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
     );
     case(
         &mut h,
-        "control-ciphertext",
         // Words 13..45 are the ciphertext.
         &|_| Corruption::set(DeviceBuffer::Control, 13, &garbage[..32]),
         Refusal {
@@ -538,7 +536,6 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
     );
     case(
         &mut h,
-        "control-foreign",
         &|h| {
             let theirs = h.dev.raw(h.dev.control_of("bystander"), len);
             Corruption::set(DeviceBuffer::Control, 0, &words_from_le(&theirs))
@@ -556,7 +553,6 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
     // other than the one it reserved, and stops the kernel.
     case(
         &mut h,
-        "control-nonce",
         &|_| Corruption::xor(DeviceBuffer::Params, 9 + 10, &[0x0100_0000]),
         Refusal {
             id: "control-nonce",
@@ -565,8 +561,8 @@ pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
             kind: "other",
         },
     );
-    // Its own block as it was one round earlier (captured before the second warm-up
-    // round would be too late: capture now, replay after one more round).
+    // Its own block as it was one round earlier: captured after the first warm-up
+    // round, written back after the second.
     let id = "control-replayed";
     let k = h.launch(id, "sink");
     h.round_trip(id, &[0x22; 8]);
