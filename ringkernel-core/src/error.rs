@@ -275,6 +275,28 @@ pub enum Error {
         report: Box<crate::kinds::ShutdownReport>,
     },
 
+    /// A message the runtime does not carry: its topic is too long or holds a character
+    /// topics may not hold. Nothing was sent.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+
+    /// Data larger than the limit of where it goes (a payload, a sealed record, a
+    /// stream). Nothing was sent or sealed.
+    #[error("{what} of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size in bytes.
+        len: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+
+    /// A counter that must never wrap or be reused has run out (key epochs, a kernel
+    /// id's launch incarnations or snapshot generations).
+    #[error("exhausted: {0}")]
+    Exhausted(String),
+
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -343,6 +365,9 @@ impl Error {
             Error::AuditLogMissing { .. } => ErrorCode::AuditLogMissing,
             Error::StaleSnapshot { .. } => ErrorCode::StaleSnapshot,
             Error::ShutdownIncomplete { .. } => ErrorCode::ShutdownIncomplete,
+            Error::InvalidMessage(_) => ErrorCode::InvalidMessage,
+            Error::TooLarge { .. } => ErrorCode::TooLarge,
+            Error::Exhausted(_) => ErrorCode::Exhausted,
         }
     }
 }
@@ -422,11 +447,17 @@ pub enum ErrorCode {
     StaleSnapshot = 33,
     /// [`Error::ShutdownIncomplete`].
     ShutdownIncomplete = 34,
+    /// [`Error::InvalidMessage`].
+    InvalidMessage = 35,
+    /// [`Error::TooLarge`].
+    TooLarge = 36,
+    /// [`Error::Exhausted`].
+    Exhausted = 37,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 34] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::InvalidKernelId,
         ErrorCode::DuplicateKernel,
         ErrorCode::UnknownKernel,
@@ -461,6 +492,9 @@ impl ErrorCode {
         ErrorCode::AuditLogMissing,
         ErrorCode::StaleSnapshot,
         ErrorCode::ShutdownIncomplete,
+        ErrorCode::InvalidMessage,
+        ErrorCode::TooLarge,
+        ErrorCode::Exhausted,
     ];
 
     /// The code with number `n`, if there is one (e.g. read back from a control block).

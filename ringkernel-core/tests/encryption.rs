@@ -265,7 +265,11 @@ fn usage_bound_rotates_before_it_is_crossed() {
     assert_eq!(s.header().unwrap().epoch, 2);
     assert!(matches!(
         e.encrypt_bytes(&[0; 1001]),
-        Err(Error::InvalidConfig(_))
+        Err(Error::TooLarge {
+            len: 1001,
+            max: 1000,
+            ..
+        })
     ));
 }
 

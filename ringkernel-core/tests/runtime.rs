@@ -220,7 +220,7 @@ fn unknown_destination_terminated_kernel_and_shutdown_errors() {
     ));
     assert!(matches!(
         rt.send("a", "t\nx", b""),
-        Err(Error::InvalidConfig(_))
+        Err(Error::InvalidMessage(_))
     ));
     rt.shutdown().unwrap();
     assert!(matches!(

@@ -885,7 +885,7 @@ pub fn kernel_input_ring_keeps_order<B: ComputeBackend>(dev: Shared<B>) {
     let too_large = vec![1u8; MAX_DEVICE_PAYLOAD_LEN + 1];
     assert!(matches!(
         rt.send_timeout("gpu", "data", &too_large, WAIT),
-        Err(Error::InvalidConfig(_))
+        Err(Error::TooLarge { .. })
     ));
     let mut payloads: Vec<Vec<u8>> = (0..800usize)
         .map(|i| (0..(i * 37) % 1501).map(|j| (i + j) as u8).collect())

@@ -28,7 +28,7 @@ use crate::security::encryption::{DeviceKey, DeviceSeal};
 use crate::security::sandbox::RouteTable;
 
 /// The largest payload a device kernel takes (64 KiB); a larger send is refused with
-/// [`Error::InvalidConfig`](crate::Error::InvalidConfig). One invocation hashes a whole
+/// [`Error::TooLarge`](crate::Error::TooLarge). One invocation hashes a whole
 /// message in one dispatch, and some drivers (Mesa's lavapipe, which cuts shader loops
 /// off after 65,535 iterations) or GPU watchdogs stop one that runs much longer.
 pub const MAX_DEVICE_PAYLOAD_LEN: usize = 64 * 1024;

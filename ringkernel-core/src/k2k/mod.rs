@@ -230,21 +230,22 @@ pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
 /// Checks a topic and payload before anything is enqueued.
 pub(crate) fn validate_message(topic: &str, payload: &[u8]) -> Result<()> {
     if topic.len() > MAX_TOPIC_LEN {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidMessage(format!(
             "topic {topic:?} must be at most {MAX_TOPIC_LEN} bytes"
         )));
     }
     if let Some(forbidden) = ForbiddenChar::find(topic) {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidMessage(format!(
             "topic {topic:?} must not contain {}",
             forbidden.what()
         )));
     }
     if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(Error::InvalidConfig(format!(
-            "payload of {} bytes exceeds the {MAX_PAYLOAD_LEN}-byte limit",
-            payload.len()
-        )));
+        return Err(Error::TooLarge {
+            what: "payload",
+            len: payload.len() as u64,
+            max: MAX_PAYLOAD_LEN as u64,
+        });
     }
     Ok(())
 }

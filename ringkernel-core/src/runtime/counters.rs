@@ -69,8 +69,8 @@ impl Counters {
         let mut counts = self.counts.lock();
         let last = counts.get(id.as_str()).copied().unwrap_or(0);
         let next = last.checked_add(1).ok_or_else(|| {
-            Error::InvalidConfig(format!(
-                "kernel {id:?} has used {last} of its {} numbers; the count is exhausted (use another id)",
+            Error::Exhausted(format!(
+                "kernel {id:?} has used {last} of its {} numbers (use another id)",
                 self.what
             ))
         })?;
@@ -139,7 +139,7 @@ mod tests {
         let inc = Counters::in_memory("incarnation");
         let a = KernelId::new("a").unwrap();
         inc.counts.lock().insert("a".into(), u32::MAX);
-        assert!(matches!(inc.next(&a), Err(Error::InvalidConfig(_))));
+        assert!(matches!(inc.next(&a), Err(Error::Exhausted(_))));
         assert_eq!(inc.counts.lock().get("a"), Some(&u32::MAX));
     }
 }

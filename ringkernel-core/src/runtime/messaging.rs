@@ -68,10 +68,11 @@ impl Gate {
         }
         let device_limit = crate::backend::device::MAX_DEVICE_PAYLOAD_LEN;
         if dest.device && payload.len() > device_limit {
-            return Err(Error::InvalidConfig(format!(
-                "payload of {} bytes exceeds the {device_limit}-byte limit of device kernels",
-                payload.len()
-            )));
+            return Err(Error::TooLarge {
+                what: "payload for a device kernel",
+                len: payload.len() as u64,
+                max: device_limit as u64,
+            });
         }
         if let (Some(sb), Some(src)) = (&self.sandbox, from)
             && let (Some(src_slot), Some(dst_slot)) = (&src.sandbox, &dest.sandbox)

@@ -122,8 +122,11 @@ impl Gate {
             AAD,
         )?;
         let id = entry.id.as_str().as_bytes();
-        let id_len = u16::try_from(id.len())
-            .map_err(|_| Error::InvalidConfig("kernel id too long for a snapshot".into()))?;
+        let id_len = u16::try_from(id.len()).map_err(|_| Error::TooLarge {
+            what: "kernel id in a snapshot",
+            len: id.len() as u64,
+            max: u64::from(u16::MAX),
+        })?;
         let mut bytes = Vec::with_capacity(11 + id.len() + envelope.len());
         bytes.extend_from_slice(MAGIC);
         bytes.push(VERSION);

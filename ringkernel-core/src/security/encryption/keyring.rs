@@ -268,7 +268,7 @@ impl Keyring {
     fn rotate_locked(&self) -> Result<u32> {
         let next = self.highest.load(Ordering::Acquire) + 1;
         let next = u32::try_from(next)
-            .map_err(|_| Error::InvalidConfig("key epochs exhausted (2^32 rotations)".into()))?;
+            .map_err(|_| Error::Exhausted("key epochs (2^32 rotations)".into()))?;
         let key = Arc::new(self.make_epoch(next)?);
         if let Some(persist) = &self.persist {
             // The new epoch's salt is stored before anything is sealed under it, so a

@@ -507,9 +507,11 @@ impl MemoryEncryption {
     fn reserve(&self, len: usize) -> Result<Reservation> {
         let ring = self.ring()?;
         if len as u64 > self.inner.config.max_bytes_per_key {
-            return Err(Error::InvalidConfig(format!(
-                "a {len}-byte record exceeds max_bytes_per_key"
-            )));
+            return Err(Error::TooLarge {
+                what: "record (max_bytes_per_key)",
+                len: len as u64,
+                max: self.inner.config.max_bytes_per_key,
+            });
         }
         let (res, rotated) = ring.reserve(len)?;
         if let Some(epoch) = rotated {
@@ -549,8 +551,11 @@ impl MemoryEncryption {
         aad: &[u8],
     ) -> Result<Vec<u8>> {
         let alg = self.inner.config.algorithm;
-        let length = u32::try_from(plaintext.len())
-            .map_err(|_| Error::InvalidConfig("single-shot records are at most 4 GiB".into()))?;
+        let length = u32::try_from(plaintext.len()).map_err(|_| Error::TooLarge {
+            what: "single-shot record",
+            len: plaintext.len() as u64,
+            max: u64::from(u32::MAX),
+        })?;
         let res = self.reserve(plaintext.len())?;
         let header = Header {
             algorithm: alg,

@@ -29,8 +29,9 @@ pub(crate) fn seal_body(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let chunk = header.chunk_size as usize;
-    let count = stream_chunk_count(header.length, header.chunk_size)
-        .ok_or_else(|| Error::InvalidConfig("stream too large".into()))?;
+    let count = stream_chunk_count(header.length, header.chunk_size).ok_or_else(|| {
+        Error::Exhausted("STREAM chunks: the stream is too large to count".into())
+    })?;
     let header_len = out.len();
     let aad = aad_for(out, extra_aad);
     // A fresh zeroed allocation (calloc: pages are mapped lazily), so that the pages of
@@ -46,7 +47,8 @@ pub(crate) fn seal_body(
         let plain = &data[start.min(end)..end];
         let (ct, tag_slot) = slot.split_at_mut(plain.len());
         ct.copy_from_slice(plain);
-        let index = u32::try_from(i).map_err(|_| Error::InvalidConfig("too many chunks".into()))?;
+        let index = u32::try_from(i)
+            .map_err(|_| Error::Exhausted("STREAM chunk indices (2^32 chunks)".into()))?;
         let nonce = stream_chunk_nonce(&header.nonce, index, i + 1 == count);
         let tag = key.seal_in_place(&nonce, &aad, ct)?;
         tag_slot.copy_from_slice(&tag);
