@@ -85,7 +85,7 @@ impl InstanceId {
 
     /// The id as 32 lowercase hex digits (as shown in audit records and reports).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 
