@@ -33,6 +33,7 @@
 //!
 //! Format, keys, retention, heads and how an auditor verifies: `docs/audit.md`.
 
+mod event;
 mod files;
 pub(crate) mod format;
 mod head;
@@ -40,6 +41,10 @@ pub(crate) mod report;
 mod verify;
 mod writer;
 
+pub use event::{
+    Event, Failure, KeySet, KeystoreFacts, Launched, MemoryOp, Refusal, RotationTrigger,
+    ViolationAction, WatchdogAction,
+};
 pub use format::{
     AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, leaf_hash, merkle_root,
 };
@@ -248,7 +253,12 @@ impl AuditResult {
     }
 }
 
-/// An event to record. Never put key material or message payloads in it.
+/// A record to append: event name, actor, target, result and details. Never put key
+/// material or message payloads in it.
+///
+/// The runtime's own events are declared, with their fields, in [`Event`], which
+/// [`Event::record`] turns into this shape. Build one with [`AuditEvent::new`] for an
+/// application's own events.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditEvent {
     pub(crate) event: String,
@@ -259,7 +269,8 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// An event named `event` (e.g. `kernel.launch`), actor `runtime`, result ok.
+    /// An application's own event named `event` (e.g. `app.deploy`), actor `runtime`,
+    /// result ok. The runtime's events are [`Event`]s; use a name outside theirs.
     pub fn new(event: &str) -> Self {
         AuditEvent {
             event: event.to_owned(),
@@ -367,19 +378,12 @@ impl AuditLog {
         };
         // A restart record: where the earlier run's chain ended, and the signed head
         // (hash) the new head links to, so the chain runs through the restart.
-        let previous_head = match resumed {
-            Some(_) => Value::from(log.inner.head.lock().head().prev_head.clone()),
-            None => Value::Null,
-        };
-        log.append(
-            AuditEvent::new("audit.open")
-                .detail("public_key", public_key.to_hex())
-                .detail(
-                    "resumed_after_seq",
-                    resumed.map_or(Value::Null, Value::from),
-                )
-                .detail("previous_head", previous_head),
-        )?;
+        let previous_head = resumed.map(|_| log.inner.head.lock().head().prev_head.clone());
+        log.append(Event::AuditOpen {
+            public_key,
+            resumed_after_seq: resumed,
+            previous_head,
+        })?;
         Ok(log)
     }
 
@@ -405,13 +409,15 @@ impl AuditLog {
 
     /// Queues a record. Returns at once unless the writer is [`QUEUE_CAPACITY`] records
     /// behind; the record reaches the OS within the flush interval.
-    pub fn append(&self, event: AuditEvent) -> Result<()> {
+    ///
+    /// Takes an [`Event`] of the runtime or an application's own [`AuditEvent`].
+    pub fn append(&self, event: impl Into<AuditEvent>) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::InvalidConfig("the audit log is closed".into()));
         }
         self.inner
             .tx
-            .send(Command::Append(event, SystemTime::now()))
+            .send(Command::Append(event.into(), SystemTime::now()))
             .map_err(|_| Error::Backend("the audit writer has stopped".into()))?;
         self.inner.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
