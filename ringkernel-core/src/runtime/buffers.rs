@@ -8,6 +8,7 @@ use super::gate::Gate;
 use super::registry::{ControlSlot, KernelEntry};
 use crate::backend::BufferId;
 use crate::error::{Error, Result};
+use crate::security::audit::MemoryOp;
 
 impl Gate {
     /// Allocates a buffer of at least `len` bytes owned by the kernel (within its
@@ -15,7 +16,7 @@ impl Gate {
     pub(super) fn allocate(&self, entry: &KernelEntry, len: u64) -> Result<BufferId> {
         let r = self.allocate_inner(entry, len);
         let buf = *r.as_ref().unwrap_or(&BufferId(0));
-        self.audit_memory(entry, "allocate", buf, len, r.as_ref().err());
+        self.audit_memory(entry, MemoryOp::Allocate, buf, len, r.as_ref().err());
         r
     }
 
@@ -67,7 +68,13 @@ impl Gate {
             }
             self.backend.write(buf, offset, data)
         })();
-        self.audit_memory(entry, "write", buf, data.len() as u64, r.as_ref().err());
+        self.audit_memory(
+            entry,
+            MemoryOp::Write,
+            buf,
+            data.len() as u64,
+            r.as_ref().err(),
+        );
         r
     }
 
@@ -95,7 +102,7 @@ impl Gate {
             self.backend.read(buf, offset, &mut out)?;
             Ok(out)
         })();
-        self.audit_memory(entry, "read", buf, len as u64, r.as_ref().err());
+        self.audit_memory(entry, MemoryOp::Read, buf, len as u64, r.as_ref().err());
         r
     }
 
@@ -120,7 +127,7 @@ impl Gate {
                 .owned(entry, buf)
                 .and_then(|()| self.enforce(entry, sb.check_free(slot, buf.0)));
             if let Err(e) = checked {
-                self.audit_memory(entry, "free", buf, 0, Some(&e));
+                self.audit_memory(entry, MemoryOp::Free, buf, 0, Some(&e));
                 return Err(e);
             }
         }
@@ -139,7 +146,7 @@ impl Gate {
         })();
         self.audit_memory(
             entry,
-            "free",
+            MemoryOp::Free,
             buf,
             *r.as_ref().unwrap_or(&0),
             r.as_ref().err(),

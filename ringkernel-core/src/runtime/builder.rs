@@ -9,7 +9,7 @@ use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::kinds::PRODUCTION_OPT_OUT_NOTE;
-use crate::security::audit::{AuditConfig, AuditEvent, AuditLog};
+use crate::security::audit::{AuditConfig, AuditLog, Event, KeystoreFacts};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
 use crate::security::keystore::Keystore;
@@ -354,48 +354,32 @@ impl RuntimeBuilder {
         };
         if let Some(log) = &audit {
             for (method, reason, why) in opt_outs {
-                log.append(
-                    AuditEvent::new("runtime.insecure_opt_out")
-                        .actor("host")
-                        .detail("setting", method)
-                        .detail("reason", reason)
-                        .detail("insecurity", why),
-                )?;
+                log.append(Event::RuntimeInsecureOptOut {
+                    setting: method,
+                    reason,
+                    insecurity: why,
+                })?;
             }
             let enc = encryption.as_ref();
-            let ev = AuditEvent::new("runtime.configure")
-                .actor("host")
-                .detail("instance", instance.to_hex())
-                .detail(
-                    "keystore",
-                    keystore.as_ref().map_or(serde_json::Value::Null, |k| {
-                        serde_json::json!({
-                            "path": k.path().display().to_string(),
-                            "created": k.is_new(),
-                            "generation": k.info().generation,
-                        })
-                    }),
-                )
-                .detail("mode", format!("{:?}", self.mode))
-                .detail(
-                    "encryption",
-                    enc.map_or("none".to_owned(), |e| e.algorithm().to_string()),
-                )
-                .detail(
-                    "auto_rotate_secs",
-                    enc.and_then(|e| e.config().get_auto_rotate())
-                        .map_or(serde_json::Value::Null, |d| d.as_secs().into()),
-                )
-                .detail("sandbox", sandbox.is_some())
-                .detail(
-                    "sandbox_default_denies_k2k",
-                    sandbox
-                        .as_ref()
-                        .and_then(|s| s.default_policy())
-                        .is_some_and(|p| p.denies_by_default()),
-                )
-                .detail("notes", notes.clone());
-            log.append(ev)?;
+            log.append(Event::RuntimeConfigure {
+                instance: instance.to_hex(),
+                keystore: keystore.as_ref().map(|k| KeystoreFacts {
+                    path: k.path().display().to_string(),
+                    created: k.is_new(),
+                    generation: k.info().generation,
+                }),
+                mode: format!("{:?}", self.mode),
+                encryption: enc.map_or("none".to_owned(), |e| e.algorithm().to_string()),
+                auto_rotate_secs: enc
+                    .and_then(|e| e.config().get_auto_rotate())
+                    .map(|d| d.as_secs()),
+                sandbox: sandbox.is_some(),
+                sandbox_default_denies_k2k: sandbox
+                    .as_ref()
+                    .and_then(|s| s.default_policy())
+                    .is_some_and(|p| p.denies_by_default()),
+                notes: notes.clone(),
+            })?;
         }
         let backend = self.backend.unwrap_or_else(|| Box::new(CpuBackend::new()));
         tracing::info!(backend = backend.info().name, mode = ?self.mode, "building runtime");

@@ -10,7 +10,7 @@ use super::registry::{ControlSlot, KernelEntry};
 use crate::control::ControlBlock;
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Event, Failure};
 
 impl Gate {
     /// One round of a device kernel under its control block's lock: the gate reserves
@@ -88,13 +88,11 @@ impl Gate {
     /// Stops a kernel whose device failed, recording `error`.
     pub(super) fn stop_with_error(&self, entry: &KernelEntry, error: &Error) {
         tracing::error!(kernel = %entry.id, error = %error, "device kernel failed; stopping it");
-        self.audit(|| {
-            let ev = AuditEvent::new("kernel.failed")
-                .actor("runtime")
-                .target(&entry.id);
-            Self::failed(ev, error)
-                .detail("code", error.code())
-                .detail("kind", error.integrity_kind().unwrap_or("other"))
+        self.audit(|| Event::KernelFailed {
+            kernel: entry.id.clone(),
+            failure: Failure::of(error),
+            code: error.code(),
+            kind: error.integrity_kind().unwrap_or("other"),
         });
         entry.stop_requested.store(true, Ordering::Release);
         entry.mailbox.close();

@@ -7,26 +7,16 @@ use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::backend::BufferId;
 use crate::error::Error;
-use crate::security::audit::{AuditEvent, AuditResult};
+use crate::security::audit::{Event, Failure, MemoryOp};
 
 impl Gate {
     /// Records an event when an audit log is configured; `make` runs only then.
-    pub(super) fn audit(&self, make: impl FnOnce() -> AuditEvent) {
+    pub(super) fn audit(&self, make: impl FnOnce() -> Event) {
         if let Some(log) = &self.audit
             && let Err(e) = log.append(make())
         {
             tracing::error!(error = %e, "audit record could not be queued");
         }
-    }
-
-    /// Marks an audit event as refused (sandbox) or failed, with the error's message.
-    pub(super) fn failed(ev: AuditEvent, e: &Error) -> AuditEvent {
-        let result = if matches!(e, Error::Denied { .. }) {
-            AuditResult::Denied
-        } else {
-            AuditResult::Error
-        };
-        ev.result(result).detail("error", e.to_string())
     }
 
     /// Whether an audit log is configured and its configuration `pick`s this kind of event.
@@ -41,21 +31,18 @@ impl Gate {
     pub(super) fn audit_memory(
         &self,
         entry: &KernelEntry,
-        op: &str,
+        op: MemoryOp,
         buf: BufferId,
         bytes: u64,
         err: Option<&Error>,
     ) {
         if self.audits(|c| c.log_memory_access) {
-            self.audit(|| {
-                let ev = AuditEvent::new(&format!("memory.{op}"))
-                    .actor(format!("kernel:{}", entry.id))
-                    .target(format!("buffer:{}", buf.0))
-                    .detail("bytes", bytes);
-                match err {
-                    None => ev,
-                    Some(e) => Self::failed(ev, e),
-                }
+            self.audit(|| Event::Memory {
+                op,
+                kernel: entry.id.clone(),
+                buffer: buf.0,
+                bytes,
+                failure: err.map(Failure::of),
             });
         }
     }
@@ -70,15 +57,12 @@ impl Gate {
         let n = entry.integrity_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if n.is_power_of_two() {
             tracing::error!(kernel = %entry.id, region, kind, error = %e, "sealed region refused");
-            self.audit(|| {
-                AuditEvent::new("seal.refused")
-                    .actor("runtime")
-                    .target(&entry.id)
-                    .result(AuditResult::Denied)
-                    .detail("region", region)
-                    .detail("kind", kind)
-                    .detail("error", e.to_string())
-                    .detail("failures", n)
+            self.audit(|| Event::SealRefused {
+                kernel: entry.id.clone(),
+                region: region.to_owned(),
+                kind,
+                error: e.to_string(),
+                failures: n,
             });
         }
     }

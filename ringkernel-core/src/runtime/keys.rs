@@ -6,8 +6,11 @@ use std::time::Instant;
 
 use super::gate::Gate;
 use crate::error::{Error, Result};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Event, KeySet, RotationTrigger};
 use crate::security::encryption::KeyId;
+
+/// The key sets `encryptions()` yields, in its order.
+const KEY_SETS: [KeySet; 2] = [KeySet::Configured, KeySet::GpuControlBlocks];
 
 impl Gate {
     /// Timed rotation, re-sealing after any rotation (timed, bound-triggered or
@@ -17,39 +20,32 @@ impl Gate {
         let Some(enc) = &self.encryption else {
             return;
         };
-        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+        for (e, which) in self.encryptions().zip(KEY_SETS) {
             match e.rotate_if_due() {
-                Ok(Some(k)) => self.audit(|| {
-                    AuditEvent::new("key.rotate")
-                        .target(k)
-                        .detail("trigger", "auto_rotate")
-                        .detail("keys", which)
+                Ok(Some(key)) => self.audit(|| Event::KeyRotate {
+                    key,
+                    trigger: RotationTrigger::Timed(which),
                 }),
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::error!(error = %err, keys = which, "timed key rotation failed")
+                    tracing::error!(error = %err, keys = which.as_str(), "timed key rotation failed")
                 }
             }
         }
         if self.key_generation() != self.sealed_epoch.load(Ordering::Acquire) {
             let current = enc.current_key_id().map_or(0, |k| k.0);
             let n = self.reseal_all();
-            self.audit(|| {
-                AuditEvent::new("key.reseal")
-                    .target(format!("epoch-{current}"))
-                    .detail("regions", n as u64)
+            self.audit(|| Event::KeyReseal {
+                epoch: current,
+                regions: n as u64,
             });
         }
-        for (e, which) in self.encryptions().zip(["configured", "gpu_control_blocks"]) {
+        for (e, which) in self.encryptions().zip(KEY_SETS) {
             let retired = e.retire_expired_keys();
             if !retired.is_empty() {
-                self.audit(|| {
-                    AuditEvent::new("key.retire")
-                        .detail(
-                            "epochs",
-                            retired.iter().map(|k| u64::from(k.0)).collect::<Vec<u64>>(),
-                        )
-                        .detail("keys", which)
+                self.audit(|| Event::KeyRetire {
+                    epochs: retired.iter().map(|k| u64::from(k.0)).collect(),
+                    keys: which,
                 });
             }
         }
@@ -64,12 +60,11 @@ impl Gate {
             c.rotate_key()?;
         }
         let n = self.reseal_all();
-        self.audit(|| {
-            AuditEvent::new("key.rotate")
-                .actor("host")
-                .target(key)
-                .detail("trigger", "explicit")
-                .detail("regions_resealed", n as u64)
+        self.audit(|| Event::KeyRotate {
+            key,
+            trigger: RotationTrigger::Explicit {
+                regions_resealed: n as u64,
+            },
         });
         Ok((key, n))
     }

@@ -14,7 +14,7 @@ use crate::backend::{KernelDriver, KernelLaunch};
 use crate::control::ControlBlock;
 use crate::error::Result;
 use crate::k2k::KernelId;
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Event, Failure, Launched};
 
 impl Gate {
     /// Launches kernel `id` (see the module docs); on failure everything it had is
@@ -48,22 +48,20 @@ impl Gate {
         match self.start_kernel(&entry, cb, opts) {
             Ok(()) => {
                 tracing::info!(kernel = %id, "kernel launched");
-                self.audit(|| {
-                    AuditEvent::new("kernel.launch")
-                        .actor("host")
-                        .target(&id)
-                        .detail("incarnation", u64::from(entry.incarnation))
-                        .detail("queue_capacity", capacity as u64)
-                        .detail("sealed_control_block", self.sealing.seals_control())
+                self.audit(|| Event::KernelLaunch {
+                    kernel: id.clone(),
+                    outcome: Ok(Launched {
+                        incarnation: entry.incarnation,
+                        queue_capacity: capacity as u64,
+                        sealed_control_block: self.sealing.seals_control(),
+                    }),
                 });
                 Ok(entry)
             }
             Err(e) => {
-                self.audit(|| {
-                    Self::failed(
-                        AuditEvent::new("kernel.launch").actor("host").target(&id),
-                        &e,
-                    )
+                self.audit(|| Event::KernelLaunch {
+                    kernel: id.clone(),
+                    outcome: Err(Failure::of(&e)),
                 });
                 entry.stop_requested.store(true, Ordering::Release);
                 entry.mailbox.close();

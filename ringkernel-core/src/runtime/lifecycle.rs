@@ -9,7 +9,7 @@ use super::gate::Gate;
 use super::registry::{ControlSlot, KernelEntry};
 use crate::backend::BufferId;
 use crate::error::{Error, Result};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::Event;
 
 impl Gate {
     /// Called by the kernel as its last act: marks it terminated in its control block.
@@ -41,7 +41,9 @@ impl Gate {
         let res = self.update_control(entry, |cb| cb.should_terminate = 1);
         entry.mailbox.wake();
         tracing::info!(kernel = %entry.id, "kernel stop requested");
-        self.audit(|| AuditEvent::new("kernel.terminate").target(&entry.id));
+        self.audit(|| Event::KernelTerminate {
+            kernel: entry.id.clone(),
+        });
         res
     }
 
@@ -124,15 +126,14 @@ impl Gate {
         }
         tracing::info!(kernel = %entry.id, "kernel terminated and its buffers freed");
         let last = self.read_control(entry).unwrap_or_default();
-        self.audit(|| {
-            AuditEvent::new("kernel.stopped")
-                .target(&entry.id)
-                .detail("messages_processed", last.messages_processed)
-                .detail("undelivered", undelivered)
-                .detail("errors", last.error_count)
-                .detail("last_error", last.last_error)
-                .detail("joined", join)
-                .detail("uptime_ms", entry.uptime().as_millis() as u64)
+        self.audit(|| Event::KernelStopped {
+            kernel: entry.id.clone(),
+            messages_processed: last.messages_processed,
+            undelivered,
+            errors: last.error_count,
+            last_error: last.last_error,
+            joined: join,
+            uptime_ms: entry.uptime().as_millis() as u64,
         });
     }
 
@@ -166,13 +167,11 @@ impl Gate {
             memory_in_use: self.backend.allocated_bytes(),
             stuck,
         };
-        self.audit(|| {
-            AuditEvent::new("runtime.shutdown")
-                .actor("host")
-                .detail("kernels", report.kernels as u64)
-                .detail("undelivered", report.undelivered)
-                .detail("memory_in_use", report.memory_in_use)
-                .detail("stuck", report.stuck.clone())
+        self.audit(|| Event::RuntimeShutdown {
+            kernels: report.kernels as u64,
+            undelivered: report.undelivered,
+            memory_in_use: report.memory_in_use,
+            stuck: report.stuck.clone(),
         });
         if let Some(log) = &self.audit
             && let Err(e) = log.close()

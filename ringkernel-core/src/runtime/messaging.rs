@@ -10,7 +10,7 @@ use super::registry::KernelEntry;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, Message, validate_message};
-use crate::security::audit::AuditEvent;
+use crate::security::audit::{Event, Failure};
 
 impl Gate {
     /// Sends from `from` (`None`: the host) to the kernel named `to`. `from` is always a
@@ -25,18 +25,13 @@ impl Gate {
     ) -> Result<()> {
         let r = self.send_inner(from, to, topic, payload, wait);
         if self.audits(|c| c.log_k2k_messages) {
-            self.audit(|| {
-                let actor = from.map_or("host".to_owned(), |e| format!("kernel:{}", e.id));
-                // Route facts only: never the payload.
-                let ev = AuditEvent::new("k2k.send")
-                    .actor(actor)
-                    .target(to)
-                    .detail("topic", topic)
-                    .detail("bytes", payload.len() as u64);
-                match &r {
-                    Ok(seq) => ev.detail("sequence", *seq),
-                    Err(e) => Self::failed(ev, e),
-                }
+            // Route facts only: never the payload.
+            self.audit(|| Event::K2kSend {
+                from: from.map(|e| e.id.clone()),
+                to: to.to_owned(),
+                topic: topic.to_owned(),
+                bytes: payload.len() as u64,
+                outcome: r.as_ref().copied().map_err(Failure::of),
             });
         }
         r.map(|_| ())

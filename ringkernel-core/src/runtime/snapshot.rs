@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::Runtime;
 use super::gate::Gate;
-use crate::security::audit::AuditEvent;
+use crate::security::audit::Event;
 use crate::security::compliance::{
     AuditFacts, EncryptionFacts, ReportSubject, SandboxFacts, SecuritySnapshot, SnapshotSource,
     sealed,
@@ -23,7 +23,7 @@ impl SnapshotSource for Gate {
         snapshot(self, at)
     }
 
-    fn record_audit(&self, event: AuditEvent) {
+    fn record_audit(&self, event: Event) {
         self.audit(|| event);
     }
 }

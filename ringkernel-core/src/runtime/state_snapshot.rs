@@ -16,7 +16,7 @@ use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
-use crate::security::audit::{AuditEvent, AuditResult};
+use crate::security::audit::{Event, Refusal};
 use crate::security::encryption::{ContextId, InstanceId, SequenceCheck};
 
 const MAGIC: &[u8; 4] = b"RKSN";
@@ -134,11 +134,9 @@ impl Gate {
         bytes.extend_from_slice(id);
         bytes.extend_from_slice(&generation.to_le_bytes());
         bytes.extend_from_slice(&envelope);
-        self.audit(|| {
-            AuditEvent::new("state.export")
-                .actor("host")
-                .target(&entry.id)
-                .detail("generation", u64::from(generation))
+        self.audit(|| Event::StateExport {
+            kernel: entry.id.clone(),
+            generation,
         });
         Ok(Some(StateSnapshot {
             kernel: entry.id.clone(),
@@ -156,20 +154,15 @@ impl Gate {
         expected: u32,
     ) -> Result<()> {
         let result = self.restore_checked(entry, snapshot, expected);
-        self.audit(|| {
-            let ev = AuditEvent::new("state.restore")
-                .actor("host")
-                .target(&entry.id)
-                .detail("expected_generation", u64::from(expected))
-                .detail("offered_generation", u64::from(snapshot.generation));
-            match &result {
-                Ok(()) => ev,
-                // A stale, foreign or forged snapshot is refused, not an accident.
-                Err(e) => ev
-                    .result(AuditResult::Denied)
-                    .detail("error", e.to_string())
-                    .detail("error_code", u64::from(e.code())),
-            }
+        self.audit(|| Event::StateRestore {
+            kernel: entry.id.clone(),
+            expected_generation: expected,
+            offered_generation: snapshot.generation,
+            // A stale, foreign or forged snapshot is refused, not an accident.
+            refusal: result.as_ref().err().map(|e| Refusal {
+                error: e.to_string(),
+                error_code: e.code(),
+            }),
         });
         result
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::gate::Gate;
-use crate::security::audit::{AuditEvent, AuditResult};
+use crate::security::audit::{Event, WatchdogAction};
 use crate::security::sandbox::WatchdogStep;
 
 impl Gate {
@@ -48,17 +48,12 @@ impl Gate {
             if entry.finalized.load(Ordering::Acquire) {
                 continue;
             }
-            self.audit(|| {
-                AuditEvent::new("sandbox.watchdog")
-                    .target(&entry.id)
-                    .result(AuditResult::Denied)
-                    .detail(
-                        "step",
-                        match step {
-                            WatchdogStep::Raise(_) => "raise_should_terminate",
-                            WatchdogStep::Force(_) => "cut_off_after_grace",
-                        },
-                    )
+            self.audit(|| Event::SandboxWatchdog {
+                kernel: entry.id.clone(),
+                step: match step {
+                    WatchdogStep::Raise(_) => WatchdogAction::RaiseShouldTerminate,
+                    WatchdogStep::Force(_) => WatchdogAction::CutOffAfterGrace,
+                },
             });
             match step {
                 WatchdogStep::Raise(_) => {

@@ -5,7 +5,7 @@
 use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::error::{Error, Result};
-use crate::security::audit::{AuditEvent, AuditResult};
+use crate::security::audit::{Event, ViolationAction};
 use crate::security::sandbox::Verdict;
 
 impl Gate {
@@ -40,22 +40,15 @@ impl Gate {
             other => ("other".to_owned(), other.to_string()),
         };
         let action = match verdict {
-            Verdict::AllowLogged(_) => "log_only",
-            Verdict::DenyAndTerminate(_) => "terminate",
-            _ => "deny",
+            Verdict::AllowLogged(_) => ViolationAction::LogOnly,
+            Verdict::DenyAndTerminate(_) => ViolationAction::Terminate,
+            _ => ViolationAction::Deny,
         };
-        self.audit(|| {
-            AuditEvent::new("sandbox.violation")
-                .actor(format!("kernel:{}", entry.id))
-                .target(&entry.id)
-                .result(if action == "log_only" {
-                    AuditResult::Ok
-                } else {
-                    AuditResult::Denied
-                })
-                .detail("kind", kind)
-                .detail("reason", reason)
-                .detail("action", action)
+        self.audit(|| Event::SandboxViolation {
+            kernel: entry.id.clone(),
+            kind,
+            reason,
+            action,
         });
     }
 }

@@ -53,7 +53,7 @@ pub trait SnapshotSource: sealed::Sealed + Send + Sync {
     /// A snapshot of the security state, dated `at`.
     fn security_snapshot(&self, at: SystemTime) -> SecuritySnapshot;
     /// Records `event` in the source's audit log, when it keeps one.
-    fn record_audit(&self, event: AuditEvent);
+    fn record_audit(&self, event: Event);
 }
 
 /// What [`ComplianceReporter::new`] reads from: a running
@@ -80,7 +80,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::security::audit::{AuditEvent, format_time};
+use crate::security::audit::{Event, format_time};
 
 /// The standards reports are generated for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -520,13 +520,12 @@ impl ComplianceReporter {
         let report = self.generate_from(&ctx, standard);
         if let Ok(source) = self.source() {
             let s = report.summary;
-            source.record_audit(
-                AuditEvent::new("compliance.report")
-                    .target(standard.name())
-                    .detail("compliant", s.compliant as u64)
-                    .detail("partially_compliant", s.partially_compliant as u64)
-                    .detail("non_compliant", s.non_compliant as u64),
-            );
+            source.record_audit(Event::ComplianceReport {
+                standard: standard.name().to_owned(),
+                compliant: s.compliant as u64,
+                partially_compliant: s.partially_compliant as u64,
+                non_compliant: s.non_compliant as u64,
+            });
         }
         Ok(report)
     }
@@ -659,12 +658,12 @@ impl ComplianceReporter {
                         .map(|p| p.status.label());
                     if before.is_some_and(|b| b != c.status.label()) {
                         changes += 1;
-                        source.record_audit(
-                            AuditEvent::new("compliance.status_change")
-                                .target(format!("{}/{}", s.name(), c.id))
-                                .detail("from", before.unwrap_or("none"))
-                                .detail("to", c.status.label()),
-                        );
+                        source.record_audit(Event::ComplianceStatusChange {
+                            standard: s.name().to_owned(),
+                            check: c.id.to_string(),
+                            from: before.unwrap_or("none").to_owned(),
+                            to: c.status.label().to_owned(),
+                        });
                     }
                 }
             }
