@@ -17,7 +17,7 @@
 //! # let tmp = tempfile::tempdir()?;
 //! # let dir = tmp.path();
 //! let log = AuditLog::open(AuditConfig::in_directory(dir))?;
-//! log.append(AuditEvent::new("kernel.launch").actor("host").target("processor_1"))?;
+//! log.append(AuditEvent::new("app.deploy").actor("host").target("processor_1"))?;
 //! log.close()?; // seals the segment and signs a close record
 //! let report = verify(dir, &log.public_key())?;
 //! assert_eq!(report.records, 2); // ours, and the log's own `audit.open`
