@@ -169,6 +169,8 @@ pub mod layout {
     pub const KEY_SLOTS: usize = 2;
     /// Parameter words.
     pub const PARAM_WORDS: usize = 44;
+    /// Parameter: the header to seal with ([`HEADER_WORDS`] words).
+    pub const P_HEADER: usize = 9;
     /// Parameter: the input ring's entry words.
     pub const P_RING_CAPACITY: usize = 24;
     /// Parameter: the input ring's read position (as the host wrote it in the header).
@@ -237,11 +239,50 @@ pub mod layout {
     /// Output status: processed, send refused by the route bitmap.
     pub const REFUSED: u32 = 3;
 
-    /// The constants both persistent kernels define by these names (WGSL `const`, CUDA
-    /// `#define`), with these values; the backends' tests check the sources against
-    /// this list, so that a kernel and the host cannot drift apart.
+    /// Words of a [`ControlBlock`](crate::control::ControlBlock).
+    pub const CB_WORDS: usize = crate::control::CONTROL_BLOCK_SIZE / 4;
+
+    /// The word of a [`ControlBlock`](crate::control::ControlBlock) field (the low word
+    /// of a `u64`).
+    macro_rules! cb_word {
+        ($field:ident) => {
+            (std::mem::offset_of!(crate::control::ControlBlock, $field) / 4) as u32
+        };
+    }
+
+    /// The one declaration of the GPU memory layout the kernels use, by the names they
+    /// use. [`wgsl_prelude`] and [`cuda_prelude`] render it as WGSL `const` and CUDA
+    /// `#define` lines, which the backends put in front of the kernel sources
+    /// (`ringkernel-shaders`): the sources define none of these names themselves, so a
+    /// kernel and the host cannot drift apart.
     pub const KERNEL_CONSTANTS: &[(&str, u32)] = &[
+        // Envelope and control block.
         ("RK_HEADER_WORDS", HEADER_WORDS as u32),
+        ("RK_CB_WORDS", CB_WORDS as u32),
+        ("RK_CB_IS_ACTIVE", cb_word!(is_active)),
+        ("RK_CB_SHOULD_TERMINATE", cb_word!(should_terminate)),
+        ("RK_CB_HAS_TERMINATED", cb_word!(has_terminated)),
+        ("RK_CB_LAST_ERROR", cb_word!(last_error)),
+        ("RK_CB_MESSAGES_PROCESSED", cb_word!(messages_processed)),
+        ("RK_CB_MESSAGES_IN_FLIGHT", cb_word!(messages_in_flight)),
+        ("RK_CB_INPUT_HEAD", cb_word!(input_head)),
+        ("RK_CB_INPUT_TAIL", cb_word!(input_tail)),
+        ("RK_CB_OUTPUT_TAIL", cb_word!(output_tail)),
+        // Key slots.
+        ("RK_KEY_SLOT_WORDS", KEY_SLOT_WORDS as u32),
+        ("RK_KEY_SLOTS", KEY_SLOTS as u32),
+        (
+            "RK_KEY_CHECK_NONCE0",
+            u32::from_le_bytes([
+                crate::security::encryption::device::KEY_CHECK_NONCE[0],
+                crate::security::encryption::device::KEY_CHECK_NONCE[1],
+                crate::security::encryption::device::KEY_CHECK_NONCE[2],
+                crate::security::encryption::device::KEY_CHECK_NONCE[3],
+            ]),
+        ),
+        // Parameters.
+        ("RK_PARAM_WORDS", PARAM_WORDS as u32),
+        ("RK_P_HEADER", P_HEADER as u32),
         ("RK_P_RING_CAP", P_RING_CAPACITY as u32),
         ("RK_P_RING_READ", P_RING_READ as u32),
         ("RK_P_RING_WRITE", P_RING_WRITE as u32),
@@ -249,13 +290,18 @@ pub mod layout {
         ("RK_P_ROUTE_WORDS", P_ROUTE_WORDS as u32),
         ("RK_P_KEY_CHECK", P_KEY_CHECK as u32),
         ("RK_KEY_CHECK_WORDS", KEY_CHECK_WORDS as u32),
+        // Input ring.
         (
             "RK_RING_HEADER",
             crate::backend::input_ring::RING_HEADER_WORDS as u32,
         ),
         ("RK_RING_WRAP", crate::backend::input_ring::RING_WRAP),
         ("RK_MAX_BATCH", MAX_ROUND_MESSAGES as u32),
+        // Status words, result codes and the details of a refusal.
         ("RK_STATUS_WORDS", STATUS_WORDS as u32),
+        ("RK_S_RING_READ", S_RING_READ as u32),
+        ("RK_S_DETAIL", S_DETAIL as u32),
+        ("RK_S_FOUND", S_FOUND as u32),
         ("RK_OK", OK),
         ("RK_OPEN_FAILED", OPEN_FAILED),
         ("RK_HEADER_MISMATCH", HEADER_MISMATCH),
@@ -271,7 +317,36 @@ pub mod layout {
         ("RK_D_RING_ENTRY", D_RING_ENTRY),
         ("RK_D_RING_WRAP", D_RING_WRAP),
         ("RK_D_RING_END", D_RING_END),
+        // Output statuses.
+        ("RK_PROCESSED", PROCESSED),
+        ("RK_FORWARDED", FORWARDED),
+        ("RK_REFUSED", REFUSED),
     ];
+
+    /// [`KERNEL_CONSTANTS`] as WGSL: one `const RK_X: u32 = 5u;` line each. WGSL has
+    /// no `#include`: the wgpu backend puts this in front of every module it compiles.
+    pub fn wgsl_prelude() -> String {
+        render(|name, value| format!("const {name}: u32 = {value}u;"))
+    }
+
+    /// [`KERNEL_CONSTANTS`] as CUDA C: one `#define RK_X 5u` line each. The CUDA
+    /// backend puts this in front of the program it hands NVRTC (and the host-compiled
+    /// tests include it as a header).
+    pub fn cuda_prelude() -> String {
+        render(|name, value| format!("#define {name} {value}u"))
+    }
+
+    fn render(line: impl Fn(&str, u32) -> String) -> String {
+        let mut out = String::from(
+            "// Generated from ringkernel-core backend/device.rs (layout::KERNEL_CONSTANTS).\n\
+             // Do not edit: change the Rust declaration.\n",
+        );
+        for (name, value) in KERNEL_CONSTANTS {
+            out.push_str(&line(name, *value));
+            out.push('\n');
+        }
+        out
+    }
 
     /// The constants a kernel source defines, as (name, value): WGSL
     /// `const RK_X: u32 = 5u;` and CUDA `#define RK_X 5u` lines.
@@ -462,7 +537,7 @@ pub fn plan_round(
                     "unexpected control-block header size".into(),
                 ));
             }
-            params[9..9 + HEADER_WORDS].copy_from_slice(&header);
+            params[P_HEADER..P_HEADER + HEADER_WORDS].copy_from_slice(&header);
             crate::security::encryption::device::device_sealed_len(
                 crate::control::CONTROL_BLOCK_SIZE,
             )
@@ -978,5 +1053,63 @@ mod tests {
         assert_eq!(DeviceProgram::checksum_of(b""), 0x811c_9dc5);
         assert_eq!(DeviceProgram::checksum_of(b"a"), 0xe40c_292c);
         assert_eq!(DeviceProgram::checksum_of(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn the_preludes_give_the_control_block_s_field_offsets() {
+        use crate::control::ControlBlock;
+        use std::mem::offset_of;
+        let fields = [
+            ("RK_CB_IS_ACTIVE", offset_of!(ControlBlock, is_active)),
+            (
+                "RK_CB_SHOULD_TERMINATE",
+                offset_of!(ControlBlock, should_terminate),
+            ),
+            (
+                "RK_CB_HAS_TERMINATED",
+                offset_of!(ControlBlock, has_terminated),
+            ),
+            ("RK_CB_LAST_ERROR", offset_of!(ControlBlock, last_error)),
+            (
+                "RK_CB_MESSAGES_PROCESSED",
+                offset_of!(ControlBlock, messages_processed),
+            ),
+            (
+                "RK_CB_MESSAGES_IN_FLIGHT",
+                offset_of!(ControlBlock, messages_in_flight),
+            ),
+            ("RK_CB_INPUT_HEAD", offset_of!(ControlBlock, input_head)),
+            ("RK_CB_INPUT_TAIL", offset_of!(ControlBlock, input_tail)),
+            ("RK_CB_OUTPUT_TAIL", offset_of!(ControlBlock, output_tail)),
+            ("RK_CB_WORDS", size_of::<ControlBlock>()),
+        ];
+        for prelude in [layout::wgsl_prelude(), layout::cuda_prelude()] {
+            let defined = layout::defined_constants(&prelude);
+            for (name, bytes) in fields {
+                let found: Vec<u32> = defined
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .collect();
+                assert_eq!(found, [(bytes / 4) as u32], "{name} in\n{prelude}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_prelude_defines_every_kernel_constant_once() {
+        for prelude in [layout::wgsl_prelude(), layout::cuda_prelude()] {
+            let defined = layout::defined_constants(&prelude);
+            assert_eq!(defined.len(), layout::KERNEL_CONSTANTS.len(), "{prelude}");
+            for ((name, value), (n, v)) in layout::KERNEL_CONSTANTS.iter().zip(&defined) {
+                assert_eq!((*name, *value), (n.as_str(), *v));
+            }
+        }
+        // The key check values' nonce starts with the byte the host uses.
+        let nonce = crate::security::encryption::device::KEY_CHECK_NONCE;
+        assert!(layout::KERNEL_CONSTANTS.contains(&(
+            "RK_KEY_CHECK_NONCE0",
+            u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]])
+        )));
     }
 }
