@@ -86,6 +86,9 @@ fn build_shim(cc: &str, sanitize: bool) -> Result<PathBuf, String> {
     let mut hasher = DefaultHasher::new();
     (cc, sanitize, CFLAGS, SANITIZERS).hash(&mut hasher);
     std::fs::read(&source).unwrap().hash(&mut hasher);
+    // The layout prelude the kernels use, generated from the host's declaration.
+    let prelude = ringkernel_cuda::sources::prelude();
+    prelude.hash(&mut hasher);
     let mut kernels: Vec<PathBuf> = std::fs::read_dir(&include)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -100,16 +103,24 @@ fn build_shim(cc: &str, sanitize: bool) -> Result<PathBuf, String> {
         return Ok(exe);
     }
     let partial = exe.with_extension(format!("{}.partial", std::process::id()));
+    let generated = exe.with_extension(format!("{}.include", std::process::id()));
+    std::fs::create_dir_all(&generated).map_err(|e| format!("{}: {e}", generated.display()))?;
+    std::fs::write(generated.join("ringkernel_layout.h"), &prelude)
+        .map_err(|e| format!("{}: {e}", generated.display()))?;
     let out = Command::new(cc)
         .args(CFLAGS)
         .args(if sanitize { &SANITIZERS[..] } else { &[] })
         .arg("-I")
         .arg(&include)
+        .arg("-I")
+        .arg(&generated)
         .arg(&source)
         .arg("-o")
         .arg(&partial)
         .output()
-        .map_err(|e| format!("cannot run the C compiler {cc:?}: {e}"))?;
+        .map_err(|e| format!("cannot run the C compiler {cc:?}: {e}"));
+    let _ = std::fs::remove_dir_all(&generated);
+    let out = out?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);
         return Err(format!(
@@ -940,15 +951,26 @@ mod round {
 
     #[test]
     fn the_persistent_kernel_uses_the_host_s_round_layout() {
-        let source = ringkernel_cuda::sources::PERSISTENT_CU;
-        let defined = layout::defined_constants(source);
+        // The sources define no layout constant themselves: every one comes, once, from
+        // the prelude generated from the host's declaration (which the shim compiled
+        // above includes, as NVRTC's program does).
+        for (file, source) in ringkernel_shaders::cuda::FILES {
+            for (name, _) in layout::defined_constants(source) {
+                assert!(
+                    !layout::KERNEL_CONSTANTS.iter().any(|(n, _)| *n == name),
+                    "{file} defines {name} by hand"
+                );
+            }
+        }
+        let program = ringkernel_cuda::sources::program();
+        let defined = layout::defined_constants(&program);
         for (name, value) in layout::KERNEL_CONSTANTS {
             let found: Vec<u32> = defined
                 .iter()
                 .filter(|(n, _)| n == name)
                 .map(|(_, v)| *v)
                 .collect();
-            assert_eq!(found, [*value], "{name} in persistent_kernel.cu");
+            assert_eq!(found, [*value], "{name} in the NVRTC program");
         }
     }
 

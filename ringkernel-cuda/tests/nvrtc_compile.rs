@@ -72,7 +72,13 @@ fn every_cuda_source_compiles_to_ptx_and_cubin_without_warnings() {
         if path.extension().is_none_or(|e| e != "cu") {
             continue;
         }
-        let src = std::fs::read_to_string(&path).expect("read source");
+        // As the backend compiles it: the layout prelude generated from the host's
+        // declaration in front (the sources define none of its constants).
+        let src = format!(
+            "{}\n{}",
+            ringkernel_cuda::sources::prelude(),
+            std::fs::read_to_string(&path).expect("read source")
+        );
         let opts = CompileOptions {
             arch: Some("compute_90"),
             include_paths: vec![dir.display().to_string()],

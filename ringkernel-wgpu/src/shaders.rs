@@ -1,29 +1,39 @@
-//! The WGSL sources (one copy, in `shaders/wgsl/`) and their compiled pipelines.
+//! The WGSL sources (one copy, in `ringkernel-shaders`) and their compiled pipelines.
 //!
-//! WGSL has no `#include`: every kernel file is appended to the cipher library
-//! `chacha20_poly1305.wgsl` to form one module.
+//! WGSL has no `#include`: every module is the layout prelude generated from
+//! `ringkernel_core::backend::device::layout`, the cipher library
+//! `chacha20_poly1305.wgsl` and one kernel file.
 
 use ringkernel_core::Error;
+use ringkernel_shaders::wgsl;
 
 /// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings.
-pub const CIPHER_WGSL: &str = include_str!("../../shaders/wgsl/chacha20_poly1305.wgsl");
+pub const CIPHER_WGSL: &str = wgsl::CHACHA20_POLY1305;
 /// Single-shot seal/open of many records, one per invocation.
-pub const AEAD_BATCH_WGSL: &str = include_str!("../../shaders/wgsl/aead_batch.wgsl");
+pub const AEAD_BATCH_WGSL: &str = wgsl::AEAD_BATCH;
 /// Chunked STREAM seal/open of device buffers, one chunk per workgroup.
-pub const STREAM_AEAD_WGSL: &str = include_str!("../../shaders/wgsl/stream_aead.wgsl");
-/// The persistent kernel: sealed control block, input batch, device route check.
-pub const PERSISTENT_WGSL: &str = include_str!("../../shaders/wgsl/persistent_kernel.wgsl");
+pub const STREAM_AEAD_WGSL: &str = wgsl::STREAM_AEAD;
+/// The persistent kernel: sealed control block, input batch, device route check (its
+/// layout constants come from [`prelude`]).
+pub const PERSISTENT_WGSL: &str = wgsl::PERSISTENT_KERNEL;
 
-/// Every module the backend compiles, by name: the cipher library followed by one
-/// kernel file.
+/// The layout constants the kernels use, as WGSL `const` lines rendered from the
+/// host's declaration ([`layout::wgsl_prelude`](ringkernel_core::backend::device::layout::wgsl_prelude)).
+pub fn prelude() -> String {
+    ringkernel_core::backend::device::layout::wgsl_prelude()
+}
+
+/// Every module the backend compiles, by name: the layout prelude, the cipher library,
+/// then one kernel file.
 pub fn modules() -> Vec<(&'static str, String)> {
+    let prelude = prelude();
     [
         ("aead_batch", AEAD_BATCH_WGSL),
         ("stream_aead", STREAM_AEAD_WGSL),
         ("persistent_kernel", PERSISTENT_WGSL),
     ]
     .into_iter()
-    .map(|(name, src)| (name, format!("{CIPHER_WGSL}\n{src}")))
+    .map(|(name, src)| (name, format!("{prelude}\n{CIPHER_WGSL}\n{src}")))
     .collect()
 }
 

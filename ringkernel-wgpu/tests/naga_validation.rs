@@ -1,4 +1,4 @@
-//! Every WGSL file in `shaders/wgsl/` parses and validates with naga, both as the
+//! Every WGSL file in `ringkernel-shaders` parses and validates with naga, both as the
 //! library alone and as each module the backend builds (library + kernel file). Needs
 //! no adapter.
 
@@ -31,40 +31,41 @@ fn every_wgsl_module_validates_without_optional_capabilities() {
 }
 
 #[test]
-fn every_wgsl_file_on_disk_is_part_of_a_module() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders/wgsl");
+fn every_wgsl_file_is_part_of_a_module() {
     let modules = ringkernel_wgpu::shaders::modules();
-    for f in std::fs::read_dir(dir).unwrap() {
-        let path = f.unwrap().path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(
-                text == ringkernel_wgpu::shaders::CIPHER_WGSL
-                    || modules.iter().any(|(_, m)| m.ends_with(&text)),
-                "{} is not compiled by the backend (and so not validated)",
-                path.display()
-            );
-        }
+    for (file, text) in ringkernel_shaders::wgsl::FILES {
+        assert!(
+            text == ringkernel_wgpu::shaders::CIPHER_WGSL
+                || modules.iter().any(|(_, m)| m.ends_with(text)),
+            "{file} is not compiled by the backend (and so not validated)"
+        );
     }
 }
 
+/// The modules naga validated above take every layout constant, once, from the prelude
+/// generated from the host's declaration; no source defines one by hand.
 #[test]
-fn the_persistent_kernel_uses_the_host_s_round_layout() {
+fn the_kernels_use_the_host_s_layout_from_the_generated_prelude() {
     use ringkernel_core::backend::device::layout::{KERNEL_CONSTANTS, defined_constants};
-    let defined = defined_constants(ringkernel_wgpu::shaders::PERSISTENT_WGSL);
-    for (name, value) in KERNEL_CONSTANTS {
-        let found: Vec<u32> = defined
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| *v)
-            .collect();
-        assert_eq!(found, [*value], "{name} in persistent_kernel.wgsl");
+    for (file, source) in ringkernel_shaders::wgsl::FILES {
+        for (name, _) in defined_constants(source) {
+            assert!(
+                !KERNEL_CONSTANTS.iter().any(|(n, _)| *n == name),
+                "{file} defines {name} by hand"
+            );
+        }
     }
-    // The key check values' nonce starts with the byte the host uses.
-    let nonce0 = defined.iter().find(|(n, _)| n == "RK_KEY_CHECK_NONCE0");
-    let host = ringkernel_core::security::encryption::device::KEY_CHECK_NONCE;
-    assert_eq!(
-        nonce0.map(|(_, v)| *v),
-        Some(u32::from_le_bytes([host[0], host[1], host[2], host[3]]))
-    );
+    let prelude = ringkernel_wgpu::shaders::prelude();
+    for (module, source) in ringkernel_wgpu::shaders::modules() {
+        assert!(source.starts_with(&prelude), "{module} lacks the prelude");
+        let defined = defined_constants(&source);
+        for (name, value) in KERNEL_CONSTANTS {
+            let found: Vec<u32> = defined
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .collect();
+            assert_eq!(found, [*value], "{name} in module {module}");
+        }
+    }
 }

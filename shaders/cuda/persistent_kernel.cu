@@ -22,37 +22,9 @@
 // through a barrier (no divergence into a deadlock); there is no grid-wide sync.
 #include "chacha20_poly1305.cuh"
 
-#define RK_HEADER_WORDS 13u
-#define RK_CB_WORDS 32u
-#define RK_P_HEADER 9u
-#define RK_P_RING_CAP 24u
-#define RK_P_RING_READ 25u
-#define RK_P_RING_WRITE 26u
-#define RK_P_RING_END 27u
-#define RK_P_ROUTE_WORDS 28u
-#define RK_P_KEY_CHECK 29u
-#define RK_KEY_CHECK_WORDS 6u
-#define RK_RING_HEADER 4u
-#define RK_RING_WRAP 0xffffffffu
-#define RK_MAX_BATCH 256u
-#define RK_STATUS_WORDS 12u
-
-// Result codes (status word 0) and the details of a refusal (status word 7).
-#define RK_OK 0u
-#define RK_OPEN_FAILED 1u
-#define RK_HEADER_MISMATCH 2u
-#define RK_NO_KEY 3u
-#define RK_RING_CORRUPT 4u
-#define RK_KEY_SLOT_CORRUPT 5u
-#define RK_ROUND_INVALID 6u
-#define RK_D_HEADER_MALFORMED 1u
-#define RK_D_HEADER_CONTEXT 2u
-#define RK_D_HEADER_INCARNATION 3u
-#define RK_D_HEADER_SEQUENCE 4u
-#define RK_D_RING_POSITIONS 1u
-#define RK_D_RING_ENTRY 2u
-#define RK_D_RING_WRAP 3u
-#define RK_D_RING_END 4u
+// The layout constants (RK_HEADER_WORDS, RK_P_*, RK_CB_*, result codes, ...) come from
+// the prelude the host generates from ringkernel-core's layout::KERNEL_CONSTANTS
+// (NVRTC: put in front of the program; the host tests: ringkernel_layout.h).
 
 // FNV-1a (32-bit) of `len` bytes.
 RK_DEVICE rk_u32 rk_fnv1a(const rk_u8 *p, rk_u32 len) {
@@ -76,11 +48,12 @@ RK_DEVICE int rk_route_permitted(const rk_u32 *params, const rk_u32 *routes,
     return (int)((routes[bit / 32u] >> (bit % 32u)) & 1u);
 }
 
-// The nonce of the key check values: byte 0 is 0x7f, a direction no envelope nonce has
-// (ringkernel-core security/encryption/device.rs, KEY_CHECK_NONCE).
+// The nonce of the key check values: its first word is RK_KEY_CHECK_NONCE0 (byte 0 is
+// 0x7f, a direction no envelope nonce has), the rest zero (ringkernel-core
+// security/encryption/device.rs, KEY_CHECK_NONCE).
 RK_DEVICE void rk_key_check_nonce(rk_u8 nonce[12]) {
     for (int i = 0; i < 12; i++) nonce[i] = 0;
-    nonce[0] = 0x7f;
+    for (int i = 0; i < 4; i++) nonce[i] = (rk_u8)(RK_KEY_CHECK_NONCE0 >> (8 * i));
 }
 
 // Every key slot the host filled must hold what it wrote: the epoch, the valid mark and
@@ -172,21 +145,21 @@ RK_DEVICE void rk_add_u64(rk_u32 *cb, rk_u32 lo, rk_u32 n) {
 RK_DEVICE void rk_update_counters(rk_u32 *cb, const rk_u32 *params, rk_u32 processed,
                                   rk_u32 forwarded, int terminating) {
     if (terminating) {
-        cb[0] = 0u;
-        cb[2] = 1u;
+        cb[RK_CB_IS_ACTIVE] = 0u;
+        cb[RK_CB_HAS_TERMINATED] = 1u;
     }
-    rk_add_u64(cb, 4u, processed);
-    rk_add_u64(cb, 8u, processed);
-    rk_add_u64(cb, 14u, forwarded);
+    rk_add_u64(cb, RK_CB_MESSAGES_PROCESSED, processed);
+    rk_add_u64(cb, RK_CB_INPUT_HEAD, processed);
+    rk_add_u64(cb, RK_CB_OUTPUT_TAIL, forwarded);
     rk_u32 tail_lo = params[22], tail_hi = params[23];
-    if (tail_hi < cb[9] || (tail_hi == cb[9] && tail_lo < cb[8])) {
-        tail_lo = cb[8];
-        tail_hi = cb[9];
+    if (tail_hi < cb[RK_CB_INPUT_HEAD + 1u] || (tail_hi == cb[RK_CB_INPUT_HEAD + 1u] && tail_lo < cb[RK_CB_INPUT_HEAD])) {
+        tail_lo = cb[RK_CB_INPUT_HEAD];
+        tail_hi = cb[RK_CB_INPUT_HEAD + 1u];
     }
-    cb[10] = tail_lo;
-    cb[11] = tail_hi;
-    cb[6] = tail_lo - cb[8];
-    cb[7] = tail_hi - cb[9] - (tail_lo < cb[8] ? 1u : 0u);
+    cb[RK_CB_INPUT_TAIL] = tail_lo;
+    cb[RK_CB_INPUT_TAIL + 1u] = tail_hi;
+    cb[RK_CB_MESSAGES_IN_FLIGHT] = tail_lo - cb[RK_CB_INPUT_HEAD];
+    cb[RK_CB_MESSAGES_IN_FLIGHT + 1u] = tail_hi - cb[RK_CB_INPUT_HEAD + 1u] - (tail_lo < cb[RK_CB_INPUT_HEAD] ? 1u : 0u);
 }
 
 // Walks the round's entries: from the read position to the end position the host wrote
@@ -291,7 +264,7 @@ RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
     // The host's read position: where the ring stands when the round takes nothing.
     *read_old = params[RK_P_RING_READ];
     *read_new = *read_old;
-    if (result == RK_OK && cb[1] != 1u)
+    if (result == RK_OK && cb[RK_CB_SHOULD_TERMINATE] != 1u)
         result = rk_ring_walk(params, ring, ring_words, output_words, offs, lens, count,
                               read_new, status);
     status[0] = result;
@@ -300,7 +273,7 @@ RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
         for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
         return 1u;
     }
-    return cb[1] == 1u ? 2u : 0u;
+    return cb[RK_CB_SHOULD_TERMINATE] == 1u ? 2u : 0u;
 }
 
 // Thread 0's part after the last barrier of a round that was not refused: counters,

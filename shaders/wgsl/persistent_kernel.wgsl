@@ -49,42 +49,10 @@
 // ring's read position after the round, 7 the detail of a refusal, 8/9 what it found.
 @group(0) @binding(6) var<storage, read_write> status: array<u32>;
 
-const RK_HEADER_WORDS: u32 = 13u;
-const RK_CB_WORDS: u32 = 32u;
-const RK_P_HEADER: u32 = 9u;
-const RK_P_RING_CAP: u32 = 24u;
-const RK_P_RING_READ: u32 = 25u;
-const RK_P_RING_WRITE: u32 = 26u;
-const RK_P_RING_END: u32 = 27u;
-const RK_P_ROUTE_WORDS: u32 = 28u;
-const RK_P_KEY_CHECK: u32 = 29u;
-const RK_KEY_CHECK_WORDS: u32 = 6u;
-const RK_RING_HEADER: u32 = 4u;
-const RK_RING_WRAP: u32 = 0xffffffffu;
-const RK_MAX_BATCH: u32 = 256u;
-const RK_STATUS_WORDS: u32 = 12u;
-// The first word of the key check values' nonce (byte 0 is 0x7f, a direction no
-// envelope nonce has; ringkernel-core security/encryption/device.rs, KEY_CHECK_NONCE).
-const RK_KEY_CHECK_NONCE0: u32 = 0x7fu;
+// The layout constants (RK_HEADER_WORDS, RK_P_*, RK_CB_*, result codes, ...) come from
+// the prelude the host generates from ringkernel-core's layout::KERNEL_CONSTANTS.
 
-// Result codes (status word 0) and the details of a refusal (status word 7).
-const RK_OK: u32 = 0u;
-const RK_OPEN_FAILED: u32 = 1u;
-const RK_HEADER_MISMATCH: u32 = 2u;
-const RK_NO_KEY: u32 = 3u;
-const RK_RING_CORRUPT: u32 = 4u;
-const RK_KEY_SLOT_CORRUPT: u32 = 5u;
-const RK_ROUND_INVALID: u32 = 6u;
-const RK_D_HEADER_MALFORMED: u32 = 1u;
-const RK_D_HEADER_CONTEXT: u32 = 2u;
-const RK_D_HEADER_INCARNATION: u32 = 3u;
-const RK_D_HEADER_SEQUENCE: u32 = 4u;
-const RK_D_RING_POSITIONS: u32 = 1u;
-const RK_D_RING_ENTRY: u32 = 2u;
-const RK_D_RING_WRAP: u32 = 3u;
-const RK_D_RING_END: u32 = 4u;
-
-var<workgroup> rk_cb: array<u32, 32>;
+var<workgroup> rk_cb: array<u32, RK_CB_WORDS>;
 var<workgroup> rk_state: u32;
 // The batch taken from the ring: each entry's payload (word index into `ring`) and
 // length, how many, and the read position before and after.
@@ -374,7 +342,7 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         rk_read_new = rk_read_old;
         // The termination flag is read once, here, and shared with every invocation
         // before the barrier: no invocation can take another path through a barrier.
-        if (result == RK_OK && rk_cb[1] != 1u) {
+        if (result == RK_OK && rk_cb[RK_CB_SHOULD_TERMINATE] != 1u) {
             result = rk_ring_walk();
         }
         status[0] = result;
@@ -385,7 +353,7 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
             for (var w = 0u; w < RK_CB_WORDS; w++) {
                 rk_cb[w] = 0u;
             }
-        } else if (rk_cb[1] == 1u) {
+        } else if (rk_cb[RK_CB_SHOULD_TERMINATE] == 1u) {
             rk_state = 2u;
         } else {
             rk_state = 0u;
@@ -429,23 +397,23 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         let processed = atomicLoad(&rk_processed);
         let forwarded = atomicLoad(&rk_forwarded);
         if (state == 2u) {
-            rk_cb[0] = 0u;
-            rk_cb[2] = 1u;
+            rk_cb[RK_CB_IS_ACTIVE] = 0u;
+            rk_cb[RK_CB_HAS_TERMINATED] = 1u;
         }
-        rk_add_u64(4u, processed);
-        rk_add_u64(8u, processed);
-        rk_add_u64(14u, forwarded);
+        rk_add_u64(RK_CB_MESSAGES_PROCESSED, processed);
+        rk_add_u64(RK_CB_INPUT_HEAD, processed);
+        rk_add_u64(RK_CB_OUTPUT_TAIL, forwarded);
         // input_tail = max(messages ever enqueued, input_head); in flight = tail - head.
         var tail_lo = params[22];
         var tail_hi = params[23];
-        if (tail_hi < rk_cb[9] || (tail_hi == rk_cb[9] && tail_lo < rk_cb[8])) {
-            tail_lo = rk_cb[8];
-            tail_hi = rk_cb[9];
+        if (tail_hi < rk_cb[RK_CB_INPUT_HEAD + 1u] || (tail_hi == rk_cb[RK_CB_INPUT_HEAD + 1u] && tail_lo < rk_cb[RK_CB_INPUT_HEAD])) {
+            tail_lo = rk_cb[RK_CB_INPUT_HEAD];
+            tail_hi = rk_cb[RK_CB_INPUT_HEAD + 1u];
         }
-        rk_cb[10] = tail_lo;
-        rk_cb[11] = tail_hi;
-        rk_cb[6] = tail_lo - rk_cb[8];
-        rk_cb[7] = tail_hi - rk_cb[9] - select(0u, 1u, tail_lo < rk_cb[8]);
+        rk_cb[RK_CB_INPUT_TAIL] = tail_lo;
+        rk_cb[RK_CB_INPUT_TAIL + 1u] = tail_hi;
+        rk_cb[RK_CB_MESSAGES_IN_FLIGHT] = tail_lo - rk_cb[RK_CB_INPUT_HEAD];
+        rk_cb[RK_CB_MESSAGES_IN_FLIGHT + 1u] = tail_hi - rk_cb[RK_CB_INPUT_HEAD + 1u] - select(0u, 1u, tail_lo < rk_cb[RK_CB_INPUT_HEAD]);
         if (params[0] == 1u) {
             rk_seal_control();
         } else {
