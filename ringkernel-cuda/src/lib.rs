@@ -2,8 +2,9 @@
 //!
 //! The CUDA backend for `ringkernel-core`, on cudarc's driver API with dynamic loading.
 //!
-//! - Kernels live in `shaders/cuda/*.cu` and are compiled at run time by NVRTC for the
-//!   device's architecture. The PTX is cached per architecture for the life of the
+//! - Kernels live in `ringkernel-shaders` (`shaders/cuda/*.cu`), behind the layout
+//!   prelude generated from `ringkernel_core::backend::device::layout`, and are compiled
+//!   at run time by NVRTC for the device's architecture. The PTX is cached per architecture for the life of the
 //!   process.
 //! - Buffers are device memory, zeroed on allocation and on free.
 //! - Device programs (`KernelProgram::Device`) run the persistent kernel in rounds,

@@ -42,13 +42,6 @@ use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, MemoryEncryption, SequenceCheck,
 };
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 const CFLAGS: [&str; 6] = [
     "-std=c11",
     "-O2",
@@ -82,44 +75,40 @@ fn shim() -> &'static Path {
 /// left in the system's temporary directory).
 fn build_shim(cc: &str, sanitize: bool) -> Result<PathBuf, String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/host_shim/cipher_shim.c");
-    let include = repo_root().join("shaders/cuda");
     let mut hasher = DefaultHasher::new();
     (cc, sanitize, CFLAGS, SANITIZERS).hash(&mut hasher);
     std::fs::read(&source).unwrap().hash(&mut hasher);
-    // The layout prelude the kernels use, generated from the host's declaration.
+    // The kernel sources (from ringkernel-shaders, not from disk outside this crate) and
+    // the layout prelude they use, generated from the host's declaration.
     let prelude = ringkernel_cuda::sources::prelude();
-    prelude.hash(&mut hasher);
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir(&include)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let headers: Vec<(&str, &str)> = ringkernel_shaders::cuda::FILES
+        .into_iter()
+        .chain([("ringkernel_layout.h", prelude.as_str())])
         .collect();
-    kernels.sort();
-    for path in kernels {
-        (path.file_name(), std::fs::read(&path).unwrap()).hash(&mut hasher);
-    }
+    headers.hash(&mut hasher);
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("cipher_shim-{:016x}", hasher.finish()));
     if exe.exists() {
         return Ok(exe);
     }
     let partial = exe.with_extension(format!("{}.partial", std::process::id()));
-    let generated = exe.with_extension(format!("{}.include", std::process::id()));
-    std::fs::create_dir_all(&generated).map_err(|e| format!("{}: {e}", generated.display()))?;
-    std::fs::write(generated.join("ringkernel_layout.h"), &prelude)
-        .map_err(|e| format!("{}: {e}", generated.display()))?;
+    let include = exe.with_extension(format!("{}.include", std::process::id()));
+    std::fs::create_dir_all(&include).map_err(|e| format!("{}: {e}", include.display()))?;
+    for (name, text) in &headers {
+        std::fs::write(include.join(name), text)
+            .map_err(|e| format!("{}: {e}", include.display()))?;
+    }
     let out = Command::new(cc)
         .args(CFLAGS)
         .args(if sanitize { &SANITIZERS[..] } else { &[] })
         .arg("-I")
         .arg(&include)
-        .arg("-I")
-        .arg(&generated)
         .arg(&source)
         .arg("-o")
         .arg(&partial)
         .output()
         .map_err(|e| format!("cannot run the C compiler {cc:?}: {e}"));
-    let _ = std::fs::remove_dir_all(&generated);
+    let _ = std::fs::remove_dir_all(&include);
     let out = out?;
     if !out.status.success() {
         let _ = std::fs::remove_file(&partial);

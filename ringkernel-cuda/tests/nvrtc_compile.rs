@@ -1,24 +1,21 @@
-//! Every CUDA source in `shaders/cuda/` compiles with NVRTC, without a single warning,
+//! Every CUDA source in `ringkernel-shaders` (`shaders/cuda/`), behind the generated
+//! layout prelude and with its cipher header inlined as the backend does, compiles with
+//! NVRTC, without a single warning,
 //! to PTX for compute_90 and to a CUBIN for sm_90 (through `nvrtcGetCUBIN`).
 //! NVRTC needs no GPU: `scripts/test.sh` installs the `nvidia-cuda-nvrtc-cu12` wheel,
 //! puts its library on LD_LIBRARY_PATH and sets RINGKERNEL_REQUIRE_NVRTC=1, under which
 //! a missing libnvrtc fails this test; elsewhere the test says why it skips.
-
-use std::path::Path;
 
 use std::ffi::CString;
 
 use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts, result, sys};
 
 /// Compiles `src` for `sm_90` and returns (CUBIN bytes, compiler log).
-fn compile_cubin(src: &str, name: &str, include_dir: &Path) -> Result<(Vec<u8>, String), String> {
+fn compile_cubin(src: &str, name: &str) -> Result<(Vec<u8>, String), String> {
     let src = CString::new(src).map_err(|e| e.to_string())?;
     let name = CString::new(name).map_err(|e| e.to_string())?;
     let prog = result::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
-    let options = [
-        "--gpu-architecture=sm_90".to_owned(),
-        format!("--include-path={}", include_dir.display()),
-    ];
+    let options = ["--gpu-architecture=sm_90".to_owned()];
     // SAFETY: `prog` was created above from `src`/`name`, which outlive it, and is
     // destroyed exactly once below; the buffers passed to NVRTC are sized by the
     // sizes NVRTC reported.
@@ -65,33 +62,33 @@ fn every_cuda_source_compiles_to_ptx_and_cubin_without_warnings() {
         );
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shaders/cuda");
     let mut compiled = 0;
-    for entry in std::fs::read_dir(&dir).expect("shaders/cuda") {
-        let path = entry.expect("entry").path();
-        if path.extension().is_none_or(|e| e != "cu") {
+    for (file, text) in ringkernel_shaders::cuda::FILES {
+        if !file.ends_with(".cu") {
             continue;
         }
         // As the backend compiles it: the layout prelude generated from the host's
-        // declaration in front (the sources define none of its constants).
+        // declaration in front (the sources define none of its constants), the cipher
+        // header inlined.
         let src = format!(
             "{}\n{}",
             ringkernel_cuda::sources::prelude(),
-            std::fs::read_to_string(&path).expect("read source")
+            text.replace(
+                "#include \"chacha20_poly1305.cuh\"",
+                ringkernel_cuda::sources::CIPHER_CUH
+            )
         );
         let opts = CompileOptions {
             arch: Some("compute_90"),
-            include_paths: vec![dir.display().to_string()],
-            name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            name: Some(file.to_owned()),
             ..Default::default()
         };
         let ptx = compile_ptx_with_opts(&src, opts)
-            .unwrap_or_else(|e| panic!("{} does not compile with NVRTC: {e:?}", path.display()));
+            .unwrap_or_else(|e| panic!("{file} does not compile with NVRTC: {e:?}"));
         let text = ptx.to_src();
         assert!(
             text.contains(".target sm_90"),
-            "{}: not compiled for compute_90",
-            path.display()
+            "{file}: not compiled for compute_90"
         );
         for kernel in [
             "rk_stream_seal",
@@ -106,22 +103,20 @@ fn every_cuda_source_compiles_to_ptx_and_cubin_without_warnings() {
                 );
             }
         }
-        let (cubin, log) = compile_cubin(&src, &path.display().to_string(), &dir)
-            .unwrap_or_else(|e| panic!("{} does not compile to a CUBIN: {e}", path.display()));
+        let (cubin, log) = compile_cubin(&src, file)
+            .unwrap_or_else(|e| panic!("{file} does not compile to a CUBIN: {e}"));
         assert!(
             cubin.starts_with(b"\x7fELF"),
-            "{}: CUBIN is not an ELF image",
-            path.display()
+            "{file}: CUBIN is not an ELF image"
         );
         // Warnings are errors: the log of a clean compile is empty.
         assert!(
             !log.to_lowercase().contains("warning"),
-            "{} compiles with warnings:\n{log}",
-            path.display()
+            "{file} compiles with warnings:\n{log}"
         );
         compiled += 1;
     }
-    assert!(compiled >= 1, "no .cu files found in {}", dir.display());
+    assert!(compiled >= 1, "no .cu files in ringkernel-shaders");
 }
 
 /// The one program the backend hands NVRTC at run time (every kernel, header inlined)
