@@ -1,0 +1,147 @@
+//! The command-line grammar (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ringkernel_core::security::audit::Anchor;
+
+/// The RingKernel command line: audit logs, fleet reports, keystores.
+#[derive(Debug, Parser)]
+#[command(name = "ringkernel", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Audit logs: verify, read the last records, show the signed head.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Compliance reports.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// The production keystore of a state directory.
+    #[command(subcommand)]
+    Keystore(KeystoreCommand),
+    /// Prints a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Verifies a (copied) audit log with the public key alone.
+    ///
+    /// Exit status: 0 verified (closed or open), 1 tampered, 2 usage or I/O error,
+    /// 3 truncated, 4 no log.
+    Verify(VerifyArgs),
+    /// Prints the last records of a log (not verified: use `verify` for that).
+    Tail(TailArgs),
+    /// Prints the signed head, verified with the key, and its anchor: what to ship off
+    /// the machine.
+    Heads(HeadsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The audit public key: 64 hex digits, or `@file` holding them.
+    #[arg(long, value_name = "HEX|@FILE")]
+    pub(crate) key: String,
+    /// A head shipped off the machine earlier (`<last-hash>[:<records>]`, or
+    /// `-:<records>`): a log that falls short of it was rolled back.
+    #[arg(long, value_name = "HASH[:COUNT]", value_parser = parse_anchor)]
+    pub(crate) anchor: Option<Anchor>,
+    /// One JSON object on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Progress on stderr even when stderr is not a terminal.
+    #[arg(long)]
+    pub(crate) progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// How many records.
+    #[arg(short = 'n', long = "lines", default_value_t = 20, value_name = "N")]
+    pub(crate) count: usize,
+    /// The records as JSON lines (as stored).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HeadsArgs {
+    /// The log directory.
+    pub(crate) dir: PathBuf,
+    /// The audit public key: 64 hex digits, or `@file` holding them.
+    #[arg(long, value_name = "HEX|@FILE")]
+    pub(crate) key: String,
+    /// One JSON object on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Merges runtimes' JSON compliance reports into one fleet report per standard.
+    Fleet(FleetArgs),
+}
+
+/// Output format of fleet reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FleetFormat {
+    /// A JSON array of fleet reports.
+    Json,
+    /// Markdown, one section per standard.
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    /// Reports' JSON exports.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub(crate) reports: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FleetFormat::Markdown)]
+    pub(crate) format: FleetFormat,
+    /// Writes to this file instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeystoreCommand {
+    /// Creates a keystore with fresh keys; fails if the directory holds one.
+    Init(KeystoreArgs),
+    /// Prints what the keystore holds, never a secret.
+    Inspect(KeystoreArgs),
+    /// Starts a new key epoch and writes it to the keystore.
+    Rotate(KeystoreArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("kek").required(true).args(["passphrase_env", "key_file"]))]
+pub(crate) struct KeystoreArgs {
+    /// The state directory holding `keystore.json`.
+    pub(crate) dir: PathBuf,
+    /// Name of the environment variable holding the passphrase (never argv).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) passphrase_env: Option<String>,
+    /// A key file: 32 or more random bytes, mode 0600.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// JSON on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_anchor(text: &str) -> Result<Anchor, String> {
+    text.parse::<Anchor>().map_err(|e| e.to_string())
+}
