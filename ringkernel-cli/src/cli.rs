@@ -54,7 +54,7 @@ pub(crate) struct VerifyArgs {
     pub(crate) key: String,
     /// A head shipped off the machine earlier (`<last-hash>[:<records>]`, or
     /// `-:<records>`): a log that falls short of it was rolled back.
-    #[arg(long, value_name = "HASH[:COUNT]", value_parser = parse_anchor)]
+    #[arg(long, value_name = "HASH[:COUNT]", value_parser = parse_anchor, allow_hyphen_values = true)]
     pub(crate) anchor: Option<Anchor>,
     /// One JSON object on stdout instead of text.
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! The `ringkernel-audit-verify` tool: what it prints and its exit status per case.
+//! `ringkernel audit verify`: what it prints and its exit status per case.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -9,8 +9,10 @@ use std::process::Command;
 use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditSigningKey};
 
 fn run(dir: &Path, key: &str, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ringkernel-audit-verify"))
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkernel"))
+        .args(["audit", "verify"])
         .arg(dir)
+        .arg("--key")
         .arg(key)
         .args(extra)
         .output()
@@ -94,9 +96,81 @@ fn the_tool_prints_the_status_and_exits_by_it() {
     assert!(out.contains("NO LOG"), "{out}");
 
     // Usage errors.
-    for bad in [&["--anchor", "xyz"][..], &["--anchor"], &["--what"]] {
+    for bad in [&["--anchor", "xyz"][..], &["--anchor"], &["--what"], &["extra"]] {
         let (code, out) = run(dir.path(), &pk, bad);
         assert_eq!(code, 2, "{bad:?}: {out}");
-        assert!(out.contains("usage:"), "{out}");
+        assert!(out.contains("error:"), "{out}");
     }
+
+    // A key that is not one, and a key file that is not there: exit 2, said why.
+    for key in ["xyz", "@/nonexistent/key.txt"] {
+        let (code, out) = run(dir.path(), key, &[]);
+        assert_eq!(code, 2, "{key}: {out}");
+        assert!(out.contains("--key") || out.contains("cannot read"), "{out}");
+    }
+}
+
+#[test]
+fn json_output_and_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = AuditSigningKey::generate().unwrap();
+    let pk = key.public_key().to_hex();
+    let log = AuditLog::open(AuditConfig {
+        max_segment_bytes: 4096,
+        retention_days: 0,
+        signing_key: Some(key.clone()),
+        ..AuditConfig::in_directory(dir.path())
+    })
+    .unwrap();
+    for i in 0..60 {
+        log.append(AuditEvent::new("e").detail("i", i).detail("pad", "x".repeat(100)))
+            .unwrap();
+    }
+    log.close().unwrap();
+    let anchor = log.head().anchor().to_string();
+
+    let (code, out) = run(dir.path(), &pk, &["--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"], "verified");
+    assert_eq!(v["status"], "closed");
+    assert!(v["records"].as_u64().unwrap() > 60, "{v}");
+    assert_eq!(v["anchor"], anchor.as_str());
+    assert!(v["segments"].as_u64().unwrap() > 1, "{v}");
+
+    // --progress: the segment count on stderr, stdout unchanged.
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkernel"))
+        .args(["audit", "verify", "--progress", "--json", "--key", &pk])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("verified {} segment(s)", v["segments"])),
+        "{stderr}"
+    );
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again, v);
+
+    // Truncated, tampered and no log in JSON keep their exit status.
+    let (code, out) = run(dir.path(), &pk, &["--json", "--anchor", "-:99"]);
+    assert_eq!(code, 3, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"], "truncated");
+    assert!(v["truncation"].as_str().unwrap().contains("missing"), "{v}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out) = run(empty.path(), &pk, &["--json"]);
+    assert_eq!(code, 4, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"], "no_log");
+
+    let seg = dir.path().join("segment-00000001.jsonl");
+    let text = fs::read_to_string(&seg).unwrap();
+    fs::write(&seg, text.replacen("\"i\":0", "\"i\":7", 1)).unwrap();
+    let (code, out) = run(dir.path(), &pk, &["--json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"], "tampered");
 }
