@@ -13,16 +13,22 @@ use crate::{Failure, Outcome};
 fn kek(args: &KeystoreArgs) -> Result<KeyEncryptionKey, Failure> {
     if let Some(var) = &args.passphrase_env {
         let passphrase = std::env::var(var).map_err(|e| {
-            Failure(format!("--passphrase-env {var}: the variable cannot be read: {e}"))
+            Failure(format!(
+                "--passphrase-env {var}: the variable cannot be read: {e}"
+            ))
         })?;
         if passphrase.is_empty() {
-            return Err(Failure(format!("--passphrase-env {var}: the variable is empty")));
+            return Err(Failure(format!(
+                "--passphrase-env {var}: the variable is empty"
+            )));
         }
         return Ok(KeyEncryptionKey::password(&passphrase));
     }
     match &args.key_file {
         Some(path) => Ok(KeyEncryptionKey::key_file(path)?),
-        None => Err(Failure("give --passphrase-env VAR or --key-file PATH".into())),
+        None => Err(Failure(
+            "give --passphrase-env VAR or --key-file PATH".into(),
+        )),
     }
 }
 

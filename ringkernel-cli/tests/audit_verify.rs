@@ -96,7 +96,12 @@ fn the_tool_prints_the_status_and_exits_by_it() {
     assert!(out.contains("NO LOG"), "{out}");
 
     // Usage errors.
-    for bad in [&["--anchor", "xyz"][..], &["--anchor"], &["--what"], &["extra"]] {
+    for bad in [
+        &["--anchor", "xyz"][..],
+        &["--anchor"],
+        &["--what"],
+        &["extra"],
+    ] {
         let (code, out) = run(dir.path(), &pk, bad);
         assert_eq!(code, 2, "{bad:?}: {out}");
         assert!(out.contains("error:"), "{out}");
@@ -106,7 +111,10 @@ fn the_tool_prints_the_status_and_exits_by_it() {
     for key in ["xyz", "@/nonexistent/key.txt"] {
         let (code, out) = run(dir.path(), key, &[]);
         assert_eq!(code, 2, "{key}: {out}");
-        assert!(out.contains("--key") || out.contains("cannot read"), "{out}");
+        assert!(
+            out.contains("--key") || out.contains("cannot read"),
+            "{out}"
+        );
     }
 }
 
@@ -123,8 +131,12 @@ fn json_output_and_progress() {
     })
     .unwrap();
     for i in 0..60 {
-        log.append(AuditEvent::new("e").detail("i", i).detail("pad", "x".repeat(100)))
-            .unwrap();
+        log.append(
+            AuditEvent::new("e")
+                .detail("i", i)
+                .detail("pad", "x".repeat(100)),
+        )
+        .unwrap();
     }
     log.close().unwrap();
     let anchor = log.head().anchor().to_string();
