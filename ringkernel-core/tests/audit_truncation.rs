@@ -464,7 +464,7 @@ fn an_external_anchor_catches_a_directory_rewound_to_an_older_copy() {
         &hash_only,
     ));
     assert!(t.behind_anchor && t.missing_records.is_none());
-    // The anchor parses from its text form (what ringkernel-audit-verify takes).
+    // The anchor parses from its text form (what `ringkernel audit verify --anchor` takes).
     assert_eq!(anchor.to_string().parse::<Anchor>().unwrap(), anchor);
     // An anchor whose record exists with another hash is a contradiction, not a cut.
     let other = Anchor {

@@ -394,7 +394,7 @@ fn run() -> Result<()> {
             println!("  continued the audit log of an earlier run: one chain across restarts");
         }
         println!(
-            "  auditors: ringkernel-audit-verify {} {pk}",
+            "  auditors: ringkernel audit verify {} --key {pk}",
             audit_dir.display()
         );
     }

@@ -123,7 +123,7 @@ impl fmt::Debug for SignedHead {
 /// not reach the anchor as truncated (rolled back), which the directory alone cannot
 /// show when it was rewound as a whole to an older, consistent copy.
 ///
-/// The text form, as `ringkernel-audit-verify --anchor` takes it, is
+/// The text form, as `ringkernel audit verify --anchor` takes it, is
 /// `<last-hash>[:<records>]`:
 ///
 /// ```

@@ -6,7 +6,7 @@
 //! log head says where the log ends (rewritten with every checkpoint, and as a close
 //! record by [`AuditLog::close`]); retention deletes whole old segments under a signed
 //! watermark. An auditor verifies a copied log with the public key alone ([`verify`],
-//! or the `ringkernel-audit-verify` tool), and catches a directory rewound as a whole
+//! or `ringkernel audit verify`), and catches a directory rewound as a whole
 //! with a head shipped elsewhere earlier ([`verify_with_anchor`]).
 //!
 //! ```

@@ -232,7 +232,7 @@ impl Writer {
             return Err(Error::Corrupt {
                 what: "audit log",
                 reason: format!(
-                    "{} does not continue its signed head; run ringkernel-audit-verify on it",
+                    "{} does not continue its signed head; run `ringkernel audit verify` on it",
                     dir.display()
                 ),
             });
