@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use ringkernel_core::Error;
 use ringkernel_core::security::audit::{
     Anchor, AuditPublicKey, AuditRecord, HeadState, LogStatus, SignedHead, VerifyReport,
-    verify_with_anchor,
+    verify_with_progress,
 };
 use serde_json::json;
 
@@ -83,22 +83,28 @@ pub(crate) fn verify(args: &VerifyArgs) -> Outcome {
     let key = public_key(&args.key)?;
     let anchor = args.anchor.unwrap_or_default();
     let dir = args.dir.display().to_string();
-    // The verifier reports no progress of its own: the line names the segments it has
-    // in hand before, and the count verified after.
+    // A progress line, rewritten in place on a terminal, one line per 1000 segments
+    // otherwise (`--progress` into a file), and the final count.
     let progress = args.progress || std::io::stderr().is_terminal();
-    if progress {
-        let n = segments(&args.dir).map(|s| s.len()).unwrap_or(0);
-        eprintln!("verifying {dir}: {n} segment(s)...");
-    }
-    let result = verify_with_anchor(&args.dir, &key, &anchor);
-    if progress {
-        match &result {
-            Ok(r) => eprintln!("verified {} segment(s)", r.segments),
-            Err(Error::AuditTruncated { report }) => {
-                eprintln!("verified {} segment(s)", report.segments)
-            }
-            Err(_) => eprintln!("verification stopped"),
+    let terminal = std::io::stderr().is_terminal();
+    let mut report_progress = |done: u64, total: u64| {
+        if !progress {
+            return;
         }
+        if done == total {
+            if terminal {
+                eprint!("\r");
+            }
+            eprintln!("verified {done} of {total} segment(s)");
+        } else if terminal {
+            eprint!("\rverifying {dir}: {done} of {total} segment(s) verified");
+        } else if done > 0 && done.is_multiple_of(1000) {
+            eprintln!("verifying {dir}: {done} of {total} segment(s) verified");
+        }
+    };
+    let result = verify_with_progress(&args.dir, &key, &anchor, &mut report_progress);
+    if progress && terminal && result.is_err() {
+        eprintln!();
     }
     if args.json {
         return verify_json(&dir, &key, &anchor, result);

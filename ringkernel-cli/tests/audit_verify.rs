@@ -159,7 +159,7 @@ fn json_output_and_progress() {
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("verified {} segment(s)", v["segments"])),
+        stderr.contains(&format!("verified {0} of {0} segment(s)", v["segments"])),
         "{stderr}"
     );
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

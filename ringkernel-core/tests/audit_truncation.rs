@@ -10,6 +10,7 @@ use ringkernel_core::Error;
 use ringkernel_core::security::audit::{
     Anchor, AuditConfig, AuditEvent, AuditLog, AuditPublicKey, AuditSigningKey, HeadState,
     LogStatus, SignedHead, Truncation, VerifyReport, verify, verify_with_anchor,
+    verify_with_progress,
 };
 
 fn config(dir: &Path, key: &AuditSigningKey, segment_bytes: u64) -> AuditConfig {
@@ -544,4 +545,28 @@ fn verifying_a_live_log_while_it_is_sealed_never_reports_truncation() {
         verify(dir.path(), &key.public_key()).unwrap().status,
         LogStatus::Closed
     );
+}
+
+#[test]
+fn progress_counts_every_segment_once_and_ends_at_the_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = AuditSigningKey::generate().unwrap();
+    let log = AuditLog::open(config(tmp.path(), &key, 4096)).unwrap();
+    for i in 0..60 {
+        log.append(AuditEvent::new("e").detail("pad", "x".repeat(100 + i)))
+            .unwrap();
+    }
+    log.close().unwrap();
+    let mut calls = Vec::new();
+    let report = verify_with_progress(
+        tmp.path(),
+        &key.public_key(),
+        &Anchor::default(),
+        &mut |done, total| calls.push((done, total)),
+    )
+    .unwrap();
+    let total = report.segments;
+    assert!(total > 1, "{report:?}");
+    let expected: Vec<(u64, u64)> = (0..=total).map(|d| (d, total)).collect();
+    assert_eq!(calls, expected);
 }

@@ -55,7 +55,7 @@ pub use report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
 pub fn format_time(t: SystemTime) -> String {
     format::rfc3339(t)
 }
-pub use verify::{verify, verify_with_anchor};
+pub use verify::{verify, verify_with_anchor, verify_with_progress};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

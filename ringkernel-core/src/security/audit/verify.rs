@@ -80,6 +80,19 @@ pub fn verify_with_anchor(
     public_key: &AuditPublicKey,
     anchor: &Anchor,
 ) -> Result<VerifyReport> {
+    verify_with_progress(dir, public_key, anchor, &mut |_, _| {})
+}
+
+/// [`verify_with_anchor`], calling `progress(verified, total)` with the number of
+/// segments checked so far and the number present, before each segment and once at the
+/// end (for a progress line on long logs). A log sealed while it is read is walked
+/// again, so the count can start over.
+pub fn verify_with_progress(
+    dir: impl AsRef<Path>,
+    public_key: &AuditPublicKey,
+    anchor: &Anchor,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport> {
     let dir = dir.as_ref();
     // A live log may be sealed while it is read: the segment list and the head would
     // then describe different moments (a newer checkpoint than the head read, or a head
@@ -89,7 +102,7 @@ pub fn verify_with_anchor(
     for attempt in 1..=LIVE_ATTEMPTS {
         let before = read_optional(&head_path(dir))?;
         let names_before = file_names(dir);
-        let result = examine(dir, public_key, anchor, before.as_deref());
+        let result = examine(dir, public_key, anchor, before.as_deref(), progress);
         // A seal rewrites the head; it also adds a checkpoint and a segment, which a
         // walk that began just after the head was written may see half of. Either
         // change means the walk saw two moments: read again.
@@ -151,6 +164,7 @@ fn examine(
     public_key: &AuditPublicKey,
     anchor: &Anchor,
     head_bytes: Option<&[u8]>,
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport> {
     let key = VerifyingKey::from_bytes(&public_key.0)
         .map_err(|_| Error::InvalidConfig("not a valid Ed25519 public key".into()))?;
@@ -214,7 +228,9 @@ fn examine(
         .filter(|&n| n >= first_segment)
         .collect();
     let last = segments.last().copied();
+    let total = segments.len() as u64;
     for (expected_segment, &n) in (first_segment..).zip(segments.iter()) {
+        progress(report.segments, total);
         if n != expected_segment {
             return Err(bad(
                 expected_segment,
@@ -335,6 +351,7 @@ fn examine(
             });
         }
     }
+    progress(report.segments, total);
     let end = Point {
         records: next_seq,
         hash: prev_hash,
