@@ -32,6 +32,7 @@
 //! the CPU backend), [`control`] (the control block), [`k2k`] (messages and queues),
 //! [`security`] (the layers), [`error`].
 
+mod atomic_file;
 pub mod backend;
 pub mod control;
 pub mod error;

@@ -6,7 +6,6 @@
 //! again at 1.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
@@ -85,24 +84,11 @@ impl Counters {
     }
 }
 
-/// Writes the counts to a temporary file beside `file`, syncs it, renames it over
-/// `file` and syncs the directory: a crash leaves the old or the new counts, whole.
+/// Writes the counts atomically: a crash leaves the old or the new counts, whole.
 fn persist(file: &Path, counts: &BTreeMap<String, u32>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(counts)
         .map_err(|e| Error::Backend(format!("cannot encode per-kernel counts: {e}")))?;
-    let tmp = file.with_extension("json.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, file)?;
-    if let Some(dir) = file.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        d.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::write(file, &bytes, crate::atomic_file::Access::Default)
 }
 
 #[cfg(test)]

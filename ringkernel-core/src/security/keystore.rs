@@ -34,7 +34,6 @@
 //! earlier live epochs for opening and starts a fresh one (fresh random salt), so
 //! counter nonces never repeat under one key.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -591,33 +590,10 @@ impl Inner {
         };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::Backend(format!("cannot encode the keystore: {e}")))?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = create_private(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            d.sync_all()?;
-        }
+        crate::atomic_file::write(&self.path, &bytes, crate::atomic_file::Access::OwnerOnly)?;
         guard.0 = generation;
         Ok(())
     }
-}
-
-/// Creates `path` readable and writable by its owner only.
-fn create_private(path: &Path) -> Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    Ok(opts.open(path)?)
 }
 
 fn kek_check(wrapping: &SecureBuffer) -> Result<[u8; 16]> {

@@ -1,7 +1,7 @@
 //! The log directory: file names, listing, atomic writes, reading signed files.
 
-use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::format::{sha256_hex, split_signed};
@@ -67,18 +67,10 @@ pub(crate) fn io_err(what: &str, e: std::io::Error) -> Error {
     Error::Io(std::io::Error::new(e.kind(), format!("{what}: {e}")))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the
-/// directory.
-pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp).map_err(|e| io_err("create", e))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+/// Writes `bytes` to `path` in the log directory atomically (see
+/// [`crate::atomic_file`]).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::atomic_file::write(path, bytes, crate::atomic_file::Access::Default)
 }
 
 pub(crate) fn parse_err(what: &'static str, e: impl std::fmt::Display) -> Error {

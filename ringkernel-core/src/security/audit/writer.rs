@@ -259,7 +259,7 @@ impl Writer {
                 },
                 &key,
             )?;
-            write_atomic(&dir, &head_path(&dir), &signed.to_bytes())?;
+            write_atomic(&head_path(&dir), &signed.to_bytes())?;
             prev_head = signed.hash();
             Ok(signed)
         };
@@ -286,7 +286,7 @@ impl Writer {
                     checkpoint: h,
                 };
                 let head = sign_head(&sealed)?;
-                write_atomic(&dir, &checkpoint_path(&dir, c.segment), &file)?;
+                write_atomic(&checkpoint_path(&dir, c.segment), &file)?;
                 head
             }
             None => sign_head(&sealed)?,
@@ -441,7 +441,7 @@ impl Writer {
             checkpoint: h.clone(),
         };
         self.write_head(&sealed, state, now)?;
-        write_atomic(&self.dir, &checkpoint_path(&self.dir, self.seg), &file)?;
+        write_atomic(&checkpoint_path(&self.dir, self.seg), &file)?;
         self.prev_checkpoint = h;
         Ok(())
     }
@@ -468,7 +468,7 @@ impl Writer {
             },
             &self.key,
         )?;
-        write_atomic(&self.dir, &head_path(&self.dir), &head.to_bytes())?;
+        write_atomic(&head_path(&self.dir), &head.to_bytes())?;
         *self.head.lock() = head;
         Ok(())
     }
@@ -524,7 +524,7 @@ impl Writer {
         }
         if let Some(w) = mark {
             let (file, _) = signed_file(&w, |m| self.key.sign(m))?;
-            write_atomic(&self.dir, &watermark_path(&self.dir), &file)?;
+            write_atomic(&watermark_path(&self.dir), &file)?;
             for n in &doomed {
                 fs::remove_file(segment_path(&self.dir, *n))?;
                 fs::remove_file(checkpoint_path(&self.dir, *n))?;
