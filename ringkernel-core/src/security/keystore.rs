@@ -333,6 +333,17 @@ struct Secrets {
     keys: KeyringState,
 }
 
+impl Secrets {
+    /// The audit log's signing key, from its seed.
+    fn audit_key(&self) -> AuditSigningKey {
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(self.audit_seed.as_slice());
+        let key = AuditSigningKey::from_seed(&seed);
+        zeroize::Zeroize::zeroize(&mut seed);
+        key
+    }
+}
+
 struct Inner {
     path: PathBuf,
     wrapping: SecureBuffer,
@@ -456,7 +467,7 @@ impl Keystore {
             .map_err(|_| Error::Tampered)?;
         let plain = zeroize::Zeroizing::new(plain);
         let secrets = decode_secrets(&plain).map_err(corrupt)?;
-        let public_key = AuditSigningKey::from_seed(&seed_array(&secrets.audit_seed)).public_key();
+        let public_key = secrets.audit_key().public_key();
         if public_key.to_hex() != file.public.audit_public_key {
             return Err(Error::Tampered);
         }
@@ -492,7 +503,7 @@ impl Keystore {
     /// The audit log's signing key (the same across restarts).
     pub fn audit_signing_key(&self) -> AuditSigningKey {
         let guard = self.inner.secrets.lock();
-        AuditSigningKey::from_seed(&seed_array(&guard.1.audit_seed))
+        guard.1.audit_key()
     }
 
     /// The memory encryption of this keystore's master key: the live epochs of the
@@ -542,9 +553,7 @@ impl Keystore {
             generation: guard.0,
             highest_epoch: guard.1.keys.highest,
             live_epochs: guard.1.keys.epochs.iter().map(|e| e.epoch).collect(),
-            audit_public_key: AuditSigningKey::from_seed(&seed_array(&guard.1.audit_seed))
-                .public_key()
-                .to_hex(),
+            audit_public_key: guard.1.audit_key().public_key().to_hex(),
         }
     }
 
@@ -564,9 +573,7 @@ impl Inner {
             kek: self.descriptor.clone(),
             kek_check: hex(&self.kek_check),
             generation,
-            audit_public_key: AuditSigningKey::from_seed(&seed_array(&guard.1.audit_seed))
-                .public_key()
-                .to_hex(),
+            audit_public_key: guard.1.audit_key().public_key().to_hex(),
         };
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce)
@@ -610,12 +617,6 @@ fn kek_check(wrapping: &SecureBuffer) -> Result<[u8; 16]> {
 
 fn aad(public: &Public) -> Result<Vec<u8>> {
     serde_json::to_vec(public).map_err(|e| Error::Backend(format!("keystore header: {e}")))
-}
-
-fn seed_array(seed: &SecureBuffer) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(seed.as_slice());
-    out
 }
 
 /// `RKKS`, version, master (32), audit seed (32), highest epoch (u32 LE), epoch count
