@@ -102,15 +102,20 @@ fn context(kernel: &KernelId, generation: u32) -> ContextId {
 }
 
 impl Gate {
-    /// Seals the kernel's saved state as the next snapshot generation.
-    pub(crate) fn export_state(&self, entry: &KernelEntry) -> Result<Option<StateSnapshot>> {
-        let enc = self.sealing.state_encryption().ok_or_else(|| {
+    /// The encryption snapshots are sealed with: the kernel-state encryption.
+    fn snapshot_encryption(&self) -> Result<&crate::security::encryption::MemoryEncryption> {
+        self.sealing.state_encryption().ok_or_else(|| {
             Error::InvalidConfig(
                 "state snapshots are sealed with the kernel-state encryption, which is off; \
                  enable memory encryption with kernel-state sealing"
                     .into(),
             )
-        })?;
+        })
+    }
+
+    /// Seals the kernel's saved state as the next snapshot generation.
+    pub(crate) fn export_state(&self, entry: &KernelEntry) -> Result<Option<StateSnapshot>> {
+        let enc = self.snapshot_encryption()?;
         let Some(state) = self.load_state(entry)? else {
             return Ok(None);
         };
@@ -173,9 +178,7 @@ impl Gate {
         snapshot: &StateSnapshot,
         expected: u32,
     ) -> Result<()> {
-        let enc = self.sealing.state_encryption().ok_or_else(|| {
-            Error::InvalidConfig("state snapshots need kernel-state sealing, which is off".into())
-        })?;
+        let enc = self.snapshot_encryption()?;
         let latest = self.snapshots.current(&entry.id);
         if expected != latest {
             // Naming an older generation than the latest exported is asking for a
