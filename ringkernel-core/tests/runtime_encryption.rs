@@ -505,10 +505,18 @@ fn replay_of_control_block_from_an_earlier_launch_is_refused_as_stale() {
         })
         .filter(|r| r["event"] == "seal.refused")
         .collect();
-    assert_eq!(
-        refused.len(),
-        2,
-        "first failure, then the second (a power of two)"
+    // The kernel's own loop may also read the block between our two status calls, so
+    // the count of failures is at least 2; what is fixed is that the first failure and
+    // then only powers of two are recorded.
+    assert!(refused.len() >= 2, "{refused:?}");
+    let counts: Vec<u64> = refused
+        .iter()
+        .map(|r| r["details"]["failures"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts[0], 1, "{counts:?}");
+    assert!(
+        counts.windows(2).all(|w| w[1] == w[0] * 2),
+        "first failure, then every power of two: {counts:?}"
     );
     assert_eq!(refused[0]["details"]["kind"], "stale");
     assert_eq!(refused[0]["details"]["region"], "control");
