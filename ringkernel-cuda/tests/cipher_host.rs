@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use ringkernel_core::backend::conformance as suite;
+use ringkernel_conformance as suite;
 use ringkernel_core::backend::device::{
     stream_chunks, stream_open_into_buffer, stream_seal_for_buffer,
 };

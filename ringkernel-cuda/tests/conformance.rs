@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use ringkernel_core::Error;
-use ringkernel_core::backend::conformance::{self as suite, Shared};
+use ringkernel_conformance::{self as suite, Shared};
 use ringkernel_cuda::{CudaBackend, device_required};
 
 fn backend() -> Option<CudaBackend> {

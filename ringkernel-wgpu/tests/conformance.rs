@@ -9,7 +9,7 @@
 
 mod common;
 
-use ringkernel_core::backend::conformance::{self as suite, Shared};
+use ringkernel_conformance::{self as suite, Shared};
 use ringkernel_core::backend::{DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 

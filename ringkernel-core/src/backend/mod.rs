@@ -18,8 +18,6 @@
 //!   its [`KernelDriver`]; the kernel's handler gets the driver's [`KernelContext`]
 //!   (user operations only) and never the driver.
 
-#[cfg(feature = "conformance")]
-pub mod conformance;
 mod context;
 mod cpu;
 pub mod device;

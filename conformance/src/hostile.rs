@@ -1,6 +1,6 @@
 //! The hostile-device tests of the conformance suite: the test writes a running device
 //! kernel's own buffers through the backend's hostile-device hook
-//! ([`crate::backend::hostile`]), as someone who can write device memory could, and
+//! ([`ringkernel_core::backend::hostile`]), as someone who can write device memory could, and
 //! checks what the runtime makes of it.
 //!
 //! For every corruption the suite checks:
@@ -21,14 +21,14 @@
 use parking_lot::Mutex;
 
 use super::{Received, Shared, WAIT, audit_records, checksum_kernel, runtime, wait_until};
-use crate::backend::device::{layout, words_from_le};
-use crate::backend::hostile::{Corruption, DeviceBuffer};
-use crate::backend::{ComputeBackend, DeviceProgram};
-use crate::error::Error;
-use crate::k2k::KernelId;
-use crate::runtime::{KernelHandle, KernelState, Runtime};
-use crate::security::encryption::{Algorithm, EncryptionConfig, MemoryEncryption};
-use crate::security::sandbox::SandboxPolicy;
+use ringkernel_core::backend::device::{layout, words_from_le};
+use ringkernel_core::backend::hostile::{Corruption, DeviceBuffer};
+use ringkernel_core::backend::{ComputeBackend, DeviceProgram};
+use ringkernel_core::Error;
+use ringkernel_core::k2k::KernelId;
+use ringkernel_core::runtime::{KernelHandle, KernelState, Runtime};
+use ringkernel_core::security::encryption::{Algorithm, EncryptionConfig, MemoryEncryption};
+use ringkernel_core::security::sandbox::SandboxPolicy;
 
 /// Panics on the runtime's threads: `"<thread name>: <message>"`.
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -492,7 +492,7 @@ pub fn hostile_route_bitmap<B: ComputeBackend>(dev: Shared<B>) {
 /// the round: `Corrupt { what: "device control block", .. }`.
 pub fn hostile_control_block<B: ComputeBackend>(dev: Shared<B>) {
     let mut h = Hostile::new(dev);
-    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let len = ringkernel_core::security::encryption::device::device_sealed_len(128) as u64;
     let words = (len / 4) as usize;
     let garbage: Vec<u32> = (1..=words as u32)
         .map(|i| i.wrapping_mul(0x85eb_ca6b))

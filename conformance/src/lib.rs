@@ -1,6 +1,6 @@
-//! The conformance suite of GPU backends (feature `conformance`): every device backend
-//! runs these functions in its own tests, on its real device, so that the wgpu and CUDA
-//! paths are held to exactly the same checks.
+//! The conformance suite of GPU backends (this unpublished crate, a dev-dependency of
+//! each backend): every device backend runs these functions in its own tests, on its
+//! real device, so that the wgpu and CUDA paths are held to exactly the same checks.
 //!
 //! This is test support: each function panics with a message on the first failure. Seeds
 //! of the random cases are printed in those messages.
@@ -29,19 +29,19 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use parking_lot::Mutex;
 
-use super::device::MAX_DEVICE_PAYLOAD_LEN;
-use super::hostile::HostileDevice;
-use super::{
+use ringkernel_core::backend::device::MAX_DEVICE_PAYLOAD_LEN;
+use ringkernel_core::backend::hostile::HostileDevice;
+use ringkernel_core::backend::{
     AeadJob, AeadOp, Allocation, BackendInfo, BufferId, ComputeBackend, DeviceCipher,
     DeviceProgram, KernelLaunch, KernelProgram, KernelWorker,
 };
-use crate::error::{Error, Result};
-use crate::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
-use crate::security::audit::AuditConfig;
-use crate::security::encryption::{
+use ringkernel_core::{Error, Result};
+use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, KeyId, MemoryEncryption, SequenceCheck,
 };
-use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType};
 
 mod hostile;
 pub use hostile::{
@@ -672,7 +672,7 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
     assert!(enc.current_key_id().unwrap() > first);
 
     rt.tick();
-    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let len = ringkernel_core::security::encryption::device::device_sealed_len(128) as u64;
     let cbs = dev.buffers_of(len);
     assert_eq!(cbs.len(), 2, "control blocks of gpu and sink");
     // Nonce byte 0 is the direction: 1 = sealed by the device.
@@ -706,7 +706,7 @@ pub fn kernel_counts_across_rotations<B: ComputeBackend>(dev: Shared<B>) {
     });
     assert_eq!(
         k.status().unwrap().last_error,
-        crate::ErrorCode::Replay as u32,
+        ringkernel_core::ErrorCode::Replay as u32,
         "the final status names the replay"
     );
     assert_eq!(
@@ -730,7 +730,7 @@ pub fn kernel_replay_across_incarnations_refused<B: ComputeBackend>(dev: Shared<
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
     let (_audit, rt, got) = runtime(&dev, enc, policy);
-    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let len = ringkernel_core::security::encryption::device::device_sealed_len(128) as u64;
     let sink_block = dev.buffers_of(len);
     assert_eq!(sink_block.len(), 1, "the sink's control block");
     let control_of_gpu = || {
@@ -776,7 +776,7 @@ pub fn kernel_replay_across_incarnations_refused<B: ComputeBackend>(dev: Shared<
     assert_eq!(got.lock().len(), delivered, "nothing processed from it");
     assert_eq!(
         second.status().unwrap().last_error,
-        crate::ErrorCode::StaleIncarnation as u32,
+        ringkernel_core::ErrorCode::StaleIncarnation as u32,
         "the final status names the stale block (the device saw a header mismatch)"
     );
     let report = rt.shutdown().unwrap();
@@ -792,7 +792,7 @@ pub fn kernel_status_is_cached<B: ComputeBackend>(dev: Shared<B>) {
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
     let (_audit, rt, got) = runtime(&dev, enc.clone(), policy);
-    let len = crate::security::encryption::device::device_sealed_len(128) as u64;
+    let len = ringkernel_core::security::encryption::device::device_sealed_len(128) as u64;
     let sink_block = dev.buffers_of(len);
     let k = checksum_kernel(&rt, "gpu", "sink");
     let gpu_block: Vec<BufferId> = dev
@@ -829,7 +829,7 @@ pub fn kernel_status_is_cached<B: ComputeBackend>(dev: Shared<B>) {
     // The same figures as the block in device memory, opened on the host.
     let raw = dev.raw(gpu_block[0], len);
     let seq = u64::from_le_bytes(raw[28..36].try_into().unwrap());
-    let ctx = crate::security::encryption::ContextId::bound(
+    let ctx = ringkernel_core::security::encryption::ContextId::bound(
         &rt.instance_id(),
         "gpu",
         k.incarnation(),
@@ -839,11 +839,11 @@ pub fn kernel_status_is_cached<B: ComputeBackend>(dev: Shared<B>) {
         .open_region(
             &raw,
             ctx,
-            crate::security::encryption::SequenceCheck::Exact(seq),
+            ringkernel_core::security::encryption::SequenceCheck::Exact(seq),
             b"",
         )
         .unwrap();
-    let on_device = crate::control::ControlBlock::from_bytes(&plain).unwrap();
+    let on_device = ringkernel_core::control::ControlBlock::from_bytes(&plain).unwrap();
     let st = k.status().unwrap();
     assert_eq!(
         (st.messages_processed, st.messages_sent, st.error_count),
