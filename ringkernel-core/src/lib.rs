@@ -30,7 +30,8 @@
 //!
 //! Modules: [`runtime`] (builder, runtime, handles), [`backend`] (the device seam and
 //! the CPU backend), [`control`] (the control block), [`k2k`] (messages and queues),
-//! [`security`] (the layers), [`error`].
+//! [`security`] (the layers), [`error`]. The [`manual`] holds the guides: architecture,
+//! threat model, and each layer with its defaults.
 
 mod atomic_file;
 pub mod backend;
@@ -38,6 +39,7 @@ pub mod control;
 pub mod error;
 pub mod k2k;
 mod kinds;
+pub mod manual;
 pub mod runtime;
 pub mod security;
 
