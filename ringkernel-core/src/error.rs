@@ -300,6 +300,22 @@ pub enum Error {
     /// File-system error (audit log, report export).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// The operating system's random generator failed (keys, salts and nonces come
+    /// from it; nothing is sealed or generated without it).
+    #[error("the OS random generator failed: {0}")]
+    Randomness(#[source] getrandom::Error),
+
+    /// A thread the runtime needs (a kernel's, the ticker, the audit writer) could not
+    /// be started.
+    #[error("cannot start the {what} thread: {source}")]
+    ThreadSpawn {
+        /// Which thread.
+        what: &'static str,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -368,6 +384,8 @@ impl Error {
             Error::InvalidMessage(_) => ErrorCode::InvalidMessage,
             Error::TooLarge { .. } => ErrorCode::TooLarge,
             Error::Exhausted(_) => ErrorCode::Exhausted,
+            Error::Randomness(_) => ErrorCode::Randomness,
+            Error::ThreadSpawn { .. } => ErrorCode::ThreadSpawn,
         }
     }
 }
@@ -453,11 +471,15 @@ pub enum ErrorCode {
     TooLarge = 36,
     /// [`Error::Exhausted`].
     Exhausted = 37,
+    /// [`Error::Randomness`].
+    Randomness = 38,
+    /// [`Error::ThreadSpawn`].
+    ThreadSpawn = 39,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 39] = [
         ErrorCode::InvalidKernelId,
         ErrorCode::DuplicateKernel,
         ErrorCode::UnknownKernel,
@@ -495,6 +517,8 @@ impl ErrorCode {
         ErrorCode::InvalidMessage,
         ErrorCode::TooLarge,
         ErrorCode::Exhausted,
+        ErrorCode::Randomness,
+        ErrorCode::ThreadSpawn,
     ];
 
     /// The code with number `n`, if there is one (e.g. read back from a control block).
@@ -509,6 +533,23 @@ pub const HANDLER_ERROR_CODE: u32 = 1000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_errors_keep_their_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("no more threads");
+        let e = Error::ThreadSpawn {
+            what: "kernel",
+            source: io,
+        };
+        assert_eq!(e.error_code(), ErrorCode::ThreadSpawn);
+        let source = e.source().expect("the OS error is the source");
+        assert_eq!(source.to_string(), "no more threads");
+        let e = Error::Io(std::io::Error::other("disk"));
+        assert!(e.source().is_some());
+        // Errors that wrap nothing say so.
+        assert!(Error::Tampered.source().is_none());
+    }
 
     #[test]
     fn codes_are_stable_distinct_and_round_trip() {

@@ -162,7 +162,10 @@ pub fn spawn_kernel_thread(
             let _raised = raised;
             body()
         })
-        .map_err(|e| Error::Backend(format!("cannot start kernel thread: {e}")))?;
+        .map_err(|source| Error::ThreadSpawn {
+            what: "kernel",
+            source,
+        })?;
     Ok(Box::new(CpuWorker {
         thread: Mutex::new(Some(thread)),
         signal,

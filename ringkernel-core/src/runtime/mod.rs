@@ -291,7 +291,10 @@ impl Runtime {
                     }
                 }
             })
-            .map_err(|e| crate::Error::Backend(format!("cannot start ticker thread: {e}")))?;
+            .map_err(|source| crate::Error::ThreadSpawn {
+                what: "ticker",
+                source,
+            })?;
         Ok(Runtime {
             gate,
             ticker: Mutex::new(Some((stop_tx, ticker))),

@@ -206,7 +206,7 @@ impl KeyEncryptionKey {
                 };
                 let mut salt = [0u8; kdf::SALT_LEN];
                 getrandom::fill(&mut salt)
-                    .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+                    .map_err(Error::Randomness)?;
                 KekDescriptor {
                     kind: "password".into(),
                     salt: Some(hex(&salt)),
@@ -394,7 +394,7 @@ impl Keystore {
         let mut audit_seed = SecureBuffer::new(KEY_LEN);
         for b in [&mut master, &mut audit_seed] {
             getrandom::fill(b.as_mut_slice())
-                .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+                .map_err(Error::Randomness)?;
         }
         let ks = Keystore {
             inner: Arc::new(Inner {
@@ -577,7 +577,7 @@ impl Inner {
         };
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce)
-            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            .map_err(Error::Randomness)?;
         let plain = encode_secrets(&guard.1);
         let cipher = aes_gcm::Aes256Gcm::new_from_slice(self.wrapping.as_slice())
             .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;

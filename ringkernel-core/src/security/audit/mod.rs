@@ -162,7 +162,7 @@ impl AuditSigningKey {
     pub fn generate() -> Result<Self> {
         let mut seed = SecureBuffer::new(32);
         getrandom::fill(seed.as_mut_slice())
-            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            .map_err(Error::Randomness)?;
         Ok(AuditSigningKey { seed })
     }
 
@@ -364,7 +364,10 @@ impl AuditLog {
         let thread = std::thread::Builder::new()
             .name("rk-audit".into())
             .spawn(move || writer.run(rx, flush_interval))
-            .map_err(|e| Error::Backend(format!("cannot start the audit writer: {e}")))?;
+            .map_err(|source| Error::ThreadSpawn {
+                what: "audit writer",
+                source,
+            })?;
         let log = AuditLog {
             inner: Arc::new(LogInner {
                 config,

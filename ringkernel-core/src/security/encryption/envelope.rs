@@ -77,9 +77,7 @@ impl InstanceId {
     /// A fresh random instance id (from the operating system's generator).
     pub fn random() -> Result<Self> {
         let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| {
-            Error::Backend(format!("no randomness for the runtime instance id: {e}"))
-        })?;
+        getrandom::fill(&mut id).map_err(Error::Randomness)?;
         Ok(InstanceId(id))
     }
 

@@ -205,7 +205,7 @@ impl MemoryEncryption {
         }
         let mut master = SecureBuffer::new(kdf::MASTER_KEY_LEN);
         getrandom::fill(master.as_mut_slice())
-            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            .map_err(Error::Randomness)?;
         Self::with_master(config, master, KeySource::Random, Vec::new())
     }
 
@@ -223,7 +223,7 @@ impl MemoryEncryption {
     pub fn from_password_with_config(password: &[u8], config: EncryptionConfig) -> Result<Self> {
         let mut salt = vec![0u8; kdf::SALT_LEN];
         getrandom::fill(&mut salt)
-            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+            .map_err(Error::Randomness)?;
         Self::derive(password, config, salt, &KeyringState::default())
     }
 
@@ -528,7 +528,7 @@ impl MemoryEncryption {
         if alg.random_nonces() {
             let mut n = vec![0u8; alg.nonce_len()];
             getrandom::fill(&mut n)
-                .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+                .map_err(Error::Randomness)?;
             Ok(n)
         } else {
             Ok(single_nonce_96(dir, counter).to_vec())
@@ -597,7 +597,7 @@ impl MemoryEncryption {
         let prefix = if alg.random_nonces() {
             let mut p = vec![0u8; alg.nonce_len() - envelope::STREAM_NONCE_SUFFIX];
             getrandom::fill(&mut p)
-                .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+                .map_err(Error::Randomness)?;
             p
         } else {
             stream_prefix_96(Direction::Host, res.counter).to_vec()
