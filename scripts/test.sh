@@ -6,7 +6,8 @@
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
 #    - Chromium, to render the HTML report headless and check its CSP,
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
-#    - compliance-trestle from PyPI, to validate the OSCAL export.
+#    - compliance-trestle from PyPI, to validate the OSCAL export,
+#    - cargo-deny from crates.io, to check licenses, bans and sources.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
 #    criterion bench once in test mode.
 # 3. Checks that none of them left anything behind in the temp directory: the suite runs
@@ -104,6 +105,21 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 log "cargo doc (warnings, e.g. broken intra-doc links, are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+log "cargo deny check bans licenses sources (deny.toml: permissive licenses, crates.io only)"
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    cargo install --quiet --locked cargo-deny --version 0.20.2
+fi
+cargo deny --locked check bans licenses sources
+
+log "cargo package (the published crates: manifests and the files each one carries)"
+published=(-p ringkernel-core -p ringkernel-shaders -p ringkernel-wgpu -p ringkernel-cuda -p ringkernel-cli)
+cargo package --locked --allow-dirty --no-verify "${published[@]}"
+# The shaders and the manual are included from inside their crates, so a packaged crate
+# builds on its own: the shaders crate is verified (it has no dependencies), and the
+# core carries the manual it includes.
+cargo package --locked --allow-dirty -p ringkernel-shaders
+cargo package --locked --allow-dirty --list -p ringkernel-core | grep -qx 'manual/threat-model.md'
 
 log "cargo test (unit, integration, examples, benches in test mode)"
 cargo test --workspace --all-targets --locked
