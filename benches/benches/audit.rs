@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringkernel_core::runtime::RuntimeBuilder;
-use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, verify};
+use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditLogConfig, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 
 /// A fresh directory in the temp directory, removed when the guard drops.
@@ -37,9 +37,12 @@ fn append(c: &mut Criterion) {
         g.bench_function(format!("chained_{threads}_threads"), |b| {
             b.iter_custom(|iters| {
                 let dir = scratch("append");
-                let log = AuditLog::open(AuditConfig {
-                    retention_days: 0,
-                    ..AuditConfig::in_directory(dir.path())
+                let log = AuditLog::open(AuditLogConfig {
+                    events: AuditConfig {
+                        retention_days: 0,
+                        ..AuditConfig::default()
+                    },
+                    ..AuditLogConfig::in_directory(dir.path())
                 })
                 .expect("log");
                 let per = iters.div_ceil(threads as u64);
@@ -88,10 +91,13 @@ fn append(c: &mut Criterion) {
 
 fn verify_bench(c: &mut Criterion) {
     let dir = scratch("verify");
-    let log = AuditLog::open(AuditConfig {
-        retention_days: 0,
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         max_segment_bytes: 4 << 20,
-        ..AuditConfig::in_directory(dir.path())
+        ..AuditLogConfig::in_directory(dir.path())
     })
     .expect("log");
     for i in 0..50_000 {
@@ -116,7 +122,7 @@ fn compliance(c: &mut Criterion) {
     let dir = scratch("compliance");
     let rt = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(AuditConfig::in_directory(dir.path()))
+        .with_audit_logging(AuditLogConfig::in_directory(dir.path()))
         .build()
         .expect("runtime");
     let reporter = ComplianceReporter::new(&rt).organization("Bench Corp");

@@ -21,10 +21,10 @@
 use parking_lot::Mutex;
 
 use super::{Received, Shared, WAIT, audit_records, checksum_kernel, runtime, wait_until};
+use ringkernel_core::Error;
 use ringkernel_core::backend::device::{layout, words_from_le};
 use ringkernel_core::backend::hostile::{Corruption, DeviceBuffer};
 use ringkernel_core::backend::{ComputeBackend, DeviceProgram};
-use ringkernel_core::Error;
 use ringkernel_core::k2k::KernelId;
 use ringkernel_core::runtime::{KernelHandle, KernelState, Runtime};
 use ringkernel_core::security::encryption::{Algorithm, EncryptionConfig, MemoryEncryption};

@@ -35,13 +35,15 @@ use ringkernel_core::backend::{
     AeadJob, AeadOp, Allocation, BackendInfo, BufferId, ComputeBackend, DeviceCipher,
     DeviceProgram, KernelLaunch, KernelProgram, KernelWorker,
 };
-use ringkernel_core::{Error, Result};
 use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::audit::AuditLogConfig;
 use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, KeyId, MemoryEncryption, SequenceCheck,
 };
-use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType};
+use ringkernel_core::security::sandbox::{
+    KernelSandbox, ResourceLimits, SandboxPolicy, ViolationType,
+};
+use ringkernel_core::{Error, Result};
 
 mod hostile;
 pub use hostile::{
@@ -530,12 +532,12 @@ impl<B: ComputeBackend> ComputeBackend for Shared<B> {
 }
 
 /// A fresh audit directory in the temp directory, removed when the guard drops.
-fn audit_dir() -> (tempfile::TempDir, AuditConfig) {
+fn audit_dir() -> (tempfile::TempDir, AuditLogConfig) {
     let dir = tempfile::Builder::new()
         .prefix("rk-conformance-")
         .tempdir()
         .unwrap();
-    let config = AuditConfig::in_directory(dir.path());
+    let config = AuditLogConfig::in_directory(dir.path());
     (dir, config)
 }
 

@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditSigningKey};
+use ringkernel_core::security::audit::{
+    AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditSigningKey,
+};
 
 fn run(dir: &Path, key: &str, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ringkernel"))
@@ -27,11 +29,14 @@ fn the_tool_prints_the_status_and_exits_by_it() {
     let dir = tempfile::tempdir().unwrap();
     let key = AuditSigningKey::generate().unwrap();
     let pk = key.public_key().to_hex();
-    let config = || AuditConfig {
+    let config = || AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         max_segment_bytes: 1 << 20,
-        retention_days: 0,
         signing_key: Some(key.clone()),
-        ..AuditConfig::in_directory(dir.path())
+        ..AuditLogConfig::in_directory(dir.path())
     };
 
     // Open: records after the last head.
@@ -123,11 +128,14 @@ fn json_output_and_progress() {
     let dir = tempfile::tempdir().unwrap();
     let key = AuditSigningKey::generate().unwrap();
     let pk = key.public_key().to_hex();
-    let log = AuditLog::open(AuditConfig {
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         max_segment_bytes: 4096,
-        retention_days: 0,
         signing_key: Some(key.clone()),
-        ..AuditConfig::in_directory(dir.path())
+        ..AuditLogConfig::in_directory(dir.path())
     })
     .unwrap();
     for i in 0..60 {

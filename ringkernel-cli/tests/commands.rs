@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use ringkernel_core::runtime::RuntimeBuilder;
-use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditSigningKey};
+use ringkernel_core::security::audit::{
+    AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditSigningKey,
+};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 
 fn ringkernel(args: &[&str]) -> Output {
@@ -31,10 +33,13 @@ fn p(path: &Path) -> &str {
 fn closed_log(dir: &Path, n: u64) -> (AuditLog, String) {
     let key = AuditSigningKey::generate().unwrap();
     let pk = key.public_key().to_hex();
-    let log = AuditLog::open(AuditConfig {
-        retention_days: 0,
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         signing_key: Some(key),
-        ..AuditConfig::in_directory(dir)
+        ..AuditLogConfig::in_directory(dir)
     })
     .unwrap();
     for i in 0..n {

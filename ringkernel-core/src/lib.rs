@@ -11,12 +11,12 @@
 //!
 //! ```
 //! use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
-//! use ringkernel_core::security::audit::AuditConfig;
+//! use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
 //! # let tmp = tempfile::tempdir()?;
 //! # let dir = tmp.path();
 //! let runtime = RuntimeBuilder::new()
 //!     .production()
-//!     .with_audit_logging(AuditConfig::in_directory(dir))
+//!     .with_audit_logging(AuditLogConfig::in_directory(dir))
 //!     .build()?;
 //! let k = runtime.launch("processor_1", LaunchOptions::new())?;
 //! k.terminate()?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use ringkernel_core::Error;
 use ringkernel_core::security::audit::{
-    AuditConfig, AuditEvent, AuditLog, AuditSigningKey, LogStatus, verify,
+    AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditSigningKey, LogStatus, verify,
 };
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -20,11 +20,14 @@ fn temp_dir(tag: &str) -> tempfile::TempDir {
         .unwrap()
 }
 
-fn config(dir: &Path, segment_bytes: u64) -> AuditConfig {
-    AuditConfig {
+fn config(dir: &Path, segment_bytes: u64) -> AuditLogConfig {
+    AuditLogConfig {
         max_segment_bytes: segment_bytes,
-        retention_days: 0,
-        ..AuditConfig::in_directory(dir)
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
+        ..AuditLogConfig::in_directory(dir)
     }
 }
 
@@ -248,8 +251,11 @@ fn concurrent_appenders_form_one_chain() {
 #[test]
 fn retention_deletes_old_segments_under_a_signed_watermark() {
     let dir = temp_dir("retention");
-    let log = AuditLog::open(AuditConfig {
-        retention_days: 30,
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 30,
+            ..AuditConfig::default()
+        },
         ..config(dir.path(), 4096)
     })
     .unwrap();
@@ -302,7 +308,7 @@ fn a_log_resumes_after_close_and_keeps_one_chain() {
     let dir = temp_dir("resume");
     let key = AuditSigningKey::generate().unwrap();
     let open = || {
-        AuditLog::open(AuditConfig {
+        AuditLog::open(AuditLogConfig {
             signing_key: Some(key.clone()),
             ..config(dir.path(), 1 << 20)
         })
@@ -335,7 +341,7 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
     if let Some(dir) = std::env::var_os(CRASH_CHILD) {
         // Child: append as fast as possible until killed.
         let seed = [7u8; 32];
-        let log = AuditLog::open(AuditConfig {
+        let log = AuditLog::open(AuditLogConfig {
             signing_key: Some(AuditSigningKey::from_seed(&seed)),
             flush_interval: Duration::from_millis(1),
             ..config(Path::new(&dir), 64 * 1024)
@@ -384,7 +390,7 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
         "a killed writer leaves an open log: {r:?}"
     );
     // Reopening seals what the crash left open (torn line recorded) and goes on.
-    let log = AuditLog::open(AuditConfig {
+    let log = AuditLog::open(AuditLogConfig {
         signing_key: Some(key.clone()),
         ..config(dir.path(), 64 * 1024)
     })
@@ -404,7 +410,7 @@ fn kill_dash_nine_leaves_at_most_a_torn_tail() {
 fn a_torn_final_line_is_reported_not_called_tampering() {
     let dir = temp_dir("torn");
     let key = AuditSigningKey::generate().unwrap();
-    let cfg = || AuditConfig {
+    let cfg = || AuditLogConfig {
         signing_key: Some(key.clone()),
         ..config(dir.path(), 1 << 20)
     };

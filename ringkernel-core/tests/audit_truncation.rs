@@ -8,17 +8,20 @@ use std::path::{Path, PathBuf};
 
 use ringkernel_core::Error;
 use ringkernel_core::security::audit::{
-    Anchor, AuditConfig, AuditEvent, AuditLog, AuditPublicKey, AuditSigningKey, HeadState,
-    LogStatus, SignedHead, Truncation, VerifyReport, verify, verify_with_anchor,
+    Anchor, AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditPublicKey, AuditSigningKey,
+    HeadState, LogStatus, SignedHead, Truncation, VerifyReport, verify, verify_with_anchor,
     verify_with_progress,
 };
 
-fn config(dir: &Path, key: &AuditSigningKey, segment_bytes: u64) -> AuditConfig {
-    AuditConfig {
+fn config(dir: &Path, key: &AuditSigningKey, segment_bytes: u64) -> AuditLogConfig {
+    AuditLogConfig {
         max_segment_bytes: segment_bytes,
-        retention_days: 0,
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         signing_key: Some(key.clone()),
-        ..AuditConfig::in_directory(dir)
+        ..AuditLogConfig::in_directory(dir)
     }
 }
 
@@ -487,8 +490,11 @@ fn verifying_a_live_log_while_it_is_sealed_never_reports_truncation() {
     // the directory: the head and the segments it reads must describe the same moment.
     let dir = tempfile::tempdir().unwrap();
     let key = AuditSigningKey::generate().unwrap();
-    let log = AuditLog::open(AuditConfig {
-        retention_days: 1,
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 1,
+            ..AuditConfig::default()
+        },
         ..config(dir.path(), &key, 64 * 1024)
     })
     .unwrap();

@@ -8,7 +8,7 @@ use std::process::Command;
 use ringkernel_core::Error;
 use ringkernel_core::k2k::MAX_QUEUE_CAPACITY;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder, RuntimeConfig};
-use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
+use ringkernel_core::security::audit::{AuditLogConfig, AuditRecord};
 use ringkernel_core::security::compliance::{
     ComplianceReporter, ComplianceStandard, ComplianceStatus,
 };
@@ -189,7 +189,7 @@ fn audit_records(dir: &std::path::Path) -> Vec<AuditRecord> {
 fn production(dir: &std::path::Path) -> RuntimeBuilder {
     RuntimeBuilder::new()
         .production()
-        .with_audit_logging(AuditConfig::in_directory(dir))
+        .with_audit_logging(AuditLogConfig::in_directory(dir))
 }
 
 /// Builds `builder` (which must be refused), then removes `dir`, its audit directory.

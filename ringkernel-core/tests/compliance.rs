@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, AuditRecord};
 use ringkernel_core::security::compliance::{
     CheckResult, ComplianceCheck, ComplianceReport, ComplianceReporter, ComplianceStandard,
     ComplianceStatus, ExportFormat,
@@ -34,9 +34,12 @@ fn secured(retention_days: u32) -> (tempfile::TempDir, Runtime) {
             ResourceLimits::conservative(),
             SandboxPolicy::restrictive().k2k_allow_list(&["b"]),
         ))
-        .with_audit_logging(AuditConfig {
-            retention_days,
-            ..AuditConfig::in_directory(dir.path())
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                retention_days,
+                ..AuditConfig::default()
+            },
+            ..AuditLogConfig::in_directory(dir.path())
         })
         .build()
         .unwrap();

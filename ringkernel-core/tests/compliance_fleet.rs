@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use ringkernel_core::runtime::{Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::audit::AuditLogConfig;
 use ringkernel_core::security::compliance::fleet::{FLEET_SCHEMA, merge, merge_json};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 
@@ -19,7 +19,7 @@ fn a_fleet_report_names_the_runtimes_that_failed_each_check() {
     let audit = tempfile::tempdir().unwrap();
     let secured = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(AuditConfig::in_directory(audit.path()))
+        .with_audit_logging(AuditLogConfig::in_directory(audit.path()))
         .build()
         .unwrap();
     let dev_a = RuntimeBuilder::new().development().build().unwrap();

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use ringkernel_core::Error;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, AuditRecord, LogStatus, verify};
+use ringkernel_core::security::audit::{
+    AuditConfig, AuditLogConfig, AuditRecord, LogStatus, verify,
+};
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -22,12 +24,14 @@ fn a_production_runtime_records_what_happened_and_never_payloads() {
         .production()
         .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
         .with_sandbox(sandbox)
-        .with_audit_logging(AuditConfig {
-            log_k2k_messages: true,
-            log_memory_access: true,
-            log_violations: true,
-            retention_days: 90,
-            ..AuditConfig::in_directory(&dir)
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                log_k2k_messages: true,
+                log_memory_access: true,
+                log_violations: true,
+                retention_days: 90,
+            },
+            ..AuditLogConfig::in_directory(&dir)
         })
         .build()
         .unwrap();
@@ -114,7 +118,7 @@ fn a_production_runtime_records_what_happened_and_never_payloads() {
 fn production_refuses_a_disabled_audit_log() {
     match RuntimeBuilder::new()
         .production()
-        .with_audit_logging(AuditConfig::disabled())
+        .with_audit_logging(AuditLogConfig::disabled())
         .build()
     {
         Err(Error::InvalidConfig(msg)) => assert!(msg.contains("development()"), "{msg}"),
@@ -122,7 +126,7 @@ fn production_refuses_a_disabled_audit_log() {
     }
     let rt = RuntimeBuilder::new()
         .development()
-        .with_audit_logging(AuditConfig::disabled())
+        .with_audit_logging(AuditLogConfig::disabled())
         .build()
         .unwrap();
     assert!(rt.audit_log().is_none());

@@ -15,7 +15,7 @@ use ringkernel_core::backend::{
     Allocation, BackendInfo, BufferId, ComputeBackend, CpuBackend, KernelLaunch, KernelWorker,
 };
 use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::audit::AuditLogConfig;
 use ringkernel_core::security::encryption::{
     Algorithm, EncryptionConfig, KeyDerivation, KeyId, MemoryEncryption,
 };
@@ -26,12 +26,12 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A fresh audit directory per runtime (one log per directory), removed when the
 /// returned guard drops: keep it alive until the runtime using it has shut down.
-fn audit_dir() -> (tempfile::TempDir, AuditConfig) {
+fn audit_dir() -> (tempfile::TempDir, AuditLogConfig) {
     let dir = tempfile::Builder::new()
         .prefix("rk-enc-test-")
         .tempdir()
         .unwrap();
-    let config = AuditConfig::in_directory(dir.path());
+    let config = AuditLogConfig::in_directory(dir.path());
     (dir, config)
 }
 

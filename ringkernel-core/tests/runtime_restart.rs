@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ringkernel_core::Error;
 use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder, StateSnapshot};
-use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, LogStatus, verify};
 use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -25,9 +25,12 @@ fn kek() -> KeyEncryptionKey {
 /// The production runtime of the "program": keys from the keystore in `state`, the
 /// audit log under `state/audit`, every K2K message audited.
 fn production(state: &Path) -> Runtime {
-    let audit = AuditConfig {
-        log_k2k_messages: true,
-        ..AuditConfig::in_directory(state.join("audit"))
+    let audit = AuditLogConfig {
+        events: AuditConfig {
+            log_k2k_messages: true,
+            ..AuditConfig::default()
+        },
+        ..AuditLogConfig::in_directory(state.join("audit"))
     };
     RuntimeBuilder::new()
         .production()
@@ -343,4 +346,42 @@ fn state_snapshot_survives_a_restart_and_only_the_latest_restores() {
     k.restore_state(&latest, 2).unwrap();
     assert_eq!(k.load_state().unwrap().as_deref(), Some(&b"v2"[..]));
     rt.shutdown().unwrap();
+}
+
+/// The public page's audit literal, as written (four fields, nothing else to fill in):
+/// with a keystore its log goes to `audit/` in the state directory, signed with the
+/// keystore's key, and records what the literal says.
+#[test]
+fn seed_audit_literal_logs_into_the_state_directory() {
+    let state = tempfile::tempdir().unwrap();
+    let runtime = RuntimeBuilder::new()
+        .production()
+        .with_keystore(Keystore::open(state.path(), kek()).unwrap())
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::conservative(),
+            SandboxPolicy::permissive(),
+        ))
+        .with_audit_logging(AuditConfig {
+            log_k2k_messages: true,
+            log_memory_access: true,
+            log_violations: true,
+            retention_days: 90,
+        })
+        .build()
+        .unwrap();
+    let log = runtime.audit_log().unwrap();
+    assert_eq!(log.directory(), state.path().join("audit"));
+    assert_eq!(log.config().events.retention_days, 90);
+    assert!(log.config().events.log_memory_access);
+    let a = runtime.launch("a", LaunchOptions::new()).unwrap();
+    let b = runtime.launch("b", LaunchOptions::new()).unwrap();
+    a.send("b", "t", b"x").unwrap();
+    let key = log.public_key();
+    drop((a, b));
+    runtime.shutdown().unwrap();
+    let report = verify(state.path().join("audit"), &key).unwrap();
+    assert_eq!(report.status, LogStatus::Closed);
+    // Every K2K send is recorded, as the literal asks.
+    let all = records(&state.path().join("audit"));
+    assert_eq!(events(&all, "k2k.send").len(), 1);
 }

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use ringkernel_core::Error;
 use ringkernel_core::k2k::Endpoint;
 use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, AuditRecord};
+use ringkernel_core::security::audit::{AuditLogConfig, AuditRecord};
 use ringkernel_core::security::sandbox::{
     KernelSandbox, MemoryAccess, Pattern, ResourceLimits, SandboxPolicy, VIOLATION_RING_CAPACITY,
     ViolationAction, ViolationKind, ViolationType,
@@ -619,7 +619,7 @@ fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
     let rt = RuntimeBuilder::new()
         .development()
         .with_sandbox(sb.clone())
-        .with_audit_logging(AuditConfig::in_directory(dir.path()))
+        .with_audit_logging(AuditLogConfig::in_directory(dir.path()))
         .build()
         .unwrap();
     let results = Arc::new(parking_lot::Mutex::new(Vec::new()));

@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use ringkernel_core::Error;
 use ringkernel_conformance::{self as suite, Shared};
+use ringkernel_core::Error;
 use ringkernel_cuda::{CudaBackend, device_required};
 
 fn backend() -> Option<CudaBackend> {

@@ -89,9 +89,9 @@ fn device_kernel_payloads_leave_no_plaintext_in_freed_host_memory() {
             ResourceLimits::new(),
             SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
         ))
-        .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
-            state.path(),
-        ))
+        .with_audit_logging(
+            ringkernel_core::security::audit::AuditLogConfig::in_directory(state.path()),
+        )
         .build()
         .unwrap();
     let sink = rt

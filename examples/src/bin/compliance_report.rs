@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use ringkernel_core::Error;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
-use ringkernel_core::security::audit::AuditConfig;
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
 use ringkernel_core::security::compliance::{
     ComplianceCheck, ComplianceReporter, ComplianceStandard, ComplianceStatus, ExportFormat,
 };
@@ -38,10 +38,15 @@ fn run() -> Result<(), Error> {
             ResourceLimits::conservative().max_messages_per_second(100_000),
             SandboxPolicy::restrictive().k2k_allow_list(&["ledger"]),
         ))
-        .with_audit_logging(AuditConfig {
-            log_k2k_messages: true,
-            retention_days: 2190, // six years: HIPAA's documentation period
-            ..AuditConfig::in_directory(&audit_dir)
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                log_k2k_messages: true,
+                log_memory_access: false,
+                log_violations: true,
+                // six years: HIPAA's documentation period
+                retention_days: 2190,
+            },
+            ..AuditLogConfig::in_directory(&audit_dir)
         })
         .build()?;
     let ledger = runtime.launch("ledger", LaunchOptions::new())?;

@@ -80,9 +80,9 @@ fn run() -> Result<(), Error> {
     let audit_dir = scratch_audit_dir("password-keys")?;
     let runtime = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
-            audit_dir.path(),
-        ))
+        .with_audit_logging(
+            ringkernel_core::security::audit::AuditLogConfig::in_directory(audit_dir.path()),
+        )
         .with_encryption(encryption.clone())
         .build()?;
     let kernel = runtime.launch("records", LaunchOptions::new())?;

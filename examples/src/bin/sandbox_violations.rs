@@ -61,9 +61,9 @@ fn run() -> Result<(), Error> {
     let audit_dir = scratch_audit_dir("sandbox-violations")?;
     let runtime = RuntimeBuilder::new()
         .production()
-        .with_audit_logging(ringkernel_core::security::audit::AuditConfig::in_directory(
-            audit_dir.path(),
-        ))
+        .with_audit_logging(
+            ringkernel_core::security::audit::AuditLogConfig::in_directory(audit_dir.path()),
+        )
         .with_sandbox(sandbox.clone())
         .build()?;
     for p in ["peer_a", "peer_b", "peer_c", "peer_secret", "admin_kernel"] {

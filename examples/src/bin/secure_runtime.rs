@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ringkernel_core::Result;
 use ringkernel_core::backend::{DeviceKind, DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};
-use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, LogStatus, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::{
@@ -95,12 +95,14 @@ fn build_runtime(keystore: Keystore) -> Result<Runtime> {
         );
     // Layer 3: the tamper-evident audit log, signed with the keystore's audit key, so
     // every run continues one chain.
-    let audit = AuditConfig {
-        log_k2k_messages: false,
-        log_memory_access: true,
-        log_violations: true,
-        retention_days: 400,
-        ..AuditConfig::in_directory(keystore.directory().join("audit"))
+    let audit = AuditLogConfig {
+        events: AuditConfig {
+            log_k2k_messages: false,
+            log_memory_access: true,
+            log_violations: true,
+            retention_days: 400,
+        },
+        ..AuditLogConfig::in_directory(keystore.directory().join("audit"))
     };
     let builder = RuntimeBuilder::new()
         .production()

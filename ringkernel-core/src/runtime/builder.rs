@@ -9,7 +9,7 @@ use super::{Runtime, SecurityMode};
 use crate::backend::{ComputeBackend, CpuBackend};
 use crate::error::{Error, Result};
 use crate::kinds::PRODUCTION_OPT_OUT_NOTE;
-use crate::security::audit::{AuditConfig, AuditLog, Event, KeystoreFacts};
+use crate::security::audit::{AuditLog, AuditLogConfig, Event, KeystoreFacts};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
 use crate::security::keystore::Keystore;
@@ -19,13 +19,13 @@ use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 ///
 /// ```
 /// use ringkernel_core::runtime::RuntimeBuilder;
-/// use ringkernel_core::security::audit::AuditConfig;
+/// use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
 /// # let tmp = tempfile::tempdir()?;
 /// # let dir = tmp.path();
 /// // Production: every layer on, with its secure default unless configured.
 /// let runtime = RuntimeBuilder::new()
 ///     .production()
-///     .with_audit_logging(AuditConfig::in_directory(dir))
+///     .with_audit_logging(AuditLogConfig::in_directory(dir))
 ///     .build()?;
 /// assert_eq!(runtime.backend_info().name, "cpu");
 /// assert!(runtime.encryption().is_some() && runtime.sandbox().is_some());
@@ -38,7 +38,7 @@ pub struct RuntimeBuilder {
     config: RuntimeConfig,
     encryption: Option<MemoryEncryption>,
     sandbox: Option<KernelSandbox>,
-    audit: Option<AuditConfig>,
+    audit: Option<AuditLogConfig>,
     compliance: Option<ComplianceReporter>,
     state_directory: Option<std::path::PathBuf>,
     keystore: Option<Keystore>,
@@ -125,12 +125,17 @@ impl RuntimeBuilder {
     }
 
     /// The tamper-evident audit log: launches, stops, sends, violations, key
-    /// rotations, compliance runs (and memory access when asked) are recorded. Without
-    /// it, production mode logs to `./ringkernel-audit` with the default settings and a
-    /// fresh signing key; development mode keeps no log. Production refuses
-    /// `AuditConfig::disabled()`.
-    pub fn with_audit_logging(mut self, config: AuditConfig) -> Self {
-        self.audit = Some(config);
+    /// rotations, compliance runs (and memory access when asked) are recorded.
+    ///
+    /// Takes what to record (an
+    /// [`AuditConfig`](crate::security::audit::AuditConfig), as on the public API page)
+    /// or, to say also where and how the log is kept, an [`AuditLogConfig`]. A log whose directory
+    /// is not given goes to `audit/` in the state directory when the runtime has a
+    /// keystore, else to `./ringkernel-audit`. Without this call, production mode logs
+    /// there with the default settings (signed with the keystore's key, or a fresh one);
+    /// development mode keeps no log. Production refuses `AuditLogConfig::disabled()`.
+    pub fn with_audit_logging(mut self, config: impl Into<AuditLogConfig>) -> Self {
+        self.audit = Some(config.into());
         self
     }
 
@@ -313,25 +318,28 @@ impl RuntimeBuilder {
             (Some(ks), Some(mut cfg)) => {
                 cfg.signing_key
                     .get_or_insert_with(|| ks.audit_signing_key());
+                cfg.directory
+                    .get_or_insert_with(|| ks.directory().join("audit"));
                 Some(cfg)
             }
-            (Some(ks), None) if self.mode == SecurityMode::Production => Some(AuditConfig {
+            (Some(ks), None) if self.mode == SecurityMode::Production => Some(AuditLogConfig {
                 signing_key: Some(ks.audit_signing_key()),
-                ..AuditConfig::in_directory(ks.directory().join("audit"))
+                ..AuditLogConfig::in_directory(ks.directory().join("audit"))
             }),
             (_, cfg) => cfg,
         };
         let audit = match (self.mode, audit_config) {
             (SecurityMode::Production, Some(cfg)) if !cfg.enabled => {
                 return Err(Error::InvalidConfig(
-                    "production mode refuses a disabled audit log; pass an AuditConfig with \
-                     enabled: true (e.g. AuditConfig::in_directory(\"/var/log/ringkernel\")), \
+                    "production mode refuses a disabled audit log; pass an AuditConfig or an \
+                     AuditLogConfig with enabled: true (e.g. \
+                     AuditLogConfig::in_directory(\"/var/log/ringkernel\")), \
                      or build with RuntimeBuilder::development()"
                         .into(),
                 ));
             }
             (_, Some(cfg)) if cfg.enabled => {
-                if !cfg.log_violations {
+                if !cfg.events.log_violations {
                     notes.push("audit log does not record sandbox violations".into());
                 }
                 Some(AuditLog::open(cfg)?)
@@ -345,7 +353,7 @@ impl RuntimeBuilder {
                     "audit log: secure default in ./{} (fresh signing key; publish its public key)",
                     crate::security::audit::DEFAULT_DIRECTORY
                 ));
-                Some(AuditLog::open(AuditConfig::default())?)
+                Some(AuditLog::open(AuditLogConfig::default())?)
             }
             (SecurityMode::Development, None) => {
                 notes.push("development mode: no audit log".into());

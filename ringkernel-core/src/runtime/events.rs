@@ -24,7 +24,9 @@ impl Gate {
         &self,
         pick: impl Fn(&crate::security::audit::AuditConfig) -> bool,
     ) -> bool {
-        self.audit.as_ref().is_some_and(|l| pick(l.config()))
+        self.audit
+            .as_ref()
+            .is_some_and(|l| pick(&l.config().events))
     }
 
     /// Records a buffer operation (`memory.<op>`) when memory access is audited.

@@ -89,10 +89,10 @@ fn snapshot(gate: &Gate, at: SystemTime) -> SecuritySnapshot {
     };
     let audit = match &gate.audit {
         Some(log) => {
-            let c = log.config();
+            let c = &log.config().events;
             AuditFacts {
                 enabled: true,
-                directory: Some(c.directory.clone()),
+                directory: Some(log.directory().to_path_buf()),
                 retention_days: c.retention_days,
                 logs_violations: c.log_violations,
                 logs_k2k_messages: c.log_k2k_messages,

@@ -205,8 +205,7 @@ impl KeyEncryptionKey {
                     unreachable!("checked at construction")
                 };
                 let mut salt = [0u8; kdf::SALT_LEN];
-                getrandom::fill(&mut salt)
-                    .map_err(Error::Randomness)?;
+                getrandom::fill(&mut salt).map_err(Error::Randomness)?;
                 KekDescriptor {
                     kind: "password".into(),
                     salt: Some(hex(&salt)),
@@ -393,8 +392,7 @@ impl Keystore {
         let mut master = SecureBuffer::new(KEY_LEN);
         let mut audit_seed = SecureBuffer::new(KEY_LEN);
         for b in [&mut master, &mut audit_seed] {
-            getrandom::fill(b.as_mut_slice())
-                .map_err(Error::Randomness)?;
+            getrandom::fill(b.as_mut_slice()).map_err(Error::Randomness)?;
         }
         let ks = Keystore {
             inner: Arc::new(Inner {
@@ -576,8 +574,7 @@ impl Inner {
             audit_public_key: guard.1.audit_key().public_key().to_hex(),
         };
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce)
-            .map_err(Error::Randomness)?;
+        getrandom::fill(&mut nonce).map_err(Error::Randomness)?;
         let plain = encode_secrets(&guard.1);
         let cipher = aes_gcm::Aes256Gcm::new_from_slice(self.wrapping.as_slice())
             .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;

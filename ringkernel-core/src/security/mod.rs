@@ -18,7 +18,9 @@ pub mod keystore;
 pub mod memory;
 pub mod sandbox;
 
-pub use audit::{AuditConfig, AuditEvent, AuditLog, AuditPublicKey, AuditSigningKey};
+pub use audit::{
+    AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditPublicKey, AuditSigningKey,
+};
 pub use compliance::{
     ComplianceCheck, ComplianceReport, ComplianceReporter, ComplianceStandard, ComplianceStatus,
     ExportFormat,

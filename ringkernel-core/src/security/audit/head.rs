@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 /// [`verify_with_anchor`](super::verify_with_anchor) later.
 ///
 /// ```
-/// # use ringkernel_core::security::audit::{AuditConfig, AuditLog, SignedHead};
+/// # use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, AuditLog, SignedHead};
 /// # let dir = tempfile::tempdir()?;
-/// let log = AuditLog::open(AuditConfig::in_directory(dir.path()))?;
+/// let log = AuditLog::open(AuditLogConfig::in_directory(dir.path()))?;
 /// log.seal_segment()?; // sign a head that covers everything so far
 /// let shipped: Vec<u8> = log.head().to_bytes();
 /// // ... elsewhere, with the published public key:

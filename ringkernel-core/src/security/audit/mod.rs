@@ -16,7 +16,7 @@
 //!
 //! # let tmp = tempfile::tempdir()?;
 //! # let dir = tmp.path();
-//! let log = AuditLog::open(AuditConfig::in_directory(dir))?;
+//! let log = AuditLog::open(AuditLogConfig::in_directory(dir))?;
 //! log.append(AuditEvent::new("app.deploy").actor("host").target("processor_1"))?;
 //! log.close()?; // seals the segment and signs a close record
 //! let report = verify(dir, &log.public_key())?;
@@ -73,7 +73,8 @@ use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
 use writer::{Command, Writer};
 
-/// Where the audit log lives and what it records.
+/// What the audit log records, and how long it keeps it: the four settings of the
+/// public API page, written as a literal with nothing else to fill in.
 ///
 /// ```
 /// use ringkernel_core::security::audit::AuditConfig;
@@ -82,14 +83,15 @@ use writer::{Command, Writer};
 ///     log_memory_access: true,
 ///     log_violations: true,
 ///     retention_days: 90,
-///     ..AuditConfig::default()
 /// };
-/// assert!(config.enabled);
+/// # let _ = config;
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Where the log lives and how it is written (directory, signing key, segment size,
+/// flush interval) is an [`AuditLogConfig`]; an `AuditConfig` converts into one with
+/// the defaults, so `RuntimeBuilder::with_audit_logging` takes either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuditConfig {
-    /// Whether to keep an audit log at all (`false` is refused in production mode).
-    pub enabled: bool,
     /// Record every K2K send (allowed and denied). Denied sends are also recorded as
     /// violations when `log_violations` is on.
     pub log_k2k_messages: bool,
@@ -99,9 +101,52 @@ pub struct AuditConfig {
     pub log_violations: bool,
     /// Delete closed segments older than this many days (0: keep forever).
     pub retention_days: u32,
+}
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default retention: 400 days (covers PCI-DSS 10.5.1's 12 months with margin).
+pub const DEFAULT_RETENTION_DAYS: u32 = 400;
+/// Default directory, relative to the working directory, of a log whose configuration
+/// names none and whose runtime has no state directory.
+pub const DEFAULT_DIRECTORY: &str = "ringkernel-audit";
+
+impl Default for AuditConfig {
+    /// Violations recorded (sends and memory access not), kept 400 days.
+    fn default() -> Self {
+        AuditConfig {
+            log_k2k_messages: false,
+            log_memory_access: false,
+            log_violations: true,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+/// Where and how the audit log is kept: its directory and signing key, segment size,
+/// flush interval, and what it records ([`AuditConfig`]).
+///
+/// ```
+/// use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
+/// let config = AuditLogConfig {
+///     events: AuditConfig { log_k2k_messages: true, ..AuditConfig::default() },
+///     max_segment_bytes: 16 << 20,
+///     ..AuditLogConfig::in_directory("/var/log/ringkernel")
+/// };
+/// assert!(config.enabled);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AuditLogConfig {
+    /// Whether to keep an audit log at all (`false` is refused in production mode).
+    pub enabled: bool,
+    /// What is recorded and how long it is kept.
+    pub events: AuditConfig,
     /// Directory of the segment files (created if missing; one log per directory).
-    pub directory: PathBuf,
-    /// The checkpoint signing key (`None`: a fresh random key; publish its public key).
+    /// `None`: `audit/` in the runtime's state directory when it has one (production
+    /// with a keystore), else `./ringkernel-audit`.
+    pub directory: Option<PathBuf>,
+    /// The checkpoint signing key (`None`: the keystore's when the runtime has one,
+    /// else a fresh random key; publish its public key).
     pub signing_key: Option<AuditSigningKey>,
     /// A segment is closed and signed when it would grow past this size.
     pub max_segment_bytes: u64,
@@ -109,22 +154,12 @@ pub struct AuditConfig {
     pub flush_interval: Duration,
 }
 
-/// Default segment size: 64 MiB.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-/// Default retention: 400 days (covers PCI-DSS 10.5.1's 12 months with margin).
-pub const DEFAULT_RETENTION_DAYS: u32 = 400;
-/// Default directory, relative to the working directory.
-pub const DEFAULT_DIRECTORY: &str = "ringkernel-audit";
-
-impl Default for AuditConfig {
+impl Default for AuditLogConfig {
     fn default() -> Self {
-        AuditConfig {
+        AuditLogConfig {
             enabled: true,
-            log_k2k_messages: false,
-            log_memory_access: false,
-            log_violations: true,
-            retention_days: DEFAULT_RETENTION_DAYS,
-            directory: PathBuf::from(DEFAULT_DIRECTORY),
+            events: AuditConfig::default(),
+            directory: None,
             signing_key: None,
             max_segment_bytes: DEFAULT_SEGMENT_BYTES,
             flush_interval: Duration::from_millis(100),
@@ -132,21 +167,38 @@ impl Default for AuditConfig {
     }
 }
 
-impl AuditConfig {
+impl From<AuditConfig> for AuditLogConfig {
+    /// What `events` says is recorded, everything else as by default.
+    fn from(events: AuditConfig) -> Self {
+        AuditLogConfig {
+            events,
+            ..Self::default()
+        }
+    }
+}
+
+impl AuditLogConfig {
     /// The defaults, in `dir`.
     pub fn in_directory(dir: impl AsRef<Path>) -> Self {
-        AuditConfig {
-            directory: dir.as_ref().to_path_buf(),
+        AuditLogConfig {
+            directory: Some(dir.as_ref().to_path_buf()),
             ..Self::default()
         }
     }
 
     /// No audit log (development only).
     pub fn disabled() -> Self {
-        AuditConfig {
+        AuditLogConfig {
             enabled: false,
             ..Self::default()
         }
+    }
+
+    /// The directory the log is kept in: the one configured, else `./ringkernel-audit`.
+    pub fn resolved_directory(&self) -> &Path {
+        self.directory
+            .as_deref()
+            .unwrap_or(Path::new(DEFAULT_DIRECTORY))
     }
 }
 
@@ -161,8 +213,7 @@ impl AuditSigningKey {
     /// A fresh random key.
     pub fn generate() -> Result<Self> {
         let mut seed = SecureBuffer::new(32);
-        getrandom::fill(seed.as_mut_slice())
-            .map_err(Error::Randomness)?;
+        getrandom::fill(seed.as_mut_slice()).map_err(Error::Randomness)?;
         Ok(AuditSigningKey { seed })
     }
 
@@ -307,7 +358,7 @@ impl AuditEvent {
 }
 
 struct LogInner {
-    config: AuditConfig,
+    config: AuditLogConfig,
     public_key: AuditPublicKey,
     tx: Sender<Command>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -325,7 +376,7 @@ pub struct AuditLog {
 impl fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditLog")
-            .field("directory", &self.inner.config.directory)
+            .field("directory", &self.directory())
             .field("public_key", &self.inner.public_key)
             .finish_non_exhaustive()
     }
@@ -336,9 +387,11 @@ impl fmt::Debug for AuditLog {
 pub const QUEUE_CAPACITY: usize = 65_536;
 
 impl AuditLog {
-    /// Opens (or resumes) the log in `config.directory`. A log left unsealed by a crash
-    /// is sealed first, its torn final line (if any) recorded in the checkpoint.
-    pub fn open(config: AuditConfig) -> Result<Self> {
+    /// Opens (or resumes) the log in `config`'s directory. A log left unsealed by a
+    /// crash is sealed first, its torn final line (if any) recorded in the checkpoint.
+    pub fn open(config: impl Into<AuditLogConfig>) -> Result<Self> {
+        let mut config = config.into();
+        config.directory = Some(config.resolved_directory().to_path_buf());
         if !config.enabled {
             return Err(Error::InvalidConfig(
                 "the audit log is disabled in this configuration".into(),
@@ -390,8 +443,8 @@ impl AuditLog {
         Ok(log)
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &AuditConfig {
+    /// The configuration (its directory resolved).
+    pub fn config(&self) -> &AuditLogConfig {
         &self.inner.config
     }
 
@@ -402,7 +455,7 @@ impl AuditLog {
 
     /// The log's directory.
     pub fn directory(&self) -> &Path {
-        &self.inner.config.directory
+        self.inner.config.resolved_directory()
     }
 
     /// Records appended through this handle's log since it was opened.

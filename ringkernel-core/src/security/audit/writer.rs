@@ -20,7 +20,7 @@ use super::format::{
     rfc3339, sha256_hex, signed_file, utc_day,
 };
 use super::head::SignedHead;
-use super::{AuditConfig, AuditEvent, AuditSigningKey};
+use super::{AuditEvent, AuditLogConfig, AuditSigningKey};
 use crate::error::{Error, Result};
 
 pub(crate) enum Command {
@@ -92,8 +92,8 @@ impl Writer {
     /// A directory that falls short of its head (records or segments cut, the head gone
     /// or replaced by an older one) is refused with the error `verify` gives: continuing
     /// would sign a new head over the cut and hide it.
-    pub(crate) fn open(config: &AuditConfig, key: AuditSigningKey) -> Result<Opened> {
-        let dir = config.directory.clone();
+    pub(crate) fn open(config: &AuditLogConfig, key: AuditSigningKey) -> Result<Opened> {
+        let dir = config.resolved_directory().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| io_err("audit directory", e))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -110,7 +110,7 @@ impl Writer {
         let wrong_key = |found: &str| {
             Error::InvalidConfig(format!(
                 "audit directory {} holds a log signed by key {found}; open it with that \
-                 signing key (AuditConfig::signing_key) or use a new directory",
+                 signing key (AuditLogConfig::signing_key) or use a new directory",
                 dir.display()
             ))
         };
@@ -300,7 +300,7 @@ impl Writer {
             key,
             _lock: lock,
             max_bytes: config.max_segment_bytes,
-            retention_days: config.retention_days,
+            retention_days: config.events.retention_days,
             seg,
             file,
             seg_bytes: 0,

@@ -177,8 +177,7 @@ impl Keyring {
 
     fn make_epoch(&self, epoch: u32) -> Result<EpochKey> {
         let mut salt = [0u8; EPOCH_SALT_LEN];
-        getrandom::fill(&mut salt)
-            .map_err(Error::Randomness)?;
+        getrandom::fill(&mut salt).map_err(Error::Randomness)?;
         self.derive_epoch(epoch, salt)
     }
 

@@ -204,8 +204,7 @@ impl MemoryEncryption {
             return Ok(Self::disabled(config));
         }
         let mut master = SecureBuffer::new(kdf::MASTER_KEY_LEN);
-        getrandom::fill(master.as_mut_slice())
-            .map_err(Error::Randomness)?;
+        getrandom::fill(master.as_mut_slice()).map_err(Error::Randomness)?;
         Self::with_master(config, master, KeySource::Random, Vec::new())
     }
 
@@ -222,8 +221,7 @@ impl MemoryEncryption {
     /// [`MemoryEncryption::from_password`] with a full configuration (its KDF is used).
     pub fn from_password_with_config(password: &[u8], config: EncryptionConfig) -> Result<Self> {
         let mut salt = vec![0u8; kdf::SALT_LEN];
-        getrandom::fill(&mut salt)
-            .map_err(Error::Randomness)?;
+        getrandom::fill(&mut salt).map_err(Error::Randomness)?;
         Self::derive(password, config, salt, &KeyringState::default())
     }
 
@@ -527,8 +525,7 @@ impl MemoryEncryption {
     fn nonce_for(&self, alg: Algorithm, counter: u64, dir: Direction) -> Result<Vec<u8>> {
         if alg.random_nonces() {
             let mut n = vec![0u8; alg.nonce_len()];
-            getrandom::fill(&mut n)
-                .map_err(Error::Randomness)?;
+            getrandom::fill(&mut n).map_err(Error::Randomness)?;
             Ok(n)
         } else {
             Ok(single_nonce_96(dir, counter).to_vec())
@@ -596,8 +593,7 @@ impl MemoryEncryption {
         let res = self.reserve(data.len())?;
         let prefix = if alg.random_nonces() {
             let mut p = vec![0u8; alg.nonce_len() - envelope::STREAM_NONCE_SUFFIX];
-            getrandom::fill(&mut p)
-                .map_err(Error::Randomness)?;
+            getrandom::fill(&mut p).map_err(Error::Randomness)?;
             p
         } else {
             stream_prefix_96(Direction::Host, res.counter).to_vec()

@@ -7,10 +7,10 @@
 //!
 //! ```
 //! use ringkernel_core::k2k::KernelId;
-//! use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, Event};
+//! use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, AuditEvent, AuditLog, Event};
 //!
 //! # let tmp = tempfile::tempdir()?;
-//! let log = AuditLog::open(AuditConfig::in_directory(tmp.path()))?;
+//! let log = AuditLog::open(AuditLogConfig::in_directory(tmp.path()))?;
 //! // The runtime's events: typed, named and shaped in one place.
 //! let kernel = KernelId::new("processor_1")?;
 //! log.append(Event::KernelTerminate { kernel })?;
