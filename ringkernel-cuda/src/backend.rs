@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::CudaSlice;
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 use ringkernel_core::backend::{
@@ -11,14 +10,11 @@ use ringkernel_core::backend::{
     KernelProgram, KernelWorker, check_bounds, spawn_host_kernel,
 };
 
-use crate::device::{Device, driver_error};
+use crate::device::{Device, SharedMem, driver_error};
 
 /// Allocation granule: device allocations are counted in 256-byte units (the CUDA
 /// allocation alignment).
 pub(crate) const GRANULE: u64 = 256;
-
-/// Device memory shared between the backend and a kernel's driver.
-pub(crate) type SharedMem = Arc<Mutex<CudaSlice<u8>>>;
 
 /// The CUDA compute backend. See the crate docs.
 pub struct CudaBackend {
@@ -149,7 +145,10 @@ impl ComputeBackend for CudaBackend {
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
         match &launch.program {
-            KernelProgram::Device(program) => crate::kernel::launch(self, program.clone(), launch),
+            KernelProgram::Device(program) => {
+                let (control, _) = self.buffer(launch.control)?;
+                crate::kernel::launch(self.dev.clone(), control, program.clone(), launch)
+            }
             _ => spawn_host_kernel(launch),
         }
     }

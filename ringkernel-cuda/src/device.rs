@@ -5,12 +5,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream};
 use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 use parking_lot::Mutex;
 use ringkernel_core::Error;
 
 use crate::sources;
+
+/// Device memory shared between the backend and a kernel's driver.
+pub(crate) type SharedMem = Arc<Mutex<CudaSlice<u8>>>;
 
 /// An opened device.
 pub(crate) struct Device {

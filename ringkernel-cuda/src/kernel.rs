@@ -20,12 +20,11 @@ use ringkernel_core::backend::{
 use ringkernel_core::k2k::Message;
 use ringkernel_core::security::sandbox::RouteTable;
 
-use crate::backend::CudaBackend;
-use crate::device::{Device, driver_error};
+use crate::device::{Device, SharedMem, driver_error};
 
 struct KernelDevice {
     dev: Arc<Device>,
-    control: crate::backend::SharedMem,
+    control: SharedMem,
     control_len: usize,
     program: DeviceProgram,
     io: Mutex<Io>,
@@ -45,13 +44,14 @@ struct Io {
     uploaded: Option<Arc<RouteTable>>,
 }
 
+/// Starts a device kernel on `dev`, its control block in `control` (the backend's
+/// buffer `launch.control`).
 pub(crate) fn launch(
-    backend: &CudaBackend,
+    dev: Arc<Device>,
+    control: SharedMem,
     program: DeviceProgram,
     launch: KernelLaunch,
 ) -> Result<Box<dyn KernelWorker>, Error> {
-    let (control, _) = backend.buffer(launch.control)?;
-    let dev = backend.dev.clone();
     let zeros = |n: usize| {
         dev.stream
             .alloc_zeros::<u32>(n)
@@ -251,7 +251,7 @@ mod hostile {
     /// A kernel's buffers during a round (the driver holds `io`).
     pub(super) struct Raw<'a> {
         pub(super) dev: &'a Device,
-        pub(super) control: &'a crate::backend::SharedMem,
+        pub(super) control: &'a crate::device::SharedMem,
         pub(super) io: &'a mut Io,
     }
 

@@ -9,7 +9,7 @@ use ringkernel_core::security::encryption::{ContextId, MemoryEncryption, Sequenc
 use zeroize::Zeroize;
 
 use crate::backend::WgpuBackend;
-use crate::gpu::align4;
+use crate::gpu::{align4, entry};
 
 /// The WGSL kernels `aead_batch.wgsl` (one record per invocation) and
 /// `stream_aead.wgsl` (one STREAM chunk per workgroup). Records are limited to
@@ -270,11 +270,4 @@ pub(crate) fn pad4(bytes: &[u8]) -> Vec<u8> {
     let mut v = bytes.to_vec();
     v.resize(align4(bytes.len() as u64) as usize, 0);
     v
-}
-
-pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
-    wgpu::BindGroupEntry {
-        binding,
-        resource: buffer.as_entire_binding(),
-    }
 }

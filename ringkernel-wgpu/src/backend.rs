@@ -145,7 +145,10 @@ impl ComputeBackend for WgpuBackend {
 
     fn launch(&self, launch: KernelLaunch) -> Result<Box<dyn KernelWorker>, Error> {
         match &launch.program {
-            KernelProgram::Device(program) => crate::kernel::launch(self, program.clone(), launch),
+            KernelProgram::Device(program) => {
+                let (control, _) = self.buffer(launch.control)?;
+                crate::kernel::launch(self.gpu.clone(), control, program.clone(), launch)
+            }
             _ => spawn_host_kernel(launch),
         }
     }

@@ -232,3 +232,11 @@ impl Gpu {
 pub(crate) fn align4(n: u64) -> u64 {
     n.div_ceil(4) * 4
 }
+
+/// Binds the whole of `buffer` at `binding`.
+pub(crate) fn entry(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: buffer.as_entire_binding(),
+    }
+}

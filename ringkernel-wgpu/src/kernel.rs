@@ -28,9 +28,7 @@ use ringkernel_core::backend::{
 use ringkernel_core::k2k::Message;
 use ringkernel_core::security::sandbox::RouteTable;
 
-use crate::aead::entry;
-use crate::backend::WgpuBackend;
-use crate::gpu::{Gpu, align4};
+use crate::gpu::{Gpu, align4, entry};
 
 /// The resources of one kernel on the device.
 struct KernelDevice {
@@ -61,13 +59,14 @@ struct Grown {
     size: u64,
 }
 
+/// Starts a device kernel on `gpu`, its control block in `control` (the backend's
+/// buffer `launch.control`).
 pub(crate) fn launch(
-    backend: &WgpuBackend,
+    gpu: Arc<Gpu>,
+    control: Arc<wgpu::Buffer>,
     program: DeviceProgram,
     launch: KernelLaunch,
 ) -> Result<Box<dyn KernelWorker>, Error> {
-    let (control, _) = backend.buffer(launch.control)?;
-    let gpu = backend.gpu.clone();
     let grown = |label: &str| -> Result<Grown, Error> {
         Ok(Grown {
             buffer: gpu.storage(label, 256)?,

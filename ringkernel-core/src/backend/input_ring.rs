@@ -179,7 +179,7 @@ impl InputRing {
             }
             let mut entry = Zeroizing::new(Vec::with_capacity(words));
             entry.push(len_word);
-            super::device::extend_words(&mut entry, &msg.payload);
+            super::words::extend_words(&mut entry, &msg.payload);
             append(&mut runs, RING_HEADER_WORDS + start, &entry);
             let end = (start + words) % self.capacity;
             self.write = end;
@@ -250,7 +250,7 @@ fn out_of_step(reason: String) -> Error {
 fn append(runs: &mut Vec<RingWrite>, at: usize, words: &[u32]) {
     match runs.last_mut() {
         Some(last) if last.at + last.words.len() == at => {
-            super::device::zeroizing_extend(&mut last.words, words)
+            super::words::zeroizing_extend(&mut last.words, words)
         }
         _ => runs.push(RingWrite {
             at,

@@ -28,6 +28,7 @@ pub mod input_ring;
 mod port;
 mod round_report;
 mod table;
+mod words;
 
 pub use context::KernelContext;
 pub use cpu::{CpuBackend, spawn_host_kernel, spawn_kernel_thread};
