@@ -316,6 +316,53 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The PKCS#11 token holding a keystore's key-encryption key could not be used: its
+    /// module would not load, the token or the key is not there, the PIN was refused or
+    /// could not be read, or the token failed an operation. The message names the
+    /// module, token or key label it concerns, never the PIN.
+    #[error("PKCS#11 token: {failure}: {reason}")]
+    Token {
+        /// What went wrong, for matching.
+        failure: TokenFailure,
+        /// What the operator needs to fix it (names the module, token or key).
+        reason: String,
+    },
+}
+
+/// What went wrong with a PKCS#11 token ([`Error::Token`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenFailure {
+    /// The PKCS#11 module (the vendor's shared library) is missing or would not load.
+    ModuleUnavailable,
+    /// No token in the module matches the configured slot or token label.
+    TokenNotFound,
+    /// The token refused the PIN (wrong, locked, or of an invalid length).
+    WrongPin,
+    /// The PIN could not be read from its environment variable or file.
+    PinUnavailable,
+    /// The token holds no key with the configured label.
+    KeyNotFound,
+    /// The key is there but unfit to be a key-encryption key (not AES-256, extractable
+    /// or not sensitive), or the label names more than one key.
+    UnfitKey,
+    /// The token failed an operation (the message names the PKCS#11 return code).
+    Failed,
+}
+
+impl std::fmt::Display for TokenFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenFailure::ModuleUnavailable => "module unavailable",
+            TokenFailure::TokenNotFound => "token not found",
+            TokenFailure::WrongPin => "PIN refused",
+            TokenFailure::PinUnavailable => "PIN unavailable",
+            TokenFailure::KeyNotFound => "key not found",
+            TokenFailure::UnfitKey => "unfit key",
+            TokenFailure::Failed => "operation failed",
+        })
+    }
 }
 
 impl Error {
@@ -386,6 +433,7 @@ impl Error {
             Error::Exhausted(_) => ErrorCode::Exhausted,
             Error::Randomness(_) => ErrorCode::Randomness,
             Error::ThreadSpawn { .. } => ErrorCode::ThreadSpawn,
+            Error::Token { .. } => ErrorCode::Token,
         }
     }
 }
@@ -475,11 +523,13 @@ pub enum ErrorCode {
     Randomness = 38,
     /// [`Error::ThreadSpawn`].
     ThreadSpawn = 39,
+    /// [`Error::Token`].
+    Token = 40,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 39] = [
+    pub const ALL: [ErrorCode; 40] = [
         ErrorCode::InvalidKernelId,
         ErrorCode::DuplicateKernel,
         ErrorCode::UnknownKernel,
@@ -519,6 +569,7 @@ impl ErrorCode {
         ErrorCode::Exhausted,
         ErrorCode::Randomness,
         ErrorCode::ThreadSpawn,
+        ErrorCode::Token,
     ];
 
     /// The code with number `n`, if there is one (e.g. read back from a control block).

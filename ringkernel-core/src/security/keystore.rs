@@ -3,9 +3,11 @@
 //! One file in the state directory (`keystore.json`) holds the runtime's master key,
 //! the audit log's Ed25519 signing seed and the live key epochs (each epoch's salt),
 //! sealed with AES-256-GCM under a **key-encryption key** (KEK) that never touches the
-//! disk: derived from a password (Argon2id), read from a key file, or bytes the caller
-//! supplies. The KEK is the seam for an HSM: a token-held KEK would seal and open the
-//! same secrets inside the token ([`KeyEncryptionKey`] is where it slots in).
+//! disk: derived from a password (Argon2id), read from a key file, bytes the caller
+//! supplies, or (feature `pkcs11`) an AES-256 key that never leaves a PKCS#11 token,
+//! which then seals and opens the secrets itself ([`pkcs11`]). The file names the kind
+//! of KEK that sealed it; opening it with another kind is refused with
+//! [`Error::WrongKey`].
 //!
 //! ```
 //! use ringkernel_core::security::encryption::EncryptionConfig;
@@ -60,6 +62,9 @@ pub const FORMAT: &str = "ringkernel.keystore/v1";
 /// Smallest key file accepted, in bytes.
 pub const MIN_KEY_FILE_LEN: usize = 32;
 
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+
 const SECRETS_MAGIC: &[u8; 4] = b"RKKS";
 const SECRETS_VERSION: u8 = 1;
 const KEY_LEN: usize = 32;
@@ -80,6 +85,9 @@ enum KekSource {
     KeyFile { path: PathBuf, key: SecureBuffer },
     /// 32 bytes the caller holds (for example unwrapped by a KMS).
     Bytes(SecureBuffer),
+    /// An AES-256 key inside a PKCS#11 token, which seals and opens the secrets.
+    #[cfg(feature = "pkcs11")]
+    Token(Arc<pkcs11::TokenKey>),
 }
 
 impl std::fmt::Debug for KeyEncryptionKey {
@@ -92,6 +100,8 @@ impl std::fmt::Debug for KeyEncryptionKey {
                     path.display()
                 )
             }
+            #[cfg(feature = "pkcs11")]
+            KekSource::Token(key) => write!(f, "KeyEncryptionKey(pkcs11 {key:?})"),
             _ => write!(f, "KeyEncryptionKey({}, [REDACTED])", self.kind()),
         }
     }
@@ -183,12 +193,26 @@ impl KeyEncryptionKey {
         })
     }
 
-    /// What kind of KEK this is: `"password"`, `"key-file"` or `"bytes"`.
+    /// A KEK held in a PKCS#11 token: opens the module, finds the token, logs in with
+    /// the PIN from its source and finds the AES-256 key labelled `key_label` (create it
+    /// once with [`pkcs11::generate_key`]). The key never leaves the token: the token
+    /// seals and opens the keystore's secrets. A missing module, an unknown token, a
+    /// refused PIN or an absent key is an [`Error::Token`] naming it.
+    #[cfg(feature = "pkcs11")]
+    pub fn pkcs11(config: &pkcs11::Pkcs11Config) -> Result<Self> {
+        Ok(KeyEncryptionKey {
+            source: KekSource::Token(Arc::new(pkcs11::TokenKey::open(config)?)),
+        })
+    }
+
+    /// What kind of KEK this is: `"password"`, `"key-file"`, `"bytes"` or `"pkcs11"`.
     pub fn kind(&self) -> &'static str {
         match self.source {
             KekSource::Password { .. } => "password",
             KekSource::KeyFile { .. } => "key-file",
             KekSource::Bytes(_) => "bytes",
+            #[cfg(feature = "pkcs11")]
+            KekSource::Token(_) => "pkcs11",
         }
     }
 
@@ -212,20 +236,32 @@ impl KeyEncryptionKey {
                     memory_kib: Some(memory_cost),
                     time_cost: Some(time_cost),
                     lanes: Some(parallelism),
+                    key_label: None,
                 }
             }
+            #[cfg(feature = "pkcs11")]
+            KekSource::Token(key) => KekDescriptor {
+                kind: self.kind().into(),
+                salt: None,
+                memory_kib: None,
+                time_cost: None,
+                lanes: None,
+                key_label: Some(key.key_label().to_owned()),
+            },
             _ => KekDescriptor {
                 kind: self.kind().into(),
                 salt: None,
                 memory_kib: None,
                 time_cost: None,
                 lanes: None,
+                key_label: None,
             },
         })
     }
 
-    /// The 256-bit wrapping key for a keystore described by `desc`.
-    fn wrapping_key(&self, desc: &KekDescriptor, path: &Path) -> Result<SecureBuffer> {
+    /// What seals and opens a keystore described by `desc`: a 256-bit wrapping key in
+    /// locked memory, or the token.
+    fn sealer(&self, desc: &KekDescriptor, path: &Path) -> Result<Sealer> {
         if desc.kind != self.kind() {
             return Err(Error::WrongKey(format!(
                 "the keystore {} is sealed under a {} key-encryption key, not a {} one; \
@@ -261,11 +297,123 @@ impl KeyEncryptionKey {
                     p,
                     key.as_mut_slice(),
                 )?;
-                Ok(key)
+                Ok(Sealer::Host(key))
             }
             KekSource::KeyFile { key, .. } | KekSource::Bytes(key) => {
-                Ok(SecureBuffer::from_slice(key.as_slice()))
+                Ok(Sealer::Host(SecureBuffer::from_slice(key.as_slice())))
             }
+            #[cfg(feature = "pkcs11")]
+            KekSource::Token(key) => Ok(Sealer::Token(key.clone())),
+        }
+    }
+}
+
+/// The constant a token-held KEK seals as its check value, and the AAD it seals it under.
+#[cfg(feature = "pkcs11")]
+const TOKEN_CHECK: &[u8; 16] = b"rk/kek-check/v1\0";
+#[cfg(feature = "pkcs11")]
+const TOKEN_CHECK_AAD: &[u8] = b"ringkernel/keystore/kek-check";
+
+/// Seals and opens the keystore's secrets with AES-256-GCM: on the host under a wrapping
+/// key in locked memory, or inside a PKCS#11 token.
+enum Sealer {
+    Host(SecureBuffer),
+    #[cfg(feature = "pkcs11")]
+    Token(Arc<pkcs11::TokenKey>),
+}
+
+impl Sealer {
+    /// Seals `plain` under a fresh random nonce; returns the nonce and the ciphertext.
+    fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<([u8; 12], Vec<u8>)> {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        match self {
+            Sealer::Host(key) => {
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(key.as_slice())
+                    .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
+                let sealed = cipher
+                    .encrypt(
+                        aes_gcm::Nonce::from_slice(&nonce),
+                        Payload { msg: plain, aad },
+                    )
+                    .map_err(|_| Error::Backend("keystore sealing failed".into()))?;
+                Ok((nonce, sealed))
+            }
+            #[cfg(feature = "pkcs11")]
+            Sealer::Token(key) => key.seal(nonce, plain, aad),
+        }
+    }
+
+    /// Opens what [`Sealer::seal`] sealed, into locked memory; [`Error::Tampered`] when
+    /// it does not authenticate.
+    fn open(&self, nonce: &[u8], sealed: &[u8], aad: &[u8]) -> Result<SecureBuffer> {
+        match self {
+            Sealer::Host(key) => {
+                let cipher = aes_gcm::Aes256Gcm::new_from_slice(key.as_slice())
+                    .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
+                let plain = cipher
+                    .decrypt(
+                        aes_gcm::Nonce::from_slice(nonce),
+                        Payload { msg: sealed, aad },
+                    )
+                    .map_err(|_| Error::Tampered)?;
+                let plain = zeroize::Zeroizing::new(plain);
+                Ok(SecureBuffer::from_slice(&plain))
+            }
+            #[cfg(feature = "pkcs11")]
+            Sealer::Token(key) => key.open_sealed(nonce, sealed, aad),
+        }
+    }
+
+    /// A fresh check value, stored in the keystore, that tells a wrong KEK from a
+    /// damaged file: HKDF of the wrapping key (16 bytes), or for a token, a constant
+    /// sealed by the token (nonce, ciphertext and tag).
+    fn new_check(&self) -> Result<Vec<u8>> {
+        match self {
+            Sealer::Host(key) => Ok(kek_check(key)?.to_vec()),
+            #[cfg(feature = "pkcs11")]
+            Sealer::Token(_) => {
+                let (nonce, sealed) = self.seal(TOKEN_CHECK, TOKEN_CHECK_AAD)?;
+                Ok([&nonce[..], &sealed].concat())
+            }
+        }
+    }
+
+    /// Whether `stored` is this KEK's check value; `None` when it cannot be one (wrong
+    /// length). `Err` only when the token failed.
+    fn matches_check(&self, stored: &[u8]) -> Result<Option<bool>> {
+        match self {
+            Sealer::Host(key) => {
+                if stored.len() != 16 {
+                    return Ok(None);
+                }
+                Ok(Some(bool::from(kek_check(key)?.ct_eq(stored))))
+            }
+            #[cfg(feature = "pkcs11")]
+            Sealer::Token(key) => {
+                if stored.len() <= 12 {
+                    return Ok(None);
+                }
+                match key.open_sealed(&stored[..12], &stored[12..], TOKEN_CHECK_AAD) {
+                    Ok(plain) => Ok(Some(bool::from(plain.as_slice().ct_eq(TOKEN_CHECK)))),
+                    Err(Error::Tampered) => Ok(Some(false)),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Names the key for a "wrong key" message.
+    fn describe(&self, kind: &str) -> String {
+        match self {
+            Sealer::Host(_) => format!("{kind} key-encryption key"),
+            #[cfg(feature = "pkcs11")]
+            Sealer::Token(key) => format!(
+                "token key (not the key {:?} in {})",
+                key.key_label(),
+                key.token()
+            ),
         }
     }
 }
@@ -282,6 +430,9 @@ struct KekDescriptor {
     time_cost: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lanes: Option<u32>,
+    /// For a PKCS#11 token: the label of the key in the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_label: Option<String>,
 }
 
 /// The authenticated, non-secret part of the file.
@@ -289,8 +440,9 @@ struct KekDescriptor {
 struct Public {
     format: String,
     kek: KekDescriptor,
-    /// HKDF(KEK, "ringkernel/keystore/kek-check"), 16 bytes: a wrong KEK is named as
-    /// such before any decryption is tried.
+    /// HKDF(KEK, "ringkernel/keystore/kek-check"), 16 bytes, or for a token a constant
+    /// the token sealed (nonce, ciphertext, tag): a wrong KEK is named as such before
+    /// the secrets are opened.
     kek_check: String,
     /// Grows by one with every write.
     generation: u64,
@@ -314,8 +466,11 @@ pub struct KeystoreInfo {
     pub path: PathBuf,
     /// File format.
     pub format: String,
-    /// `"password"`, `"key-file"` or `"bytes"`.
+    /// `"password"`, `"key-file"`, `"bytes"` or `"pkcs11"`.
     pub kek_kind: String,
+    /// For a `"pkcs11"` keystore, the label of the key in the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kek_key_label: Option<String>,
     /// Writes so far (grows with every rotation, retirement and restart).
     pub generation: u64,
     /// Highest key epoch ever issued.
@@ -345,10 +500,10 @@ impl Secrets {
 
 struct Inner {
     path: PathBuf,
-    wrapping: SecureBuffer,
+    sealer: Sealer,
     kek_kind: &'static str,
     descriptor: KekDescriptor,
-    kek_check: [u8; 16],
+    kek_check: Vec<u8>,
     secrets: Mutex<(u64, Secrets)>,
     fresh: bool,
     encryption_taken: AtomicBool,
@@ -388,7 +543,7 @@ impl Keystore {
 
     fn create(path: PathBuf, kek: &KeyEncryptionKey) -> Result<Self> {
         let descriptor = kek.new_descriptor()?;
-        let wrapping = kek.wrapping_key(&descriptor, &path)?;
+        let sealer = kek.sealer(&descriptor, &path)?;
         let mut master = SecureBuffer::new(KEY_LEN);
         let mut audit_seed = SecureBuffer::new(KEY_LEN);
         for b in [&mut master, &mut audit_seed] {
@@ -396,9 +551,9 @@ impl Keystore {
         }
         let ks = Keystore {
             inner: Arc::new(Inner {
-                kek_check: kek_check(&wrapping)?,
+                kek_check: sealer.new_check()?,
                 path,
-                wrapping,
+                sealer,
                 kek_kind: kek.kind(),
                 descriptor,
                 secrets: Mutex::new((
@@ -433,38 +588,29 @@ impl Keystore {
                 file.public.format
             )));
         }
-        let wrapping = kek.wrapping_key(&file.public.kek, &path)?;
-        let check = kek_check(&wrapping)?;
-        let stored = unhex(&file.public.kek_check)
-            .filter(|c| c.len() == 16)
-            .ok_or_else(|| corrupt("kek_check is not 16 hex bytes".into()))?;
-        if !bool::from(check.ct_eq(stored.as_slice())) {
-            return Err(Error::WrongKey(format!(
-                "the keystore {} was sealed under a different {} key-encryption key; give the \
-                 one it was created with (or move the file away to start a new keystore, which \
-                 leaves data sealed under the old keys unreadable)",
-                path.display(),
-                kek.kind()
-            )));
+        let sealer = kek.sealer(&file.public.kek, &path)?;
+        let stored =
+            unhex(&file.public.kek_check).ok_or_else(|| corrupt("kek_check is not hex".into()))?;
+        match sealer.matches_check(&stored)? {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Error::WrongKey(format!(
+                    "the keystore {} was sealed under a different {}; give the one it was \
+                     created with (or move the file away to start a new keystore, which \
+                     leaves data sealed under the old keys unreadable)",
+                    path.display(),
+                    sealer.describe(kek.kind())
+                )));
+            }
+            None => return Err(corrupt("kek_check has the wrong length".into())),
         }
         let nonce = unhex(&file.nonce)
             .filter(|n| n.len() == 12)
             .ok_or_else(|| corrupt("nonce is not 12 hex bytes".into()))?;
         let sealed = unhex(&file.sealed).ok_or_else(|| corrupt("sealed part is not hex".into()))?;
         let aad = aad(&file.public)?;
-        let cipher = aes_gcm::Aes256Gcm::new_from_slice(wrapping.as_slice())
-            .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
-        let plain = cipher
-            .decrypt(
-                aes_gcm::Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &sealed,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::Tampered)?;
-        let plain = zeroize::Zeroizing::new(plain);
-        let secrets = decode_secrets(&plain).map_err(corrupt)?;
+        let plain = sealer.open(&nonce, &sealed, &aad)?;
+        let secrets = decode_secrets(plain.as_slice()).map_err(corrupt)?;
         let public_key = secrets.audit_key().public_key();
         if public_key.to_hex() != file.public.audit_public_key {
             return Err(Error::Tampered);
@@ -472,10 +618,10 @@ impl Keystore {
         Ok(Keystore {
             inner: Arc::new(Inner {
                 path,
-                wrapping,
+                sealer,
                 kek_kind: kek.kind(),
                 descriptor: file.public.kek,
-                kek_check: check,
+                kek_check: stored,
                 secrets: Mutex::new((file.public.generation, secrets)),
                 fresh: false,
                 encryption_taken: AtomicBool::new(false),
@@ -548,6 +694,7 @@ impl Keystore {
             path: self.inner.path.clone(),
             format: FORMAT.into(),
             kek_kind: self.inner.kek_kind.into(),
+            kek_key_label: self.inner.descriptor.key_label.clone(),
             generation: guard.0,
             highest_epoch: guard.1.keys.highest,
             live_epochs: guard.1.keys.epochs.iter().map(|e| e.epoch).collect(),
@@ -573,20 +720,8 @@ impl Inner {
             generation,
             audit_public_key: guard.1.audit_key().public_key().to_hex(),
         };
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(Error::Randomness)?;
         let plain = encode_secrets(&guard.1);
-        let cipher = aes_gcm::Aes256Gcm::new_from_slice(self.wrapping.as_slice())
-            .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
-        let sealed = cipher
-            .encrypt(
-                aes_gcm::Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain.as_slice(),
-                    aad: &aad(&public)?,
-                },
-            )
-            .map_err(|_| Error::Backend("keystore sealing failed".into()))?;
+        let (nonce, sealed) = self.sealer.seal(plain.as_slice(), &aad(&public)?)?;
         let file = File {
             public,
             nonce: hex(&nonce),
