@@ -164,6 +164,10 @@ fn token_child_refusals() {
     let (failure, msg) = token_failure(KeyEncryptionKey::pkcs11(&wrong_pin));
     assert_eq!(failure, TokenFailure::WrongPin, "{msg}");
     assert!(msg.contains(TOKEN), "names the token: {msg}");
+    assert!(
+        msg.contains("CKR_PIN_INCORRECT"),
+        "names the return code: {msg}"
+    );
     assert!(!msg.contains("not-the-pin"), "never prints the PIN: {msg}");
     let (failure, _) = token_failure(pkcs11::generate_key(&wrong_pin));
     assert_eq!(failure, TokenFailure::WrongPin);

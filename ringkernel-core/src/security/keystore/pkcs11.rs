@@ -314,9 +314,17 @@ fn login(config: &Pkcs11Config, rw: bool) -> Result<(Arc<Module>, Session, Strin
             | RvError::UserPinNotInitialized),
             _,
         )) => {
+            let code = match rv {
+                RvError::PinIncorrect => "CKR_PIN_INCORRECT: the PIN is wrong",
+                RvError::PinInvalid => "CKR_PIN_INVALID: the PIN has invalid characters",
+                RvError::PinLenRange => "CKR_PIN_LEN_RANGE: the PIN is too long or too short",
+                RvError::PinLocked => "CKR_PIN_LOCKED: too many wrong PINs; the token locked it",
+                RvError::PinExpired => "CKR_PIN_EXPIRED: the PIN must be changed first",
+                _ => "CKR_USER_PIN_NOT_INITIALIZED: the token has no user PIN yet",
+            };
             return Err(token_error(
                 TokenFailure::WrongPin,
-                format!("{token} refused the user PIN: {rv}"),
+                format!("{token} refused the user PIN ({code})"),
             ));
         }
         Err(e) => return Err(failed("login", &token, e)),
