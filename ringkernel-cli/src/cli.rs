@@ -127,7 +127,9 @@ pub(crate) enum KeystoreCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("kek").required(true).args(["passphrase_env", "key_file"]))]
+#[command(group = clap::ArgGroup::new("kek").required(true).args(["passphrase_env", "key_file", "pkcs11_module"]))]
+#[command(group = clap::ArgGroup::new("token").args(["token_label", "slot"]))]
+#[command(group = clap::ArgGroup::new("pin").args(["pin_env", "pin_file"]))]
 pub(crate) struct KeystoreArgs {
     /// The state directory holding `keystore.json`.
     pub(crate) dir: PathBuf,
@@ -137,6 +139,32 @@ pub(crate) struct KeystoreArgs {
     /// A key file: 32 or more random bytes, mode 0600.
     #[arg(long, value_name = "PATH")]
     pub(crate) key_file: Option<PathBuf>,
+    /// The key-encryption key is in a PKCS#11 token: the vendor's module (shared
+    /// library), e.g. /usr/lib/softhsm/libsofthsm2.so; needs --token-label or --slot,
+    /// and --pin-env or --pin-file. `init` creates the key in the token when it holds
+    /// none.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) pkcs11_module: Option<PathBuf>,
+    /// The token, by label (with --pkcs11-module).
+    #[arg(long, value_name = "LABEL", requires = "pkcs11_module")]
+    pub(crate) token_label: Option<String>,
+    /// The token, by slot id (with --pkcs11-module).
+    #[arg(long, value_name = "ID", requires = "pkcs11_module")]
+    pub(crate) slot: Option<u64>,
+    /// The label of the AES-256 key in the token.
+    #[arg(
+        long,
+        value_name = "LABEL",
+        default_value = "ringkernel-kek",
+        requires = "pkcs11_module"
+    )]
+    pub(crate) key_label: String,
+    /// Name of the environment variable holding the token's user PIN (never argv).
+    #[arg(long, value_name = "VAR", requires = "pkcs11_module")]
+    pub(crate) pin_env: Option<String>,
+    /// A file holding the token's user PIN, mode 0600.
+    #[arg(long, value_name = "PATH", requires = "pkcs11_module")]
+    pub(crate) pin_file: Option<PathBuf>,
     /// JSON on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use ringkernel_core::security::EncryptionConfig;
+use ringkernel_core::security::keystore::pkcs11::{self, PinSource, Pkcs11Config, TokenSelector};
 use ringkernel_core::security::keystore::{FILE_NAME, KeyEncryptionKey, Keystore, KeystoreInfo};
 
 use crate::cli::{KeystoreArgs, KeystoreCommand};
@@ -24,12 +25,47 @@ fn kek(args: &KeystoreArgs) -> Result<KeyEncryptionKey, Failure> {
         }
         return Ok(KeyEncryptionKey::password(&passphrase));
     }
+    if let Some(config) = pkcs11_config(args)? {
+        return Ok(KeyEncryptionKey::pkcs11(&config)?);
+    }
     match &args.key_file {
         Some(path) => Ok(KeyEncryptionKey::key_file(path)?),
         None => Err(Failure(
-            "give --passphrase-env VAR or --key-file PATH".into(),
+            "give --passphrase-env VAR, --key-file PATH or --pkcs11-module PATH".into(),
         )),
     }
+}
+
+/// The PKCS#11 token the arguments name, if any. The PIN is read from the environment
+/// or a file when the token is opened, never from argv.
+fn pkcs11_config(args: &KeystoreArgs) -> Result<Option<Pkcs11Config>, Failure> {
+    let Some(module) = &args.pkcs11_module else {
+        return Ok(None);
+    };
+    let token = match (&args.token_label, args.slot) {
+        (Some(label), _) => TokenSelector::Label(label.clone()),
+        (None, Some(slot)) => TokenSelector::Slot(slot),
+        (None, None) => {
+            return Err(Failure(
+                "--pkcs11-module needs --token-label LABEL or --slot ID".into(),
+            ));
+        }
+    };
+    let pin = match (&args.pin_env, &args.pin_file) {
+        (Some(var), _) => PinSource::Env(var.clone()),
+        (None, Some(path)) => PinSource::File(path.clone()),
+        (None, None) => {
+            return Err(Failure(
+                "--pkcs11-module needs --pin-env VAR or --pin-file PATH".into(),
+            ));
+        }
+    };
+    Ok(Some(Pkcs11Config {
+        module: module.clone(),
+        token,
+        key_label: args.key_label.clone(),
+        pin,
+    }))
 }
 
 fn print_info(info: &KeystoreInfo, json: bool) -> Result<(), Failure> {
@@ -38,7 +74,10 @@ fn print_info(info: &KeystoreInfo, json: bool) -> Result<(), Failure> {
     } else {
         println!("keystore {}", info.path.display());
         println!("  format: {}", info.format);
-        println!("  key-encryption key: {}", info.kek_kind);
+        match &info.kek_key_label {
+            Some(label) => println!("  key-encryption key: {} (key {label:?})", info.kek_kind),
+            None => println!("  key-encryption key: {}", info.kek_kind),
+        }
         println!("  generation: {}", info.generation);
         println!("  highest key epoch: {}", info.highest_epoch);
         println!("  live key epochs: {:?}", info.live_epochs);
@@ -67,6 +106,13 @@ pub(crate) fn run(cmd: &KeystoreCommand) -> Outcome {
             )));
         }
         _ => {}
+    }
+    if init && let Some(config) = pkcs11_config(args)? {
+        let created = pkcs11::generate_key(&config)?;
+        if !args.json {
+            let what = if created { "created" } else { "using existing" };
+            println!("{what} AES-256 key {:?} in the token", config.key_label);
+        }
     }
     let store = Keystore::open(&args.dir, kek(args)?)?;
     if let KeystoreCommand::Rotate(_) = cmd {

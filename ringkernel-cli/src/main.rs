@@ -5,7 +5,9 @@
 //! ringkernel audit tail <dir> [-n N] [--json]
 //! ringkernel audit heads <dir> --key <hex|@file> [--json]
 //! ringkernel report fleet <report.json>... [--format json|markdown] [-o file]
-//! ringkernel keystore init|inspect|rotate <state-dir> (--passphrase-env VAR | --key-file PATH) [--json]
+//! ringkernel keystore init|inspect|rotate <state-dir> (--passphrase-env VAR | --key-file PATH
+//!     | --pkcs11-module PATH (--token-label LABEL | --slot ID) [--key-label LABEL]
+//!       (--pin-env VAR | --pin-file PATH)) [--json]
 //! ringkernel completions <bash|zsh|fish|powershell|elvish>
 //! ```
 //!
@@ -20,7 +22,8 @@
 //! | 4 | no log: the directory holds no signed head and no segments (`audit verify`, `audit tail`, `audit heads`) |
 //!
 //! Secrets never travel in argv: a keystore passphrase is read from the environment
-//! variable `--passphrase-env` names, and no command prints one.
+//! variable `--passphrase-env` names, a token PIN from `--pin-env` or `--pin-file`, and
+//! no command prints one.
 
 mod audit;
 mod cli;
