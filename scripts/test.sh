@@ -5,6 +5,7 @@
 #    - Mesa's lavapipe (a real Vulkan driver on the CPU) for the wgpu backend tests,
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
 #    - Chromium, to render the HTML report headless and check its CSP,
+#    - SoftHSM2, a PKCS#11 token for the keystore's token-held key-encryption key,
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
 #    - compliance-trestle from PyPI, to validate the OSCAL export,
 #    - cargo-deny from crates.io, to check licenses, bans and sources.
@@ -34,6 +35,7 @@ dpkg -s libvulkan1 >/dev/null 2>&1 || apt_pkgs+=(libvulkan1)
 command -v qpdf >/dev/null 2>&1 || apt_pkgs+=(qpdf)
 command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_pkgs+=(chromium)
+command -v softhsm2-util >/dev/null 2>&1 || apt_pkgs+=(softhsm2)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
     log "installing ${apt_pkgs[*]}"
     as_root apt-get update -qq
@@ -73,6 +75,12 @@ fi
 # Chromium is installed: the HTML report test must run, not skip.
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     export RINGKERNEL_REQUIRE_CHROMIUM=1
+fi
+
+# SoftHSM2 is installed: the PKCS#11 keystore test must run against a real token, not
+# skip. (The test initialises its own token in a temporary directory.)
+if command -v softhsm2-util >/dev/null 2>&1; then
+    export RINGKERNEL_REQUIRE_SOFTHSM=1
 fi
 
 # In CI a missing Vulkan adapter is a failure, not a skip; a clean build gains nothing
@@ -123,6 +131,11 @@ cargo package --locked --allow-dirty --list -p ringkernel-core | grep -qx 'manua
 
 log "cargo test (unit, integration, examples, benches in test mode)"
 cargo test --workspace --all-targets --locked
+
+# The CLI enables ringkernel-core's `pkcs11` feature, so the workspace run above
+# includes the token test; this names it on its own, with the feature, to be sure.
+log "keystore under a PKCS#11 token (SoftHSM2)"
+cargo test -p ringkernel-core --features pkcs11 --locked --test keystore_pkcs11
 
 log "ringkernel-core without its default features (no PDF, no HTML export)"
 cargo check -p ringkernel-core --no-default-features --all-targets --locked
