@@ -108,7 +108,8 @@ impl PinSource {
     /// Reads the PIN. The returned value zeroes itself when dropped.
     fn read(&self) -> Result<AuthPin> {
         let unavailable = |why: String| token_error(TokenFailure::PinUnavailable, why);
-        let pin = match self {
+        // Zeroed when dropped: the PIN as read, before its exact-size copy below.
+        let pin = zeroize::Zeroizing::new(match self {
             PinSource::Env(var) => std::env::var(var)
                 .map_err(|e| unavailable(format!("the PIN variable {var} cannot be read: {e}")))?,
             PinSource::File(path) => {
@@ -129,22 +130,23 @@ impl PinSource {
                         )));
                     }
                 }
-                let mut text = std::fs::read_to_string(path).map_err(|e| {
+                let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                     unavailable(format!("cannot read PIN file {}: {e}", path.display()))
-                })?;
-                let end = text.trim_end_matches(['\r', '\n']).len();
-                // Truncating keeps the allocation; the AuthPin zeroes it when dropped.
-                text.truncate(end);
-                text
+                })?);
+                text.trim_end_matches(['\r', '\n']).to_owned()
             }
-        };
+        });
         if pin.is_empty() {
             return Err(unavailable(match self {
                 PinSource::Env(var) => format!("the PIN variable {var} is empty"),
                 PinSource::File(path) => format!("the PIN file {} is empty", path.display()),
             }));
         }
-        Ok(AuthPin::from(pin))
+        // An exact-size copy: turning a String with spare capacity into the boxed secret
+        // would reallocate and could leave a copy of the PIN behind, unzeroed.
+        let mut exact = String::with_capacity(pin.len());
+        exact.push_str(&pin);
+        Ok(AuthPin::from(exact))
     }
 }
 
