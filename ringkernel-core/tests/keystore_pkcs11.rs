@@ -201,6 +201,26 @@ fn token_child_refusals() {
     assert_eq!(failure, TokenFailure::KeyNotFound, "{msg}");
     assert!(msg.contains("absent-key"), "names the key: {msg}");
 
+    // A key that could leave the token is not a KEK: refused, naming why.
+    unfit_key(&dir, "exportable-key");
+    let (failure, msg) = token_failure(KeyEncryptionKey::pkcs11(&config(&dir, "exportable-key")));
+    assert_eq!(failure, TokenFailure::UnfitKey, "{msg}");
+    assert!(
+        msg.contains("exportable-key") && msg.contains("CKA_EXTRACTABLE"),
+        "{msg}"
+    );
+    let (failure, _) = token_failure(pkcs11::generate_key(&config(&dir, "exportable-key")));
+    assert_eq!(
+        failure,
+        TokenFailure::UnfitKey,
+        "generate_key keeps and checks it"
+    );
+    // Two keys under one label: ambiguous, refused.
+    unfit_key(&dir, "exportable-key");
+    let (failure, msg) = token_failure(KeyEncryptionKey::pkcs11(&config(&dir, "exportable-key")));
+    assert_eq!(failure, TokenFailure::UnfitKey, "{msg}");
+    assert!(msg.contains("2 secret keys"), "{msg}");
+
     // A missing module.
     let missing = Pkcs11Config {
         module: dir.join("no-such-module.so"),
@@ -209,6 +229,46 @@ fn token_child_refusals() {
     let (failure, msg) = token_failure(KeyEncryptionKey::pkcs11(&missing));
     assert_eq!(failure, TokenFailure::ModuleUnavailable, "{msg}");
     assert!(msg.contains("no-such-module.so"), "names the module: {msg}");
+}
+
+/// Creates an extractable, non-sensitive AES-256 key labelled `label` in the test token,
+/// with the PKCS#11 API directly (as a careless operator's tool would).
+fn unfit_key(dir: &Path, label: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+
+    let config = config(dir, label);
+    let ctx = Pkcs11::new(&config.module).unwrap();
+    // Already initialised by the keystore in this process, or not yet: either is fine.
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
+        .unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    let _ = session.login(UserType::User, Some(&AuthPin::from(USER_PIN.to_owned())));
+    session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(label.as_bytes().to_vec()),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+            ],
+        )
+        .unwrap();
 }
 
 /// Step 2 (its own process): the key is generated in the token, a production runtime
