@@ -131,11 +131,8 @@ cargo package --locked --allow-dirty --list -p ringkernel-core | grep -qx 'manua
 
 log "cargo test (unit, integration, examples, benches in test mode)"
 cargo test --workspace --all-targets --locked
-
 # The CLI enables ringkernel-core's `pkcs11` feature, so the workspace run above
-# includes the token test; this names it on its own, with the feature, to be sure.
-log "keystore under a PKCS#11 token (SoftHSM2)"
-cargo test -p ringkernel-core --features pkcs11 --locked --test keystore_pkcs11
+# builds the core with it and runs the token test (keystore_pkcs11) against SoftHSM2.
 
 log "ringkernel-core without its default features (no PDF, no HTML export)"
 cargo check -p ringkernel-core --no-default-features --all-targets --locked

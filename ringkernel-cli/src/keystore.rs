@@ -116,8 +116,14 @@ pub(crate) fn run(cmd: &KeystoreCommand) -> Outcome {
     }
     let store = Keystore::open(&args.dir, kek(args)?)?;
     if let KeystoreCommand::Rotate(_) = cmd {
+        // Taking the keystore's encryption starts a fresh key epoch and writes it to
+        // the keystore (every start of a program does the same, so that no epoch's
+        // nonce space spans two processes): that is the rotation. Rotating again here
+        // moved the epoch by two.
         let encryption = store.encryption(EncryptionConfig::default())?;
-        let id = encryption.rotate_key()?;
+        let id = encryption
+            .current_key_id()
+            .ok_or_else(|| Failure("the keystore's encryption has no current key".into()))?;
         if !args.json {
             println!("rotated: key epoch {id} now seals");
         }

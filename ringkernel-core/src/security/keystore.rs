@@ -326,8 +326,7 @@ impl Sealer {
     /// Seals `plain` under a fresh random nonce; returns the nonce and the ciphertext.
     fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<([u8; 12], Vec<u8>)> {
         let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| Error::Backend(format!("OS random generator failed: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(Error::Randomness)?;
         match self {
             Sealer::Host(key) => {
                 let cipher = aes_gcm::Aes256Gcm::new_from_slice(key.as_slice())
