@@ -338,9 +338,13 @@ impl RuntimeBuilder {
                         .into(),
                 ));
             }
-            (_, Some(cfg)) if cfg.enabled => {
+            (_, Some(mut cfg)) if cfg.enabled => {
                 if !cfg.events.log_violations {
                     notes.push("audit log does not record sandbox violations".into());
+                }
+                // Shipped heads name the runtime instance they come from.
+                if let Some(syslog) = cfg.syslog.as_mut() {
+                    syslog.instance.get_or_insert_with(|| instance.to_hex());
                 }
                 Some(AuditLog::open(cfg)?)
             }

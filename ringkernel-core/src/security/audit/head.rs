@@ -99,6 +99,26 @@ impl SignedHead {
         out
     }
 
+    /// The one-line form shipped to syslog: the body line, one space, the hex
+    /// signature. [`SignedHead::from_line`] reads it back.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{} {}",
+            String::from_utf8_lossy(&self.body),
+            hex(&self.signature)
+        )
+    }
+
+    /// Parses the one-line form of [`SignedHead::to_line`] (surrounding whitespace
+    /// ignored). Checks the form only; [`SignedHead::verify`] checks the signature.
+    pub fn from_line(line: &str) -> Result<Self> {
+        let (body, signature) = line.trim().rsplit_once(' ').ok_or_else(|| Error::Corrupt {
+            what: "audit log head",
+            reason: "not a one-line head (body, space, hex signature)".into(),
+        })?;
+        Self::from_bytes(format!("{body}\n{signature}\n").as_bytes())
+    }
+
     /// The anchor this head gives: its record count and chain hash.
     pub fn anchor(&self) -> Anchor {
         Anchor {

@@ -38,6 +38,7 @@ mod files;
 pub(crate) mod format;
 mod head;
 pub(crate) mod report;
+pub mod syslog;
 mod verify;
 mod writer;
 
@@ -71,6 +72,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
+use syslog::{Shipper, SyslogConfig, SyslogStats};
 use writer::{Command, Writer};
 
 /// What the audit log records, and how long it keeps it: the four settings of the
@@ -152,6 +154,9 @@ pub struct AuditLogConfig {
     pub max_segment_bytes: u64,
     /// Written records reach the operating system at least this often.
     pub flush_interval: Duration,
+    /// Ship every signed head (and, when configured, every record) to a syslog
+    /// collector (`None`: keep the log local). See [`syslog`] and `docs/syslog.md`.
+    pub syslog: Option<SyslogConfig>,
 }
 
 impl Default for AuditLogConfig {
@@ -163,6 +168,7 @@ impl Default for AuditLogConfig {
             signing_key: None,
             max_segment_bytes: DEFAULT_SEGMENT_BYTES,
             flush_interval: Duration::from_millis(100),
+            syslog: None,
         }
     }
 }
@@ -365,6 +371,16 @@ struct LogInner {
     closed: AtomicBool,
     appended: AtomicU64,
     head: Arc<Mutex<SignedHead>>,
+    shipper: Option<Arc<Shipper>>,
+}
+
+impl LogInner {
+    /// Sends what the shipper still holds (for at most its shutdown timeout) and stops it.
+    fn stop_shipper(&self) {
+        if let Some(s) = &self.shipper {
+            s.shutdown();
+        }
+    }
 }
 
 /// An open audit log. Cheap to clone; appends from any thread form one chain.
@@ -407,11 +423,19 @@ impl AuditLog {
             None => AuditSigningKey::generate()?,
         };
         let public_key = key.public_key();
+        let shipper = match &config.syslog {
+            Some(c) => Some(Arc::new(Shipper::start(c)?)),
+            None => None,
+        };
         let writer::Opened {
             writer,
             resumed,
             head,
         } = Writer::open(&config, key)?;
+        if let Some(s) = &shipper {
+            s.ship_head(&head.lock());
+        }
+        let writer = writer.with_shipper(shipper.clone());
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let flush_interval = config.flush_interval;
         let thread = std::thread::Builder::new()
@@ -430,6 +454,7 @@ impl AuditLog {
                 closed: AtomicBool::new(false),
                 appended: AtomicU64::new(0),
                 head,
+                shipper,
             }),
         };
         // A restart record: where the earlier run's chain ended, and the signed head
@@ -522,9 +547,17 @@ impl AuditLog {
         self.inner.head.lock().clone()
     }
 
+    /// What the syslog shipper has done so far (`None`: no shipper configured).
+    pub fn syslog_stats(&self) -> Option<SyslogStats> {
+        self.inner.shipper.as_ref().map(|s| s.stats())
+    }
+
     /// Writes, seals the current segment, signs a closed head (the close record) and
     /// stops the writer. Later appends fail; calling it again does nothing. Dropping
     /// the last handle without `close()` also seals, but signs an open head.
+    ///
+    /// With a syslog shipper, waits up to its `shutdown_timeout` for the close record
+    /// and whatever else is queued to leave.
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -533,6 +566,7 @@ impl AuditLog {
         if let Some(t) = self.inner.thread.lock().take() {
             let _ = t.join();
         }
+        self.inner.stop_shipper();
         r
     }
 }
@@ -550,5 +584,6 @@ impl Drop for LogInner {
                 let _ = t.join();
             }
         }
+        self.stop_shipper();
     }
 }

@@ -20,7 +20,8 @@ use super::format::{
     rfc3339, sha256_hex, signed_file, utc_day,
 };
 use super::head::SignedHead;
-use super::{AuditEvent, AuditLogConfig, AuditSigningKey};
+use super::syslog::Shipper;
+use super::{AuditEvent, AuditLogConfig, AuditSigningKey, Event};
 use crate::error::{Error, Result};
 
 pub(crate) enum Command {
@@ -53,7 +54,14 @@ pub(crate) struct Writer {
     dirty: bool,
     // the signed head: the last one written, shared with `AuditLog::head`
     head: Arc<Mutex<SignedHead>>,
+    // heads (and records, if configured) also go to syslog
+    shipper: Option<Arc<Shipper>>,
+    last_drop_report: Option<Instant>,
 }
+
+/// Shipper drops are recorded at most this often (a `syslog.dropped` record that is
+/// itself shipped and dropped must not feed a loop).
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the chain stands at a point of the log.
 struct ChainPoint {
@@ -312,12 +320,48 @@ impl Writer {
             prev_checkpoint: sealed.checkpoint,
             dirty: false,
             head: Arc::clone(&head),
+            shipper: None,
+            last_drop_report: None,
         };
         Ok(Opened {
             writer,
             resumed,
             head,
         })
+    }
+
+    /// Hands every head written from now on (and every record, if configured) to
+    /// `shipper`.
+    pub(crate) fn with_shipper(mut self, shipper: Option<Arc<Shipper>>) -> Self {
+        self.shipper = shipper;
+        self
+    }
+
+    /// Records the shipper's drops since the last report as `syslog.dropped`, at most
+    /// once per [`DROP_REPORT_INTERVAL`] unless `now` (before the close record).
+    fn report_drops(&mut self, now: bool) {
+        let Some(shipper) = &self.shipper else {
+            return;
+        };
+        if !now
+            && self
+                .last_drop_report
+                .is_some_and(|t| t.elapsed() < DROP_REPORT_INTERVAL)
+        {
+            return;
+        }
+        let dropped = shipper.take_unreported();
+        if dropped == 0 {
+            return;
+        }
+        let event = Event::SyslogDropped {
+            dropped,
+            total_dropped: shipper.stats().dropped,
+        };
+        self.last_drop_report = Some(Instant::now());
+        if let Err(e) = self.append(event.record(), SystemTime::now()) {
+            tracing::error!(error = %e, "audit record could not be written");
+        }
     }
 
     fn create_segment(dir: &Path, n: u64) -> Result<BufWriter<File>> {
@@ -353,15 +397,18 @@ impl Writer {
                     while let Ok(Command::Append(ev, at)) = rx.try_recv() {
                         let _ = self.append(ev, at);
                     }
+                    self.report_drops(true);
                     let _ = ack.send(self.seal(SystemTime::now(), state));
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.report_drops(true);
                     let _ = self.seal(SystemTime::now(), HeadState::Open);
                     return;
                 }
             }
+            self.report_drops(false);
             if self.dirty && last_flush.elapsed() >= flush_interval {
                 if let Err(e) = self.file.flush() {
                     tracing::error!(error = %e, "audit flush failed");
@@ -397,6 +444,9 @@ impl Writer {
         self.leaves.push(leaf_hash(&line));
         line.push(b'\n');
         self.file.write_all(&line)?;
+        if let Some(s) = &self.shipper {
+            s.ship_record(self.next_seq, &line[..line.len() - 1], at);
+        }
         self.seg_bytes += line.len() as u64;
         self.prev_hash = hash;
         self.next_seq += 1;
@@ -469,6 +519,9 @@ impl Writer {
             &self.key,
         )?;
         write_atomic(&head_path(&self.dir), &head.to_bytes())?;
+        if let Some(s) = &self.shipper {
+            s.ship_head(&head);
+        }
         *self.head.lock() = head;
         Ok(())
     }

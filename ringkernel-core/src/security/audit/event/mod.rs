@@ -361,6 +361,15 @@ pub enum Event {
         /// The new status.
         to: String,
     },
+    /// `syslog.dropped`: the syslog shipper's queue was full (the collector down or
+    /// slow for longer than the buffer lasts) and messages were not shipped. The log
+    /// itself is complete; the collector misses these messages.
+    SyslogDropped {
+        /// Messages dropped since the last `syslog.dropped` record.
+        dropped: u64,
+        /// Messages dropped since the log opened.
+        total_dropped: u64,
+    },
     /// `runtime.shutdown`: the runtime shut down.
     RuntimeShutdown {
         /// Kernels stopped.

@@ -242,6 +242,13 @@ impl Event {
                 .target(format!("{standard}/{check}"))
                 .detail("from", from)
                 .detail("to", to),
+            Event::SyslogDropped {
+                dropped,
+                total_dropped,
+            } => AuditEvent::new("syslog.dropped")
+                .result(AuditResult::Error)
+                .detail("dropped", dropped)
+                .detail("total_dropped", total_dropped),
             Event::RuntimeShutdown {
                 kernels,
                 undelivered,

@@ -69,6 +69,17 @@ fn runtime_and_log_events() {
         json!({"public_key": key.to_hex(), "resumed_after_seq": 9, "previous_head": "ab"}),
     );
     check(
+        Event::SyslogDropped {
+            dropped: 3,
+            total_dropped: 10,
+        },
+        "syslog.dropped",
+        "runtime",
+        "",
+        "error",
+        json!({"dropped": 3, "total_dropped": 10}),
+    );
+    check(
         Event::RuntimeInsecureOptOut {
             setting: "allow_insecure_sandbox",
             reason: "r".into(),
