@@ -6,6 +6,7 @@
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
 #    - Chromium, to render the HTML report headless and check its CSP,
 #    - SoftHSM2, a PKCS#11 token for the keystore's token-held key-encryption key,
+#    - rsyslog, a real syslog collector for the audit head shipper's tests,
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
 #    - compliance-trestle from PyPI, to validate the OSCAL export,
 #    - cargo-deny from crates.io, to check licenses, bans and sources.
@@ -36,9 +37,13 @@ command -v qpdf >/dev/null 2>&1 || apt_pkgs+=(qpdf)
 command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_pkgs+=(chromium)
 command -v softhsm2-util >/dev/null 2>&1 || apt_pkgs+=(softhsm2)
+rsyslogd_bin() { command -v rsyslogd 2>/dev/null || { [ -x /usr/sbin/rsyslogd ] && echo /usr/sbin/rsyslogd; }; }
+[ -n "$(rsyslogd_bin)" ] || apt_pkgs+=(rsyslog)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
     log "installing ${apt_pkgs[*]}"
     as_root apt-get update -qq
+    # The tests start their own rsyslogd; the package's service may or may not start
+    # (no init system in a container): either way it does not matter here.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}"
 fi
 
@@ -70,6 +75,11 @@ fi
 if python3 -c "import trestle.oscal.assessment_results" >/dev/null 2>&1; then
     # trestle is installed: the OSCAL test must validate, not skip.
     export RINGKERNEL_REQUIRE_TRESTLE=1
+fi
+
+# rsyslog is installed: the syslog shipper tests must run against it, not skip.
+if [ -n "$(rsyslogd_bin)" ]; then
+    export RINGKERNEL_REQUIRE_RSYSLOG=1
 fi
 
 # Chromium is installed: the HTML report test must run, not skip.
