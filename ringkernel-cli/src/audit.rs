@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use ringkernel_core::Error;
+use ringkernel_core::security::audit::syslog::shipped_heads;
 use ringkernel_core::security::audit::{
     Anchor, AuditPublicKey, AuditRecord, HeadState, LogStatus, SignedHead, VerifyReport,
     verify_with_progress,
@@ -81,7 +82,10 @@ fn print_counts(r: &VerifyReport) {
 /// `audit verify`.
 pub(crate) fn verify(args: &VerifyArgs) -> Outcome {
     let key = public_key(&args.key)?;
-    let anchor = args.anchor.unwrap_or_default();
+    let anchor = match &args.anchors_from_syslog {
+        Some(file) => syslog_anchor(file, &key)?,
+        None => args.anchor.unwrap_or_default(),
+    };
     let dir = args.dir.display().to_string();
     // A progress line, rewritten in place on a terminal, one line per 1000 segments
     // otherwise (`--progress` into a file), and the final count.
@@ -165,6 +169,50 @@ pub(crate) fn verify(args: &VerifyArgs) -> Outcome {
         }
         Err(e) => Err(Failure(format!("cannot verify {dir}: {e}"))),
     }
+}
+
+/// The anchor of the newest head this log shipped to the syslog `file`, with what was
+/// found there on stderr (stdout stays the verdict, text or JSON).
+fn syslog_anchor(file: &Path, key: &AuditPublicKey) -> Result<Anchor, Failure> {
+    let f = std::fs::File::open(file)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
+    let shipped = shipped_heads(f, key)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", file.display())))?;
+    let skipped = format!(
+        "{} line(s) read; skipped: {} malformed, {} of other logs, {} with a bad signature, {} duplicate(s)",
+        shipped.lines,
+        shipped.malformed,
+        shipped.other_key,
+        shipped.bad_signature,
+        shipped.duplicates
+    );
+    let Some(newest) = shipped.newest() else {
+        return Err(Failure(format!(
+            "{}: no signed head of the log with key {key} ({skipped})",
+            file.display()
+        )));
+    };
+    eprintln!(
+        "{}: {} shipped head(s) verified, newest #{} ({} records) is the anchor; {skipped}",
+        file.display(),
+        shipped.heads.len(),
+        newest.head().head_seq,
+        newest.head().records
+    );
+    if shipped.bad_signature > 0 {
+        eprintln!(
+            "WARNING: {} head(s) in {} name this log's key but do not verify: forged or damaged",
+            shipped.bad_signature,
+            file.display()
+        );
+    }
+    if shipped.forks > 0 {
+        eprintln!(
+            "WARNING: {} head number(s) were shipped twice with different contents: the log was rewound and written on from an older state",
+            shipped.forks
+        );
+    }
+    Ok(newest.anchor())
 }
 
 fn verify_json(

@@ -56,6 +56,10 @@ pub(crate) struct VerifyArgs {
     /// `-:<records>`): a log that falls short of it was rolled back.
     #[arg(long, value_name = "HASH[:COUNT]", value_parser = parse_anchor, allow_hyphen_values = true)]
     pub(crate) anchor: Option<Anchor>,
+    /// A syslog collector's file holding the heads this log shipped (`AuditConfig::syslog`):
+    /// the newest one whose signature verifies with `--key` is the anchor.
+    #[arg(long, value_name = "FILE", conflicts_with = "anchor")]
+    pub(crate) anchors_from_syslog: Option<PathBuf>,
     /// One JSON object on stdout instead of text.
     #[arg(long)]
     pub(crate) json: bool,

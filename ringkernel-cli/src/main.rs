@@ -1,7 +1,7 @@
 //! `ringkernel`: the RingKernel command line.
 //!
 //! ```text
-//! ringkernel audit verify <dir> --key <hex|@file> [--anchor <hash[:count]>] [--json] [--progress]
+//! ringkernel audit verify <dir> --key <hex|@file> [--anchor <hash[:count]> | --anchors-from-syslog <file>] [--json] [--progress]
 //! ringkernel audit tail <dir> [-n N] [--json]
 //! ringkernel audit heads <dir> --key <hex|@file> [--json]
 //! ringkernel report fleet <report.json>... [--format json|markdown] [-o file]

@@ -194,3 +194,66 @@ fn json_output_and_progress() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["result"], "tampered");
 }
+
+#[test]
+fn anchors_from_a_syslog_file_catch_a_rewound_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let snapshot = tmp.path().join("snapshot");
+    let key = AuditSigningKey::from_seed(&[5; 32]);
+    let pk = key.public_key().to_hex();
+    let log = AuditLog::open(AuditConfig {
+        retention_days: 0,
+        signing_key: Some(key.clone()),
+        ..AuditConfig::in_directory(&dir)
+    })
+    .unwrap();
+    // The collector's file: each head as rsyslog writes it, with noise in between.
+    let mut syslog = String::from("Dec  2 03:00:00 gpu-7 sshd[1]: unrelated\n");
+    let mut ship = |log: &AuditLog| {
+        syslog += &format!(
+            "2026-12-02T03:00:00Z gpu-7 ringkernel[42]: {}\n",
+            log.head().to_line()
+        );
+    };
+    ship(&log);
+    log.append(AuditEvent::new("e")).unwrap();
+    log.seal_segment().unwrap();
+    ship(&log);
+    fs::create_dir(&snapshot).unwrap();
+    for e in fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), snapshot.join(e.file_name())).unwrap();
+    }
+    log.append(AuditEvent::new("e")).unwrap();
+    log.close().unwrap();
+    ship(&log);
+    syslog += "{\"version\":1,\"head_seq\": broken\n";
+    let file = tmp.path().join("central.log");
+    fs::write(&file, &syslog).unwrap();
+    let from_syslog = ["--anchors-from-syslog", file.to_str().unwrap()];
+
+    let (code, out) = run(&dir, &pk, &from_syslog);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 shipped head(s) verified, newest #3"),
+        "{out}"
+    );
+    assert!(out.contains("1 malformed"), "{out}");
+
+    // Rewound to the copy: fine on its own, truncated against the shipped heads.
+    fs::remove_dir_all(&dir).unwrap();
+    fs::rename(&snapshot, &dir).unwrap();
+    let (code, out) = run(&dir, &pk, &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&dir, &pk, &from_syslog);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("TRUNCATED"), "{out}");
+    assert!(out.contains("does not reach the external anchor"), "{out}");
+
+    // A file without this log's heads is an error, not a pass.
+    let other = AuditSigningKey::from_seed(&[6; 32]).public_key().to_hex();
+    let (code, out) = run(&dir, &other, &from_syslog);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no signed head of the log"), "{out}");
+}
