@@ -1,6 +1,9 @@
 //! Audit and compliance benchmarks:
 //! - `audit_append`: records/s through the hash-chained log from 1 and 4 threads,
 //!   against writing the same JSON lines to a plain buffered file;
+//! - `audit_syslog`: appends with the signed heads, or every record too, shipped to
+//!   syslog over loopback TCP (a sink thread in the bench reads it), against
+//!   local-only appends in the same run;
 //! - `audit_verify`: verification throughput (MB of log per second);
 //! - `compliance`: report generation and each export, for all seven standards.
 
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringkernel_core::runtime::RuntimeBuilder;
+use ringkernel_core::security::audit::syslog::{SyslogConfig, SyslogTransport};
 use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditLogConfig, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
 
@@ -86,6 +90,96 @@ fn append(c: &mut Criterion) {
             elapsed
         })
     });
+    g.finish();
+}
+
+/// A syslog collector stand-in: accepts one TCP connection on loopback and reads it to
+/// the end. Returns its address and the thread (which yields the bytes read).
+fn tcp_sink() -> (String, std::thread::JoinHandle<u64>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let t = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return 0;
+        };
+        std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0)
+    });
+    (addr, t)
+}
+
+/// Appends `iters` records from one thread and returns the time until the last one is
+/// on disk and, with a shipper, until every message has left (shipped or dropped).
+fn timed_appends(iters: u64, syslog: Option<SyslogConfig>) -> Duration {
+    let dir = scratch("syslog");
+    // Messages to wait for: the open head, then `audit.open` and ours if records go too.
+    let expected = syslog
+        .as_ref()
+        .map(|c| if c.ship_records { iters + 2 } else { 1 });
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
+        syslog,
+        ..AuditLogConfig::in_directory(dir.path())
+    })
+    .expect("log");
+    let t0 = Instant::now();
+    for i in 0..iters {
+        log.append(event(i)).expect("append");
+    }
+    log.flush().expect("flush");
+    if let Some(expected) = expected {
+        while log.syslog_stats().map_or(0, |s| s.shipped + s.dropped) < expected {
+            // Sleep, not spin: on two cores a spinning waiter slows the shipper down.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let elapsed = t0.elapsed();
+    if let Some(s) = log.syslog_stats()
+        && s.dropped > 0
+    {
+        eprintln!(
+            "audit_syslog: {} of {} messages dropped",
+            s.dropped,
+            expected.unwrap_or(0)
+        );
+    }
+    log.close().expect("close");
+    elapsed
+}
+
+/// Records per criterion iteration: the fixed costs of a run (opening the log, the
+/// final fsync, connecting) are spread over this many.
+const SYSLOG_BATCH: u64 = 1000;
+
+fn syslog_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("audit_syslog");
+    g.throughput(Throughput::Elements(SYSLOG_BATCH));
+    g.sample_size(20);
+    g.bench_function("local_only", |b| {
+        b.iter_custom(|iters| timed_appends(iters * SYSLOG_BATCH, None))
+    });
+    for (name, ship_records) in [
+        ("ship_heads_only_tcp", false),
+        ("ship_every_record_tcp", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let (addr, sink) = tcp_sink();
+                let elapsed = timed_appends(
+                    iters * SYSLOG_BATCH,
+                    Some(SyslogConfig {
+                        ship_records,
+                        buffer: 65_536,
+                        ..SyslogConfig::new(SyslogTransport::Tcp(addr))
+                    }),
+                );
+                let _ = sink.join();
+                elapsed
+            })
+        });
+    }
     g.finish();
 }
 
@@ -166,6 +260,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    targets = append, verify_bench, compliance
+    targets = append, syslog_bench, verify_bench, compliance
 }
 criterion_main!(benches);
