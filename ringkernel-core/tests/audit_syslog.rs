@@ -413,3 +413,32 @@ fn heads_over_a_unix_datagram_socket() {
     assert_eq!(shipped.heads.len(), 3);
     assert_eq!(shipped.newest(), Some(&log.head()));
 }
+
+#[test]
+fn a_runtime_names_its_instance_in_what_it_ships() {
+    let Some(bin) = rsyslogd_or_skip("a_runtime_names_its_instance_in_what_it_ships") else {
+        return;
+    };
+    let rs = Rsyslog::start(&bin, free_port());
+    let tmp = tempfile::tempdir().unwrap();
+    let runtime = ringkernel_core::runtime::RuntimeBuilder::new()
+        .development()
+        .with_audit_logging(config(
+            tmp.path(),
+            SyslogConfig::new(SyslogTransport::Tcp(format!("127.0.0.1:{}", rs.port))),
+        ))
+        .build()
+        .unwrap();
+    let instance = runtime.instance_id().to_hex();
+    runtime.shutdown().unwrap();
+    let text = rs.wait_for("the close record", |t| t.contains("\"state\":\"closed\""));
+    let shipped = shipped_heads(text.as_bytes(), &key().public_key()).unwrap();
+    assert_eq!(shipped.newest(), Some(&runtime.audit_log().unwrap().head()));
+    let parsed = rs.read("parsed.log");
+    assert!(
+        parsed
+            .lines()
+            .all(|l| l.contains(&format!("[ringkernel@32473 instance=\"{instance}\" "))),
+        "{parsed}"
+    );
+}
