@@ -202,10 +202,13 @@ fn anchors_from_a_syslog_file_catch_a_rewound_directory() {
     let snapshot = tmp.path().join("snapshot");
     let key = AuditSigningKey::from_seed(&[5; 32]);
     let pk = key.public_key().to_hex();
-    let log = AuditLog::open(AuditConfig {
-        retention_days: 0,
+    let log = AuditLog::open(AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         signing_key: Some(key.clone()),
-        ..AuditConfig::in_directory(&dir)
+        ..AuditLogConfig::in_directory(&dir)
     })
     .unwrap();
     // The collector's file: each head as rsyslog writes it, with noise in between.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use ringkernel_core::Error;
 use ringkernel_core::security::audit::syslog::{SyslogConfig, SyslogTransport, shipped_heads};
 use ringkernel_core::security::audit::{
-    AuditConfig, AuditEvent, AuditLog, AuditRecord, AuditSigningKey, LogStatus, verify,
-    verify_with_anchor,
+    AuditConfig, AuditEvent, AuditLog, AuditLogConfig, AuditRecord, AuditSigningKey, LogStatus,
+    verify, verify_with_anchor,
 };
 
 /// `rsyslogd` from PATH or the sbin directories, if installed.
@@ -151,12 +151,15 @@ fn key() -> AuditSigningKey {
     AuditSigningKey::from_seed(&[21; 32])
 }
 
-fn config(dir: &Path, syslog: SyslogConfig) -> AuditConfig {
-    AuditConfig {
-        retention_days: 0,
+fn config(dir: &Path, syslog: SyslogConfig) -> AuditLogConfig {
+    AuditLogConfig {
+        events: AuditConfig {
+            retention_days: 0,
+            ..AuditConfig::default()
+        },
         signing_key: Some(key()),
         syslog: Some(syslog),
-        ..AuditConfig::in_directory(dir)
+        ..AuditLogConfig::in_directory(dir)
     }
 }
 

@@ -50,10 +50,10 @@ impl ShippedHeads {
 /// when the file cannot be read.
 ///
 /// ```
-/// use ringkernel_core::security::audit::{AuditConfig, AuditLog};
+/// use ringkernel_core::security::audit::{AuditLog, AuditLogConfig};
 /// use ringkernel_core::security::audit::syslog::shipped_heads;
 /// # let dir = tempfile::tempdir()?;
-/// let log = AuditLog::open(AuditConfig::in_directory(dir.path()))?;
+/// let log = AuditLog::open(AuditLogConfig::in_directory(dir.path()))?;
 /// log.close()?;
 /// // A line as a collector might keep it: its own prefix, then the message.
 /// let file = format!("Dec  2 03:00:00 gpu-7 ringkernel[42]: {}\ngarbage\n", log.head().to_line());
@@ -116,15 +116,15 @@ pub fn shipped_heads(reader: impl Read, public_key: &AuditPublicKey) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::audit::{AuditConfig, AuditLog, AuditSigningKey};
+    use crate::security::audit::{AuditLog, AuditLogConfig, AuditSigningKey};
 
     #[test]
     fn skips_and_counts_what_is_not_a_good_head() {
         let dir = tempfile::tempdir().unwrap();
         let key = AuditSigningKey::from_seed(&[3; 32]);
-        let log = AuditLog::open(AuditConfig {
+        let log = AuditLog::open(AuditLogConfig {
             signing_key: Some(key.clone()),
-            ..AuditConfig::in_directory(dir.path())
+            ..AuditLogConfig::in_directory(dir.path())
         })
         .unwrap();
         let first = log.head().to_line();
@@ -132,7 +132,7 @@ mod tests {
         let second = log.head().to_line();
         log.close().unwrap();
         let other = tempfile::tempdir().unwrap();
-        let foreign = AuditLog::open(AuditConfig::in_directory(other.path())).unwrap();
+        let foreign = AuditLog::open(AuditLogConfig::in_directory(other.path())).unwrap();
         foreign.close().unwrap();
         // One hex digit of the signature changed.
         let mut forged = second.clone();

@@ -1,7 +1,7 @@
 //! Shipping signed log heads (and, when asked, every record) to a syslog collector, and
 //! reading them back as external anchors.
 //!
-//! A log opened with [`AuditConfig::syslog`](super::AuditConfig::syslog) hands every
+//! A log opened with [`AuditLogConfig::syslog`](super::AuditLogConfig::syslog) hands every
 //! signed head it writes (when it opens, with every seal, and the close record) to a
 //! shipper thread, which sends it as an RFC 5424 message over TCP with octet counting
 //! (RFC 6587 3.4.1) or to a unix datagram socket (rsyslog's `imuxsock`). The writer never
@@ -17,11 +17,11 @@
 //!
 //! ```no_run
 //! use ringkernel_core::security::audit::syslog::{SyslogConfig, SyslogTransport, shipped_heads};
-//! use ringkernel_core::security::audit::{AuditConfig, AuditLog, verify_with_anchor};
+//! use ringkernel_core::security::audit::{AuditLog, AuditLogConfig, verify_with_anchor};
 //!
-//! let log = AuditLog::open(AuditConfig {
+//! let log = AuditLog::open(AuditLogConfig {
 //!     syslog: Some(SyslogConfig::new(SyslogTransport::Tcp("logs.example.net:6514".into()))),
-//!     ..AuditConfig::in_directory("/var/log/ringkernel")
+//!     ..AuditLogConfig::in_directory("/var/log/ringkernel")
 //! })?;
 //! let public_key = log.public_key();
 //! // ... the program runs, seals, closes ...
