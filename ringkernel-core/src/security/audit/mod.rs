@@ -372,6 +372,8 @@ struct LogInner {
     appended: AtomicU64,
     head: Arc<Mutex<SignedHead>>,
     shipper: Option<Arc<Shipper>>,
+    /// The writer's first write failure: appends are refused from then on.
+    failure: writer::Failure,
 }
 
 impl LogInner {
@@ -438,9 +440,11 @@ impl AuditLog {
         let writer = writer.with_shipper(shipper.clone());
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let flush_interval = config.flush_interval;
+        let failure = writer::Failure::default();
+        let writer_failure = failure.clone();
         let thread = std::thread::Builder::new()
             .name("rk-audit".into())
-            .spawn(move || writer.run(rx, flush_interval))
+            .spawn(move || writer.run(rx, flush_interval, writer_failure))
             .map_err(|source| Error::ThreadSpawn {
                 what: "audit writer",
                 source,
@@ -454,6 +458,7 @@ impl AuditLog {
                 closed: AtomicBool::new(false),
                 appended: AtomicU64::new(0),
                 head,
+                failure,
                 shipper,
             }),
         };
@@ -495,6 +500,9 @@ impl AuditLog {
     pub fn append(&self, event: impl Into<AuditEvent>) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::InvalidConfig("the audit log is closed".into()));
+        }
+        if self.inner.failure.get().is_some() {
+            return Err(writer::stopped_error(&self.inner.failure, 0));
         }
         self.inner
             .tx

@@ -24,6 +24,19 @@ use super::syslog::Shipper;
 use super::{AuditEvent, AuditLogConfig, AuditSigningKey, Event};
 use crate::error::{Error, Result};
 
+/// The first write failure of a log, once there has been one (shared between the
+/// writer and `AuditLog`).
+pub(crate) type Failure = Arc<std::sync::OnceLock<String>>;
+
+/// The error every operation gets once the writer has stopped at a write failure.
+pub(crate) fn stopped_error(failure: &Failure, lost: u64) -> Error {
+    let cause = failure.get().map_or("unknown", String::as_str);
+    Error::Io(std::io::Error::other(format!(
+        "the audit log stopped at a failed write ({cause}); {lost} record(s) queued after \
+         it were not written, and it accepts no more (reopen it once the cause is fixed)"
+    )))
+}
+
 pub(crate) enum Command {
     Append(AuditEvent, SystemTime),
     Flush(Sender<Result<()>>),
@@ -56,6 +69,10 @@ pub(crate) struct Writer {
     head: Arc<Mutex<SignedHead>>,
     // heads (and records, if configured) also go to syslog
     shipper: Option<Arc<Shipper>>,
+    /// Set at the first failed write: nothing is written after it (see `stop`).
+    stopped: bool,
+    /// Records that arrived after the stop and were not written.
+    lost: u64,
     last_drop_report: Option<Instant>,
 }
 
@@ -322,6 +339,8 @@ impl Writer {
             head: Arc::clone(&head),
             shipper: None,
             last_drop_report: None,
+            stopped: false,
+            lost: 0,
         };
         Ok(Opened {
             writer,
@@ -373,49 +392,97 @@ impl Writer {
         Ok(BufWriter::with_capacity(64 * 1024, f))
     }
 
-    pub(crate) fn run(mut self, rx: Receiver<Command>, flush_interval: Duration) {
+    /// The writer thread's loop. `failure` is shared with the `AuditLog`: the first
+    /// failed write is recorded there, the writer stops writing (see [`Self::stop`]),
+    /// and from then on appends are refused and every flush, seal or close answers
+    /// with the failure, so no record is lost without an error reaching someone.
+    pub(crate) fn run(mut self, rx: Receiver<Command>, flush_interval: Duration, failure: Failure) {
         let mut last_flush = Instant::now();
         loop {
             let cmd = rx.recv_timeout(flush_interval);
             match cmd {
-                Ok(Command::Append(ev, at)) => {
-                    if let Err(e) = self.append(ev, at) {
-                        tracing::error!(error = %e, "audit record could not be written");
-                    }
-                }
+                Ok(Command::Append(ev, at)) => self.write_or_count(ev, at, &failure),
                 Ok(Command::Flush(ack)) => {
-                    let _ = ack.send(self.sync());
+                    let r = self.guarded(&failure, Self::sync);
+                    let _ = ack.send(r);
                 }
                 Ok(Command::Seal(ack)) => {
-                    let _ = ack.send(self.seal_and_roll(SystemTime::now()));
+                    let r = self.guarded(&failure, |w| w.seal_and_roll(SystemTime::now()));
+                    let _ = ack.send(r);
                 }
                 Ok(Command::Retention(now, ack)) => {
-                    let _ = ack.send(self.retention(now));
+                    let r = self.guarded(&failure, |w| w.retention(now));
+                    let _ = ack.send(r);
                 }
                 Ok(Command::Close(state, ack)) => {
                     // Drain what was queued before the close.
                     while let Ok(Command::Append(ev, at)) = rx.try_recv() {
-                        let _ = self.append(ev, at);
+                        self.write_or_count(ev, at, &failure);
                     }
-                    self.report_drops(true);
-                    let _ = ack.send(self.seal(SystemTime::now(), state));
+                    if !self.stopped {
+                        self.report_drops(true);
+                    }
+                    // A stopped log is left as a crash leaves it: the next open seals
+                    // the segment, its torn tail recorded.
+                    let r = self.guarded(&failure, |w| w.seal(SystemTime::now(), state));
+                    let _ = ack.send(r);
                     return;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.report_drops(true);
-                    let _ = self.seal(SystemTime::now(), HeadState::Open);
+                    if !self.stopped {
+                        self.report_drops(true);
+                        let _ = self.seal(SystemTime::now(), HeadState::Open);
+                    }
                     return;
                 }
+            }
+            if self.stopped {
+                continue;
             }
             self.report_drops(false);
             if self.dirty && last_flush.elapsed() >= flush_interval {
                 if let Err(e) = self.file.flush() {
-                    tracing::error!(error = %e, "audit flush failed");
+                    self.stop(&failure, &e.into());
                 }
                 self.dirty = false;
                 last_flush = Instant::now();
             }
+        }
+    }
+
+    /// Writes a record, or counts it as lost once the writer has stopped.
+    fn write_or_count(&mut self, ev: AuditEvent, at: SystemTime, failure: &Failure) {
+        if self.stopped {
+            self.lost += 1;
+        } else if let Err(e) = self.append(ev, at) {
+            self.stop(failure, &e);
+        }
+    }
+
+    /// Runs `op` unless the writer has stopped; a failure of `op` stops it.
+    fn guarded<T>(
+        &mut self,
+        failure: &Failure,
+        op: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        if self.stopped {
+            return Err(stopped_error(failure, self.lost));
+        }
+        op(self).inspect_err(|e| self.stop(failure, e))
+    }
+
+    /// After a failed write nothing more is written: the segment ends where the disk
+    /// refused (a torn final line at worst, which the next open seals and records), the
+    /// chain and Merkle leaves stay those of the records on disk, and the bytes still in
+    /// the write buffer are discarded rather than written later, after the tear.
+    fn stop(&mut self, failure: &Failure, e: &Error) {
+        tracing::error!(error = %e, "audit log write failed; the log accepts no more records");
+        let _ = failure.set(e.to_string());
+        self.stopped = true;
+        if let Ok(f) = self.file.get_ref().try_clone() {
+            let old = std::mem::replace(&mut self.file, BufWriter::with_capacity(0, f));
+            let _ = old.into_parts();
         }
     }
 
@@ -441,9 +508,11 @@ impl Writer {
         }
         self.seg_day.get_or_insert(day);
         let hash = sha256_hex(&line);
-        self.leaves.push(leaf_hash(&line));
+        let leaf = leaf_hash(&line);
         line.push(b'\n');
         self.file.write_all(&line)?;
+        // Only a record handed to the file joins the Merkle tree and the chain.
+        self.leaves.push(leaf);
         if let Some(s) = &self.shipper {
             s.ship_record(self.next_seq, &line[..line.len() - 1], at);
         }
