@@ -4,6 +4,8 @@
 # 1. Installs what the tests need and is missing on a fresh Debian/Ubuntu machine:
 #    - Mesa's lavapipe (a real Vulkan driver on the CPU) for the wgpu backend tests,
 #    - qpdf and poppler-utils (pdftotext) to validate exported PDF reports,
+#    - the Noto CJK, Arabic and Hebrew fonts (fonts-noto-cjk, fonts-noto-core), the PDF
+#      report's fallback fonts in the tests,
 #    - Chromium, to render the HTML report headless and check its CSP,
 #    - SoftHSM2, a PKCS#11 token for the keystore's token-held key-encryption key,
 #    - rsyslog, a real syslog collector for the audit head shipper's tests,
@@ -35,6 +37,11 @@ dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || apt_pkgs+=(mesa-vulkan-drivers)
 dpkg -s libvulkan1 >/dev/null 2>&1 || apt_pkgs+=(libvulkan1)
 command -v qpdf >/dev/null 2>&1 || apt_pkgs+=(qpdf)
 command -v pdftotext >/dev/null 2>&1 || apt_pkgs+=(poppler-utils)
+noto_cjk=/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+noto_core=(/usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf
+           /usr/share/fonts/truetype/noto/NotoSansHebrew-Regular.ttf)
+[ -f "$noto_cjk" ] || apt_pkgs+=(fonts-noto-cjk)
+[ -f "${noto_core[0]}" ] && [ -f "${noto_core[1]}" ] || apt_pkgs+=(fonts-noto-core)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || apt_pkgs+=(chromium)
 command -v softhsm2-util >/dev/null 2>&1 || apt_pkgs+=(softhsm2)
 rsyslogd_bin() { command -v rsyslogd 2>/dev/null || { [ -x /usr/sbin/rsyslogd ] && echo /usr/sbin/rsyslogd; }; }
@@ -80,6 +87,12 @@ fi
 # rsyslog is installed: the syslog shipper tests must run against it, not skip.
 if [ -n "$(rsyslogd_bin)" ]; then
     export RINGKERNEL_REQUIRE_RSYSLOG=1
+fi
+
+# The Noto fonts are installed: the PDF tests of CJK, Arabic and Hebrew text must run,
+# not skip.
+if [ -f "$noto_cjk" ] && [ -f "${noto_core[0]}" ] && [ -f "${noto_core[1]}" ]; then
+    export RINGKERNEL_REQUIRE_NOTO=1
 fi
 
 # Chromium is installed: the HTML report test must run, not skip.

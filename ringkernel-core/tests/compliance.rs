@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringkernel_core::runtime::{LaunchOptions, Runtime, RuntimeBuilder};
 use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, AuditRecord};
+#[cfg(feature = "pdf")]
+use ringkernel_core::security::compliance::PdfFonts;
 use ringkernel_core::security::compliance::{
     CheckResult, ComplianceCheck, ComplianceReport, ComplianceReporter, ComplianceStandard,
     ComplianceStatus, ExportFormat,
@@ -668,6 +670,256 @@ fn html_report_renders_in_headless_chromium_without_csp_violations() {
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
     dir.close().unwrap();
+}
+
+/// The Noto fonts `scripts/test.sh` installs (Debian's fonts-noto-cjk and
+/// fonts-noto-core): CJK, Arabic, Hebrew.
+#[cfg(feature = "pdf")]
+const NOTO: [&str; 3] = [
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSansHebrew-Regular.ttf",
+];
+
+/// The Noto fonts as PDF fallback fonts, or `None` (and why) when they are not
+/// installed; with RINGKERNEL_REQUIRE_NOTO=1 (set by scripts/test.sh) missing fonts
+/// fail the test.
+#[cfg(feature = "pdf")]
+fn noto() -> Option<PdfFonts> {
+    let missing: Vec<&str> = NOTO
+        .into_iter()
+        .filter(|p| !std::path::Path::new(p).is_file())
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("RINGKERNEL_REQUIRE_NOTO").is_none(),
+            "RINGKERNEL_REQUIRE_NOTO is set but these fonts are missing: {missing:?}"
+        );
+        eprintln!(
+            "SKIPPED: Noto fonts missing: {missing:?} (apt-get install fonts-noto-cjk fonts-noto-core)"
+        );
+        return None;
+    }
+    let mut fonts = PdfFonts::none();
+    for path in NOTO {
+        fonts = fonts.with_file(path).unwrap();
+    }
+    Some(fonts)
+}
+
+/// `pdftotext`'s reading of the PDF at `path` (poppler-utils).
+#[cfg(feature = "pdf")]
+fn pdftotext(path: &std::path::Path, layout: bool) -> String {
+    let mut cmd = Command::new("pdftotext");
+    if layout {
+        cmd.arg("-layout");
+    }
+    let out = cmd.arg(path).arg("-").output().unwrap();
+    assert!(out.status.success(), "pdftotext failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `qpdf --check` accepts the PDF at `path`.
+#[cfg(feature = "pdf")]
+fn assert_qpdf_accepts(path: &std::path::Path) {
+    let check = Command::new("qpdf")
+        .arg("--check")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "qpdf --check failed: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+/// Kernel ids, check names, findings and evidence in Chinese, Japanese, Arabic and
+/// Hebrew, alone and mixed with Latin text and numbers, come back intact from the PDF:
+/// CJK through the fallback font, Arabic joined and Hebrew in right-to-left runs.
+#[cfg(feature = "pdf")]
+#[test]
+fn pdf_keeps_chinese_japanese_arabic_and_hebrew_text_intact() {
+    assert!(
+        tool("qpdf") && tool("pdftotext"),
+        "qpdf and poppler-utils are needed (scripts/test.sh installs them)"
+    );
+    let Some(fonts) = noto() else { return };
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt)
+        .organization("内核处理器 Example Corp")
+        .with_fixed_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000))
+        .pdf_fonts(fonts);
+    reporter.add_check(
+        ComplianceCheck::new("内核处理器-01")
+            .name("カーネル暗号化の検査")
+            .standard(ComplianceStandard::Soc2)
+            .controls(&["CC6.1"])
+            .check(|_| ComplianceStatus::NonCompliant {
+                finding: "نواة غير مشفرة".into(),
+                recommendation: "הצפינו את זיכרון הגרעין".into(),
+            }),
+    );
+    reporter.add_check(
+        ComplianceCheck::new("MIX-02")
+            .name("Kernel نواة and גרעין check")
+            .standard(ComplianceStandard::Soc2)
+            .controls(&["CC6.1"])
+            .check(|_| ComplianceStatus::Compliant {
+                evidence: "GPU カーネル 内核 ok".into(),
+            }),
+    );
+    let ctx = reporter.context().unwrap();
+    let report = reporter.generate_from(&ctx, ComplianceStandard::Soc2);
+    let dir = scratch("pdf-scripts");
+    let path = dir.path().join("scripts.pdf");
+    reporter.export(&report, ExportFormat::Pdf, &path).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        reporter.render(&report, ExportFormat::Pdf).unwrap(),
+        "same report, same fonts: same bytes"
+    );
+    assert!(
+        std::fs::metadata(&path).unwrap().len() < 300_000,
+        "subset fonts"
+    );
+    assert_qpdf_accepts(&path);
+    // poppler gives right-to-left runs back in logical order, wrapped in U+202B
+    // (right-to-left embedding) and U+202C (pop): those marks are removed. Where an
+    // RTL run sits inside a Latin line, poppler also moves the space after the run to
+    // its front; such lines are compared without whitespace.
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    for layout in [false, true] {
+        let text: String = pdftotext(&path, layout)
+            .chars()
+            .filter(|c| !('\u{202a}'..='\u{202e}').contains(c))
+            .collect();
+        let how = if layout {
+            "pdftotext -layout"
+        } else {
+            "pdftotext"
+        };
+        for s in [
+            "内核处理器 Example Corp",
+            "内核处理器-01",
+            "カーネル暗号化の検査",
+            "Finding: نواة غير مشفرة",
+            "Recommendation: הצפינו את זיכרון הגרעין",
+            "Evidence: GPU カーネル 内核 ok",
+        ] {
+            assert!(text.contains(s), "{how} lost {s:?}:\n{text}");
+        }
+        let mixed = "Kernel نواة and גרעין check";
+        assert!(
+            squash(&text).contains(&squash(mixed)),
+            "{how} lost {mixed:?}:\n{text}"
+        );
+        assert!(
+            !text.contains('\u{FFFD}'),
+            "a character had no font:\n{text}"
+        );
+    }
+    if tool("pdffonts") {
+        let fonts = Command::new("pdffonts").arg(&path).output().unwrap();
+        let fonts = String::from_utf8_lossy(&fonts.stdout);
+        assert!(fonts.contains("DejaVuSans"), "{fonts}");
+        assert!(
+            fonts.contains("NotoSansCJK"),
+            "CJK fallback not embedded:\n{fonts}"
+        );
+        for line in fonts.lines().skip(2) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let n = cols.len();
+            assert!(
+                n >= 7 && cols[n - 5] == "yes" && cols[n - 4] == "yes",
+                "font not embedded as subset: {line}"
+            );
+        }
+    }
+    dir.close().unwrap();
+    rt.shutdown().unwrap();
+}
+
+/// Without a font for them, characters are drawn as U+FFFD, never dropped, and the
+/// report ends with a note counting them.
+#[cfg(feature = "pdf")]
+#[test]
+fn pdf_shows_characters_without_a_font_as_replacements_and_counts_them() {
+    assert!(
+        tool("qpdf") && tool("pdftotext"),
+        "qpdf and poppler-utils are needed (scripts/test.sh installs them)"
+    );
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt).pdf_fonts(PdfFonts::none());
+    reporter.add_check(
+        ComplianceCheck::new("CJK-1")
+            .name("Check 内核 done")
+            .standard(ComplianceStandard::Soc2)
+            .check(|_| ComplianceStatus::Compliant {
+                evidence: "bell\u{7} here".into(),
+            }),
+    );
+    let report = reporter.generate(ComplianceStandard::Soc2).unwrap();
+    let dir = scratch("pdf-uncovered");
+    let path = dir.path().join("uncovered.pdf");
+    reporter.export(&report, ExportFormat::Pdf, &path).unwrap();
+    assert_qpdf_accepts(&path);
+    let text = pdftotext(&path, false);
+    assert!(text.contains("Check \u{FFFD}\u{FFFD} done"), "{text}");
+    assert!(text.contains("bell\u{FFFD} here"), "{text}");
+    assert!(
+        text.contains("Note: 3 characters in this report had no font"),
+        "{text}"
+    );
+    dir.close().unwrap();
+    rt.shutdown().unwrap();
+}
+
+/// Hostile text (control characters, lone combining marks, bidi overrides, unmatched
+/// scripts, a very long word) renders without a panic into a PDF qpdf accepts.
+#[cfg(feature = "pdf")]
+#[test]
+fn pdf_renders_hostile_text_without_panicking() {
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let huge = "نواة内核x\u{301}".repeat(5_000);
+    let hostile = [
+        "\u{0}\u{1}\u{1b}[31m\r\n\t\u{7f}\u{85}",
+        "\u{301}\u{302}\u{5b0}\u{64b} lone marks",
+        "\u{202e}evil\u{202c} \u{2066}isolate\u{2069} \u{200d}\u{200b}\u{feff}",
+        "(نواة [42] \u{660}\u{661}) א)ב( 1.5%",
+        "\u{10ffff}\u{e000}\u{1f600} emoji and private use",
+        huge.as_str(),
+    ];
+    for fonts in [Some(PdfFonts::none()), noto()].into_iter().flatten() {
+        let reporter = ComplianceReporter::new(&rt)
+            .organization(hostile[0])
+            .pdf_fonts(fonts);
+        for (i, s) in hostile.iter().enumerate() {
+            let finding = format!("{s} {}", hostile[3]);
+            reporter.add_check(
+                ComplianceCheck::new(&format!("H-{i}{s}"))
+                    .name(s)
+                    .description(s)
+                    .standard(ComplianceStandard::Soc2)
+                    .controls(&[s])
+                    .check(move |_| ComplianceStatus::NonCompliant {
+                        finding: finding.clone(),
+                        recommendation: "\u{5d0}\u{301}\u{661} 内".into(),
+                    }),
+            );
+        }
+        let report = reporter.generate(ComplianceStandard::Soc2).unwrap();
+        let pdf = reporter.render(&report, ExportFormat::Pdf).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        if tool("qpdf") {
+            let dir = scratch("pdf-hostile");
+            let path = dir.path().join("hostile.pdf");
+            std::fs::write(&path, &pdf).unwrap();
+            assert_qpdf_accepts(&path);
+            dir.close().unwrap();
+        }
+    }
+    rt.shutdown().unwrap();
 }
 
 #[cfg(not(all(feature = "html", feature = "pdf")))]

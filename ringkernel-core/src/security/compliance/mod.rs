@@ -42,6 +42,8 @@ mod export;
 pub mod fleet;
 
 pub use context::{AuditFacts, EncryptionFacts, SandboxFacts, SecuritySnapshot};
+#[cfg(feature = "pdf")]
+pub use export::PdfFonts;
 
 /// The snapshot checks read, under its earlier name.
 pub type ComplianceContext = SecuritySnapshot;
@@ -414,6 +416,9 @@ struct ReporterInner {
     last: RwLock<BTreeMap<ComplianceStandard, ComplianceReport>>,
     monitor_every: RwLock<Option<Duration>>,
     monitor: Mutex<Option<Monitor>>,
+    /// Fallback fonts of the PDF export; [`PdfFonts::system`] on first use when unset.
+    #[cfg(feature = "pdf")]
+    pdf_fonts: RwLock<Option<Arc<PdfFonts>>>,
 }
 
 impl Drop for ReporterInner {
@@ -463,6 +468,8 @@ impl ComplianceReporter {
                 last: RwLock::new(BTreeMap::new()),
                 monitor_every: RwLock::new(None),
                 monitor: Mutex::new(None),
+                #[cfg(feature = "pdf")]
+                pdf_fonts: RwLock::new(None),
             }),
         }
     }
@@ -484,6 +491,25 @@ impl ComplianceReporter {
     pub fn with_fixed_time(self, at: SystemTime) -> Self {
         *self.inner.fixed_time.write() = Some(at);
         self
+    }
+
+    /// The fonts the PDF export uses for characters DejaVu Sans lacks (CJK, and any
+    /// script you add). Without this call the reporter uses [`PdfFonts::system`] (the
+    /// `RINGKERNEL_PDF_FONTS` files, then Noto in its usual system places), read on the
+    /// first PDF export.
+    #[cfg(feature = "pdf")]
+    pub fn pdf_fonts(self, fonts: PdfFonts) -> Self {
+        *self.inner.pdf_fonts.write() = Some(Arc::new(fonts));
+        self
+    }
+
+    #[cfg(feature = "pdf")]
+    fn pdf_fonts_in_use(&self) -> Result<Arc<PdfFonts>> {
+        if let Some(fonts) = self.inner.pdf_fonts.read().clone() {
+            return Ok(fonts);
+        }
+        let fonts = Arc::new(PdfFonts::system()?);
+        Ok(self.inner.pdf_fonts.write().get_or_insert(fonts).clone())
     }
 
     /// Adds a custom check to the reports of its standard.
@@ -599,8 +625,18 @@ impl ComplianceReporter {
     }
 
     /// The report in `format`, as bytes.
+    ///
+    /// # Errors
+    ///
+    /// A PDF fails with [`Error::InvalidConfig`] when a font named in
+    /// `RINGKERNEL_PDF_FONTS` cannot be used (see `PdfFonts::system`).
     pub fn render(&self, report: &ComplianceReport, format: ExportFormat) -> Result<Vec<u8>> {
-        export::render(report, format)
+        export::render(
+            report,
+            format,
+            #[cfg(feature = "pdf")]
+            || self.pdf_fonts_in_use(),
+        )
     }
 
     /// Writes the report in `format` to `path` (parent directories are created).

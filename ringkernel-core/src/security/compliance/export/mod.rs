@@ -8,11 +8,18 @@ pub(crate) use markdown::esc as markdown_cell;
 pub(crate) mod oscal;
 #[cfg(feature = "pdf")]
 mod pdf;
+#[cfg(feature = "pdf")]
+pub use pdf::PdfFonts;
 
 use super::{ComplianceReport, ExportFormat};
 use crate::error::{Error, Result};
 
-pub(crate) fn render(report: &ComplianceReport, format: ExportFormat) -> Result<Vec<u8>> {
+/// The report in `format`; a PDF uses `pdf_fonts` beyond DejaVu Sans.
+pub(crate) fn render(
+    report: &ComplianceReport,
+    format: ExportFormat,
+    #[cfg(feature = "pdf")] pdf_fonts: impl FnOnce() -> Result<std::sync::Arc<PdfFonts>>,
+) -> Result<Vec<u8>> {
     match format {
         ExportFormat::Json => {
             let mut v = serde_json::to_vec_pretty(report).map_err(|e| Error::Corrupt {
@@ -28,7 +35,7 @@ pub(crate) fn render(report: &ComplianceReport, format: ExportFormat) -> Result<
         #[cfg(not(feature = "html"))]
         ExportFormat::Html => Err(not_built("HTML", "html")),
         #[cfg(feature = "pdf")]
-        ExportFormat::Pdf => pdf::render(report),
+        ExportFormat::Pdf => pdf::render(report, &*pdf_fonts()?),
         #[cfg(not(feature = "pdf"))]
         ExportFormat::Pdf => Err(not_built("PDF", "pdf")),
         ExportFormat::Oscal => {

@@ -1,8 +1,10 @@
-//! PDF export with krilla: A4 pages, DejaVu Sans embedded as subset fonts, a summary
-//! bar, one block per check, as many pages as the checks need. No dates or random
-//! ids are written, so the same report gives the same bytes.
+//! PDF export with krilla: A4 pages, DejaVu Sans and the fallback fonts a report needs
+//! embedded as subset fonts, a summary bar, one block per check, as many pages as the
+//! checks need. No dates or random ids are written, so the same report with the same
+//! fonts gives the same bytes.
 
-use std::sync::Arc;
+mod fonts;
+mod text;
 
 use krilla::Document;
 use krilla::color::rgb;
@@ -11,7 +13,11 @@ use krilla::metadata::Metadata;
 use krilla::num::NormalizedF32;
 use krilla::page::PageSettings;
 use krilla::paint::Fill;
-use krilla::text::{Font, TextDirection};
+use krilla::surface::Surface;
+use krilla::text::Font;
+
+pub use fonts::PdfFonts;
+use text::{Face, Shaper};
 
 use super::super::{ComplianceReport, ComplianceStatus};
 use crate::error::{Error, Result};
@@ -41,16 +47,21 @@ enum Op {
 }
 
 /// Lays out text into pages of operations.
-struct Layout {
+struct Layout<'s, 'a> {
+    shaper: &'s Shaper<'a>,
     pages: Vec<Vec<Op>>,
     y: f32,
+    /// Characters no font has (drawn as U+FFFD).
+    uncovered: usize,
 }
 
-impl Layout {
-    fn new() -> Self {
+impl<'s, 'a> Layout<'s, 'a> {
+    fn new(shaper: &'s Shaper<'a>) -> Self {
         Layout {
+            shaper,
             pages: vec![Vec::new()],
             y: MARGIN,
+            uncovered: 0,
         }
     }
 
@@ -69,10 +80,11 @@ impl Layout {
 
     /// Writes wrapped text at `x`, starting on a new line.
     fn text(&mut self, x: f32, size: f32, bold: bool, color: (u8, u8, u8), text: &str) {
-        // DejaVu Sans averages well under 0.6 em per character; wrapping at 0.6 em keeps
-        // every line inside the margin without measuring glyphs.
-        let per_line = (((W - MARGIN - x) / (size * 0.6)) as usize).max(10);
-        for line in wrap(text, per_line) {
+        self.uncovered += self.shaper.uncovered(text, bold);
+        // Lines are measured with unshaped advances; the 5 % margin absorbs what shaping
+        // (kerning, Arabic joining forms) changes.
+        let width = (W - MARGIN - x) * 0.95 / size;
+        for line in wrap(text, width, |s| self.shaper.width(s, bold)) {
             self.ensure(size * 1.4);
             self.y += size * 1.35;
             let y = self.y;
@@ -92,28 +104,46 @@ impl Layout {
     }
 }
 
-/// Greedy word wrap at `width` characters (long words are split).
-fn wrap(text: &str, width: usize) -> Vec<String> {
+/// Greedy word wrap at `width` as `measure` measures (words wider than a line are
+/// split between characters, as CJK text without spaces needs).
+fn wrap(text: &str, width: f32, measure: impl Fn(&str) -> f32) -> Vec<String> {
     let mut lines = Vec::new();
     let mut cur = String::new();
+    let mut cur_w = 0.0;
+    let space = measure(" ");
     for word in text.split_whitespace() {
         let mut word = word.to_owned();
-        while word.chars().count() > width {
+        let mut word_w = measure(&word);
+        if word_w > width {
             if !cur.is_empty() {
                 lines.push(std::mem::take(&mut cur));
+                cur_w = 0.0;
             }
-            let head: String = word.chars().take(width).collect();
-            word = word.chars().skip(width).collect();
-            lines.push(head);
+            let mut piece = String::new();
+            let mut piece_w = 0.0;
+            let mut buf = [0u8; 4];
+            for c in word.chars() {
+                let w = measure(c.encode_utf8(&mut buf));
+                if !piece.is_empty() && piece_w + w > width {
+                    lines.push(std::mem::take(&mut piece));
+                    piece_w = 0.0;
+                }
+                piece.push(c);
+                piece_w += w;
+            }
+            word = piece;
+            word_w = piece_w;
         }
-        let extra = if cur.is_empty() { 0 } else { 1 };
-        if cur.chars().count() + extra + word.chars().count() > width {
+        if !cur.is_empty() && cur_w + space + word_w > width {
             lines.push(std::mem::take(&mut cur));
+            cur_w = 0.0;
         }
         if !cur.is_empty() {
             cur.push(' ');
+            cur_w += space;
         }
         cur.push_str(&word);
+        cur_w += word_w;
     }
     if !cur.is_empty() || lines.is_empty() {
         lines.push(cur);
@@ -125,16 +155,17 @@ fn status_color(s: &ComplianceStatus) -> (u8, u8, u8) {
     match s {
         ComplianceStatus::Compliant { .. } => (27, 127, 59),
         ComplianceStatus::PartiallyCompliant { .. } => (154, 103, 0),
-        ComplianceStatus::NonCompliant { .. } => (180, 35, 24),
+        ComplianceStatus::NonCompliant { .. } => RED,
         ComplianceStatus::NotApplicable { .. } => (102, 102, 102),
     }
 }
 
 const INK: (u8, u8, u8) = (34, 34, 34);
+const RED: (u8, u8, u8) = (180, 35, 24);
 const GREY: (u8, u8, u8) = (90, 90, 90);
 
-fn layout(r: &ComplianceReport) -> Vec<Vec<Op>> {
-    let mut l = Layout::new();
+fn layout(r: &ComplianceReport, shaper: &Shaper<'_>) -> Vec<Vec<Op>> {
+    let mut l = Layout::new(shaper);
     l.text(
         MARGIN,
         18.0,
@@ -223,6 +254,27 @@ fn layout(r: &ComplianceReport) -> Vec<Vec<Op>> {
             }
         }
     }
+    if l.uncovered > 0 {
+        let n = l.uncovered;
+        tracing::warn!(
+            characters = n,
+            "PDF report: characters without a font are drawn as U+FFFD"
+        );
+        l.gap(12.0);
+        l.text(
+            MARGIN,
+            BODY,
+            true,
+            RED,
+            &format!(
+                "Note: {n} character{} in this report had no font and {} shown as \u{FFFD}; \
+                 the JSON export has the text intact. Add fonts with {} or PdfFonts.",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "is" } else { "are" },
+                PdfFonts::ENV,
+            ),
+        );
+    }
     l.pages
 }
 
@@ -234,17 +286,52 @@ fn fill(color: (u8, u8, u8)) -> Fill {
     }
 }
 
-fn font(bytes: &'static [u8]) -> Result<Font> {
-    Font::new(Arc::new(bytes.to_vec()).into(), 0).ok_or_else(|| Error::Corrupt {
-        what: "embedded font",
-        reason: "DejaVu Sans could not be parsed".into(),
-    })
+fn face<'a>(data: &'a [u8], pdf_data: krilla::Data, index: u32, name: &str) -> Result<Face<'a>> {
+    Font::new(pdf_data, index)
+        .and_then(|pdf| Face::new(data, index, pdf))
+        .ok_or_else(|| Error::Corrupt {
+            what: "PDF font",
+            reason: format!("{name} could not be parsed"),
+        })
 }
 
-pub(crate) fn render(r: &ComplianceReport) -> Result<Vec<u8>> {
-    let regular = font(dejavu::sans::regular())?;
-    let bold = font(dejavu::sans::bold())?;
-    let pages = layout(r);
+/// Draws one line: its runs in visual order, each advancing the pen by its width.
+fn draw_line(
+    surface: &mut Surface<'_>,
+    shaper: &Shaper<'_>,
+    (x, y): (f32, f32),
+    size: f32,
+    bold: bool,
+    text: &str,
+) {
+    let mut x = x;
+    for run in shaper.line(text, bold) {
+        surface.draw_glyphs(
+            Point::from_xy(x, y),
+            run.glyphs.as_slice(),
+            run.font,
+            &run.text,
+            size,
+            false,
+        );
+        x += run.advance * size;
+    }
+}
+
+pub(crate) fn render(r: &ComplianceReport, fonts: &PdfFonts) -> Result<Vec<u8>> {
+    let (regular, bold) = (dejavu::sans::regular(), dejavu::sans::bold());
+    let regular = face(regular, regular.into(), 0, "DejaVu Sans")?;
+    let bold = face(bold, bold.into(), 0, "DejaVu Sans Bold")?;
+    let fallbacks = fonts
+        .files
+        .iter()
+        .map(|f| {
+            let name = f.path.display().to_string();
+            face(&f.data, f.data.clone().into(), f.index, &name)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let shaper = Shaper::new(regular, bold, fallbacks);
+    let pages = layout(r, &shaper);
     let count = pages.len();
     let mut doc = Document::new();
     doc.set_metadata(
@@ -274,15 +361,7 @@ pub(crate) fn render(r: &ComplianceReport) -> Result<Vec<u8>> {
                     text,
                 } => {
                     surface.set_fill(Some(fill(color)));
-                    let f = if b { bold.clone() } else { regular.clone() };
-                    surface.draw_text(
-                        Point::from_xy(x, y),
-                        f,
-                        size,
-                        &text,
-                        false,
-                        TextDirection::Auto,
-                    );
+                    draw_line(&mut surface, &shaper, (x, y), size, b, &text);
                 }
                 Op::Rect { x, y, w, h, color } => {
                     let mut pb = PathBuilder::new();
@@ -297,13 +376,13 @@ pub(crate) fn render(r: &ComplianceReport) -> Result<Vec<u8>> {
             }
         }
         surface.set_fill(Some(fill(GREY)));
-        surface.draw_text(
-            Point::from_xy(MARGIN, H - MARGIN + 10.0),
-            regular.clone(),
+        draw_line(
+            &mut surface,
+            &shaper,
+            (MARGIN, H - MARGIN + 10.0),
             8.0,
-            &format!("{} — page {} of {count}", r.standard_name, i + 1),
             false,
-            TextDirection::Auto,
+            &format!("{} — page {} of {count}", r.standard_name, i + 1),
         );
         surface.finish();
         page.finish();
@@ -318,10 +397,17 @@ pub(crate) fn render(r: &ComplianceReport) -> Result<Vec<u8>> {
 mod tests {
     use super::wrap;
 
+    fn chars(s: &str) -> f32 {
+        s.chars().count() as f32
+    }
+
     #[test]
     fn wrap_keeps_words_and_splits_long_ones() {
-        assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
-        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
-        assert_eq!(wrap("", 4), vec![""]);
+        assert_eq!(wrap("a bb ccc", 4.0, chars), vec!["a bb", "ccc"]);
+        assert_eq!(wrap("abcdefghij", 4.0, chars), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4.0, chars), vec![""]);
+        // Wide characters (CJK) wrap by width, not by count.
+        let wide = |s: &str| 2.0 * chars(s);
+        assert_eq!(wrap("内核处理器", 4.0, wide), vec!["内核", "处理", "器"]);
     }
 }
