@@ -881,7 +881,7 @@ fn pdf_shows_characters_without_a_font_as_replacements_and_counts_them() {
 #[test]
 fn pdf_renders_hostile_text_without_panicking() {
     let rt = RuntimeBuilder::new().development().build().unwrap();
-    let huge = "نواة内核x\u{301}".repeat(5_000);
+    let huge = "نواة内核x\u{301}".repeat(1_500);
     let hostile = [
         "\u{0}\u{1}\u{1b}[31m\r\n\t\u{7f}\u{85}",
         "\u{301}\u{302}\u{5b0}\u{64b} lone marks",

@@ -23,6 +23,20 @@ const SYSTEM_FONTS: &[&str] = &[
     "/usr/share/fonts/noto/NotoSansHebrew-Regular.ttf",
 ];
 
+/// The files and face indices of a [`PdfFonts::ENV`] value: `path[#N]` entries
+/// separated by `:` (a `#` not followed by a number belongs to the path).
+fn env_entries(list: &str) -> Vec<(&str, u32)> {
+    list.split(':')
+        .filter(|e| !e.trim().is_empty())
+        .map(|entry| {
+            entry
+                .rsplit_once('#')
+                .and_then(|(p, i)| Some((p, i.parse::<u32>().ok()?)))
+                .unwrap_or((entry, 0))
+        })
+        .collect()
+}
+
 /// One face of a font file, read into memory.
 #[derive(Clone)]
 pub(super) struct FontFile {
@@ -89,11 +103,7 @@ impl PdfFonts {
         let mut fonts = PdfFonts::none();
         if let Some(list) = std::env::var_os(Self::ENV) {
             let list = list.to_string_lossy().into_owned();
-            for entry in list.split(':').filter(|e| !e.trim().is_empty()) {
-                let (path, index) = entry
-                    .rsplit_once('#')
-                    .and_then(|(p, i)| Some((p, i.parse::<u32>().ok()?)))
-                    .unwrap_or((entry, 0));
+            for (path, index) in env_entries(&list) {
                 fonts = fonts.with_collection_face(path, index)?;
             }
         }
@@ -151,5 +161,35 @@ impl PdfFonts {
             .iter()
             .map(|f| (f.path.clone(), f.index))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PdfFonts, env_entries};
+
+    #[test]
+    fn env_entries_name_files_and_faces() {
+        assert_eq!(
+            env_entries("/a/cjk.ttc#2:/b/arabic.ttf::/c/odd#name.ttf"),
+            [
+                ("/a/cjk.ttc", 2),
+                ("/b/arabic.ttf", 0),
+                ("/c/odd#name.ttf", 0)
+            ]
+        );
+        assert!(env_entries("").is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_font_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bogus = dir.path().join("bogus.ttf");
+        std::fs::write(&bogus, b"not a font").unwrap();
+        for path in [bogus, dir.path().join("missing.ttf")] {
+            let e = PdfFonts::none().with_file(&path).unwrap_err();
+            assert!(matches!(e, crate::Error::InvalidConfig(_)), "{e}");
+            assert!(e.to_string().contains("PDF font"), "{e}");
+        }
     }
 }
