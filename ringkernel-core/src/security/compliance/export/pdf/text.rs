@@ -340,7 +340,47 @@ fn levels(chars: &[char]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::levels;
+    use krilla::text::{Font, Glyph};
+    use proptest::prelude::*;
+
+    use super::{Face, Shaper, levels};
+
+    fn dejavu() -> Shaper<'static> {
+        let face = |data: &'static [u8]| {
+            let pdf = Font::new(data.into(), 0).unwrap();
+            Face::new(data, 0, pdf).unwrap()
+        };
+        Shaper::new(
+            face(dejavu::sans::regular()),
+            face(dejavu::sans::bold()),
+            Vec::new(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Any text lays out without a panic, and every glyph names a range of its run's
+        /// text on character boundaries (krilla slices the text with it).
+        #[test]
+        fn any_text_gives_glyphs_within_their_runs_text(
+            text in "(\\PC|[\\x00-\\x1f\u{300}-\u{36f}\u{590}-\u{6ff}\u{202a}-\u{202e}\u{4e00}-\u{4e20} 0-9])*",
+            bold in any::<bool>(),
+        ) {
+            let shaper = dejavu();
+            let width = shaper.width(&text, bold);
+            prop_assert!(width.is_finite() && width >= 0.0);
+            let runs = shaper.line(&text, bold);
+            for run in &runs {
+                for g in &run.glyphs {
+                    let r = g.text_range();
+                    prop_assert!(r.start <= r.end && r.end <= run.text.len());
+                    prop_assert!(run.text.is_char_boundary(r.start) && run.text.is_char_boundary(r.end));
+                }
+            }
+            let chars: usize = runs.iter().map(|r| r.text.chars().count()).sum();
+            prop_assert_eq!(chars, text.chars().count(), "every character is drawn or replaced");
+        }
+    }
 
     fn lv(s: &str) -> Vec<u8> {
         levels(&s.chars().collect::<Vec<_>>())
