@@ -96,6 +96,62 @@ pub(crate) struct HeadsArgs {
 pub(crate) enum ReportCommand {
     /// Merges runtimes' JSON compliance reports into one fleet report per standard.
     Fleet(FleetArgs),
+    /// Renders a report from a saved security snapshot (`SecuritySnapshot::to_json`),
+    /// as the runtime would have at the moment the snapshot was taken.
+    Snapshot(SnapshotArgs),
+}
+
+/// A built-in standard, by its slug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StandardArg {
+    /// SOC 2.
+    Soc2,
+    /// GDPR.
+    Gdpr,
+    /// HIPAA.
+    Hipaa,
+    /// PCI DSS.
+    PciDss,
+    /// ISO/IEC 27001:2022.
+    Iso27001,
+    /// FedRAMP (NIST SP 800-53 rev5).
+    Fedramp,
+    /// NIST CSF 2.0.
+    NistCsf,
+}
+
+/// Export format of a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    /// JSON.
+    Json,
+    /// Markdown.
+    Markdown,
+    /// One self-contained HTML file.
+    Html,
+    /// PDF.
+    Pdf,
+    /// OSCAL 1.1 assessment results.
+    Oscal,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SnapshotArgs {
+    /// The saved snapshot.
+    #[arg(value_name = "SNAPSHOT.json")]
+    pub(crate) snapshot: PathBuf,
+    /// The standard to report on.
+    #[arg(long, value_enum)]
+    pub(crate) standard: StandardArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Markdown)]
+    pub(crate) format: FormatArg,
+    /// The organization named in the report.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) organization: Option<String>,
+    /// Writes to this file instead of stdout (required for PDF).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
 }
 
 /// Output format of fleet reports.

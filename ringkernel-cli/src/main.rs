@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Tail(args)) => audit::tail(&args),
         Command::Audit(AuditCommand::Heads(args)) => audit::heads(&args),
         Command::Report(ReportCommand::Fleet(args)) => report::fleet(&args),
+        Command::Report(ReportCommand::Snapshot(args)) => report::snapshot(&args),
         Command::Keystore(cmd) => keystore::run(&cmd),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,10 +1,13 @@
-//! `ringkernel report`: fleet reports.
+//! `ringkernel report`: fleet reports, and reports from a saved security snapshot.
 
 use std::process::ExitCode;
 
 use ringkernel_core::security::compliance::fleet::merge_json;
+use ringkernel_core::security::compliance::{
+    ComplianceReporter, ComplianceStandard, ExportFormat, SecuritySnapshot,
+};
 
-use crate::cli::{FleetArgs, FleetFormat};
+use crate::cli::{FleetArgs, FleetFormat, FormatArg, SnapshotArgs, StandardArg};
 use crate::{Failure, Outcome};
 
 /// `report fleet`.
@@ -36,6 +39,48 @@ pub(crate) fn fleet(args: &FleetArgs) -> Outcome {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?,
         None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `report snapshot`.
+pub(crate) fn snapshot(args: &SnapshotArgs) -> Outcome {
+    let bytes = std::fs::read(&args.snapshot)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", args.snapshot.display())))?;
+    let snapshot = SecuritySnapshot::from_json(&bytes)
+        .map_err(|e| Failure(format!("{}: {e}", args.snapshot.display())))?;
+    let standard = match args.standard {
+        StandardArg::Soc2 => ComplianceStandard::Soc2,
+        StandardArg::Gdpr => ComplianceStandard::Gdpr,
+        StandardArg::Hipaa => ComplianceStandard::Hipaa,
+        StandardArg::PciDss => ComplianceStandard::PciDss,
+        StandardArg::Iso27001 => ComplianceStandard::Iso27001,
+        StandardArg::Fedramp => ComplianceStandard::FedRamp,
+        StandardArg::NistCsf => ComplianceStandard::NistCsf,
+    };
+    let format = match args.format {
+        FormatArg::Json => ExportFormat::Json,
+        FormatArg::Markdown => ExportFormat::Markdown,
+        FormatArg::Html => ExportFormat::Html,
+        FormatArg::Pdf => ExportFormat::Pdf,
+        FormatArg::Oscal => ExportFormat::Oscal,
+    };
+    if format == ExportFormat::Pdf && args.output.is_none() {
+        return Err(Failure("a PDF report needs --output FILE".into()));
+    }
+    let mut reporter = ComplianceReporter::unattached();
+    if let Some(name) = &args.organization {
+        reporter = reporter.organization(name);
+    }
+    let report = reporter.generate_from(&snapshot, standard);
+    let bytes = reporter.render(&report, format)?;
+    match &args.output {
+        Some(path) => std::fs::write(path, bytes)
+            .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(&bytes)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -185,6 +185,109 @@ fn report_fleet_merges_reports_into_json_or_markdown() {
     assert_eq!(ringkernel(&["report", "fleet"]).status.code(), Some(2));
 }
 
+/// A report rendered by `ringkernel report snapshot` from a saved snapshot is the
+/// report the runtime gives from the same snapshot, byte for byte, in every format;
+/// a file that is not a snapshot is refused (exit 2).
+#[test]
+fn report_snapshot_renders_what_the_runtime_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit");
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_audit_logging(AuditLogConfig::in_directory(&audit))
+        .build()
+        .unwrap();
+    rt.launch("ingest", ringkernel_core::LaunchOptions::new())
+        .unwrap();
+    let snapshot = rt.security_snapshot();
+    let file = dir.path().join("snapshot.json");
+    fs::write(&file, snapshot.to_json().unwrap()).unwrap();
+    let reporter = ComplianceReporter::unattached().organization("Snap Corp");
+
+    for (standard, arg) in [
+        (ComplianceStandard::Soc2, "soc2"),
+        (ComplianceStandard::FedRamp, "fedramp"),
+    ] {
+        let expected = reporter.generate_from(&snapshot, standard);
+        for (format, farg) in [
+            (ExportFormat::Json, "json"),
+            (ExportFormat::Markdown, "markdown"),
+            (ExportFormat::Oscal, "oscal"),
+        ] {
+            let out = ringkernel(&[
+                "report",
+                "snapshot",
+                p(&file),
+                "--standard",
+                arg,
+                "--format",
+                farg,
+                "--organization",
+                "Snap Corp",
+            ]);
+            assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+            assert_eq!(
+                out.stdout,
+                reporter.render(&expected, format).unwrap(),
+                "{arg} {farg}"
+            );
+        }
+    }
+    // PDF needs a file.
+    let out = ringkernel(&[
+        "report",
+        "snapshot",
+        p(&file),
+        "--standard",
+        "hipaa",
+        "--format",
+        "pdf",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let pdf = dir.path().join("hipaa.pdf");
+    let out = ringkernel(&[
+        "report",
+        "snapshot",
+        p(&file),
+        "--standard",
+        "hipaa",
+        "--format",
+        "pdf",
+        "-o",
+        p(&pdf),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(fs::read(&pdf).unwrap().starts_with(b"%PDF-"));
+
+    // Not a snapshot: a report, another format tag, a cut file.
+    let report = dir.path().join("report.json");
+    fs::write(
+        &report,
+        reporter
+            .render(
+                &reporter.generate_from(&snapshot, ComplianceStandard::Soc2),
+                ExportFormat::Json,
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let text_of = fs::read_to_string(&file).unwrap();
+    let other = dir.path().join("other.json");
+    fs::write(
+        &other,
+        text_of.replace("security-snapshot/v1", "security-snapshot/v9"),
+    )
+    .unwrap();
+    let cut = dir.path().join("cut.json");
+    fs::write(&cut, &text_of[..text_of.len() / 2]).unwrap();
+    for bad in [&report, &other, &cut] {
+        let out = ringkernel(&["report", "snapshot", p(bad), "--standard", "soc2"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("security snapshot"), "{}", text(&out));
+    }
+    rt.shutdown().unwrap();
+}
+
 fn key_file(dir: &Path) -> String {
     let path = dir.join("kek.bin");
     let mut bytes = [0u8; 48];

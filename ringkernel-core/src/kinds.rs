@@ -9,7 +9,7 @@ use std::fmt;
 
 /// Production refuses insecure settings and fills in secure defaults; development allows
 /// them and says so in the compliance report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SecurityMode {
     /// Secure defaults for every layer not configured; insecure settings are errors.
     Production,
@@ -25,7 +25,9 @@ pub(crate) const PRODUCTION_OPT_OUT_NOTE: &str =
 
 /// The kind of a violation, without its numbers: the key for configured actions and
 /// counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ViolationKind {
     /// [`crate::security::sandbox::ViolationType::MemoryExceeded`].
     MemoryExceeded,

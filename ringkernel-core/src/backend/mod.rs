@@ -69,7 +69,7 @@ pub struct Allocation {
 }
 
 /// What kind of device a backend drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeviceKind {
     /// Host memory and threads.
     Cpu,
@@ -84,7 +84,7 @@ pub enum DeviceKind {
 }
 
 /// Facts about a backend, shown in reports and used by compliance checks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BackendInfo {
     /// Short backend name (`"cpu"`, `"wgpu"`, `"cuda"`).
     pub name: &'static str,
@@ -96,6 +96,43 @@ pub struct BackendInfo {
     pub zeroes_on_allocate: bool,
     /// Whether buffers are zeroed when freed.
     pub zeroes_on_free: bool,
+}
+
+/// [`BackendInfo`] as read back from a saved `SecuritySnapshot`.
+#[derive(serde::Deserialize)]
+struct SavedBackendInfo {
+    name: String,
+    device: String,
+    kind: DeviceKind,
+    zeroes_on_allocate: bool,
+    zeroes_on_free: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for BackendInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SavedBackendInfo::deserialize(d).map(Self::from)
+    }
+}
+
+impl From<SavedBackendInfo> for BackendInfo {
+    /// This workspace's backends keep their own static names; any other name is kept by
+    /// leaking its few bytes, once per snapshot read, since `BackendInfo` names are
+    /// `'static`.
+    fn from(s: SavedBackendInfo) -> Self {
+        let name = match s.name.as_str() {
+            "cpu" => "cpu",
+            "wgpu" => "wgpu",
+            "cuda" => "cuda",
+            _ => Box::leak(s.name.into_boxed_str()),
+        };
+        BackendInfo {
+            name,
+            device: s.device,
+            kind: s.kind,
+            zeroes_on_allocate: s.zeroes_on_allocate,
+            zeroes_on_free: s.zeroes_on_free,
+        }
+    }
 }
 
 /// A kernel's message handler on host-executed backends: called once per message, on

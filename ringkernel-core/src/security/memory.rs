@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use zeroize::Zeroize;
 
 /// How well host secrets are protected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ProtectionLevel {
     /// Protection switched off with [`set_memory_protection`]`(false)`: secrets are
     /// still zeroed on drop, but not locked.
@@ -63,7 +65,7 @@ impl fmt::Display for ProtectionLevel {
 }
 
 /// What [`memory_protection_info`] reports (and the compliance report shows).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemoryProtectionInfo {
     /// Whether protection is switched on ([`set_memory_protection`]).
     pub enabled: bool,

@@ -6,7 +6,7 @@ use std::ops::{Range, RangeInclusive};
 use serde::{Deserialize, Serialize};
 
 /// A final line cut short by a crash: reported, not treated as tampering.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TornTail {
     /// The segment.
     pub segment: u64,
@@ -15,7 +15,7 @@ pub struct TornTail {
 }
 
 /// How the log ends.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogStatus {
     /// Closed cleanly: the last signed head is a close record (`AuditLog::close`), every
     /// segment is sealed and no record follows the head.
@@ -50,7 +50,7 @@ impl fmt::Display for LogStatus {
 }
 
 /// A head on disk that is older than the log it sits in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaleHead {
     /// The `head_seq` of the head found.
     pub head_seq: u64,
@@ -62,7 +62,7 @@ pub struct StaleHead {
 }
 
 /// What is missing from a truncated log, as far as the evidence tells.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truncation {
     /// The `head_seq` of the signed head measured against, if one was found.
     pub head_seq: Option<u64>,
@@ -143,7 +143,7 @@ impl fmt::Display for Truncation {
 }
 
 /// What [`verify`](super::verify) checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// How the log ends: closed, open (with how many unanchored records) or truncated.
     pub status: LogStatus,

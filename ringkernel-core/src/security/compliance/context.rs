@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendInfo;
 use crate::kinds::SecurityMode;
@@ -13,7 +13,7 @@ use crate::security::memory::MemoryProtectionInfo;
 use crate::security::sandbox::{ResourceLimits, ViolationKind};
 
 /// Facts about memory encryption.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EncryptionFacts {
     /// Whether anything is sealed.
     pub enabled: bool,
@@ -47,14 +47,13 @@ impl EncryptionFacts {
 }
 
 /// Facts about the sandbox.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SandboxFacts {
     /// Whether the runtime has a sandbox.
     pub present: bool,
     /// Whether the default policy denies K2K routes nobody allowed.
     pub default_denies_k2k: bool,
     /// The default limits.
-    #[serde(skip)]
     pub default_limits: ResourceLimits,
     /// How many of the four default limits are set.
     pub limits_set: u32,
@@ -72,7 +71,7 @@ impl SandboxFacts {
 }
 
 /// Facts about the audit log.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AuditFacts {
     /// Whether the runtime keeps an audit log.
     pub enabled: bool,
@@ -89,27 +88,23 @@ pub struct AuditFacts {
     /// The public key auditors verify with.
     pub public_key: Option<String>,
     /// The result of verifying the log now.
-    #[serde(skip)]
     pub verification: Option<Result<VerifyReport, String>>,
 }
 
 /// A snapshot of the runtime, taken by `ComplianceReporter::generate`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SecuritySnapshot {
     /// When the snapshot was taken (injectable for reproducible reports).
-    #[serde(skip)]
     pub generated_at: SystemTime,
     /// Production or development.
     pub mode: SecurityMode,
     /// The runtime instance's id (32 hex digits), bound into everything it seals.
     pub runtime_instance: String,
     /// The backend.
-    #[serde(skip)]
     pub backend: BackendInfo,
     /// Memory encryption.
     pub memory_encryption: EncryptionFacts,
     /// Host memory protection for secrets.
-    #[serde(skip)]
     pub memory_protection: MemoryProtectionInfo,
     /// The sandbox.
     pub sandbox: SandboxFacts,
@@ -119,4 +114,51 @@ pub struct SecuritySnapshot {
     pub kernels: usize,
     /// What the builder recorded (insecure choices allowed in development, defaults).
     pub notes: Vec<String>,
+}
+
+/// The format tag of a saved snapshot ([`SecuritySnapshot::to_json`]).
+pub const SNAPSHOT_FORMAT: &str = "ringkernel.security-snapshot/v1";
+
+/// A saved snapshot: the format tag, then the snapshot.
+#[derive(Serialize, Deserialize)]
+struct SavedSnapshot {
+    format: String,
+    snapshot: SecuritySnapshot,
+}
+
+impl SecuritySnapshot {
+    /// The snapshot as a JSON document (tagged [`SNAPSHOT_FORMAT`]), to report on later
+    /// or elsewhere: `ringkernel report snapshot FILE` renders any standard from it
+    /// exactly as the runtime would have at the moment it was taken. It holds no secret
+    /// (the same facts a report shows).
+    pub fn to_json(&self) -> crate::Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(&SavedSnapshot {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            snapshot: self.clone(),
+        })
+        .map_err(|e| crate::Error::Corrupt {
+            what: "security snapshot",
+            reason: e.to_string(),
+        })?;
+        v.push(b'\n');
+        Ok(v)
+    }
+
+    /// Reads a snapshot written by [`to_json`](Self::to_json). Anything else (another
+    /// format tag, malformed or truncated JSON) is [`Error::Corrupt`](crate::Error::Corrupt)
+    /// naming what is wrong.
+    pub fn from_json(bytes: &[u8]) -> crate::Result<Self> {
+        let saved: SavedSnapshot =
+            serde_json::from_slice(bytes).map_err(|e| crate::Error::Corrupt {
+                what: "security snapshot",
+                reason: e.to_string(),
+            })?;
+        if saved.format != SNAPSHOT_FORMAT {
+            return Err(crate::Error::Corrupt {
+                what: "security snapshot",
+                reason: format!("format {:?}, expected {SNAPSHOT_FORMAT:?}", saved.format),
+            });
+        }
+        Ok(saved.snapshot)
+    }
 }

@@ -41,7 +41,7 @@ mod context;
 mod export;
 pub mod fleet;
 
-pub use context::{AuditFacts, EncryptionFacts, SandboxFacts, SecuritySnapshot};
+pub use context::{AuditFacts, EncryptionFacts, SNAPSHOT_FORMAT, SandboxFacts, SecuritySnapshot};
 #[cfg(feature = "pdf")]
 pub use export::PdfFonts;
 

@@ -11,7 +11,9 @@ use std::fmt;
 /// | `ChaCha20Poly1305` | 256 bit | 96 bit, counter | constant-time in software; the GPU kernels' cipher |
 /// | `XChaCha20Poly1305` | 256 bit | 192 bit, random | extended nonce, safe with random nonces |
 /// | `None` | — | — | no encryption; refused in production mode |
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Algorithm {
     /// AES-256 in Galois/Counter Mode.
     Aes256Gcm,

@@ -96,7 +96,7 @@ pub struct KeyMetadata {
 }
 
 /// Counters of the encryption layer (read without locks).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EncryptionStats {
     /// Records and streams sealed.
     pub seals: u64,

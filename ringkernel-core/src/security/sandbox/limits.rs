@@ -16,7 +16,7 @@ use std::time::Duration;
 ///     .max_k2k_connections(10);
 /// assert_eq!(limits.memory_bytes(), Some(1 << 30));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceLimits {
     max_memory_bytes: Option<u64>,
     max_execution_time: Option<Duration>,
