@@ -71,6 +71,7 @@ pub(crate) mod sealed {
     pub trait Sealed {}
 }
 
+use crate::atomic_file::Access;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
@@ -639,7 +640,8 @@ impl ComplianceReporter {
         )
     }
 
-    /// Writes the report in `format` to `path` (parent directories are created).
+    /// Writes the report in `format` to `path` (parent directories are created),
+    /// atomically: a failed write leaves what was at `path` as it was.
     pub fn export(
         &self,
         report: &ComplianceReport,
@@ -650,8 +652,9 @@ impl ComplianceReporter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, self.render(report, format)?)?;
-        Ok(())
+        // Atomically: a failed write (a full disk) leaves an earlier report at `path`
+        // whole instead of a truncated one.
+        crate::atomic_file::write(path, &self.render(report, format)?, Access::Default)
     }
 
     /// Regenerates every built-in (and custom) standard's report on this interval,
