@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Fuzzing (issue #16): builds the cargo-fuzz targets of fuzz/ and runs each for
+# FUZZ_SECONDS (default 30) from its seed corpus in fuzz/corpus/<target>/.
+#
+#   scripts/fuzz.sh                 every target, FUZZ_SECONDS each
+#   scripts/fuzz.sh audit_verify    only the targets named
+#   scripts/fuzz.sh --write-seeds   (re)writes the seed corpora from genuine artefacts
+#
+# Needs a nightly toolchain (cargo-fuzz builds with -Zsanitizer=address); installs
+# cargo-fuzz when nightly is there and it is missing. Without nightly it says so and
+# exits 0: fuzzing is then SKIPPED, which the output states plainly.
+#
+# New inputs libFuzzer finds go to a scratch corpus that is removed at the end: the
+# committed seed corpora stay small and change only with --write-seeds. A crash fails
+# the script; its input is kept in fuzz/artifacts/<target>/ (ignored by git) and
+# `cargo +nightly fuzz run -a <target> <file>` replays it. Each run's summary line
+# (seconds, executions, libFuzzer's cov: and ft:) is printed at the end, for
+# docs/reliability.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGETS=(envelope_open stream_open audit_verify sandbox_patterns device_ring report_exporters)
+seconds="${FUZZ_SECONDS:-30}"
+
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    echo "fuzzing: SKIPPED (no nightly toolchain / cargo-fuzz)"
+    exit 0
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    echo "== installing cargo-fuzz (a nightly toolchain is present)"
+    if ! cargo install cargo-fuzz --locked; then
+        echo "fuzzing: SKIPPED (no nightly toolchain / cargo-fuzz: installing cargo-fuzz failed)"
+        exit 0
+    fi
+fi
+
+# Everything the targets and libFuzzer write outside the repository goes here.
+scratch="$(mktemp -d)"
+trap 'rm -rf -- "$scratch"' EXIT
+export TMPDIR="$scratch"
+
+if [ "${1:-}" = "--write-seeds" ]; then
+    cargo +nightly fuzz build -a write_seeds
+    rm -rf fuzz/corpus
+    RINGKERNEL_FUZZ_SEEDS="$PWD/fuzz/corpus" cargo +nightly fuzz run -a write_seeds -- -runs=0 >/dev/null
+    du -sh fuzz/corpus
+    exit 0
+fi
+[ $# -gt 0 ] && TARGETS=("$@")
+
+build_start=$SECONDS
+echo "== cargo +nightly fuzz build (debug assertions on)"
+cargo +nightly fuzz build -a
+echo "fuzz build: $((SECONDS - build_start)) s"
+
+summary=()
+failed=0
+for t in "${TARGETS[@]}"; do
+    echo "== fuzz $t for ${seconds} s"
+    work="$scratch/corpus-$t"
+    art="$PWD/fuzz/artifacts/$t"
+    mkdir -p "$work" "$art"
+    log="$scratch/$t.log"
+    start=$SECONDS
+    if cargo +nightly fuzz run -a "$t" "$work" "fuzz/corpus/$t" -- \
+        -max_total_time="$seconds" -artifact_prefix="$art/" -print_final_stats=1 >"$log" 2>&1; then
+        result=ok
+    else
+        result="CRASH (input in fuzz/artifacts/$t/)"
+        failed=1
+        tail -40 "$log"
+    fi
+    # libFuzzer's last status line: "#<execs> DONE cov: <n> ft: <n> corp: ..." (or the
+    # last pulse before a crash).
+    last="$(grep -E '^#[0-9]+' "$log" | tail -1 || true)"
+    execs="$(sed -nE 's/^#([0-9]+).*/\1/p' <<<"$last")"
+    cov="$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")"
+    ft="$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")"
+    summary+=("fuzz $t: $result, $((SECONDS - start)) s, ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}")
+done
+printf '%s\n' "${summary[@]}"
+exit "$failed"
