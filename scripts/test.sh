@@ -12,8 +12,9 @@
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
 #    - compliance-trestle from PyPI, to validate the OSCAL export,
 #    - cargo-deny from crates.io, to check licenses, bans and sources.
-# 2. Runs the whole test suite: unit, integration and doc tests, examples, and every
-#    criterion bench once in test mode.
+# 2. Runs the whole test suite: unit, integration and doc tests, examples, every
+#    criterion bench once in test mode, and the sandbox differential check at 10^6
+#    cases in release mode.
 # 3. Checks that none of them left anything behind in the temp directory: the suite runs
 #    with TMPDIR set to a fresh private directory, which must be empty again at the end.
 set -euo pipefail
@@ -160,6 +161,9 @@ cargo test --workspace --all-targets --locked
 log "ringkernel-core without its default features (no PDF, no HTML export)"
 cargo check -p ringkernel-core --no-default-features --all-targets --locked
 cargo test -p ringkernel-core --no-default-features --locked --test compliance
+
+log "sandbox differential: 10^6 generated cases against the naive matcher (release)"
+cargo test --release --locked -p ringkernel-core --test sandbox_differential -- --nocapture
 
 log "cargo test --doc"
 cargo test --workspace --doc --locked
