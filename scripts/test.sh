@@ -13,8 +13,8 @@
 #    - compliance-trestle from PyPI, to validate the OSCAL export,
 #    - cargo-deny from crates.io, to check licenses, bans and sources.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, every
-#    criterion bench once in test mode, and the sandbox differential check at 10^6
-#    cases in release mode.
+#    criterion bench once in test mode, the sandbox differential check at 10^6 cases in
+#    release mode, and (with a nightly toolchain) every fuzz target for 30 s.
 # 3. Checks that none of them left anything behind in the temp directory: the suite runs
 #    with TMPDIR set to a fresh private directory, which must be empty again at the end.
 set -euo pipefail
@@ -196,6 +196,12 @@ elif "${wgpu_example[@]}" > /dev/null 2>&1; then
 else
     echo "example secure_runtime --backend wgpu: SKIPPED (no usable wgpu adapter; run it to see why)"
 fi
+
+# --- fuzzing (nightly only) ------------------------------------------------------------------
+# Every cargo-fuzz target for 30 s from its seed corpus; without a nightly toolchain the
+# script says "fuzzing: SKIPPED (...)" and this step passes.
+log "fuzzing (scripts/fuzz.sh: every target for ${FUZZ_SECONDS:-30} s)"
+bash scripts/fuzz.sh
 
 # --- nothing left behind ------------------------------------------------------------------
 # Checked once everything above has ended: by then cargo, rustc, rustdoc, the linker,
