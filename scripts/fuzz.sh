@@ -42,7 +42,9 @@ export TMPDIR="$scratch"
 if [ "${1:-}" = "--write-seeds" ]; then
     cargo +nightly fuzz build -a write_seeds
     rm -rf fuzz/corpus
-    RINGKERNEL_FUZZ_SEEDS="$PWD/fuzz/corpus" cargo +nightly fuzz run -a write_seeds -- -runs=0 >/dev/null
+    mkdir -p "$scratch/write_seeds"
+    RINGKERNEL_FUZZ_SEEDS="$PWD/fuzz/corpus" cargo +nightly fuzz run -a write_seeds \
+        "$scratch/write_seeds" -- -runs=0 >/dev/null 2>&1
     du -sh fuzz/corpus
     exit 0
 fi
