@@ -77,3 +77,52 @@ fn inputs_that_are_not_reports_are_refused_naming_them() {
     assert!(merge_json(&[]).unwrap().is_empty());
     rt.shutdown().unwrap();
 }
+
+/// Found by the `report_exporters` fuzz target: the fleet Markdown wrote runtime ids in
+/// code spans, where backslash escapes do not apply, so a backtick in an id (the JSON
+/// input of `merge_json` is anyone's) closed the span and the rest of the id was read as
+/// Markdown. Runtime ids are now escaped text like every other field.
+#[test]
+fn a_backtick_in_a_runtime_id_stays_text_in_the_fleet_markdown() {
+    use ringkernel_core::security::compliance::{
+        CheckResult, ComplianceReport, ComplianceStatus, REPORT_SCHEMA, ReportSummary,
+    };
+    let finding = "x".to_owned();
+    let report = ComplianceReport {
+        schema: REPORT_SCHEMA,
+        standard: ComplianceStandard::Soc2,
+        standard_name: "SOC 2".into(),
+        organization: "org".into(),
+        generated_at: "2026-12-02T00:00:00.000000Z".into(),
+        mode: "Development".into(),
+        runtime_instance: " `**bold** [l](x)`".into(),
+        backend: "cpu".into(),
+        summary: ReportSummary {
+            non_compliant: 1,
+            ..ReportSummary::default()
+        },
+        checks: vec![CheckResult {
+            id: "ENC-01".into(),
+            name: "n".into(),
+            description: String::new(),
+            standard: ComplianceStandard::Soc2,
+            controls: Vec::new(),
+            evidence: None,
+            finding: Some(finding.clone()),
+            recommendation: Some("r".into()),
+            status: ComplianceStatus::NonCompliant {
+                finding,
+                recommendation: "r".into(),
+            },
+        }],
+    };
+    let md = merge(&[report]).unwrap()[0].to_markdown();
+    let escaped = r" \`\*\*bold\*\* \[l\](x)\`";
+    // In the runtimes table and in the check's "failed by" column.
+    assert_eq!(md.matches(escaped).count(), 2, "{md}");
+    // No backtick opens a code span: every one is escaped.
+    assert!(
+        md.match_indices('`').all(|(i, _)| md[..i].ends_with('\\')),
+        "{md}"
+    );
+}

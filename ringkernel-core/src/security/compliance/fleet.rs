@@ -273,7 +273,7 @@ impl FleetReport {
         for r in &self.runtimes {
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 esc(&r.instance),
                 esc(&r.organization),
                 esc(&r.mode),
@@ -287,7 +287,7 @@ impl FleetReport {
             let failed: Vec<String> = c
                 .failing
                 .iter()
-                .map(|f| format!("`{}` ({}): {}", esc(&f.runtime), f.status, esc(&f.finding)))
+                .map(|f| format!("{} ({}): {}", esc(&f.runtime), f.status, esc(&f.finding)))
                 .collect();
             let _ = writeln!(
                 s,
