@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use ringkernel_core::security::audit::{
-//!     AuditConfig, AuditEvent, AuditLog, LogStatus, verify, verify_with_anchor,
+//!     AuditEvent, AuditLog, AuditLogConfig, LogStatus, verify, verify_with_anchor,
 //! };
 //!
 //! # let tmp = tempfile::tempdir()?;
