@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use ringkernel_core::security::audit::{
-    AuditConfig, AuditEvent, AuditLog, AuditPublicKey, AuditSigningKey, LogStatus, SignedHead,
+    AuditEvent, AuditLog, AuditLogConfig, AuditPublicKey, AuditSigningKey, LogStatus, SignedHead,
     verify, verify_with_anchor,
 };
 use ringkernel_fuzz::AUDIT_NAMES;
@@ -37,10 +37,10 @@ fn genuine() -> &'static Genuine {
         let dir = tempfile::tempdir().expect("tempdir");
         let signing = AuditSigningKey::from_seed(&[7; 32]);
         let key = signing.public_key();
-        let log = AuditLog::open(AuditConfig {
+        let log = AuditLog::open(AuditLogConfig {
             signing_key: Some(signing),
             max_segment_bytes: 4096,
-            ..AuditConfig::in_directory(dir.path())
+            ..AuditLogConfig::in_directory(dir.path())
         })
         .expect("open log");
         for i in 0..12 {

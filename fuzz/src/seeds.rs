@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditSigningKey};
+use ringkernel_core::security::audit::{AuditEvent, AuditLog, AuditLogConfig, AuditSigningKey};
 use ringkernel_core::security::compliance::{
     CheckResult, ComplianceReport, ComplianceReporter, ComplianceStandard, ComplianceStatus,
     ExportFormat, REPORT_SCHEMA, ReportSummary,
@@ -70,10 +70,10 @@ pub fn write_all(root: &Path) -> Res {
     // Audit: a genuine signed log (two sealed segments and a closed head) in raw form.
     let tmp = tempfile::tempdir()?;
     let signing = AuditSigningKey::from_seed(&[9; 32]);
-    let log = AuditLog::open(AuditConfig {
+    let log = AuditLog::open(AuditLogConfig {
         signing_key: Some(signing),
         max_segment_bytes: 4096,
-        ..AuditConfig::in_directory(tmp.path())
+        ..AuditLogConfig::in_directory(tmp.path())
     })?;
     for i in 0..6 {
         log.append(AuditEvent::new("seed_event").actor(format!("kernel_{i}")))?;
