@@ -358,7 +358,7 @@ impl Writer {
 
     /// Records the shipper's drops since the last report as `syslog.dropped`, at most
     /// once per [`DROP_REPORT_INTERVAL`] unless `now` (before the close record).
-    fn report_drops(&mut self, now: bool) {
+    fn report_drops(&mut self, now: bool, failure: &Failure) {
         let Some(shipper) = &self.shipper else {
             return;
         };
@@ -378,9 +378,8 @@ impl Writer {
             total_dropped: shipper.stats().dropped,
         };
         self.last_drop_report = Some(Instant::now());
-        if let Err(e) = self.append(event.record(), SystemTime::now()) {
-            tracing::error!(error = %e, "audit record could not be written");
-        }
+        // Like every other record: a failed write stops the writer.
+        self.write_or_count(event.record(), SystemTime::now(), failure);
     }
 
     fn create_segment(dir: &Path, n: u64) -> Result<BufWriter<File>> {
@@ -420,7 +419,7 @@ impl Writer {
                         self.write_or_count(ev, at, &failure);
                     }
                     if !self.stopped {
-                        self.report_drops(true);
+                        self.report_drops(true, &failure);
                     }
                     // A stopped log is left as a crash leaves it: the next open seals
                     // the segment, its torn tail recorded.
@@ -431,7 +430,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     if !self.stopped {
-                        self.report_drops(true);
+                        self.report_drops(true, &failure);
                         let _ = self.seal(SystemTime::now(), HeadState::Open);
                     }
                     return;
@@ -440,7 +439,7 @@ impl Writer {
             if self.stopped {
                 continue;
             }
-            self.report_drops(false);
+            self.report_drops(false, &failure);
             if self.dirty && last_flush.elapsed() >= flush_interval {
                 if let Err(e) = self.file.flush() {
                     self.stop(&failure, &e.into());
