@@ -57,10 +57,7 @@ fn code(e: &Error) -> u32 {
 
 /// `Error::Corrupt` of any kind (its code).
 fn corrupt() -> Error {
-    Error::Corrupt {
-        what: "",
-        reason: String::new(),
-    }
+    Error::corrupt("", String::new())
 }
 
 /// What a test expects of a kernel it corrupted: its id, the error (by code), a part of

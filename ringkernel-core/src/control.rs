@@ -115,10 +115,10 @@ impl ControlBlock {
     /// needed) and validates it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != CONTROL_BLOCK_SIZE {
-            return Err(Error::Corrupt {
-                what: "control block",
-                reason: format!("expected {CONTROL_BLOCK_SIZE} bytes, got {}", bytes.len()),
-            });
+            return Err(Error::corrupt(
+                "control block",
+                format!("expected {CONTROL_BLOCK_SIZE} bytes, got {}", bytes.len()),
+            ));
         }
         let cb: ControlBlock = bytemuck::pod_read_unaligned(bytes);
         cb.validate()?;
@@ -127,12 +127,7 @@ impl ControlBlock {
 
     /// Checks the invariants a well-formed control block keeps.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| {
-            Err(Error::Corrupt {
-                what: "control block",
-                reason,
-            })
-        };
+        let bad = |reason: String| Err(Error::corrupt("control block", reason));
         for (name, v) in [
             ("is_active", self.is_active),
             ("should_terminate", self.should_terminate),

@@ -9,6 +9,19 @@ use std::time::Duration;
 /// Result alias used throughout `ringkernel-core`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An underlying error kept as the [`source`](std::error::Error::source) of an
+/// [`Error::Backend`] or [`Error::Corrupt`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `": <source>"` when there is a source, so that printing an [`Error`] alone (as most
+/// callers do) still says what the driver or parser said.
+fn source_suffix(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default()
+}
+
 /// Everything that can go wrong in the runtime, its backends and its security layers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -102,9 +115,17 @@ pub enum Error {
         what: String,
     },
 
-    /// A device operation failed after the backend was set up.
-    #[error("backend error: {0}")]
-    Backend(String),
+    /// A device or system operation failed after the backend was set up. Build it with
+    /// [`Error::backend`], or [`Error::backend_caused_by`] to keep the driver's own error
+    /// as [`source`](std::error::Error::source).
+    #[error("backend error: {what}{}", source_suffix(.source))]
+    Backend {
+        /// What failed, in words.
+        what: String,
+        /// The underlying error (wgpu, cudarc, the OS), when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// A configuration value is invalid or, in production mode, insecure. The message
     /// names the fix.
@@ -113,12 +134,18 @@ pub enum Error {
 
     /// A control block or message was corrupted in a way that is not a cryptographic
     /// failure (wrong length, impossible field values).
-    #[error("corrupt {what}: {reason}")]
+    ///
+    /// Build it with [`Error::corrupt`], or [`Error::corrupt_caused_by`] to keep the
+    /// parser's own error as [`source`](std::error::Error::source).
+    #[error("corrupt {what}: {reason}{}", source_suffix(.source))]
     Corrupt {
         /// What was being read.
         what: &'static str,
         /// What was wrong with it.
         reason: String,
+        /// The parser's error (serde_json, ...), when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// A kernel's message handler panicked; the kernel was stopped.
@@ -366,6 +393,47 @@ impl std::fmt::Display for TokenFailure {
 }
 
 impl Error {
+    /// An [`Error::Backend`] with no underlying error.
+    pub fn backend(what: impl Into<String>) -> Self {
+        Error::Backend {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Backend`] that keeps the driver's (or the OS's) error as its source.
+    pub fn backend_caused_by(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Backend {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An [`Error::Corrupt`] with no underlying error.
+    pub fn corrupt(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            what,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Corrupt`] that keeps the parser's error as its source.
+    pub fn corrupt_caused_by(
+        what: &'static str,
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Corrupt {
+            what,
+            reason: reason.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
     /// For failures to open sealed data or to verify the log: what happened, in one
     /// word, as audit records and reports name it (`tampered`, `stale`, `replayed`,
     /// `wrong_context`, `wrong_key`, `unknown_key_epoch`, `key_retired`, `malformed`,
@@ -406,7 +474,7 @@ impl Error {
             Error::InvalidAllocation(_) => ErrorCode::InvalidAllocation,
             Error::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
             Error::Unsupported { .. } => ErrorCode::Unsupported,
-            Error::Backend(_) => ErrorCode::Backend,
+            Error::Backend { .. } => ErrorCode::Backend,
             Error::InvalidConfig(_) => ErrorCode::InvalidConfig,
             Error::Corrupt { .. } => ErrorCode::Corrupt,
             Error::KernelPanicked { .. } => ErrorCode::KernelPanicked,
@@ -600,6 +668,42 @@ mod tests {
         assert!(e.source().is_some());
         // Errors that wrap nothing say so.
         assert!(Error::Tampered.source().is_none());
+        assert!(Error::backend("device lost").source().is_none());
+        assert!(Error::corrupt("control block", "short").source().is_none());
+    }
+
+    #[test]
+    fn parser_and_driver_errors_stay_reachable_as_the_source() {
+        use std::error::Error as _;
+        // A parser's error: kept whole (line and column), and still in the message.
+        let json = serde_json::from_slice::<serde_json::Value>(b"{\"a\": ").unwrap_err();
+        let line = json.line();
+        let e = Error::corrupt_caused_by("security snapshot", "not valid JSON", json);
+        assert_eq!(e.error_code(), ErrorCode::Corrupt);
+        let source = e.source().expect("the parser's error is the source");
+        let parsed = source
+            .downcast_ref::<serde_json::Error>()
+            .expect("a serde_json::Error");
+        assert_eq!(parsed.line(), line);
+        assert!(
+            e.to_string()
+                .starts_with("corrupt security snapshot: not valid JSON: ")
+        );
+        // A driver's error the same way.
+        let e = Error::backend_caused_by("wgpu: map", std::io::Error::other("device lost"));
+        assert_eq!(e.error_code(), ErrorCode::Backend);
+        assert_eq!(e.to_string(), "backend error: wgpu: map: device lost");
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("device lost")
+        );
+        // The snapshot parser keeps its cause.
+        let e = crate::security::compliance::SecuritySnapshot::from_json(b"[").unwrap_err();
+        assert!(
+            e.source()
+                .and_then(|s| s.downcast_ref::<serde_json::Error>())
+                .is_some()
+        );
     }
 
     #[test]

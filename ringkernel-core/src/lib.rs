@@ -44,5 +44,5 @@ pub mod runtime;
 pub mod security;
 
 pub use control::ControlBlock;
-pub use error::{Error, ErrorCode, Result, TokenFailure};
+pub use error::{BoxError, Error, ErrorCode, Result, TokenFailure};
 pub use runtime::{KernelHandle, LaunchOptions, Runtime, RuntimeBuilder};

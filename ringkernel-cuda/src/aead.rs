@@ -174,8 +174,8 @@ impl DeviceCipher for CudaBackend {
             // Not sealed: the slots may still hold plaintext.
             self.wipe_u8(body);
             self.dev.sync()?;
-            return Err(Error::Backend(
-                "cuda: the STREAM kernel refused the chunk geometry".into(),
+            return Err(Error::backend(
+                "cuda: the STREAM kernel refused the chunk geometry",
             ));
         }
         let sealed_body = st

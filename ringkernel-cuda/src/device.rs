@@ -30,8 +30,8 @@ pub(crate) struct Device {
     pub(crate) persistent: CudaFunction,
 }
 
-pub(crate) fn driver_error(what: &str, e: impl std::fmt::Debug) -> Error {
-    Error::Backend(format!("cuda: {what}: {e:?}"))
+pub(crate) fn driver_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::backend_caused_by(format!("cuda: {what}"), e)
 }
 
 fn unavailable(reason: String) -> Error {
@@ -51,7 +51,7 @@ fn ptx_for(arch: (i32, i32)) -> Result<Ptx, Error> {
         ..Default::default()
     };
     let ptx = compile_ptx_with_opts(sources::program(), opts)
-        .map_err(|e| Error::Backend(format!("NVRTC could not compile the CUDA kernels: {e:?}")))?;
+        .map_err(|e| Error::backend_caused_by("NVRTC could not compile the CUDA kernels", e))?;
     cache.lock().insert(arch, ptx.clone());
     Ok(ptx)
 }

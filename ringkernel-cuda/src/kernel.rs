@@ -136,7 +136,7 @@ impl DeviceKernel for KernelDevice {
         for w in &plan.ring_writes {
             let end = w.at + w.words.len();
             if end > io.ring.len() {
-                return Err(Error::Backend("input ring write out of range".into()));
+                return Err(Error::backend("input ring write out of range"));
             }
             st.memcpy_htod(&w.words[..], &mut io.ring.slice_mut(w.at..end))
                 .map_err(copy)?;
@@ -151,7 +151,7 @@ impl DeviceKernel for KernelDevice {
             },
         );
         let words = |n: usize, what: &str| {
-            u32::try_from(n).map_err(|_| Error::Backend(format!("{what} too large")))
+            u32::try_from(n).map_err(|_| Error::backend(format!("{what} too large")))
         };
         let ring_words = words(io.ring.len(), "input ring")?;
         let output_words = words(io.output.len(), "kernel output")?;

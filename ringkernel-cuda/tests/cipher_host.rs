@@ -354,8 +354,8 @@ impl DeviceCipher for BlockShim {
         let out = run(vec![req.clone()]);
         finding(&out[0], &req);
         if out[0] == "REFUSED" {
-            return Err(ringkernel_core::Error::Backend(
-                "the STREAM kernel refused the chunk geometry".into(),
+            return Err(ringkernel_core::Error::backend(
+                "the STREAM kernel refused the chunk geometry",
             ));
         }
         let mut sealed = seal.header.clone();

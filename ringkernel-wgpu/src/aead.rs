@@ -25,7 +25,7 @@ impl DeviceCipher for WgpuBackend {
         let count = packed.count;
         let groups = count.div_ceil(64);
         if groups > gpu.limits.max_compute_workgroups_per_dimension {
-            return Err(Error::Backend("AEAD batch has too many records".into()));
+            return Err(Error::backend("AEAD batch has too many records"));
         }
         let data_len = (packed.data.len() * 4) as u64;
         let jobs_buf = gpu.storage("aead jobs", (packed.desc.len() * 4) as u64)?;
@@ -181,11 +181,9 @@ impl WgpuBackend {
         let gpu = &self.gpu;
         let pipes = gpu.pipelines()?;
         let total32 = u32::try_from(total)
-            .map_err(|_| Error::Backend("GPU STREAM sealing is limited to 4 GiB - 1".into()))?;
+            .map_err(|_| Error::backend("GPU STREAM sealing is limited to 4 GiB - 1"))?;
         if prefix.len() != 7 {
-            return Err(Error::Backend(
-                "unexpected STREAM nonce prefix length".into(),
-            ));
+            return Err(Error::backend("unexpected STREAM nonce prefix length"));
         }
         let mut p = [0u8; 8];
         p[..7].copy_from_slice(prefix);
@@ -195,7 +193,7 @@ impl WgpuBackend {
             total32,
             chunk,
             chunks,
-            u32::try_from(aad.len()).map_err(|_| Error::Backend("header too long".into()))?,
+            u32::try_from(aad.len()).map_err(|_| Error::backend("header too long"))?,
             0,
             0,
         ]);

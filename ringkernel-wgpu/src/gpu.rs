@@ -33,8 +33,11 @@ pub(crate) struct Gpu {
     pipelines: OnceLock<Result<Pipelines, String>>,
 }
 
-pub(crate) fn backend_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Backend(format!("wgpu: {what}: {e}"))
+pub(crate) fn backend_error(
+    what: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::backend_caused_by(format!("wgpu: {what}"), e)
 }
 
 impl Gpu {
@@ -113,7 +116,7 @@ impl Gpu {
         self.pipelines
             .get_or_init(|| Pipelines::compile(&self.device).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|e| backend_error("shader pipelines", e))
+            .map_err(|e| Error::backend(format!("wgpu: shader pipelines: {e}")))
     }
 
     /// Blocks until all submitted work has finished.

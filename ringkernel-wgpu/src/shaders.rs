@@ -55,7 +55,10 @@ impl Pipelines {
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             });
             if let Some(e) = pollster::block_on(scope.pop()) {
-                return Err(Error::Backend(format!("WGSL module {name} rejected: {e}")));
+                return Err(Error::backend_caused_by(
+                    format!("WGSL module {name} rejected"),
+                    e,
+                ));
             }
             compiled.insert(name, module);
         }
@@ -70,7 +73,10 @@ impl Pipelines {
                 cache: None,
             });
             match pollster::block_on(scope.pop()) {
-                Some(e) => Err(Error::Backend(format!("pipeline {entry} rejected: {e}"))),
+                Some(e) => Err(Error::backend_caused_by(
+                    format!("pipeline {entry} rejected"),
+                    e,
+                )),
                 None => Ok(p),
             }
         };

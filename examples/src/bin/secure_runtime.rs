@@ -295,10 +295,10 @@ fn run() -> Result<()> {
         );
     }
     if got != expected {
-        return Err(ringkernel_core::Error::Corrupt {
-            what: "aggregate",
-            reason: format!("expected {expected}, got {got}"),
-        });
+        return Err(ringkernel_core::Error::corrupt(
+            "aggregate",
+            format!("expected {expected}, got {got}"),
+        ));
     }
     if let Some(k) = &gpu_kernel {
         let st = k.status()?;
@@ -321,10 +321,10 @@ fn run() -> Result<()> {
             if have == want { "match" } else { "MISMATCH" }
         );
         if have != want {
-            return Err(ringkernel_core::Error::Corrupt {
-                what: "GPU checksums",
-                reason: format!("expected {want}, got {have}"),
-            });
+            return Err(ringkernel_core::Error::corrupt(
+                "GPU checksums",
+                format!("expected {want}, got {have}"),
+            ));
         }
     }
 

@@ -239,13 +239,13 @@ impl KernelWorker for CpuWorker {
         match self.thread.lock().take() {
             Some(t) => t
                 .join()
-                .map_err(|_| Error::Backend("kernel thread panicked".into())),
+                .map_err(|_| Error::backend("kernel thread panicked")),
             None => Ok(()),
         }
     }
 
-    fn finish_signal(&self) -> Option<Arc<FinishSignal>> {
-        Some(self.signal.clone())
+    fn finish_signal(&self) -> Arc<FinishSignal> {
+        self.signal.clone()
     }
 }
 

@@ -446,7 +446,7 @@ impl RoundPlan {
 }
 
 fn word(n: usize, what: &str) -> Result<u32> {
-    u32::try_from(n).map_err(|_| crate::Error::Backend(format!("{what} too large for a round")))
+    u32::try_from(n).map_err(|_| crate::Error::backend(format!("{what} too large for a round")))
 }
 
 /// Packs a round: key slots and re-sealing header from the gate, routes, and the input:
@@ -488,8 +488,8 @@ pub fn plan_round(
             params[0] = 1;
             let header = words_of(&s.seal.header);
             if header.len() != HEADER_WORDS {
-                return Err(crate::Error::Backend(
-                    "unexpected control-block header size".into(),
+                return Err(crate::Error::backend(
+                    "unexpected control-block header size",
                 ));
             }
             params[P_HEADER..P_HEADER + HEADER_WORDS].copy_from_slice(&header);
@@ -500,7 +500,7 @@ pub fn plan_round(
         None => crate::control::CONTROL_BLOCK_SIZE,
     };
     if expected_len != control_len {
-        return Err(crate::Error::Backend(format!(
+        return Err(crate::Error::backend(format!(
             "control block is {control_len} bytes, the device kernel expects {expected_len}"
         )));
     }
@@ -967,7 +967,7 @@ impl<F: Fn() -> Result<()> + Send + Sync> super::KernelWorker for DeviceWorker<F
         self.driver.join()
     }
 
-    fn finish_signal(&self) -> Option<Arc<super::FinishSignal>> {
+    fn finish_signal(&self) -> Arc<super::FinishSignal> {
         self.driver.finish_signal()
     }
 
@@ -995,7 +995,7 @@ pub fn stream_chunks(total: u64, chunk: u32) -> Result<u32> {
     }
     crate::security::encryption::envelope::stream_chunk_count(total, chunk)
         .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| crate::Error::Backend("too many STREAM chunks".into()))
+        .ok_or_else(|| crate::Error::backend("too many STREAM chunks"))
 }
 
 #[cfg(test)]

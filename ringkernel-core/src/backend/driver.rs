@@ -86,12 +86,12 @@ impl KernelDriver {
         self.port.device_round(&mut |round| {
             let f = f
                 .take()
-                .ok_or_else(|| Error::Backend("device round callback ran more than once".into()))?;
+                .ok_or_else(|| Error::backend("device round callback ran more than once"))?;
             let (outcome, r) = f(round)?;
             out = Some(r);
             Ok(outcome)
         })?;
-        out.ok_or_else(|| Error::Backend("device round callback did not run".into()))
+        out.ok_or_else(|| Error::backend("device round callback did not run"))
     }
 
     /// Reports `count` device-side sends to `peer` that the device refused because the

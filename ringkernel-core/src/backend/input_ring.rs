@@ -158,7 +158,7 @@ impl InputRing {
             let len_word = u32::try_from(len)
                 .ok()
                 .filter(|l| *l != RING_WRAP)
-                .ok_or_else(|| Error::Backend("message too large for a device ring".into()))?;
+                .ok_or_else(|| Error::backend("message too large for a device ring"))?;
             let words = entry_words(len);
             // Only while nothing is pending (so nothing written in this call either):
             if self.ends.is_empty() && words >= self.capacity {
@@ -240,10 +240,7 @@ impl InputRing {
 }
 
 fn out_of_step(reason: String) -> Error {
-    Error::Corrupt {
-        what: "device input ring",
-        reason,
-    }
+    Error::corrupt("device input ring", reason)
 }
 
 /// Appends `words` at word `at`, extending the last run when it ends there.

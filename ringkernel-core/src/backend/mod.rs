@@ -195,11 +195,11 @@ pub trait KernelWorker: Send + Sync {
         None
     }
 
-    /// A signal raised when execution ends, so that the runtime waits for it without
-    /// polling. `None` (the default): the runtime polls [`KernelWorker::is_finished`].
-    fn finish_signal(&self) -> Option<std::sync::Arc<FinishSignal>> {
-        None
-    }
+    /// The signal raised when execution ends (normally, by panic or by error): the
+    /// runtime waits on it and never polls. Workers started with
+    /// [`cpu::spawn_kernel_thread`] raise theirs when the thread's body returns or
+    /// unwinds.
+    fn finish_signal(&self) -> std::sync::Arc<FinishSignal>;
 
     /// Test-only (cargo feature `hostile-device-testing`): the hook through which a
     /// test overwrites this kernel's own device buffers between rounds; `None` for

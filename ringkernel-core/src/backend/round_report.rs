@@ -58,7 +58,7 @@ pub fn read_round(
             resealed: false,
             control_block: block,
         };
-        let short = crate::Error::Backend("short read-back from the device".into());
+        let short = crate::Error::backend("short read-back from the device");
         return (outcome, Err(short));
     }
     if status[0] != OK {
@@ -82,7 +82,7 @@ fn refusal(plan: &RoundPlan, status: &[u32]) -> crate::Error {
     use layout::*;
     let (detail, found) = (status[S_DETAIL], status[S_FOUND]);
     let found64 = u64::from(found) | u64::from(status[S_FOUND + 1]) << 32;
-    let corrupt = |what: &'static str, reason: String| Error::Corrupt { what, reason };
+    let corrupt = |what: &'static str, reason: String| Error::corrupt(what, reason);
     match status[0] {
         OPEN_FAILED => Error::Tampered,
         HEADER_MISMATCH => match detail {
@@ -147,7 +147,7 @@ fn check_round(
     header: &[u32],
 ) -> Result<RoundReport> {
     use layout::*;
-    let corrupt = |what: &'static str, reason: String| crate::Error::Corrupt { what, reason };
+    let corrupt = |what: &'static str, reason: String| crate::Error::corrupt(what, reason);
     if status[5] != 1 || status[4] > 1 {
         return Err(corrupt(
             "device round status",
@@ -315,7 +315,9 @@ mod tests {
             // The device re-sealed the block: the gate must move its sequence on.
             assert!(outcome.resealed);
             match report {
-                Err(Error::Corrupt { what, reason: r }) => {
+                Err(Error::Corrupt {
+                    what, reason: r, ..
+                }) => {
                     assert_eq!(what, "device route bitmap");
                     assert!(r.contains(reason), "{r}");
                 }

@@ -43,9 +43,8 @@ impl Counters {
         std::fs::create_dir_all(dir)?;
         let file = dir.join(file_name);
         let counts = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                what: "per-kernel counts",
-                reason: format!("{}: {e}", file.display()),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::corrupt_caused_by("per-kernel counts", file.display().to_string(), e)
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e.into()),
@@ -87,7 +86,7 @@ impl Counters {
 /// Writes the counts atomically: a crash leaves the old or the new counts, whole.
 fn persist(file: &Path, counts: &BTreeMap<String, u32>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(counts)
-        .map_err(|e| Error::Backend(format!("cannot encode per-kernel counts: {e}")))?;
+        .map_err(|e| Error::backend_caused_by("cannot encode per-kernel counts", e))?;
     crate::atomic_file::write(file, &bytes, crate::atomic_file::Access::Default)
 }
 

@@ -77,10 +77,7 @@ impl Gate {
             .sealing
             .seal_state(entry.contexts.state, s.seq + 1, &plain)?;
         if resealed.len() != s.stored_len {
-            return Err(Error::Corrupt {
-                what: "kernel state",
-                reason: "re-sealed length differs".into(),
-            });
+            return Err(Error::corrupt("kernel state", "re-sealed length differs"));
         }
         self.backend.write(s.buf, 0, &resealed)?;
         s.seq += 1;

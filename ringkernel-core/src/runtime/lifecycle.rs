@@ -50,27 +50,20 @@ impl Gate {
     /// Waits until the kernel has stopped, then releases its resources.
     pub(super) fn wait(&self, entry: &KernelEntry, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        // Woken by the worker's end (no polling) where the backend raises a signal.
-        let signal = entry.worker.lock().as_ref().and_then(|w| w.finish_signal());
-        loop {
-            let finished = entry.worker.lock().as_ref().is_none_or(|w| w.is_finished());
-            if finished {
-                self.finalize(entry);
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout(timeout));
-            }
-            match &signal {
-                // The thread raises the signal just before it ends; give `is_finished`
-                // a moment to agree, then look again.
-                Some(s) if s.is_set() => std::thread::yield_now(),
-                Some(s) => {
-                    s.wait_until(deadline);
-                }
-                None => std::thread::sleep(Duration::from_millis(1)),
-            }
+        // Woken by the worker's end: no polling.
+        let signal = entry.worker.lock().as_ref().map(|w| w.finish_signal());
+        let ended = match signal {
+            // Raised when the body returns or unwinds: the thread is ending, and joining
+            // it (in `finalize`) waits only for that.
+            Some(s) => s.wait_until(deadline),
+            // Already joined and released by another caller.
+            None => true,
+        };
+        if !ended {
+            return Err(Error::Timeout(timeout));
         }
+        self.finalize(entry);
+        Ok(())
     }
 
     /// Joins the worker, counts undelivered messages, keeps a final copy of the control

@@ -116,14 +116,14 @@ impl Sealing {
         device: bool,
     ) -> Result<ControlBlock> {
         if bytes.len() != self.control_len(device) {
-            return Err(crate::Error::Corrupt {
-                what: "control block",
-                reason: format!(
+            return Err(crate::Error::corrupt(
+                "control block",
+                format!(
                     "{} bytes where {} were expected",
                     bytes.len(),
                     self.control_len(device)
                 ),
-            });
+            ));
         }
         match self.control_for(device) {
             None => ControlBlock::from_bytes(bytes),

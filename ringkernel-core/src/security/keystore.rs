@@ -273,10 +273,8 @@ impl KeyEncryptionKey {
         }
         match &self.source {
             KekSource::Password { password, .. } => {
-                let corrupt = |why: &str| Error::Corrupt {
-                    what: "keystore",
-                    reason: format!("{}: {why}", path.display()),
-                };
+                let corrupt =
+                    |why: &str| Error::corrupt("keystore", format!("{}: {why}", path.display()));
                 let salt = desc
                     .salt
                     .as_deref()
@@ -330,13 +328,13 @@ impl Sealer {
         match self {
             Sealer::Host(key) => {
                 let cipher = aes_gcm::Aes256Gcm::new_from_slice(key.as_slice())
-                    .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
+                    .map_err(|_| Error::backend("AES-256-GCM key setup failed"))?;
                 let sealed = cipher
                     .encrypt(
                         aes_gcm::Nonce::from_slice(&nonce),
                         Payload { msg: plain, aad },
                     )
-                    .map_err(|_| Error::Backend("keystore sealing failed".into()))?;
+                    .map_err(|_| Error::backend("keystore sealing failed"))?;
                 Ok((nonce, sealed))
             }
             #[cfg(feature = "pkcs11")]
@@ -350,7 +348,7 @@ impl Sealer {
         match self {
             Sealer::Host(key) => {
                 let cipher = aes_gcm::Aes256Gcm::new_from_slice(key.as_slice())
-                    .map_err(|_| Error::Backend("AES-256-GCM key setup failed".into()))?;
+                    .map_err(|_| Error::backend("AES-256-GCM key setup failed"))?;
                 let plain = cipher
                     .decrypt(
                         aes_gcm::Nonce::from_slice(nonce),
@@ -575,10 +573,8 @@ impl Keystore {
     }
 
     fn unseal(path: PathBuf, bytes: &[u8], kek: &KeyEncryptionKey) -> Result<Self> {
-        let corrupt = |why: String| Error::Corrupt {
-            what: "keystore",
-            reason: format!("{}: {why}", path.display()),
-        };
+        let corrupt =
+            |why: String| Error::corrupt("keystore", format!("{}: {why}", path.display()));
         let file: File =
             serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a keystore: {e}")))?;
         if file.public.format != FORMAT {
@@ -727,7 +723,7 @@ impl Inner {
             sealed: hex(&sealed),
         };
         let bytes = serde_json::to_vec_pretty(&file)
-            .map_err(|e| Error::Backend(format!("cannot encode the keystore: {e}")))?;
+            .map_err(|e| Error::backend_caused_by("cannot encode the keystore", e))?;
         crate::atomic_file::write(&self.path, &bytes, crate::atomic_file::Access::OwnerOnly)?;
         guard.0 = generation;
         Ok(())
@@ -747,7 +743,8 @@ fn kek_check(wrapping: &SecureBuffer) -> Result<[u8; 16]> {
 }
 
 fn aad(public: &Public) -> Result<Vec<u8>> {
-    serde_json::to_vec(public).map_err(|e| Error::Backend(format!("keystore header: {e}")))
+    serde_json::to_vec(public)
+        .map_err(|e| Error::backend_caused_by("cannot encode the keystore header", e))
 }
 
 /// `RKKS`, version, master (32), audit seed (32), highest epoch (u32 LE), epoch count

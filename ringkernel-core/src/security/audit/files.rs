@@ -73,11 +73,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     crate::atomic_file::write(path, bytes, crate::atomic_file::Access::Default)
 }
 
-pub(crate) fn parse_err(what: &'static str, e: impl std::fmt::Display) -> Error {
-    Error::Corrupt {
-        what,
-        reason: e.to_string(),
-    }
+pub(crate) fn parse_err(what: &'static str, e: serde_json::Error) -> Error {
+    Error::corrupt_caused_by(what, "not valid JSON", e)
 }
 
 /// Reads and parses a signed two-line file of ours (no signature check: the writer
@@ -87,7 +84,8 @@ pub(crate) fn read_signed<T: serde::de::DeserializeOwned>(
     what: &'static str,
 ) -> Result<(T, String)> {
     let bytes = fs::read(path)?;
-    let (body, _) = split_signed(&bytes).ok_or_else(|| parse_err(what, "not a signed file"))?;
+    let (body, _) =
+        split_signed(&bytes).ok_or_else(|| Error::corrupt(what, "not a signed file"))?;
     let parsed = serde_json::from_slice(body).map_err(|e| parse_err(what, e))?;
     Ok((parsed, sha256_hex(body)))
 }

@@ -141,10 +141,8 @@ pub fn signed_file<T: Serialize>(
     body: &T,
     sign: impl FnOnce(&[u8]) -> [u8; 64],
 ) -> Result<(Vec<u8>, String)> {
-    let line = serde_json::to_vec(body).map_err(|e| Error::Corrupt {
-        what: "audit file",
-        reason: e.to_string(),
-    })?;
+    let line = serde_json::to_vec(body)
+        .map_err(|e| Error::corrupt_caused_by("audit file", "cannot be written as JSON", e))?;
     let sig = sign(&line);
     let mut out = line.clone();
     out.push(b'\n');

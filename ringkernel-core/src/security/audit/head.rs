@@ -43,10 +43,7 @@ impl SignedHead {
     /// Parses the two-line form (JSON body, hex signature of the body's bytes). Checks
     /// the form only; [`SignedHead::verify`] checks the signature.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |reason: String| Error::Corrupt {
-            what: "audit log head",
-            reason,
-        };
+        let corrupt = |reason: String| Error::corrupt("audit log head", reason);
         let (body, signature) = split_signed(bytes)
             .ok_or_else(|| corrupt("not a signed two-line file (body, hex signature)".into()))?;
         let head: Head = serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))?;
@@ -112,9 +109,11 @@ impl SignedHead {
     /// Parses the one-line form of [`SignedHead::to_line`] (surrounding whitespace
     /// ignored). Checks the form only; [`SignedHead::verify`] checks the signature.
     pub fn from_line(line: &str) -> Result<Self> {
-        let (body, signature) = line.trim().rsplit_once(' ').ok_or_else(|| Error::Corrupt {
-            what: "audit log head",
-            reason: "not a one-line head (body, space, hex signature)".into(),
+        let (body, signature) = line.trim().rsplit_once(' ').ok_or_else(|| {
+            Error::corrupt(
+                "audit log head",
+                "not a one-line head (body, space, hex signature)",
+            )
         })?;
         Self::from_bytes(format!("{body}\n{signature}\n").as_bytes())
     }

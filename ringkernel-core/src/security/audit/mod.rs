@@ -507,7 +507,7 @@ impl AuditLog {
         self.inner
             .tx
             .send(Command::Append(event.into(), SystemTime::now()))
-            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?;
+            .map_err(|_| Error::backend("the audit writer has stopped"))?;
         self.inner.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -517,9 +517,9 @@ impl AuditLog {
         self.inner
             .tx
             .send(make(tx))
-            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?;
+            .map_err(|_| Error::backend("the audit writer has stopped"))?;
         rx.recv()
-            .map_err(|_| Error::Backend("the audit writer has stopped".into()))?
+            .map_err(|_| Error::backend("the audit writer has stopped"))?
     }
 
     /// Writes everything queued so far and syncs it to disk.

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use super::files::{
-    checkpoint_path, head_path, io_err, list_segments, log_files_present, parse_err, read_signed,
+    checkpoint_path, head_path, io_err, list_segments, log_files_present, read_signed,
     segment_path, watermark_path, write_atomic,
 };
 use super::format::{
@@ -254,13 +254,13 @@ impl Writer {
         if !consistent || chain_broken {
             // Let the verifier say exactly what is wrong.
             super::verify(&dir, &public_key)?;
-            return Err(Error::Corrupt {
-                what: "audit log",
-                reason: format!(
+            return Err(Error::corrupt(
+                "audit log",
+                format!(
                     "{} does not continue its signed head; run `ringkernel audit verify` on it",
                     dir.display()
                 ),
-            });
+            ));
         }
 
         let (mut head_seq, mut prev_head) = match &old_head {
@@ -497,7 +497,9 @@ impl Writer {
             details: ev.details,
             prev: self.prev_hash.clone(),
         };
-        let mut line = serde_json::to_vec(&rec).map_err(|e| parse_err("audit record", e))?;
+        let mut line = serde_json::to_vec(&rec).map_err(|e| {
+            Error::corrupt_caused_by("audit record", "cannot be written as JSON", e)
+        })?;
         let roll = !self.leaves.is_empty()
             && (self.seg_bytes + line.len() as u64 + 1 > self.max_bytes
                 || self.seg_day.is_some_and(|d| d != day));

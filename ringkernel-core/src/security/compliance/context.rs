@@ -136,9 +136,8 @@ impl SecuritySnapshot {
             format: SNAPSHOT_FORMAT.to_owned(),
             snapshot: self.clone(),
         })
-        .map_err(|e| crate::Error::Corrupt {
-            what: "security snapshot",
-            reason: e.to_string(),
+        .map_err(|e| {
+            crate::Error::corrupt_caused_by("security snapshot", "cannot be written as JSON", e)
         })?;
         v.push(b'\n');
         Ok(v)
@@ -148,16 +147,14 @@ impl SecuritySnapshot {
     /// format tag, malformed or truncated JSON) is [`Error::Corrupt`](crate::Error::Corrupt)
     /// naming what is wrong.
     pub fn from_json(bytes: &[u8]) -> crate::Result<Self> {
-        let saved: SavedSnapshot =
-            serde_json::from_slice(bytes).map_err(|e| crate::Error::Corrupt {
-                what: "security snapshot",
-                reason: e.to_string(),
-            })?;
+        let saved: SavedSnapshot = serde_json::from_slice(bytes).map_err(|e| {
+            crate::Error::corrupt_caused_by("security snapshot", "not valid JSON", e)
+        })?;
         if saved.format != SNAPSHOT_FORMAT {
-            return Err(crate::Error::Corrupt {
-                what: "security snapshot",
-                reason: format!("format {:?}, expected {SNAPSHOT_FORMAT:?}", saved.format),
-            });
+            return Err(crate::Error::corrupt(
+                "security snapshot",
+                format!("format {:?}, expected {SNAPSHOT_FORMAT:?}", saved.format),
+            ));
         }
         Ok(saved.snapshot)
     }

@@ -144,18 +144,21 @@ pub fn merge_json(inputs: &[Vec<u8>]) -> Result<Vec<FleetReport>> {
         .iter()
         .enumerate()
         .map(|(i, bytes)| {
-            let r: ReportRecord = serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
-                what: "compliance report",
-                reason: format!("input {i}: not a report's JSON export: {e}"),
+            let r: ReportRecord = serde_json::from_slice(bytes).map_err(|e| {
+                Error::corrupt_caused_by(
+                    "compliance report",
+                    format!("input {i}: not a report's JSON export"),
+                    e,
+                )
             })?;
             if r.schema != REPORT_SCHEMA {
-                return Err(Error::Corrupt {
-                    what: "compliance report",
-                    reason: format!(
+                return Err(Error::corrupt(
+                    "compliance report",
+                    format!(
                         "input {i}: schema {:?}, this build merges {REPORT_SCHEMA:?}",
                         r.schema
                     ),
-                });
+                ));
             }
             Ok(r)
         })
@@ -168,9 +171,8 @@ pub fn merge(reports: &[ComplianceReport]) -> Result<Vec<FleetReport>> {
     let inputs = reports
         .iter()
         .map(|r| {
-            serde_json::to_vec(r).map_err(|e| Error::Corrupt {
-                what: "compliance report",
-                reason: e.to_string(),
+            serde_json::to_vec(r).map_err(|e| {
+                Error::corrupt_caused_by("compliance report", "cannot be written as JSON", e)
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -247,9 +249,8 @@ fn merge_records(records: Vec<ReportRecord>) -> Vec<FleetReport> {
 impl FleetReport {
     /// The fleet report as pretty JSON.
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
-            what: "fleet report",
-            reason: e.to_string(),
+        let mut v = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::corrupt_caused_by("fleet report", "cannot be written as JSON", e)
         })?;
         v.push(b'\n');
         Ok(v)

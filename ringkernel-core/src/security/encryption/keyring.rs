@@ -142,10 +142,10 @@ impl Keyring {
         let mut restored = Vec::with_capacity(state.epochs.len());
         for e in &state.epochs {
             if e.epoch == 0 || e.epoch > state.highest {
-                return Err(Error::Corrupt {
-                    what: "key state",
-                    reason: format!("epoch {} outside 1..={}", e.epoch, state.highest),
-                });
+                return Err(Error::corrupt(
+                    "key state",
+                    format!("epoch {} outside 1..={}", e.epoch, state.highest),
+                ));
             }
             let key = ring.derive_epoch(e.epoch, e.salt)?;
             *key.retire_at.lock() = Some(retire_at);

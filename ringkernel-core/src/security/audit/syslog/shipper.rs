@@ -61,7 +61,10 @@ impl Shipper {
         let thread = std::thread::Builder::new()
             .name("rk-audit-syslog".into())
             .spawn(move || worker.run())
-            .map_err(|e| Error::Backend(format!("cannot start the syslog shipper: {e}")))?;
+            .map_err(|source| Error::ThreadSpawn {
+                what: "audit syslog shipper",
+                source,
+            })?;
         Ok(Shipper {
             tx,
             shared,

@@ -22,9 +22,8 @@ pub(crate) fn render(
 ) -> Result<Vec<u8>> {
     match format {
         ExportFormat::Json => {
-            let mut v = serde_json::to_vec_pretty(report).map_err(|e| Error::Corrupt {
-                what: "compliance report",
-                reason: e.to_string(),
+            let mut v = serde_json::to_vec_pretty(report).map_err(|e| {
+                Error::corrupt_caused_by("compliance report", "cannot be written as JSON", e)
             })?;
             v.push(b'\n');
             Ok(v)
@@ -39,11 +38,9 @@ pub(crate) fn render(
         #[cfg(not(feature = "pdf"))]
         ExportFormat::Pdf => Err(not_built("PDF", "pdf")),
         ExportFormat::Oscal => {
-            let mut v =
-                serde_json::to_vec_pretty(&oscal::render(report)).map_err(|e| Error::Corrupt {
-                    what: "OSCAL assessment results",
-                    reason: e.to_string(),
-                })?;
+            let mut v = serde_json::to_vec_pretty(&oscal::render(report)).map_err(|e| {
+                Error::corrupt_caused_by("OSCAL assessment results", "cannot be written as JSON", e)
+            })?;
             v.push(b'\n');
             Ok(v)
         }

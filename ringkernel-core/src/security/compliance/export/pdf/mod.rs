@@ -289,10 +289,7 @@ fn fill(color: (u8, u8, u8)) -> Fill {
 fn face<'a>(data: &'a [u8], pdf_data: krilla::Data, index: u32, name: &str) -> Result<Face<'a>> {
     Font::new(pdf_data, index)
         .and_then(|pdf| Face::new(data, index, pdf))
-        .ok_or_else(|| Error::Corrupt {
-            what: "PDF font",
-            reason: format!("{name} could not be parsed"),
-        })
+        .ok_or_else(|| Error::corrupt("PDF font", format!("{name} could not be parsed")))
 }
 
 /// Draws one line: its runs in visual order, each advancing the pen by its width.
@@ -343,10 +340,8 @@ pub(crate) fn render(r: &ComplianceReport, fonts: &PdfFonts) -> Result<Vec<u8>> 
             .creator("ringkernel-core".into())
             .language("en".into()),
     );
-    let settings = PageSettings::from_wh(W, H).ok_or_else(|| Error::Corrupt {
-        what: "PDF page",
-        reason: "invalid page size".into(),
-    })?;
+    let settings = PageSettings::from_wh(W, H)
+        .ok_or_else(|| Error::corrupt("PDF page", "invalid page size"))?;
     for (i, ops) in pages.into_iter().enumerate() {
         let mut page = doc.start_page_with(settings.clone());
         let mut surface = page.surface();
@@ -387,10 +382,8 @@ pub(crate) fn render(r: &ComplianceReport, fonts: &PdfFonts) -> Result<Vec<u8>> 
         surface.finish();
         page.finish();
     }
-    doc.finish().map_err(|e| Error::Corrupt {
-        what: "PDF report",
-        reason: format!("{e:?}"),
-    })
+    doc.finish()
+        .map_err(|e| Error::corrupt("PDF report", format!("{e:?}")))
 }
 
 #[cfg(test)]
