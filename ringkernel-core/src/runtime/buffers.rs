@@ -42,6 +42,16 @@ impl Gate {
         Ok(alloc.id)
     }
 
+    /// Buffer access is refused like any audited operation once the audit log has
+    /// stopped under `AuditFailurePolicy::FailClosed`, when memory access is audited.
+    fn ensure_memory_audited(&self) -> Result<()> {
+        if self.audits(|c| c.log_memory_access) {
+            self.ensure_audited()
+        } else {
+            Ok(())
+        }
+    }
+
     fn owned(&self, entry: &KernelEntry, buf: BufferId) -> Result<()> {
         if entry.buffers.lock().contains_key(&buf) {
             Ok(())
@@ -61,6 +71,7 @@ impl Gate {
         by_kernel: bool,
     ) -> Result<()> {
         let r = (|| {
+            self.ensure_memory_audited()?;
             self.owned(entry, buf)?;
             self.guard_control_buffer(entry, buf)?;
             if by_kernel {
@@ -96,6 +107,7 @@ impl Gate {
         len: usize,
     ) -> Result<Vec<u8>> {
         let r = (|| {
+            self.ensure_memory_audited()?;
             self.owned(entry, buf)?;
             self.guard_control_buffer(entry, buf)?;
             let mut out = vec![0u8; len];
@@ -121,6 +133,7 @@ impl Gate {
     /// Frees a kernel's buffer. `by_kernel` marks frees through the kernel's own
     /// context, which a read-only memory policy refuses like a write.
     pub(super) fn free(&self, entry: &KernelEntry, buf: BufferId, by_kernel: bool) -> Result<()> {
+        self.ensure_memory_audited()?;
         self.guard_control_buffer(entry, buf)?;
         if by_kernel && let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
             let checked = self

@@ -7,7 +7,8 @@ use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::backend::BufferId;
 use crate::error::Error;
-use crate::security::audit::{Event, Failure, MemoryOp};
+use crate::error::Result;
+use crate::security::audit::{AuditFailurePolicy, Event, Failure, MemoryOp};
 
 impl Gate {
     /// Records an event when an audit log is configured; `make` runs only then.
@@ -16,6 +17,26 @@ impl Gate {
             && let Err(e) = log.append(make())
         {
             tracing::error!(error = %e, "audit record could not be queued");
+        }
+    }
+
+    /// Whether an audited operation may go ahead: refused with the log's stopped error
+    /// once the audit log has stopped at a failed write and its policy is
+    /// [`AuditFailurePolicy::FailClosed`] (the default), so that nothing happens
+    /// unrecorded. Stopping kernels and shutting down never ask.
+    pub(super) fn ensure_audited(&self) -> Result<()> {
+        match &self.audit {
+            Some(log) if log.config().on_failure == AuditFailurePolicy::FailClosed => {
+                match log.stopped() {
+                    None => Ok(()),
+                    Some(cause) => Err(Error::Io(std::io::Error::other(format!(
+                        "refused: the audit log stopped at a failed write ({cause}) and the \
+                         runtime fails closed (AuditFailurePolicy::FailClosed); fix the cause \
+                         and restart the runtime"
+                    )))),
+                }
+            }
+            _ => Ok(()),
         }
     }
 

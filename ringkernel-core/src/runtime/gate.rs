@@ -192,12 +192,13 @@ impl Gate {
         self.shut_down.load(Ordering::Acquire)
     }
 
-    /// Refuses with `RuntimeShutDown` once shutdown has begun.
+    /// Refuses with `RuntimeShutDown` once shutdown has begun, and with the audit log's
+    /// stopped error once it has stopped under `AuditFailurePolicy::FailClosed`.
     pub(super) fn ensure_open(&self) -> Result<()> {
         if self.is_shut_down() {
             Err(Error::RuntimeShutDown)
         } else {
-            Ok(())
+            self.ensure_audited()
         }
     }
 

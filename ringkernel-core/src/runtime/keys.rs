@@ -20,6 +20,11 @@ impl Gate {
         let Some(enc) = &self.encryption else {
             return;
         };
+        if self.ensure_audited().is_err() {
+            // Fail-closed: no unrecorded key changes; the keys in use stay usable until
+            // the runtime is restarted with a working log.
+            return;
+        }
         for (e, which) in self.encryptions().zip(KEY_SETS) {
             match e.rotate_if_due() {
                 Ok(Some(key)) => self.audit(|| Event::KeyRotate {
@@ -54,6 +59,7 @@ impl Gate {
     /// Rotates the data key now and re-seals every live region under it.
     pub(super) fn rotate_keys(&self) -> Result<(KeyId, usize)> {
         let enc = self.encryption.as_ref().ok_or(Error::EncryptionDisabled)?;
+        self.ensure_audited()?;
         let _g = self.tick_lock.lock();
         let key = enc.rotate_key()?;
         if let Some(c) = &self.companion {

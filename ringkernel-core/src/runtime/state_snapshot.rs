@@ -116,6 +116,7 @@ impl Gate {
     /// Seals the kernel's saved state as the next snapshot generation.
     pub(crate) fn export_state(&self, entry: &KernelEntry) -> Result<Option<StateSnapshot>> {
         let enc = self.snapshot_encryption()?;
+        self.ensure_audited()?;
         let Some(state) = self.load_state(entry)? else {
             return Ok(None);
         };
@@ -158,7 +159,9 @@ impl Gate {
         snapshot: &StateSnapshot,
         expected: u32,
     ) -> Result<()> {
-        let result = self.restore_checked(entry, snapshot, expected);
+        let result = self
+            .ensure_audited()
+            .and_then(|()| self.restore_checked(entry, snapshot, expected));
         self.audit(|| Event::StateRestore {
             kernel: entry.id.clone(),
             expected_generation: expected,

@@ -157,6 +157,47 @@ pub struct AuditLogConfig {
     /// Ship every signed head (and, when configured, every record) to a syslog
     /// collector (`None`: keep the log local). See [`syslog`] and `docs/syslog.md`.
     pub syslog: Option<SyslogConfig>,
+    /// What a runtime does once this log has stopped at a failed write (a full disk,
+    /// an I/O error): refuse every audited operation (the default), or go on
+    /// unaudited with the failure shown in its compliance snapshot.
+    pub on_failure: AuditFailurePolicy,
+}
+
+/// What a runtime does once its audit log has stopped at a failed write (a full disk,
+/// a file-size limit, an I/O error). The log itself accepts nothing after the first
+/// failed write either way ([`AuditLog::stopped`]); the policy decides whether the
+/// runtime goes on without it.
+///
+/// ```
+/// use ringkernel_core::security::audit::{AuditFailurePolicy, AuditLogConfig};
+/// let config = AuditLogConfig::in_directory("/var/log/ringkernel");
+/// assert_eq!(config.on_failure, AuditFailurePolicy::FailClosed);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditFailurePolicy {
+    /// The default: once the log has stopped, the runtime refuses every operation it
+    /// would audit (launch, K2K send, buffer allocation, access and frees when memory
+    /// access is audited, state save, export and restore, key rotation, timed rotation
+    /// is held) with the log's stopped error, so nothing happens unrecorded. Stopping
+    /// kernels and shutting down still work. An operation already under way when the
+    /// write failed may have its record among the lost ones the error counts.
+    #[default]
+    FailClosed,
+    /// The runtime goes on unaudited; the records it could not write are counted
+    /// ([`AuditLog::unrecorded`]) and the compliance snapshot shows the stopped log
+    /// (the `audit_logging` check fails). For development, or where availability is
+    /// explicitly preferred over a complete trail.
+    Continue,
+}
+
+impl AuditFailurePolicy {
+    /// `fail-closed` or `continue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFailurePolicy::FailClosed => "fail-closed",
+            AuditFailurePolicy::Continue => "continue",
+        }
+    }
 }
 
 impl Default for AuditLogConfig {
@@ -169,6 +210,7 @@ impl Default for AuditLogConfig {
             max_segment_bytes: DEFAULT_SEGMENT_BYTES,
             flush_interval: Duration::from_millis(100),
             syslog: None,
+            on_failure: AuditFailurePolicy::FailClosed,
         }
     }
 }
@@ -374,6 +416,8 @@ struct LogInner {
     shipper: Option<Arc<Shipper>>,
     /// The writer's first write failure: appends are refused from then on.
     failure: writer::Failure,
+    /// Appends refused because the writer had stopped.
+    unrecorded: AtomicU64,
 }
 
 impl LogInner {
@@ -459,6 +503,7 @@ impl AuditLog {
                 appended: AtomicU64::new(0),
                 head,
                 failure,
+                unrecorded: AtomicU64::new(0),
                 shipper,
             }),
         };
@@ -493,6 +538,29 @@ impl AuditLog {
         self.inner.appended.load(Ordering::Relaxed)
     }
 
+    /// Why the writer stopped, once a write has failed (the I/O error's text, e.g.
+    /// "No space left on device (os error 28)"); `None` while it is writing. The log
+    /// accepts no more records after that; reopen it once the cause is fixed.
+    pub fn stopped(&self) -> Option<&str> {
+        self.inner.failure.get().map(String::as_str)
+    }
+
+    /// `Ok` while the writer is writing; once it has stopped, the error every append
+    /// gets from then on (an [`Error::Io`] that names the cause).
+    pub fn ensure_writing(&self) -> Result<()> {
+        match self.inner.failure.get() {
+            None => Ok(()),
+            Some(_) => Err(writer::stopped_error(&self.inner.failure, 0)),
+        }
+    }
+
+    /// Appends refused since the writer stopped: records that are not in the log.
+    /// (Records queued before the failure was known and dropped by the writer are
+    /// counted in the error a flush or close returns.)
+    pub fn unrecorded(&self) -> u64 {
+        self.inner.unrecorded.load(Ordering::Relaxed)
+    }
+
     /// Queues a record. Returns at once unless the writer is [`QUEUE_CAPACITY`] records
     /// behind; the record reaches the OS within the flush interval.
     ///
@@ -502,6 +570,7 @@ impl AuditLog {
             return Err(Error::InvalidConfig("the audit log is closed".into()));
         }
         if self.inner.failure.get().is_some() {
+            self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
             return Err(writer::stopped_error(&self.inner.failure, 0));
         }
         self.inner

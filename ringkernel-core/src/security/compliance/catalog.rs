@@ -286,6 +286,22 @@ fn audit_logging(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
             "Configure RuntimeBuilder::with_audit_logging(AuditConfig { log_violations: true, .. })",
         );
     }
+    if let Some(cause) = &a.stopped {
+        return fail(
+            format!(
+                "the audit log stopped at a failed write ({cause}); {} record(s) since were \
+                 not written; on failure the runtime is set to {}",
+                a.unrecorded,
+                if a.on_failure.is_empty() {
+                    "?"
+                } else {
+                    &a.on_failure
+                },
+            ),
+            "Fix the cause (free disk space, repair the volume) and restart the runtime: \
+             the log reopens, seals the segment cut by the failure and continues its chain",
+        );
+    }
     let evidence = format!(
         "audit log in {} records launches, stops, key rotations, configuration{}{}{}",
         a.directory

@@ -87,8 +87,20 @@ pub struct AuditFacts {
     pub logs_memory_access: bool,
     /// The public key auditors verify with.
     pub public_key: Option<String>,
-    /// The result of verifying the log now.
+    /// The result of verifying the log now (once the writer has stopped, the records
+    /// on disk up to the failed write).
     pub verification: Option<Result<VerifyReport, String>>,
+    /// Why the writer stopped, once a write has failed (e.g. a full disk); `None`
+    /// while it is writing.
+    #[serde(default)]
+    pub stopped: Option<String>,
+    /// Records the runtime could not write since the writer stopped.
+    #[serde(default)]
+    pub unrecorded: u64,
+    /// What the runtime does once the log has stopped: `fail-closed` or `continue`
+    /// (`AuditFailurePolicy`).
+    #[serde(default)]
+    pub on_failure: String,
 }
 
 /// A snapshot of the runtime, taken by `ComplianceReporter::generate`.
