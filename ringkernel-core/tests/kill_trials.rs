@@ -10,8 +10,10 @@
 //! 100). The kill points are drawn from a seed (`RINGKERNEL_KILL_SEED`, else the
 //! clock), printed so a failing trial can be replayed: a random delay after the child
 //! starts (during start-up too), or right after its k-th marker line ("batch" after
-//! each 64 audited sends, "rotating" just before a rotation), plus a random delay of
-//! 0-2 ms.
+//! each 64 audited sends, "rotating" just before a rotation), at once or after a
+//! random delay of up to 2 ms. Each test prints how many kills fell during start-up
+//! and how many between "rotating" and "rotated" (during an explicit rotation;
+//! timed rotations run in the background every 20 ms besides).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -205,8 +207,8 @@ fn records(dir: &Path) -> Vec<serde_json::Value> {
 }
 
 /// Runs the child in a fresh state directory, kills it at `point`, and checks the
-/// state it left. Returns whether the kill came after the child was ready.
-fn trial(mode: &str, point: &KillPoint, label: &str) -> bool {
+/// state it left.
+fn trial(mode: &str, point: &KillPoint, label: &str) -> Killed9 {
     let state = tempfile::tempdir().unwrap();
     let mut child = Killed(
         Command::new(std::env::current_exe().unwrap())
@@ -269,7 +271,15 @@ fn trial(mode: &str, point: &KillPoint, label: &str) -> bool {
     child.0.kill().unwrap(); // SIGKILL on Unix
     child.0.wait().unwrap();
     drop(child);
-    drop(rx);
+    // The child's last words: killed between "rotating" and "rotated"?
+    let mut last = String::new();
+    while let Ok(l) = rx.recv() {
+        ready |= l.contains("ready");
+        if l.contains("rotat") {
+            last = l;
+        }
+    }
+    let mid_rotation = last.contains("rotating");
     reader.join().unwrap();
 
     // The log as the kill left it: it verifies to its last whole record.
@@ -339,7 +349,18 @@ fn trial(mode: &str, point: &KillPoint, label: &str) -> bool {
     for (a, b) in before.iter().zip(after.iter()) {
         assert_eq!(a, b, "{label}: a record written before the kill changed");
     }
-    ready
+    Killed9 {
+        ready,
+        mid_rotation,
+    }
+}
+
+/// When a trial's kill came.
+struct Killed9 {
+    /// After the child was ready (else during its start-up).
+    ready: bool,
+    /// Between its "rotating" and "rotated" lines: during an explicit rotation.
+    mid_rotation: bool,
 }
 
 fn run_trials(mode: &str, marker: &'static str) {
@@ -348,7 +369,7 @@ fn run_trials(mode: &str, marker: &'static str) {
     println!("{mode}: {n} kill -9 trials, RINGKERNEL_KILL_SEED={seed}");
     let mut rng = Rng(seed);
     let t0 = Instant::now();
-    let (mut by_delay, mut by_marker, mut during_startup) = (0, 0, 0);
+    let (mut by_delay, mut by_marker, mut during_startup, mut mid_rotation) = (0, 0, 0, 0);
     for i in 0..n {
         let point = if rng.below(2) == 0 {
             by_delay += 1;
@@ -358,18 +379,20 @@ fn run_trials(mode: &str, marker: &'static str) {
             KillPoint::AfterMarker {
                 marker,
                 n: 1 + rng.below(8),
-                delay: Duration::from_micros(rng.below(2000)),
+                // Half at once (as close to the marker as a kill gets), half a little
+                // later.
+                delay: Duration::from_micros(rng.below(2) * rng.below(2000)),
             }
         };
         let label = format!("{mode} trial {i} (seed {seed}, {point:?})");
-        if !trial(mode, &point, &label) {
-            during_startup += 1;
-        }
+        let killed = trial(mode, &point, &label);
+        during_startup += u64::from(!killed.ready);
+        mid_rotation += u64::from(killed.mid_rotation);
     }
     println!(
         "{mode}: {n} trials in {:.1} s, failures: 0; kill points: {by_delay} after a \
-         random delay ({during_startup} of all kills before the child was ready), \
-         {by_marker} right after a {marker:?} marker",
+         random delay, {by_marker} right after a {marker:?} marker; {during_startup} \
+         during start-up, {mid_rotation} during an explicit rotation",
         t0.elapsed().as_secs_f64()
     );
 }
