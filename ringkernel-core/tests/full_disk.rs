@@ -50,7 +50,9 @@ impl SmallDisk {
         if !out.status.success() {
             return Err(format!(
                 "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', "; ")
             ));
         }
         Ok(SmallDisk { mounted: true, dir })

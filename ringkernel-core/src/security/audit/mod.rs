@@ -126,7 +126,8 @@ impl Default for AuditConfig {
 }
 
 /// Where and how the audit log is kept: its directory and signing key, segment size,
-/// flush interval, and what it records ([`AuditConfig`]).
+/// flush interval, what it records ([`AuditConfig`]), and what a runtime does once it
+/// can no longer be written ([`AuditFailurePolicy`], fail-closed by default).
 ///
 /// ```
 /// use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
