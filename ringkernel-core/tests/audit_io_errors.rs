@@ -223,7 +223,7 @@ fn runtime_until_the_log_stops_child() {
             );
             // ...and stopping still works.
             sink.terminate().unwrap();
-            let _ = rt.shutdown();
+            rt.shutdown().unwrap();
             println!("fail-closed: ok");
         }
         AuditFailurePolicy::Continue => {

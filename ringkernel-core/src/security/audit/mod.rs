@@ -177,16 +177,17 @@ pub struct AuditLogConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuditFailurePolicy {
     /// The default: once the log has stopped, the runtime refuses every operation it
-    /// would audit (launch, K2K send, buffer allocation, access and frees when memory
-    /// access is audited, state save, export and restore, key rotation, timed rotation
-    /// is held) with the log's stopped error, so nothing happens unrecorded. Stopping
+    /// would audit (launch, K2K send, buffer allocation, state save, export and
+    /// restore, explicit key rotation, and buffer write, read and free when memory
+    /// access is audited; timed rotation is held) with an [`Error::Io`] that names the
+    /// log's failure, so nothing happens unrecorded. Stopping
     /// kernels and shutting down still work. An operation already under way when the
     /// write failed may have its record among the lost ones the error counts.
     #[default]
     FailClosed,
     /// The runtime goes on unaudited; the records it could not write are counted
     /// ([`AuditLog::unrecorded`]) and the compliance snapshot shows the stopped log
-    /// (the `audit_logging` check fails). For development, or where availability is
+    /// (its check AUD-01 is non-compliant, naming the cause). For development, or where availability is
     /// explicitly preferred over a complete trail.
     Continue,
 }
@@ -544,15 +545,6 @@ impl AuditLog {
     /// accepts no more records after that; reopen it once the cause is fixed.
     pub fn stopped(&self) -> Option<&str> {
         self.inner.failure.get().map(String::as_str)
-    }
-
-    /// `Ok` while the writer is writing; once it has stopped, the error every append
-    /// gets from then on (an [`Error::Io`] that names the cause).
-    pub fn ensure_writing(&self) -> Result<()> {
-        match self.inner.failure.get() {
-            None => Ok(()),
-            Some(_) => Err(writer::stopped_error(&self.inner.failure, 0)),
-        }
     }
 
     /// Appends refused since the writer stopped: records that are not in the log.
