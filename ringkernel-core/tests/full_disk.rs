@@ -2,7 +2,8 @@
 //! on a 1 MiB tmpfs filled to the last block. The audit log reports ENOSPC as a clear
 //! error, stops at the first failed write and damages nothing written before it (the
 //! log verifies, and continues once space is freed); a report export reports ENOSPC,
-//! leaves the earlier report at its path whole and no temporary file behind.
+//! leaves the earlier report at its path whole and no temporary file behind; a
+//! production runtime whose audit disk fills refuses further sends (fail-closed).
 //!
 //! The test mounts the tmpfs itself, which needs root (CAP_SYS_ADMIN); it unmounts it
 //! when it ends, however it ends. Without the privilege it says SKIPPED, unless
@@ -318,5 +319,76 @@ fn report_export_on_a_full_disk_fails_with_enospc_and_keeps_the_earlier_report()
         std::fs::read(&path).unwrap(),
         reporter.render(&report, ExportFormat::Markdown).unwrap()
     );
+    drop(disk);
+}
+
+#[test]
+fn audit_log_stopped_by_full_disk_refuses_further_k2k_sends_on_tmpfs() {
+    use ringkernel_core::runtime::LaunchOptions;
+    use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
+    use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
+    use std::time::{Duration, Instant};
+
+    let Some(disk) = small_disk("audit_log_stopped_by_full_disk_refuses_further_k2k_sends") else {
+        return;
+    };
+    let reserve = disk.path().join("reserve");
+    std::fs::write(&reserve, vec![0u8; 256 << 10]).unwrap();
+    let dir = disk.path().join("audit");
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::conservative(),
+            SandboxPolicy::permissive(),
+        ))
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                log_k2k_messages: true,
+                ..config(&dir).events
+            },
+            ..config(&dir)
+        })
+        .build()
+        .unwrap();
+    rt.launch("sink", LaunchOptions::new()).unwrap();
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    let refused = loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "{sent} sends went on unaudited on a full disk"
+        );
+        match rt.send_timeout("sink", "tick", &sent.to_le_bytes(), Duration::from_secs(1)) {
+            Ok(()) => sent += 1,
+            Err(e) if e.to_string().contains("audit log") => break e,
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    println!(
+        "{sent} sends, then refused (code {}): {refused}",
+        refused.code()
+    );
+    assert_eq!(refused.code(), ErrorCode::Io as u32);
+    let msg = refused.to_string();
+    assert!(msg.contains("No space left on device"), "{msg}");
+    assert!(msg.contains("AuditFailurePolicy::FailClosed"), "{msg}");
+    assert!(rt.launch("other", LaunchOptions::new()).is_err());
+    rt.shutdown().unwrap();
+    drop(rt);
+
+    // The log up to the failure verifies on the full disk, and continues once space
+    // is freed.
+    let report = verify(&dir, &key().public_key()).unwrap();
+    assert!(
+        matches!(report.status, LogStatus::Open { .. }),
+        "{report:?}"
+    );
+    std::fs::remove_file(&reserve).unwrap();
+    let log = AuditLog::open(config(&dir)).unwrap();
+    log.close().unwrap();
+    let after = verify(&dir, &key().public_key()).unwrap();
+    assert_eq!(after.status, LogStatus::Closed, "{after:?}");
+    assert!(after.records > report.records);
     drop(disk);
 }
