@@ -355,6 +355,12 @@ pub enum Error {
         /// What the operator needs to fix it (names the module, token or key).
         reason: String,
     },
+
+    /// A record was appended to an audit log that was closed (by
+    /// [`AuditLog::close`](crate::security::audit::AuditLog::close) or the runtime's
+    /// shutdown): a closed log takes no more records.
+    #[error("the audit log is closed")]
+    AuditLogClosed,
 }
 
 /// What went wrong with a PKCS#11 token ([`Error::Token`]).
@@ -502,6 +508,7 @@ impl Error {
             Error::Randomness(_) => ErrorCode::Randomness,
             Error::ThreadSpawn { .. } => ErrorCode::ThreadSpawn,
             Error::Token { .. } => ErrorCode::Token,
+            Error::AuditLogClosed => ErrorCode::AuditLogClosed,
         }
     }
 }
@@ -593,11 +600,13 @@ pub enum ErrorCode {
     ThreadSpawn = 39,
     /// [`Error::Token`].
     Token = 40,
+    /// [`Error::AuditLogClosed`].
+    AuditLogClosed = 41,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 40] = [
+    pub const ALL: [ErrorCode; 41] = [
         ErrorCode::InvalidKernelId,
         ErrorCode::DuplicateKernel,
         ErrorCode::UnknownKernel,
@@ -638,6 +647,7 @@ impl ErrorCode {
         ErrorCode::Randomness,
         ErrorCode::ThreadSpawn,
         ErrorCode::Token,
+        ErrorCode::AuditLogClosed,
     ];
 
     /// The code with number `n`, if there is one (e.g. read back from a control block).

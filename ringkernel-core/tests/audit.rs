@@ -244,7 +244,7 @@ fn concurrent_appenders_form_one_chain() {
     );
     assert!(matches!(
         log.append(AuditEvent::new("late")),
-        Err(Error::InvalidConfig(_))
+        Err(Error::AuditLogClosed)
     ));
 }
 
@@ -321,6 +321,13 @@ fn a_log_resumes_after_close_and_keeps_one_chain() {
     ));
     a.append(AuditEvent::new("first run")).unwrap();
     a.close().unwrap();
+    // A closed log takes no more records, and says so.
+    let late = a.append(AuditEvent::new("after close")).unwrap_err();
+    assert!(matches!(late, Error::AuditLogClosed), "{late}");
+    assert_eq!(
+        late.error_code(),
+        ringkernel_core::ErrorCode::AuditLogClosed
+    );
     drop(a);
     let b = open();
     b.append(AuditEvent::new("second run")).unwrap();

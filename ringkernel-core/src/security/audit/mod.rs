@@ -560,7 +560,7 @@ impl AuditLog {
     /// Takes an [`Event`] of the runtime or an application's own [`AuditEvent`].
     pub fn append(&self, event: impl Into<AuditEvent>) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
-            return Err(Error::InvalidConfig("the audit log is closed".into()));
+            return Err(Error::AuditLogClosed);
         }
         if self.inner.failure.get().is_some() {
             self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);

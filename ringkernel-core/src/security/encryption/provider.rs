@@ -100,6 +100,20 @@ fn check_key(alg: Algorithm, key: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The error for a record the AEAD refuses to seal: only its length can make it do
+/// so (GCM takes at most 2^36 − 32 bytes per record, ChaCha20-Poly1305 2^38 − 64).
+fn too_long(alg: Algorithm, len: usize) -> Error {
+    let max = match alg {
+        Algorithm::Aes256Gcm | Algorithm::Aes128Gcm => (1u64 << 36) - 32,
+        _ => (1u64 << 38) - 64,
+    };
+    Error::TooLarge {
+        what: "AEAD record",
+        len: len as u64,
+        max,
+    }
+}
+
 fn check_nonce(alg: Algorithm, nonce: &[u8]) -> Result<()> {
     if nonce.len() != alg.nonce_len() {
         return Err(Error::MalformedEnvelope(format!(
@@ -139,7 +153,7 @@ where
         let tag = self
             .cipher
             .encrypt_in_place_detached(nonce.into(), aad, buf)
-            .map_err(|_| Error::InvalidConfig("record too long for the AEAD".into()))?;
+            .map_err(|_| too_long(self.alg, buf.len()))?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(&tag);
         Ok(out)
@@ -224,7 +238,7 @@ impl AeadKey for AwsKey {
         let tag = self
             .key
             .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), buf)
-            .map_err(|_| Error::InvalidConfig("record too long for the AEAD".into()))?;
+            .map_err(|_| too_long(self.alg, buf.len()))?;
         let mut out = [0u8; TAG_LEN];
         out.copy_from_slice(tag.as_ref());
         Ok(out)
