@@ -750,16 +750,11 @@ fn route_table_follows_launch_and_stop() {
     rt.shutdown().unwrap();
 }
 
-/// A naive recursive glob matcher, the reference for the compiled one.
-fn naive(p: &[char], t: &[char]) -> bool {
-    match (p.first(), t.first()) {
-        (None, None) => true,
-        (Some('*'), _) => naive(&p[1..], t) || (!t.is_empty() && naive(p, &t[1..])),
-        (Some('?'), Some(_)) => naive(&p[1..], &t[1..]),
-        (Some(a), Some(b)) if a == b => naive(&p[1..], &t[1..]),
-        _ => false,
-    }
-}
+/// The naive recursive glob matcher, the reference for the compiled one.
+#[path = "support/naive_glob.rs"]
+#[allow(dead_code)] // naive_any is for the other includers
+mod naive_glob;
+use naive_glob::naive;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]

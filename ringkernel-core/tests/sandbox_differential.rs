@@ -44,23 +44,10 @@ impl Rng {
 /// (`?` matches a character, not a byte).
 const ID_CHARS: [char; 6] = ['a', 'b', 'c', '_', '.', 'ü'];
 
-/// A naive recursive glob matcher (the reference of tests/sandbox.rs).
-fn naive(p: &[char], t: &[char]) -> bool {
-    match (p.first(), t.first()) {
-        (None, None) => true,
-        (Some('*'), _) => naive(&p[1..], t) || (!t.is_empty() && naive(p, &t[1..])),
-        (Some('?'), Some(_)) => naive(&p[1..], &t[1..]),
-        (Some(a), Some(b)) if a == b => naive(&p[1..], &t[1..]),
-        _ => false,
-    }
-}
-
-fn naive_any(patterns: &[String], text: &str) -> bool {
-    let t: Vec<char> = text.chars().collect();
-    patterns
-        .iter()
-        .any(|p| naive(&p.chars().collect::<Vec<_>>(), &t))
-}
+/// The naive recursive glob matcher (the reference of tests/sandbox.rs too).
+#[path = "support/naive_glob.rs"]
+mod naive_glob;
+use naive_glob::naive_any;
 
 /// A pattern of 1..=8 characters, a third of them wildcards.
 fn pattern(rng: &mut Rng) -> String {
