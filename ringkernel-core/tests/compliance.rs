@@ -436,6 +436,74 @@ fn markdown_block_injection_through_report_text_stays_text() {
     }
 }
 
+/// Found by the `report_exporters` fuzz target: ASCII control characters in report text
+/// reached the Markdown raw. Renderers disagree on them: CommonMark counts only spaces
+/// and tabs as whitespace, but pulldown-cmark (and others) also count vertical tab and
+/// form feed, so a description of vertical tabs vanished as a blank line, and one that
+/// starts with a vertical tab before `#` (or `-`, `>`, four spaces) opened a heading
+/// (list, quote, code block) there. Control characters are now character references,
+/// which no renderer reads as structure; the text is kept (the JSON has it exactly).
+#[test]
+fn markdown_injection_with_control_characters_stays_text() {
+    const HOSTILE: &[&str] = &[
+        "\x0b# forged heading",
+        "\x0c- forged list item",
+        "\x0b> forged quote",
+        "\x0b\x0b\x0b\x0b    forged code block",
+        "\x0b\x0b\x0b",
+        "\x0c",
+        "\0# forged heading",
+        "\x1b[31m terminal colours \x7f \u{85}",
+    ];
+    let joined = HOSTILE.join("\n");
+    let rt = RuntimeBuilder::new().development().build().unwrap();
+    let reporter = ComplianceReporter::new(&rt)
+        .organization(&joined)
+        .with_fixed_time(UNIX_EPOCH + Duration::from_secs(1_795_000_000));
+    for &h in HOSTILE {
+        reporter.add_check(
+            ComplianceCheck::new(h)
+                .name(h)
+                .description(h)
+                .standard(ComplianceStandard::Custom("\x0b# INTERNAL"))
+                .controls(&[h])
+                .check(move |_| ComplianceStatus::NonCompliant {
+                    finding: h.to_string(),
+                    recommendation: h.to_string(),
+                }),
+        );
+    }
+    let report = reporter
+        .generate(ComplianceStandard::Custom("\x0b# INTERNAL"))
+        .unwrap();
+    assert_eq!(report.checks.len(), HOSTILE.len());
+    let md = String::from_utf8(reporter.render(&report, ExportFormat::Markdown).unwrap()).unwrap();
+    let stray = stray_markdown_blocks(&md);
+    assert!(
+        stray.is_empty(),
+        "report text opened blocks:\n{}\n\n{md:?}",
+        stray.join("\n")
+    );
+    // No control character but the line ends reaches the Markdown, in the single
+    // report or the fleet report merged from its JSON.
+    let json = reporter.render(&report, ExportFormat::Json).unwrap();
+    let fleet = ringkernel_core::security::compliance::fleet::merge_json(&[json]).unwrap();
+    for text in [md.clone(), fleet[0].to_markdown()] {
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(
+            raw.is_empty(),
+            "raw control characters {raw:?} in\n{text:?}"
+        );
+    }
+    // Every description is a paragraph of its own whose text is kept.
+    assert!(md.contains("\n&#11;# forged heading\n"), "{md}");
+    assert_eq!(md.matches("\n&#11;&#11;&#11;\n").count(), 1, "{md}");
+    rt.shutdown().unwrap();
+}
+
 #[cfg(all(feature = "html", feature = "pdf"))]
 #[test]
 fn same_context_same_bytes_in_every_format() {

@@ -6,7 +6,12 @@ use super::super::ComplianceReport;
 
 /// Escapes text for an inline position (a table cell, after a list marker): no raw
 /// HTML, no emphasis, code, links or strikethrough, no table breaks. Line breaks
-/// become spaces: a newline would end the table row or start a new block.
+/// become spaces: a newline would end the table row or start a new block. Every other
+/// control character but the tab (C0, DEL, C1) becomes a decimal character reference
+/// (`&#11;`): renderers disagree on them (pulldown-cmark, unlike CommonMark, takes
+/// vertical tab and form feed for whitespace, so a line of them is blank and a heading
+/// marker after them opens a heading), and a reference is text to every renderer. A
+/// NUL reads back as U+FFFD, as CommonMark replaces it anyway.
 pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -20,6 +25,9 @@ pub(crate) fn esc(s: &str) -> String {
                 out.push(c);
             }
             '\n' | '\r' => out.push(' '),
+            c if c.is_control() && c != '\t' => {
+                let _ = write!(out, "&#{};", u32::from(c));
+            }
             c => out.push(c),
         }
     }
