@@ -428,3 +428,49 @@ fn shutdown_with_a_stuck_kernel_returns_its_report_naming_it() {
         other => panic!("expected ShutdownIncomplete, got {other:?}"),
     }
 }
+
+/// Found by the `runtime_ops` fuzz target (a lost counter update): a kernel's sends are
+/// written into its control block only when it completes a batch, and the final block
+/// kept when it stops did not take the sends made since, so a kernel that sent from its
+/// handle and handled nothing afterwards ended with `messages_sent` short of what it
+/// sent. The final block now counts every send the runtime accepted from it.
+#[test]
+fn lost_counter_update_final_status_counts_every_accepted_send() {
+    let rt = runtime();
+    let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
+    let sender = rt.launch("sender", LaunchOptions::new()).unwrap();
+    // One handled message, so the sender writes its block once (with no sends yet)...
+    rt.send("sender", "t", b"first").unwrap();
+    wait_until("sender handled", || {
+        sender.status().unwrap().messages_processed == 1
+    });
+    // ...then three sends from its handle, and nothing more for it to handle.
+    for i in 0..3u8 {
+        sender.send("sink", "t", &[i]).unwrap();
+    }
+    wait_until("sink handled", || {
+        sink.status().unwrap().messages_processed == 3
+    });
+    assert!(sender.status().unwrap().messages_sent <= 3);
+    sender.terminate().unwrap();
+    let last = sender.wait(WAIT).unwrap();
+    assert_eq!(last.state, KernelState::Terminated);
+    assert_eq!(
+        (
+            last.messages_processed,
+            last.messages_sent,
+            last.undelivered
+        ),
+        (1, 3, 0),
+        "final status of a kernel that sent three messages"
+    );
+    // The same at shutdown.
+    sink.send("sender_2", "t", b"").unwrap_err();
+    let other = rt.launch("sender_2", LaunchOptions::new()).unwrap();
+    other.send("sink", "t", b"x").unwrap();
+    wait_until("sink handled", || {
+        sink.status().unwrap().messages_processed == 4
+    });
+    rt.shutdown().unwrap();
+    assert_eq!(other.status().unwrap().messages_sent, 1);
+}

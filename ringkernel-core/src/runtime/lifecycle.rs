@@ -106,6 +106,9 @@ impl Gate {
                 last.has_terminated = 1;
                 last.input_head = entry.mailbox.dequeued();
                 last.input_tail = entry.mailbox.enqueued().max(last.input_head);
+                // Sends are written into the block only with a completed batch: take
+                // those made since (from the kernel's handle, or in a batch cut short).
+                last.output_tail = last.output_tail.max(entry.sent.load(Ordering::Acquire));
                 last.messages_in_flight = 0;
                 *slot = ControlSlot::Final(last);
             }
