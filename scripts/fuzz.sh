@@ -11,7 +11,8 @@
 # exits 0: fuzzing is then SKIPPED, which the output states plainly.
 #
 # New inputs libFuzzer finds go to a scratch corpus that is removed at the end: the
-# committed seed corpora stay small and change only with --write-seeds. A crash fails
+# committed seed corpora stay small and change only with --write-seeds (which keeps
+# the inputs of fixed crashes, fuzz/corpus/<target>/regression-*). A crash fails
 # the script; its input is kept in fuzz/artifacts/<target>/ (ignored by git) and
 # `cargo +nightly fuzz run -a <target> <file>` replays it. Each run's summary line
 # (seconds, executions, libFuzzer's cov: and ft:) is printed at the end, for
@@ -19,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(envelope_open stream_open audit_verify sandbox_patterns device_ring report_exporters)
+TARGETS=(envelope_open stream_open audit_verify sandbox_patterns device_ring report_exporters runtime_ops)
 seconds="${FUZZ_SECONDS:-30}"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -41,10 +42,14 @@ export TMPDIR="$scratch"
 
 if [ "${1:-}" = "--write-seeds" ]; then
     cargo +nightly fuzz build -a write_seeds
+    # The inputs of fixed crashes are not made from artefacts: kept as they are.
+    mkdir -p "$scratch/regressions"
+    (cd fuzz/corpus && find . -name 'regression-*' -exec cp --parents {} "$scratch/regressions/" \;)
     rm -rf fuzz/corpus
     mkdir -p "$scratch/write_seeds"
     RINGKERNEL_FUZZ_SEEDS="$PWD/fuzz/corpus" cargo +nightly fuzz run -a write_seeds \
         "$scratch/write_seeds" -- -runs=0 >/dev/null 2>&1
+    cp -a "$scratch/regressions/." fuzz/corpus/
     du -sh fuzz/corpus
     exit 0
 fi
@@ -57,14 +62,7 @@ echo "fuzz build: $((SECONDS - build_start)) s"
 
 summary=()
 failed=0
-# Targets with an open finding (its input in fuzz/open-findings/<target>/, described in
-# docs/reliability.md) are not run by default until it is fixed: name them to run them.
-OPEN_FINDINGS=(report_exporters)
 for t in "${TARGETS[@]}"; do
-    if [ $# -eq 0 ] && [[ " ${OPEN_FINDINGS[*]} " == *" $t "* ]]; then
-        summary+=("fuzz $t: SKIPPED (open finding: fuzz/open-findings/$t/, docs/reliability.md)")
-        continue
-    fi
     echo "== fuzz $t for ${seconds} s"
     work="$scratch/corpus-$t"
     art="$PWD/fuzz/artifacts/$t"

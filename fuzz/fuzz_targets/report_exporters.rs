@@ -13,9 +13,16 @@
 //!   stays text;
 //! - PDF starts with `%PDF-` and ends with `%%EOF` (rendered for one input in 32:
 //!   it is slow); `qpdf --check` runs on the seed corpus in scripts/fuzz.sh, not here.
+//!
+//! Speed: one reporter serves every input, so the system fonts the PDF export looks up
+//! are loaded once per process, not once per PDF; and the PDF is rendered when its
+//! selector byte is 1 modulo 32, not 0, because `arbitrary` reads a byte past the end
+//! of the input as 0 (most inputs ran out before the selector and rendered a PDF:
+//! 4–28 executions/s).
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -200,8 +207,14 @@ fn count(s: &str, c: char) -> usize {
     s.chars().filter(|&x| x == c).count()
 }
 
+/// The reporter of every input (it caches the PDF fonts once loaded).
+fn reporter() -> &'static ComplianceReporter {
+    static R: OnceLock<ComplianceReporter> = OnceLock::new();
+    R.get_or_init(ComplianceReporter::unattached)
+}
+
 fn check(i: &Input) {
-    let rep = ComplianceReporter::unattached();
+    let rep = reporter();
     let (hostile, tame) = (report(i, false), report(i, true));
     let render = |r: &ComplianceReport, f| rep.render(r, f).expect("render");
     // JSON: parses, and gives every string back.
@@ -257,7 +270,7 @@ fn check(i: &Input) {
             );
         }
     }
-    if i.pdf % 32 == 0 {
+    if i.pdf % 32 == 1 {
         let pdf = render(&hostile, ExportFormat::Pdf);
         assert!(pdf.starts_with(b"%PDF-"), "PDF header");
         assert!(pdf.trim_ascii_end().ends_with(b"%%EOF"), "PDF trailer");

@@ -173,5 +173,93 @@ pub fn write_all(root: &Path) -> Res {
     {
         put(root, "report_exporters", &format!("hostile-{n}"), text)?;
     }
+    runtime_ops(root)
+}
+
+/// The number of `Op` variants of the `runtime_ops` target.
+const RUNTIME_OPS: u64 = 14;
+
+/// One operation of the `runtime_ops` target as its input bytes, as `arbitrary`'s derive
+/// reads them: the variant (its index in `Op`, as a little-endian `u32` scaled to the
+/// variant count) and then the fields, little-endian.
+fn op(variant: u64, fields: &[u8]) -> Vec<u8> {
+    let scaled = u32::try_from((variant << 32).div_ceil(RUNTIME_OPS)).unwrap_or(u32::MAX);
+    let mut v = scaled.to_le_bytes().to_vec();
+    v.extend_from_slice(fields);
+    v
+}
+
+/// Seeds of the `runtime_ops` target: short sequences that reach every operation.
+/// Kernels: 0 `src_a`, 1 `src_b`, 2 `sink_a`, 3 `sink_b`, 4 `vault` (5 as a sender:
+/// the host). Topics: 0 `data.x` (allowed to `src_*`), 1 `ctl`.
+fn runtime_ops(root: &Path) -> Res {
+    let (launch, send, stale, rotate, export, restore, tampered) = (0, 1, 2, 3, 4, 5, 6);
+    let (seal, open, terminate, restart, restart_tampered, shutdown, tick) =
+        (7, 8, 9, 10, 11, 12, 13);
+    let seeds: [(&str, Vec<Vec<u8>>); 3] = [
+        (
+            "routes-and-restart",
+            vec![
+                op(launch, &[2]),
+                op(launch, &[0]),
+                op(send, &[0, 2, 0, 5]),
+                op(send, &[0, 4, 0, 1]),
+                op(send, &[0, 1, 0, 0]),
+                op(send, &[0, 2, 1, 0]),
+                op(send, &[5, 4, 1, 3]),
+                op(launch, &[4]),
+                op(send, &[5, 4, 0, 0]),
+                op(export, &[2]),
+                op(rotate, &[]),
+                op(restart, &[]),
+                op(launch, &[2]),
+                op(restore, &[2, 0, 0]),
+                op(stale, &[0, 2]),
+                op(tick, &[]),
+            ],
+        ),
+        (
+            "snapshots-and-tampering",
+            vec![
+                op(launch, &[3]),
+                op(send, &[5, 3, 0, 4]),
+                op(export, &[3]),
+                op(send, &[5, 3, 0, 2]),
+                op(export, &[3]),
+                op(restore, &[3, 0, 0]),
+                op(restore, &[3, 1, 0]),
+                op(tampered, &[1, 40, 0, 0x10]),
+                op(seal, &[8]),
+                op(open, &[0, 0, 0, 0]),
+                op(open, &[0, 20, 0, 1]),
+                op(restart_tampered, &[100, 0, 4]),
+                op(open, &[0, 0, 0, 0]),
+                op(terminate, &[3]),
+                op(launch, &[3]),
+                op(restore, &[3, 1, 0]),
+            ],
+        ),
+        (
+            "shutdown-and-stale-handles",
+            vec![
+                op(launch, &[0]),
+                op(launch, &[1]),
+                op(launch, &[2]),
+                op(send, &[1, 2, 0, 0]),
+                op(shutdown, &[]),
+                op(send, &[5, 2, 0, 0]),
+                op(launch, &[0]),
+                op(restart, &[]),
+                op(launch, &[0]),
+                op(send, &[0, 3, 0, 0]),
+                op(terminate, &[0]),
+                op(stale, &[0, 0]),
+                op(stale, &[3, 2]),
+            ],
+        ),
+    ];
+    for (name, ops) in seeds {
+        put(root, "runtime_ops", name, &ops.concat())?;
+    }
     Ok(())
 }
