@@ -12,7 +12,8 @@
 //!   same blocks and inline elements as its tame twin, with no raw HTML: the text
 //!   stays text;
 //! - PDF starts with `%PDF-` and ends with `%%EOF` (rendered for one input in 32:
-//!   it is slow); `qpdf --check` runs on the seed corpus in scripts/fuzz.sh, not here.
+//!   it is slow); `qpdf --check` is not run on fuzzed PDFs (the ordinary tests run it
+//!   on real reports; see "Not done yet" in docs/reliability.md).
 //!
 //! Speed: one reporter serves every input, so the system fonts the PDF export looks up
 //! are loaded once per process, not once per PDF; and the PDF is rendered when its
