@@ -1,7 +1,8 @@
 //! GPU backends (wgpu, CUDA), each figure beside its baseline from the same run:
 //! - `<backend>_stream/<size>`: STREAM seal and open of a device buffer with the GPU
 //!   ChaCha20-Poly1305 (end to end: launch plus read-back of the sealed body), against
-//!   the CPU ChaCha20-Poly1305 STREAM of the same bytes;
+//!   the CPU ChaCha20-Poly1305 STREAM of the same bytes (`cpu_seal/<provider>`: the
+//!   provider `ProviderChoice::Auto` uses, aws-lc-rs, on the default rayon pool);
 //! - `<backend>_kernel`: persistent-kernel messages/s (bursts of 1,000 64-byte messages
 //!   from the host) with and without a sealed control block (opened and re-sealed by
 //!   the kernel on every round).
@@ -18,7 +19,7 @@ use ringkernel_benches::wait_processed_every;
 use ringkernel_core::backend::{ComputeBackend, DeviceCipher, DeviceProgram, KernelProgram};
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::encryption::{
-    Algorithm, ContextId, EncryptionConfig, MemoryEncryption, SequenceCheck,
+    Algorithm, ContextId, EncryptionConfig, MemoryEncryption, ProviderChoice, SequenceCheck,
 };
 use ringkernel_cuda::CudaBackend;
 use ringkernel_wgpu::WgpuBackend;
@@ -55,13 +56,25 @@ fn cuda() -> Option<CudaBackend> {
     }
 }
 
+/// The CPU side's provider choice: the default, `Auto`.
+const CPU_PROVIDER: ProviderChoice = ProviderChoice::Auto;
+
 fn chacha(seal_control: bool) -> MemoryEncryption {
     MemoryEncryption::new(
         EncryptionConfig::secure()
             .algorithm(Algorithm::ChaCha20Poly1305)
+            .provider(CPU_PROVIDER)
             .encrypt_control_blocks(seal_control),
     )
     .expect("encryption")
+}
+
+/// The provider that actually seals and opens the CPU side's chunks (`Auto` picks
+/// aws-lc-rs for ChaCha20-Poly1305), named in the CPU cases' ids.
+fn cpu_provider_name() -> &'static str {
+    CPU_PROVIDER
+        .provider_for(Algorithm::ChaCha20Poly1305)
+        .name()
 }
 
 fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: &B) {
@@ -74,11 +87,12 @@ fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: 
         let data = vec![0x5Au8; size];
         let buf = gpu.allocate(size as u64).expect("buffer").id;
         gpu.write(buf, 0, &data).expect("write");
-        g.bench_function("cpu_seal", |b| {
+        let cpu = cpu_provider_name();
+        g.bench_function(format!("cpu_seal/{cpu}"), |b| {
             b.iter(|| black_box(enc.seal_stream(ctx, 0, &data, b"").expect("seal")))
         });
         let sealed = enc.seal_stream(ctx, 0, &data, b"").expect("seal");
-        g.bench_function("cpu_open", |b| {
+        g.bench_function(format!("cpu_open/{cpu}"), |b| {
             b.iter(|| {
                 black_box(
                     enc.open_stream(&sealed, ctx, SequenceCheck::Any, b"")

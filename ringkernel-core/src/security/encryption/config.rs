@@ -209,7 +209,7 @@ impl EncryptionConfig {
         self
     }
 
-    /// Which AEAD provider serves which sizes.
+    /// Which AEAD provider seals and opens (see [`ProviderChoice`]).
     pub fn provider(mut self, choice: ProviderChoice) -> Self {
         self.provider = choice;
         self

@@ -20,7 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use super::algorithm::Algorithm;
 use super::config::EncryptionConfig;
 use super::kdf;
-use super::provider::{AeadKey, SMALL_RECORD_LIMIT};
+use super::provider::AeadKey;
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
 
@@ -59,12 +59,11 @@ pub struct KeyringState {
 /// epochs are retired (a keystore writes it to disk). An error refuses the rotation.
 pub(crate) type PersistHook = Arc<dyn Fn(&KeyringState) -> Result<()> + Send + Sync>;
 
-/// One epoch's data key, as AEAD instances of the small-record and bulk providers.
+/// One epoch's data key, as an AEAD instance of the configured provider.
 pub(crate) struct EpochKey {
     pub(crate) epoch: u32,
     salt: [u8; EPOCH_SALT_LEN],
-    small: Box<dyn AeadKey>,
-    bulk: Option<Box<dyn AeadKey>>,
+    aead: Box<dyn AeadKey>,
     /// The raw key, kept (locked, zeroed on drop) for device key slots.
     raw: SecureBuffer,
     pub(crate) created: Instant,
@@ -80,12 +79,9 @@ impl Drop for EpochKey {
 }
 
 impl EpochKey {
-    /// The AEAD instance for a record of `len` bytes.
-    pub(crate) fn key_for(&self, len: usize) -> &dyn AeadKey {
-        match &self.bulk {
-            Some(bulk) if len > SMALL_RECORD_LIMIT => bulk.as_ref(),
-            _ => self.small.as_ref(),
-        }
+    /// The AEAD instance (the same for records of every size).
+    pub(crate) fn aead(&self) -> &dyn AeadKey {
+        self.aead.as_ref()
     }
 
     /// The raw key bytes (for a device key slot).
@@ -194,25 +190,15 @@ impl Keyring {
             &info,
             key.as_mut_slice(),
         )?;
-        let small_provider = self
+        let aead = self
             .config
             .provider
-            .provider_for(self.algorithm, SMALL_RECORD_LIMIT);
-        let bulk_provider = self
-            .config
-            .provider
-            .provider_for(self.algorithm, SMALL_RECORD_LIMIT + 1);
-        let small = small_provider.new_key(self.algorithm, key.as_slice())?;
-        let bulk = if bulk_provider.name() == small_provider.name() {
-            None
-        } else {
-            Some(bulk_provider.new_key(self.algorithm, key.as_slice())?)
-        };
+            .provider_for(self.algorithm)
+            .new_key(self.algorithm, key.as_slice())?;
         Ok(EpochKey {
             epoch,
             salt,
-            small,
-            bulk,
+            aead,
             raw: key,
             created: Instant::now(),
             counter: AtomicU64::new(0),

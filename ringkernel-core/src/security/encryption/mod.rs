@@ -571,11 +571,10 @@ impl MemoryEncryption {
         full_aad.extend_from_slice(&out);
         full_aad.extend_from_slice(aad);
         out.extend_from_slice(plaintext);
-        let tag = res.key.key_for(plaintext.len()).seal_in_place(
-            &header.nonce,
-            &full_aad,
-            &mut out[header_len..],
-        )?;
+        let tag = res
+            .key
+            .aead()
+            .seal_in_place(&header.nonce, &full_aad, &mut out[header_len..])?;
         out.extend_from_slice(&tag);
         self.count_seal(plaintext.len());
         Ok(out)
@@ -610,7 +609,7 @@ impl MemoryEncryption {
         };
         let mut out = Vec::new();
         header.encode_into(&mut out);
-        let key = res.key.key_for(header.chunk_size as usize);
+        let key = res.key.aead();
         stream::seal_body(key, &header, aad, data, &mut out)?;
         self.count_seal(data.len());
         Ok(out)
@@ -730,16 +729,11 @@ impl MemoryEncryption {
                 let tag: &[u8; TAG_LEN] = sealed[header_len + len..]
                     .try_into()
                     .map_err(|_| Error::MalformedEnvelope("bad tag length".into()))?;
-                key.key_for(len)
+                key.aead()
                     .open_in_place(&header.nonce, &full_aad, &mut plain, tag)?;
                 Ok(plain)
             }
-            EnvelopeKind::Stream => stream::open_body(
-                key.key_for(header.chunk_size as usize),
-                &header,
-                aad,
-                sealed,
-            ),
+            EnvelopeKind::Stream => stream::open_body(key.aead(), &header, aad, sealed),
         }
     }
 
