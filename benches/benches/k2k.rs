@@ -1,13 +1,22 @@
-//! K2K messages/s on the CPU backend: 1 -> 1 and 4 -> 1 senders, 64 B and 4 KiB
-//! payloads. This is the baseline the security layers are measured against; the
-//! `memcpy` group copies the same bytes per message as a floor in the same run.
+//! K2K messages/s on the CPU backend, through the shared harness
+//! (`ringkernel_benches::k2k_messages`: sender threads, a sink whose handler counts,
+//! a waiter that sleeps until the count is reached):
+//! - `k2k_cpu`: 1 -> 1 and 4 -> 1 senders, 64 B and 4 KiB payloads, no security layer,
+//!   the baseline the layers are measured against; the `memcpy` cases copy the same
+//!   bytes per message as a floor in the same run;
+//! - `k2k_layers`: 1 -> 1 at 256 B with each security layer alone and all together
+//!   (sandbox, sealed payloads and control blocks, an audit record per message)
+//!   beside no layer, in the same run.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringkernel_benches::wait_processed;
-use ringkernel_core::runtime::{KernelHandle, LaunchOptions, RuntimeBuilder};
+use ringkernel_benches::k2k_messages;
+use ringkernel_core::runtime::RuntimeBuilder;
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
+use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
+use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 fn k2k(c: &mut Criterion) {
     let mut group = c.benchmark_group("k2k_cpu");
@@ -16,36 +25,10 @@ fn k2k(c: &mut Criterion) {
             group.throughput(Throughput::Elements(1));
             group.bench_function(format!("{senders}to1_{size}B"), |b| {
                 b.iter_custom(|iters| {
-                    let rt = RuntimeBuilder::new()
-                        .development()
-                        .build()
-                        .expect("runtime");
-                    let sink = rt
-                        .launch("sink", LaunchOptions::new().queue_capacity(8192))
-                        .expect("sink");
-                    let handles: Vec<KernelHandle> = (0..senders)
-                        .map(|i| {
-                            rt.launch(&format!("src{i}"), LaunchOptions::new())
-                                .expect("sender")
-                        })
-                        .collect();
-                    let payload = vec![0xA5u8; size];
                     let per = iters.div_ceil(senders as u64);
-                    let t0 = Instant::now();
-                    std::thread::scope(|s| {
-                        for h in &handles {
-                            let p = &payload;
-                            s.spawn(move || {
-                                for _ in 0..per {
-                                    h.send_timeout("sink", "bench", p, Duration::from_secs(60))
-                                        .expect("send");
-                                }
-                            });
-                        }
-                    });
-                    wait_processed(&sink, per * senders as u64);
-                    let elapsed = t0.elapsed();
-                    rt.shutdown().expect("shutdown");
+                    let payload = vec![0xA5u8; size];
+                    let builder = RuntimeBuilder::new().development();
+                    let elapsed = k2k_messages(builder, senders, per, &payload);
                     // Report time per message actually sent.
                     elapsed.mul_f64(iters as f64 / (per * senders as u64) as f64)
                 });
@@ -59,12 +42,73 @@ fn k2k(c: &mut Criterion) {
     group.finish();
 }
 
+/// Which security layers a `k2k_layers` case turns on.
+#[derive(Clone, Copy)]
+struct Layers {
+    sandbox: bool,
+    sealed: bool,
+    audit: bool,
+}
+
+fn layers(c: &mut Criterion) {
+    let mut group = c.benchmark_group("k2k_layers");
+    group.throughput(Throughput::Elements(1));
+    let cases = [
+        ("plain_256B", false, false, false),
+        ("sandbox_256B", true, false, false),
+        ("sealed_256B", false, true, false),
+        ("audit_every_message_256B", false, false, true),
+        ("all_layers_256B", true, true, true),
+    ];
+    for (name, sandbox, sealed, audit) in cases {
+        let on = Layers {
+            sandbox,
+            sealed,
+            audit,
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let dir = tempfile::Builder::new()
+                    .prefix("rk-bench-k2k-")
+                    .tempdir()
+                    .expect("temp dir");
+                let mut builder = RuntimeBuilder::new().development();
+                if on.sandbox {
+                    builder = builder.with_sandbox(KernelSandbox::with_policy(
+                        ResourceLimits::new().max_messages_per_second(u32::MAX),
+                        SandboxPolicy::restrictive()
+                            .k2k_allow_list(&["sink", "pool_*"])
+                            .deny_k2k_to(&["external_*"]),
+                    ));
+                }
+                if on.sealed {
+                    builder = builder.with_encryption(
+                        MemoryEncryption::new(EncryptionConfig::new()).expect("encryption"),
+                    );
+                }
+                if on.audit {
+                    builder = builder.with_audit_logging(AuditLogConfig {
+                        events: AuditConfig {
+                            log_k2k_messages: true,
+                            retention_days: 0,
+                            ..AuditConfig::default()
+                        },
+                        ..AuditLogConfig::in_directory(dir.path())
+                    });
+                }
+                k2k_messages(builder, 1, iters, &[0xA5u8; 256])
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(20);
-    targets = k2k
+    targets = k2k, layers
 }
 criterion_main!(benches);

@@ -6,10 +6,10 @@
 //!   restrictive sandbox against no sandbox, in the same run.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ringkernel_benches::wait_processed;
+use ringkernel_benches::k2k_messages;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -69,6 +69,8 @@ fn decision(c: &mut Criterion) {
 }
 
 fn k2k(c: &mut Criterion) {
+    // The same harness and case as `k2k_cpu/1to1_64B` in the k2k bench, so that
+    // `sandbox_off` here and that figure measure the same thing.
     let mut g = c.benchmark_group("k2k_sandbox");
     g.throughput(Throughput::Elements(1));
     for on in [false, true] {
@@ -89,21 +91,7 @@ fn k2k(c: &mut Criterion) {
                             policy(10_000),
                         ));
                     }
-                    let rt = builder.build().expect("runtime");
-                    let sink = rt
-                        .launch("sink", LaunchOptions::new().queue_capacity(8192))
-                        .expect("sink");
-                    let src = rt.launch("src", LaunchOptions::new()).expect("src");
-                    let payload = [0xA5u8; 64];
-                    let t0 = Instant::now();
-                    for _ in 0..iters {
-                        src.send_timeout("sink", "bench", &payload, Duration::from_secs(60))
-                            .expect("send");
-                    }
-                    wait_processed(&sink, iters);
-                    let elapsed = t0.elapsed();
-                    rt.shutdown().expect("shutdown");
-                    elapsed
+                    k2k_messages(builder, 1, iters, &[0xA5u8; 64])
                 })
             },
         );
