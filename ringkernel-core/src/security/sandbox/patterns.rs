@@ -123,20 +123,21 @@ impl fmt::Display for Pattern {
 }
 
 /// Iterative glob matching with single-star backtracking: O(len(text) × len(tokens))
-/// in the worst case, no recursion, no allocation.
+/// in the worst case, no recursion, no allocation. `c` is a byte offset into `text`,
+/// always on a character boundary; each step takes one character (Unicode scalar).
 fn glob_match(tokens: &[Token], text: &str) -> bool {
-    let chars: Vec<char> = text.chars().collect();
     let (mut t, mut c) = (0usize, 0usize);
+    // The last `*` seen: its token index and the text offset it has consumed up to.
     let mut star: Option<(usize, usize)> = None;
-    while c < chars.len() {
+    while let Some(ch) = text[c..].chars().next() {
         match tokens.get(t) {
-            Some(Token::Char(x)) if *x == chars[c] => {
+            Some(Token::Char(x)) if *x == ch => {
                 t += 1;
-                c += 1;
+                c += ch.len_utf8();
             }
             Some(Token::One) => {
                 t += 1;
-                c += 1;
+                c += ch.len_utf8();
             }
             Some(Token::Star) => {
                 star = Some((t, c));
@@ -144,9 +145,14 @@ fn glob_match(tokens: &[Token], text: &str) -> bool {
             }
             _ => match star {
                 Some((st, sc)) => {
+                    // The star takes one more character and matching resumes after it.
+                    let Some(taken) = text[sc..].chars().next() else {
+                        return false;
+                    };
+                    let next = sc + taken.len_utf8();
                     t = st + 1;
-                    c = sc + 1;
-                    star = Some((st, sc + 1));
+                    c = next;
+                    star = Some((st, next));
                 }
                 None => return false,
             },
@@ -239,6 +245,13 @@ mod tests {
             ("Admin", "admin", false),
             ("proc_?_*", "proc_1_x", true),
             ("proc_?_*", "proc_12_x", false),
+            // Backtracking over characters of 2, 3 and 4 bytes.
+            ("*ü?", "aüüx", true),
+            ("a*€", "a€x€", true),
+            ("a*€", "a€x", false),
+            ("?*😀", "😀😀", true),
+            ("*😀?", "😀", false),
+            ("*😀?", "x😀😀", true),
         ];
         for (p, t, want) in cases {
             assert_eq!(Pattern::new(p).unwrap().matches(t), *want, "{p:?} vs {t:?}");
