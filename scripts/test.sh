@@ -9,12 +9,14 @@
 #    - Chromium, to render the HTML report headless and check its CSP,
 #    - SoftHSM2, a PKCS#11 token for the keystore's token-held key-encryption key,
 #    - rsyslog, a real syslog collector for the audit head shipper's tests,
+#    - valgrind, whose callgrind counts the instructions of the hot paths,
 #    - the NVRTC wheel from PyPI (libnvrtc) to compile the CUDA kernels without a GPU,
 #    - compliance-trestle from PyPI, to validate the OSCAL export,
 #    - cargo-deny from crates.io, to check licenses, bans and sources.
 # 2. Runs the whole test suite: unit, integration and doc tests, examples, every
 #    criterion bench once in test mode, the sandbox differential check at 10^6 cases,
-#    and (with a nightly toolchain) every fuzz target for 30 s.
+#    the instruction counts of the hot paths against their checked-in baseline, and
+#    (with a nightly toolchain) every fuzz target for 30 s.
 # 3. Checks that none of them left anything behind in the temp directory: the suite runs
 #    with TMPDIR set to a fresh private directory, which must be empty again at the end.
 set -euo pipefail
@@ -47,6 +49,7 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
 command -v softhsm2-util >/dev/null 2>&1 || apt_pkgs+=(softhsm2)
 rsyslogd_bin() { command -v rsyslogd 2>/dev/null || { [ -x /usr/sbin/rsyslogd ] && echo /usr/sbin/rsyslogd; }; }
 [ -n "$(rsyslogd_bin)" ] || apt_pkgs+=(rsyslog)
+command -v valgrind >/dev/null 2>&1 || apt_pkgs+=(valgrind)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
     log "installing ${apt_pkgs[*]}"
     as_root apt-get update -qq
@@ -216,6 +219,13 @@ elif "${wgpu_example[@]}" > /dev/null 2>&1; then
 else
     echo "example secure_runtime --backend wgpu: SKIPPED (no usable wgpu adapter; run it to see why)"
 fi
+
+# --- instruction counts ---------------------------------------------------------------------
+# Each scenario of benches/icount under callgrind (a release build), against
+# benches/icount-baseline.txt: a rise over 10% fails unless the commit updates the
+# baseline (scripts/icount.sh --update) and says why (docs/benchmarks.md).
+log "instruction counts (scripts/icount.sh: callgrind, against benches/icount-baseline.txt)"
+bash scripts/icount.sh
 
 # --- fuzzing (nightly only) ------------------------------------------------------------------
 # Every cargo-fuzz target for 30 s from its seed corpus; without a nightly toolchain the
