@@ -13,7 +13,7 @@ use crate::backend::{BufferId, ComputeBackend};
 use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
 use crate::error::Result;
 use crate::k2k::{Endpoint, KernelId};
-use crate::security::encryption::{ContextId, InstanceId, MemoryEncryption, SequenceCheck};
+use crate::security::encryption::{AadBuf, ContextId, InstanceId, MemoryEncryption, SequenceCheck};
 
 /// The contexts of one launch of a kernel's regions: bound to the runtime instance, the
 /// kernel and its launch incarnation.
@@ -150,15 +150,20 @@ impl Sealing {
         }
     }
 
-    /// The associated data binding a queued payload to its route and place in order.
-    fn message_aad(source: &Endpoint, dest: &KernelId, topic: &str, seq: u64) -> Vec<u8> {
-        let src = source.to_string();
-        let mut aad = Vec::with_capacity(src.len() + dest.as_str().len() + topic.len() + 32);
+    /// The associated data binding a queued payload to its route and place in order:
+    /// each of source (as displayed: a kernel id or `<host>`), destination and topic
+    /// length-prefixed (u64 LE), then the sequence (u64 LE). Built on the stack.
+    fn message_aad(source: &Endpoint, dest: &KernelId, topic: &str, seq: u64) -> AadBuf {
+        let src = match source {
+            Endpoint::Host => "<host>",
+            Endpoint::Kernel(id) => id.as_str(),
+        };
+        let mut aad = AadBuf::new();
         for part in [src.as_bytes(), dest.as_str().as_bytes(), topic.as_bytes()] {
-            aad.extend_from_slice(&(part.len() as u64).to_le_bytes());
-            aad.extend_from_slice(part);
+            aad.extend(&(part.len() as u64).to_le_bytes());
+            aad.extend(part);
         }
-        aad.extend_from_slice(&seq.to_le_bytes());
+        aad.extend(&seq.to_le_bytes());
         aad
     }
 
@@ -178,12 +183,16 @@ impl Sealing {
                 ctx,
                 seq,
                 payload,
-                &Self::message_aad(source, dest, topic, seq),
+                Self::message_aad(source, dest, topic, seq).as_slice(),
             ),
         }
     }
 
-    /// Opens a queued payload (identity when queues are plain).
+    /// Opens a queued payload (identity when queues are plain): decrypted where it lies
+    /// in `stored`, then moved to the front of the same vector, so the payload is
+    /// neither copied to a fresh buffer nor allocated. The vector's tail (the header's
+    /// and tag's old place, still holding plaintext bytes after the move) is zeroed;
+    /// on a failed open nothing decrypted stays in it.
     pub(crate) fn open_payload(
         &self,
         ctx: ContextId,
@@ -191,18 +200,24 @@ impl Sealing {
         dest: &KernelId,
         topic: &str,
         seq: u64,
-        stored: Vec<u8>,
+        mut stored: Vec<u8>,
     ) -> Result<Vec<u8>> {
         match &self.queue {
             None => Ok(stored),
             Some(e) => {
-                let plain = e.open_region(
-                    &stored,
-                    ctx,
-                    SequenceCheck::Exact(seq),
-                    &Self::message_aad(source, dest, topic, seq),
-                )?;
-                Ok(plain.to_vec())
+                let at = e.plaintext_offset();
+                let len = e
+                    .open_in_place(
+                        &mut stored,
+                        ctx,
+                        SequenceCheck::Exact(seq),
+                        Self::message_aad(source, dest, topic, seq).as_slice(),
+                    )?
+                    .len();
+                stored.copy_within(at..at + len, 0);
+                stored[len..].fill(0);
+                stored.truncate(len);
+                Ok(stored)
             }
         }
     }

@@ -322,6 +322,11 @@ impl Plaintext {
     pub fn to_vec(&self) -> Vec<u8> {
         self.0.clone()
     }
+
+    /// The vector itself, to be filled in place (it is still wiped on drop).
+    pub(crate) fn as_vec_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
 }
 
 impl std::ops::Deref for Plaintext {

@@ -209,21 +209,58 @@ impl Header {
 
     /// Total envelope length this header implies, or `None` on overflow.
     pub fn total_len(&self) -> Option<usize> {
-        let len = usize::try_from(self.length).ok()?;
-        match self.kind {
-            EnvelopeKind::Single => self.encoded_len().checked_add(len)?.checked_add(TAG_LEN),
-            EnvelopeKind::Stream => {
-                let chunks = stream_chunk_count(self.length, self.chunk_size)?;
-                self.encoded_len()
-                    .checked_add(len)?
-                    .checked_add(chunks.checked_mul(TAG_LEN)?)
-            }
-        }
+        total_len(self.kind, self.encoded_len(), self.length, self.chunk_size)
     }
 
     /// Parses and checks the header at the start of `bytes`; checks that `bytes` has
     /// exactly the length the header implies.
     pub fn parse(bytes: &[u8]) -> Result<Header> {
+        HeaderRef::parse(bytes).map(|h| h.to_owned())
+    }
+}
+
+/// A parsed header borrowing its nonce from the envelope bytes: what every open uses,
+/// so that parsing allocates nothing. [`Header::parse`] is this plus an owned nonce.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderRef<'a> {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) kind: EnvelopeKind,
+    pub(crate) epoch: u32,
+    pub(crate) context: ContextId,
+    pub(crate) sequence: u64,
+    pub(crate) length: u64,
+    pub(crate) chunk_size: u32,
+    pub(crate) nonce: &'a [u8],
+}
+
+impl HeaderRef<'_> {
+    /// Bytes of the encoded header (all of it is associated data).
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self.kind {
+            EnvelopeKind::Single => SINGLE_FIXED + self.nonce.len(),
+            EnvelopeKind::Stream => STREAM_FIXED + self.nonce.len(),
+        }
+    }
+
+    /// The owned form.
+    pub(crate) fn to_owned(self) -> Header {
+        Header {
+            algorithm: self.algorithm,
+            kind: self.kind,
+            epoch: self.epoch,
+            context: self.context,
+            sequence: self.sequence,
+            length: self.length,
+            chunk_size: self.chunk_size,
+            nonce: self.nonce.to_vec(),
+        }
+    }
+}
+
+impl<'a> HeaderRef<'a> {
+    /// Parses and checks the header at the start of `bytes`; checks that `bytes` has
+    /// exactly the length the header implies. Allocates only for the error message.
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<HeaderRef<'a>> {
         let bad = |why: &str| Err(Error::MalformedEnvelope(why.to_owned()));
         if bytes.len() < 36 {
             return bad("shorter than the fixed header");
@@ -290,7 +327,7 @@ impl Header {
         let Some(nonce) = bytes.get(nonce_start..nonce_start + nonce_len) else {
             return bad("truncated nonce");
         };
-        let header = Header {
+        let header = HeaderRef {
             algorithm,
             kind,
             epoch,
@@ -298,14 +335,51 @@ impl Header {
             sequence,
             length,
             chunk_size,
-            nonce: nonce.to_vec(),
+            nonce,
         };
-        match header.total_len() {
+        match total_len(kind, header.encoded_len(), length, chunk_size) {
             Some(n) if n == bytes.len() => Ok(header),
             Some(_) => bad("length does not match the header (truncated or extended)"),
             None => bad("length overflow"),
         }
     }
+}
+
+/// Total envelope length of a header of `header_len` bytes, or `None` on overflow.
+fn total_len(kind: EnvelopeKind, header_len: usize, length: u64, chunk_size: u32) -> Option<usize> {
+    let len = usize::try_from(length).ok()?;
+    match kind {
+        EnvelopeKind::Single => header_len.checked_add(len)?.checked_add(TAG_LEN),
+        EnvelopeKind::Stream => {
+            let chunks = stream_chunk_count(length, chunk_size)?;
+            header_len
+                .checked_add(len)?
+                .checked_add(chunks.checked_mul(TAG_LEN)?)
+        }
+    }
+}
+
+/// Writes the single-shot header of a record to `out` (exactly
+/// `SINGLE_FIXED + nonce.len()` bytes, the same bytes as [`Header::encode_into`]).
+pub(crate) fn encode_single(
+    out: &mut [u8],
+    algorithm: Algorithm,
+    epoch: u32,
+    context: &ContextId,
+    sequence: u64,
+    length: u32,
+    nonce: &[u8],
+) {
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4] = VERSION;
+    out[5] = algorithm.id();
+    out[6] = EnvelopeKind::Single as u8;
+    out[7] = algorithm.nonce_len() as u8;
+    out[8..12].copy_from_slice(&epoch.to_le_bytes());
+    out[12..28].copy_from_slice(&context.0);
+    out[28..36].copy_from_slice(&sequence.to_le_bytes());
+    out[36..40].copy_from_slice(&length.to_le_bytes());
+    out[SINGLE_FIXED..SINGLE_FIXED + nonce.len()].copy_from_slice(nonce);
 }
 
 /// Number of chunks of a stream of `len` bytes in chunks of `chunk` (at least one).

@@ -95,6 +95,11 @@ impl EpochKey {
     }
 }
 
+/// Records up to this many bytes are sealed and opened with the epoch list read-locked
+/// rather than with a reference taken on the key (two atomic read-modify-writes fewer
+/// per call); larger ones take the reference, so rotation never waits on a long AEAD.
+pub(crate) const HOLD_LOCK_LIMIT: usize = 64 * 1024;
+
 /// A reserved nonce counter value under a specific key.
 pub(crate) struct Reservation {
     pub(crate) key: Arc<EpochKey>,
@@ -223,13 +228,53 @@ impl Keyring {
         let mut rotated = None;
         loop {
             let key = self.current();
-            let counter = key.counter.fetch_add(1, Ordering::AcqRel);
-            let bytes = key.bytes.fetch_add(len as u64, Ordering::AcqRel) + len as u64;
-            if counter < self.config.max_seals_per_key && bytes <= self.config.max_bytes_per_key {
+            if let Some(counter) = self.take_counter(&key, len) {
                 return Ok((Reservation { key, counter }, rotated));
             }
             // Bound reached: move to a fresh key (once, even with many racing sealers).
             if let Some(e) = self.rotate_from(key.epoch)? {
+                rotated = Some(e);
+            }
+        }
+    }
+
+    /// Takes the next nonce counter value of `key` for `len` bytes, or `None` when that
+    /// would cross the key's usage bound. The counter is a single atomic add, so every
+    /// caller gets a distinct value (ordering adds nothing to uniqueness: `Relaxed`).
+    fn take_counter(&self, key: &EpochKey, len: usize) -> Option<u64> {
+        let counter = key.counter.fetch_add(1, Ordering::Relaxed);
+        let bytes = key.bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+        (counter < self.config.max_seals_per_key && bytes <= self.config.max_bytes_per_key)
+            .then_some(counter)
+    }
+
+    /// [`Keyring::reserve`] without taking a reference on the key: `f` runs with the
+    /// current key and the reserved counter value while the epoch list is read-locked,
+    /// so no rotation or retirement can drop the key meanwhile. For records above
+    /// [`HOLD_LOCK_LIMIT`] the key is cloned out instead, so that a long seal never
+    /// holds up a rotation (and the sealers queued behind it).
+    pub(crate) fn with_reserved<R>(
+        &self,
+        len: usize,
+        f: impl FnOnce(&EpochKey, u64) -> Result<R>,
+    ) -> Result<(R, Option<u32>)> {
+        if len > HOLD_LOCK_LIMIT {
+            let (res, rotated) = self.reserve(len)?;
+            return f(&res.key, res.counter).map(|r| (r, rotated));
+        }
+        let mut rotated = None;
+        loop {
+            let epoch = {
+                let epochs = self.epochs.read();
+                let key = epochs
+                    .last()
+                    .unwrap_or_else(|| unreachable!("keyring without a current epoch"));
+                if let Some(counter) = self.take_counter(key, len) {
+                    return f(key, counter).map(|r| (r, rotated));
+                }
+                key.epoch
+            };
+            if let Some(e) = self.rotate_from(epoch)? {
                 rotated = Some(e);
             }
         }
@@ -315,10 +360,36 @@ impl Keyring {
                 return Ok(epochs[i].clone());
             }
         }
+        Err(self.missing(epoch))
+    }
+
+    /// Runs `f` with the key of `epoch` (see [`Keyring::with_reserved`] for why the
+    /// epoch list stays read-locked meanwhile for records up to [`HOLD_LOCK_LIMIT`]).
+    pub(crate) fn with_key<R>(
+        &self,
+        epoch: u32,
+        len: usize,
+        f: impl FnOnce(&EpochKey) -> Result<R>,
+    ) -> Result<R> {
+        if len > HOLD_LOCK_LIMIT {
+            let key = self.key(epoch)?;
+            return f(&key);
+        }
+        {
+            let epochs = self.epochs.read();
+            if let Ok(i) = epochs.binary_search_by_key(&epoch, |k| k.epoch) {
+                return f(&epochs[i]);
+            }
+        }
+        Err(self.missing(epoch))
+    }
+
+    /// Why `epoch` has no key: retired, or never issued.
+    fn missing(&self, epoch: u32) -> Error {
         if epoch >= 1 && u64::from(epoch) <= self.highest.load(Ordering::Acquire) {
-            Err(Error::KeyRetired { epoch })
+            Error::KeyRetired { epoch }
         } else {
-            Err(Error::UnknownKeyEpoch { epoch })
+            Error::UnknownKeyEpoch { epoch }
         }
     }
 

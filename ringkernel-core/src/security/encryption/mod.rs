@@ -27,6 +27,8 @@ pub mod envelope;
 pub mod kdf;
 mod keyring;
 pub mod provider;
+mod region;
+mod stats;
 mod stream;
 
 pub use algorithm::{Algorithm, TAG_LEN};
@@ -38,6 +40,9 @@ pub use config::{
 pub use device::{DeviceKey, DeviceOpen, DeviceSeal};
 pub use envelope::{ContextId, Direction, EnvelopeKind, Header, InstanceId};
 pub use provider::{AeadKey, AeadProvider, AwsLc, ProviderChoice, RustCrypto};
+pub(crate) use region::AadBuf;
+use stats::Counters;
+pub use stats::EncryptionStats;
 
 use std::fmt;
 use std::sync::Arc;
@@ -49,7 +54,7 @@ use bytemuck::Pod;
 
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
-use envelope::{single_nonce_96, stream_prefix_96};
+use envelope::{HeaderRef, stream_prefix_96};
 pub use keyring::{EPOCH_SALT_LEN, EpochSalt, KeyringState};
 use keyring::{Keyring, Reservation};
 
@@ -93,36 +98,6 @@ pub struct KeyMetadata {
     /// that [`MemoryEncryption::unlock`] derives the same data keys again and opens
     /// what was sealed under them. Take the metadata after the last rotation.
     pub keys: KeyringState,
-}
-
-/// Counters of the encryption layer (read without locks).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EncryptionStats {
-    /// Records and streams sealed.
-    pub seals: u64,
-    /// Records and streams opened successfully.
-    pub opens: u64,
-    /// Opens that failed (tampered, wrong context, replay, retired key, malformed).
-    pub failures: u64,
-    /// Key rotations (timed, bound-triggered and explicit).
-    pub rotations: u64,
-    /// Epochs retired and zeroized.
-    pub retirements: u64,
-    /// Plaintext bytes sealed.
-    pub bytes_sealed: u64,
-    /// Plaintext bytes opened.
-    pub bytes_opened: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    seals: AtomicU64,
-    opens: AtomicU64,
-    failures: AtomicU64,
-    rotations: AtomicU64,
-    retirements: AtomicU64,
-    bytes_sealed: AtomicU64,
-    bytes_opened: AtomicU64,
 }
 
 /// How [`MemoryEncryption::open_region`] checks the envelope's sequence number.
@@ -401,16 +376,7 @@ impl MemoryEncryption {
 
     /// The counters.
     pub fn stats(&self) -> EncryptionStats {
-        let c = &self.inner.counters;
-        EncryptionStats {
-            seals: c.seals.load(Ordering::Relaxed),
-            opens: c.opens.load(Ordering::Relaxed),
-            failures: c.failures.load(Ordering::Relaxed),
-            rotations: c.rotations.load(Ordering::Relaxed),
-            retirements: c.retirements.load(Ordering::Relaxed),
-            bytes_sealed: c.bytes_sealed.load(Ordering::Relaxed),
-            bytes_opened: c.bytes_opened.load(Ordering::Relaxed),
-        }
+        self.inner.counters.snapshot()
     }
 
     // ----- the reference API -------------------------------------------------------
@@ -439,7 +405,7 @@ impl MemoryEncryption {
         let seq = self
             .inner
             .standalone_sequence
-            .fetch_add(1, Ordering::AcqRel);
+            .fetch_add(1, Ordering::Relaxed);
         let ctx = ContextId::standalone();
         let bytes = if plaintext.len() > self.inner.config.chunk_size as usize {
             self.seal_stream(ctx, seq, plaintext, &[])?
@@ -463,10 +429,7 @@ impl MemoryEncryption {
     /// period, then is zeroized. Returns the new key id.
     pub fn rotate_key(&self) -> Result<KeyId> {
         let epoch = self.ring()?.rotate()?;
-        self.inner
-            .counters
-            .rotations
-            .fetch_add(1, Ordering::Relaxed);
+        self.inner.counters.rotated();
         tracing::info!(epoch, "encryption key rotated");
         Ok(KeyId(epoch))
     }
@@ -491,10 +454,7 @@ impl MemoryEncryption {
         };
         let retired = ring.retire_expired(Instant::now());
         if !retired.is_empty() {
-            self.inner
-                .counters
-                .retirements
-                .fetch_add(retired.len() as u64, Ordering::Relaxed);
+            self.inner.counters.retired(retired.len());
             tracing::info!(?retired, "retired key epochs zeroized");
         }
         retired.into_iter().map(KeyId).collect()
@@ -512,72 +472,20 @@ impl MemoryEncryption {
             });
         }
         let (res, rotated) = ring.reserve(len)?;
-        if let Some(epoch) = rotated {
-            self.inner
-                .counters
-                .rotations
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(epoch, "encryption key rotated at its usage bound");
-        }
+        self.note_rotation(rotated);
         Ok(res)
     }
 
-    fn nonce_for(&self, alg: Algorithm, counter: u64, dir: Direction) -> Result<Vec<u8>> {
-        if alg.random_nonces() {
-            let mut n = vec![0u8; alg.nonce_len()];
-            getrandom::fill(&mut n).map_err(Error::Randomness)?;
-            Ok(n)
-        } else {
-            Ok(single_nonce_96(dir, counter).to_vec())
+    /// Counts and logs a rotation made at a key's usage bound.
+    fn note_rotation(&self, rotated: Option<u32>) {
+        if let Some(epoch) = rotated {
+            self.inner.counters.rotated();
+            tracing::info!(epoch, "encryption key rotated at its usage bound");
         }
     }
 
     fn count_seal(&self, len: usize) {
-        let c = &self.inner.counters;
-        c.seals.fetch_add(1, Ordering::Relaxed);
-        c.bytes_sealed.fetch_add(len as u64, Ordering::Relaxed);
-    }
-
-    /// Seals `plaintext` as a single-shot envelope for region `context` at `sequence`,
-    /// binding `aad` (not stored) as well as the header.
-    pub fn seal_region(
-        &self,
-        context: ContextId,
-        sequence: u64,
-        plaintext: &[u8],
-        aad: &[u8],
-    ) -> Result<Vec<u8>> {
-        let alg = self.inner.config.algorithm;
-        let length = u32::try_from(plaintext.len()).map_err(|_| Error::TooLarge {
-            what: "single-shot record",
-            len: plaintext.len() as u64,
-            max: u64::from(u32::MAX),
-        })?;
-        let res = self.reserve(plaintext.len())?;
-        let header = Header {
-            algorithm: alg,
-            kind: EnvelopeKind::Single,
-            epoch: res.key.epoch,
-            context,
-            sequence,
-            length: u64::from(length),
-            chunk_size: 0,
-            nonce: self.nonce_for(alg, res.counter, Direction::Host)?,
-        };
-        let mut out = Vec::with_capacity(header.encoded_len() + plaintext.len() + TAG_LEN);
-        header.encode_into(&mut out);
-        let header_len = out.len();
-        let mut full_aad = Vec::with_capacity(header_len + aad.len());
-        full_aad.extend_from_slice(&out);
-        full_aad.extend_from_slice(aad);
-        out.extend_from_slice(plaintext);
-        let tag = res
-            .key
-            .aead()
-            .seal_in_place(&header.nonce, &full_aad, &mut out[header_len..])?;
-        out.extend_from_slice(&tag);
-        self.count_seal(plaintext.len());
-        Ok(out)
+        self.inner.counters.sealed(len);
     }
 
     /// Seals a large buffer as a chunked STREAM envelope (chunks in parallel).
@@ -615,17 +523,6 @@ impl MemoryEncryption {
         Ok(out)
     }
 
-    /// Opens a single-shot envelope of region `context`, checking its sequence.
-    pub fn open_region(
-        &self,
-        sealed: &[u8],
-        context: ContextId,
-        check: SequenceCheck,
-        aad: &[u8],
-    ) -> Result<Plaintext> {
-        self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Single)))
-    }
-
     /// Opens a STREAM envelope of region `context`, checking its sequence.
     pub fn open_stream(
         &self,
@@ -648,15 +545,9 @@ impl MemoryEncryption {
     }
 
     fn counted(&self, r: Result<Plaintext>) -> Result<Plaintext> {
-        let c = &self.inner.counters;
         match &r {
-            Ok(p) => {
-                c.opens.fetch_add(1, Ordering::Relaxed);
-                c.bytes_opened.fetch_add(p.len() as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                c.failures.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(p) => self.inner.counters.opened(p.len()),
+            Err(_) => self.inner.counters.failed(),
         }
         r
     }
@@ -671,7 +562,20 @@ impl MemoryEncryption {
         kind: Option<EnvelopeKind>,
     ) -> Result<(Header, Arc<keyring::EpochKey>)> {
         let ring = self.ring()?;
-        let header = Header::parse(sealed)?;
+        let header = HeaderRef::parse(sealed)?;
+        self.check_header(&header, context, check, kind)?;
+        let key = ring.key(header.epoch)?;
+        Ok((header.to_owned(), key))
+    }
+
+    /// The checks of every open on a parsed header: kind, algorithm, context, sequence.
+    fn check_header(
+        &self,
+        header: &HeaderRef<'_>,
+        context: ContextId,
+        check: SequenceCheck,
+        kind: Option<EnvelopeKind>,
+    ) -> Result<()> {
         if kind.is_some_and(|k| k != header.kind) {
             return Err(Error::MalformedEnvelope("unexpected envelope kind".into()));
         }
@@ -691,22 +595,16 @@ impl MemoryEncryption {
             return Err(Error::WrongContext);
         }
         match check {
-            SequenceCheck::Exact(expected) if header.sequence != expected => {
-                return Err(Error::Replay {
-                    expected,
-                    found: header.sequence,
-                });
-            }
-            SequenceCheck::AtLeast(min) if header.sequence < min => {
-                return Err(Error::Replay {
-                    expected: min,
-                    found: header.sequence,
-                });
-            }
-            _ => {}
+            SequenceCheck::Exact(expected) if header.sequence != expected => Err(Error::Replay {
+                expected,
+                found: header.sequence,
+            }),
+            SequenceCheck::AtLeast(min) if header.sequence < min => Err(Error::Replay {
+                expected: min,
+                found: header.sequence,
+            }),
+            _ => Ok(()),
         }
-        let key = ring.key(header.epoch)?;
-        Ok((header, key))
     }
 
     fn open_inner(
@@ -717,28 +615,14 @@ impl MemoryEncryption {
         aad: &[u8],
         kind: Option<EnvelopeKind>,
     ) -> Result<Plaintext> {
-        let (header, key) = self.checked_header(sealed, context, check, kind)?;
-        match header.kind {
-            EnvelopeKind::Single => {
-                let header_len = header.encoded_len();
-                let len = header.length as usize;
-                let mut full_aad = Vec::with_capacity(header_len + aad.len());
-                full_aad.extend_from_slice(&sealed[..header_len]);
-                full_aad.extend_from_slice(aad);
-                let mut plain = Plaintext::new(sealed[header_len..header_len + len].to_vec());
-                let tag: &[u8; TAG_LEN] = sealed[header_len + len..]
-                    .try_into()
-                    .map_err(|_| Error::MalformedEnvelope("bad tag length".into()))?;
-                key.aead()
-                    .open_in_place(&header.nonce, &full_aad, &mut plain, tag)?;
-                Ok(plain)
-            }
-            EnvelopeKind::Stream => stream::open_body(key.aead(), &header, aad, sealed),
+        self.ring()?;
+        let parsed_kind = HeaderRef::parse(sealed)?.kind;
+        if parsed_kind == EnvelopeKind::Single && kind != Some(EnvelopeKind::Stream) {
+            let mut plain = Plaintext::new(Vec::new());
+            self.open_into_vec_inner(sealed, context, check, aad, plain.as_vec_mut())?;
+            return Ok(plain);
         }
-    }
-
-    /// Length of the single-shot envelope of a `len`-byte plaintext.
-    pub fn sealed_len(&self, len: usize) -> usize {
-        envelope::SINGLE_FIXED + self.inner.config.algorithm.nonce_len() + len + TAG_LEN
+        let (header, key) = self.checked_header(sealed, context, check, kind)?;
+        stream::open_body(key.aead(), &header, aad, sealed)
     }
 }
