@@ -1,7 +1,10 @@
 //! The encryption layer's counters, sharded per thread: every seal and open adds to
 //! counters, and one shared cache line written by all sealing threads would serialise
-//! them. Each thread writes the shard of its own index; [`Counters::snapshot`] sums
-//! the shards (each counter exact; the set read while others count is not one instant).
+//! them. The first `SHARDS - 1` threads of the process to count each own a shard and
+//! add with a plain load and store (no atomic read-modify-write: no other thread ever
+//! writes it); later threads share the last shard and add atomically.
+//! [`Counters::snapshot`] sums the shards (each counter exact; the set read while
+//! others count is not one instant).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -57,7 +60,11 @@ impl Default for Counters {
     }
 }
 
-/// This thread's shard index (threads are numbered in order of first use).
+/// The shard all threads after the first `SHARDS - 1` share.
+const SHARED: usize = SHARDS - 1;
+
+/// This thread's shard index: threads are numbered once, in order of first use, and
+/// numbers are never reused, so an index below [`SHARED`] belongs to one thread only.
 fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -66,35 +73,49 @@ fn shard_index() -> usize {
     INDEX.with(|i| {
         let mut v = i.get();
         if v == usize::MAX {
-            v = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            v = NEXT.fetch_add(1, Ordering::Relaxed).min(SHARED);
             i.set(v);
         }
         v
     })
 }
 
-impl Counters {
-    fn shard(&self) -> &Shard {
-        &self.shards[shard_index()]
+/// Adds `n` to a counter of shard `index`: a plain load and store when the shard is
+/// this thread's alone, an atomic add when shared.
+fn add(counter: &AtomicU64, index: usize, n: u64) {
+    if index == SHARED {
+        counter.fetch_add(n, Ordering::Relaxed);
+    } else {
+        // Only this thread writes this shard: no add can be lost between the load and
+        // the store. Readers see either value.
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
+}
 
+impl Counters {
     /// One record or stream of `len` plaintext bytes sealed.
     pub(super) fn sealed(&self, len: usize) {
-        let s = self.shard();
-        s.seals.fetch_add(1, Ordering::Relaxed);
-        s.bytes_sealed.fetch_add(len as u64, Ordering::Relaxed);
+        let i = shard_index();
+        let s = &self.shards[i];
+        add(&s.seals, i, 1);
+        add(&s.bytes_sealed, i, len as u64);
     }
 
     /// One record or stream of `len` plaintext bytes opened.
     pub(super) fn opened(&self, len: usize) {
-        let s = self.shard();
-        s.opens.fetch_add(1, Ordering::Relaxed);
-        s.bytes_opened.fetch_add(len as u64, Ordering::Relaxed);
+        let i = shard_index();
+        let s = &self.shards[i];
+        add(&s.opens, i, 1);
+        add(&s.bytes_opened, i, len as u64);
     }
 
     /// One open refused.
     pub(super) fn failed(&self) {
-        self.shard().failures.fetch_add(1, Ordering::Relaxed);
+        let i = shard_index();
+        add(&self.shards[i].failures, i, 1);
     }
 
     /// One key rotation.
@@ -115,11 +136,12 @@ impl Counters {
             ..EncryptionStats::default()
         };
         for s in self.shards.iter() {
-            out.seals += s.seals.load(Ordering::Relaxed);
-            out.opens += s.opens.load(Ordering::Relaxed);
-            out.failures += s.failures.load(Ordering::Relaxed);
-            out.bytes_sealed += s.bytes_sealed.load(Ordering::Relaxed);
-            out.bytes_opened += s.bytes_opened.load(Ordering::Relaxed);
+            let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            out.seals = out.seals.wrapping_add(get(&s.seals));
+            out.opens = out.opens.wrapping_add(get(&s.opens));
+            out.failures = out.failures.wrapping_add(get(&s.failures));
+            out.bytes_sealed = out.bytes_sealed.wrapping_add(get(&s.bytes_sealed));
+            out.bytes_opened = out.bytes_opened.wrapping_add(get(&s.bytes_opened));
         }
         out
     }
