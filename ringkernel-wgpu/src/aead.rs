@@ -31,11 +31,11 @@ impl DeviceCipher for WgpuBackend {
         let jobs_buf = gpu.storage("aead jobs", (packed.desc.len() * 4) as u64)?;
         let data_buf = gpu.storage("aead data", data_len)?;
         let results_buf = gpu.storage("aead results", u64::from(count) * 4)?;
-        let count_buf = gpu.scoped("creating a uniform buffer", || {
+        let count_buf = gpu.scoped("creating a parameter buffer", || {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("aead count"),
                 size: 16,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         })?;
@@ -97,7 +97,10 @@ impl DeviceCipher for WgpuBackend {
         let chunks = stream_chunks(len, chunk)?;
         let body_len = len + u64::from(chunks) * TAG_LEN as u64;
         let dst = self.gpu.storage("stream body", align4(body_len))?;
-        let failures = self.run_stream(
+        // One submission and one wait: the dispatch, then the read-back of the body.
+        let mut cmds = self.gpu.device.create_command_encoder(&Default::default());
+        let run = self.encode_stream(
+            &mut cmds,
             true,
             seal.key.bytes(),
             &seal.parsed.nonce,
@@ -108,11 +111,19 @@ impl DeviceCipher for WgpuBackend {
             chunk,
             chunks,
         )?;
-        debug_assert_eq!(failures, 0);
-        let mut out = seal.header.clone();
-        let body = self.gpu.read_back(&dst, 0, align4(body_len))?;
-        out.extend_from_slice(&body[..body_len as usize]);
+        let body = self.gpu.scoped("running the STREAM kernel", || {
+            self.gpu
+                .read_many(&mut cmds, &[(&dst, 0, align4(body_len))])
+        })??;
+        run.destroy();
         dst.destroy();
+        let body = body.first().map(|b| &b[..]).unwrap_or_default();
+        let body = body
+            .get(..body_len as usize)
+            .ok_or_else(|| Error::backend("short read-back of a sealed body"))?;
+        let mut out = Vec::with_capacity(seal.header.len() + body.len());
+        out.extend_from_slice(&seal.header);
+        out.extend_from_slice(body);
         Ok(out)
     }
 
@@ -136,7 +147,11 @@ impl DeviceCipher for WgpuBackend {
         self.gpu.queue.write_buffer(&src, 0, &pad4(body));
         // Open into a scratch buffer first: a buffer is either fully opened or untouched.
         let scratch = self.gpu.storage("stream plaintext", align4(total))?;
-        let failures = self.run_stream(
+        // One submission and one wait: the dispatch, then the read-back of the failure
+        // counter.
+        let mut cmds = self.gpu.device.create_command_encoder(&Default::default());
+        let run = self.encode_stream(
+            &mut cmds,
             false,
             open.key.bytes(),
             &open.parsed.nonce,
@@ -147,7 +162,16 @@ impl DeviceCipher for WgpuBackend {
             open.parsed.chunk_size,
             chunks,
         )?;
+        let counter = self.gpu.scoped("running the STREAM kernel", || {
+            self.gpu.read_many(&mut cmds, &[(&run.failures, 0, 4)])
+        })??;
+        run.destroy();
         src.destroy();
+        let failures = counter
+            .first()
+            .and_then(|c| c.get(..4))
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .ok_or_else(|| Error::backend("short read-back of the failure counter"))?;
         if failures != 0 {
             self.gpu.clear(&scratch)?;
             scratch.destroy();
@@ -164,10 +188,13 @@ impl DeviceCipher for WgpuBackend {
 }
 
 impl WgpuBackend {
-    /// Dispatches the STREAM kernel; returns the number of chunks that failed to open.
+    /// Records the STREAM kernel's dispatch into `cmds`, followed by the clearing of
+    /// its parameters (the key). Nothing is submitted: the caller appends its
+    /// read-back, so that a call costs one submission and one wait.
     #[allow(clippy::too_many_arguments)]
-    fn run_stream(
+    fn encode_stream(
         &self,
+        cmds: &mut wgpu::CommandEncoder,
         seal: bool,
         key: &[u8],
         prefix: &[u8],
@@ -177,7 +204,7 @@ impl WgpuBackend {
         total: u64,
         chunk: u32,
         chunks: u32,
-    ) -> Result<u32, Error> {
+    ) -> Result<StreamRun, Error> {
         let gpu = &self.gpu;
         let pipes = gpu.pipelines()?;
         let total32 = u32::try_from(total)
@@ -197,16 +224,16 @@ impl WgpuBackend {
             0,
             0,
         ]);
-        let uniform = gpu.scoped("creating a uniform buffer", || {
+        let params_buf = gpu.scoped("creating a parameter buffer", || {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("stream params"),
                 size: (params.len() * 4) as u64,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         })?;
         gpu.queue
-            .write_buffer(&uniform, 0, bytemuck::cast_slice(&params));
+            .write_buffer(&params_buf, 0, bytemuck::cast_slice(&params));
         params.zeroize();
         let aad_buf = gpu.storage("stream aad", align4(aad.len() as u64))?;
         gpu.queue.write_buffer(&aad_buf, 0, &pad4(aad));
@@ -223,7 +250,7 @@ impl WgpuBackend {
                 // The seal entry point does not use the failure counter, and layouts
                 // derived from a shader hold only the bindings it uses.
                 entries: &[
-                    entry(0, &uniform),
+                    entry(0, &params_buf),
                     entry(1, &aad_buf),
                     entry(2, src),
                     entry(3, dst),
@@ -232,23 +259,34 @@ impl WgpuBackend {
             })
         })?;
         let groups = chunks.min(gpu.limits.max_compute_workgroups_per_dimension);
-        gpu.scoped("dispatching the STREAM kernel", || {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            {
-                let mut pass = enc.begin_compute_pass(&Default::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(groups, 1, 1);
-            }
-            // The key leaves the device with this submission.
-            enc.clear_buffer(&uniform, 0, None);
-            gpu.queue.submit([enc.finish()]);
-        })?;
-        let f = gpu.read_back(&fail_buf, 0, 4)?;
-        for b in [&uniform, &aad_buf, &fail_buf] {
+        {
+            let mut pass = cmds.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups, 1, 1);
+        }
+        // The key leaves the device with this submission.
+        cmds.clear_buffer(&params_buf, 0, None);
+        Ok(StreamRun {
+            params: params_buf,
+            aad: aad_buf,
+            failures: fail_buf,
+        })
+    }
+}
+
+/// The buffers of one recorded STREAM dispatch, released once it has run.
+struct StreamRun {
+    params: wgpu::Buffer,
+    aad: wgpu::Buffer,
+    failures: wgpu::Buffer,
+}
+
+impl StreamRun {
+    fn destroy(self) {
+        for b in [&self.params, &self.aad, &self.failures] {
             b.destroy();
         }
-        Ok(u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
     }
 }
 

@@ -17,7 +17,8 @@
 struct RkJobCount {
     count: u32,
 }
-@group(0) @binding(3) var<uniform> job_count: RkJobCount;
+// Storage, not uniform: see stream_aead.wgsl's params.
+@group(0) @binding(3) var<storage, read> job_count: RkJobCount;
 
 fn rk_job_key(off: u32) -> RkKey {
     return RkKey(

@@ -26,7 +26,10 @@ struct RkStreamParams {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<uniform> params: RkStreamParams;
+// A read-only storage buffer, not a uniform: lavapipe inlines uniform values into the
+// shader and recompiles it (about 10 ms of LLVM) whenever they change, and the key and
+// nonce here change on every call.
+@group(0) @binding(0) var<storage, read> params: RkStreamParams;
 @group(0) @binding(1) var<storage, read> aad: array<u32>;
 @group(0) @binding(2) var<storage, read> src: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<u32>;
