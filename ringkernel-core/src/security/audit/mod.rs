@@ -37,6 +37,7 @@ mod event;
 mod files;
 pub(crate) mod format;
 mod head;
+mod record_links;
 pub(crate) mod report;
 pub mod syslog;
 mod verify;

@@ -11,10 +11,11 @@ use super::files::{
     checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
 };
 use super::format::{
-    AuditRecord, Checkpoint, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
-    sha256_hex, split_signed,
+    Checkpoint, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root, sha256_hex,
+    split_signed,
 };
 use super::head::{Anchor, SignedHead};
+use super::record_links::RecordLinks;
 use super::report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
 use crate::error::{Error, Result};
 
@@ -249,7 +250,7 @@ fn examine(
                 // Only the piece after the final newline is empty.
                 continue;
             }
-            let rec: AuditRecord = serde_json::from_slice(line).map_err(|e| {
+            let rec: RecordLinks<'_> = serde_json::from_slice(line).map_err(|e| {
                 bad(
                     n,
                     Some(next_seq),
