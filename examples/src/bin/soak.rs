@@ -193,7 +193,7 @@ fn soak(args: &Args) -> Result<bool> {
         .prefix("ringkernel-soak-")
         .tempdir()?;
     let keystore = Keystore::open(
-        &dir.path().join("state"),
+        dir.path().join("state"),
         KeyEncryptionKey::password("ringkernel soak passphrase"),
     )?;
     let audit_dir = keystore.directory().join("audit");
