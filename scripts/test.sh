@@ -219,6 +219,15 @@ elif "${wgpu_example[@]}" > /dev/null 2>&1; then
 else
     echo "example secure_runtime --backend wgpu: SKIPPED (no usable wgpu adapter; run it to see why)"
 fi
+# A short soak of the main example's workload (keys rotated every second, readings
+# flowing): fails on a failed open, a lost reading or RSS growth. The one-hour form is
+# `soak --seconds 3600` (docs/reliability.md).
+if soak_out="$(cargo run -q --locked -p ringkernel-examples --bin soak -- --seconds 20)"; then
+    echo "example soak (20 s): $(grep -F 'readings:' <<< "$soak_out" | sed 's/^ *//')"
+else
+    echo "$soak_out" >&2
+    exit 1
+fi
 
 # --- instruction counts ---------------------------------------------------------------------
 # Each scenario of benches/icount under callgrind (a release build), against
