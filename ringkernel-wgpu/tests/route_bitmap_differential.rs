@@ -276,7 +276,26 @@ fn device_route_bitmap_agrees_with_host_sandbox_for_every_pair() {
         });
     eprintln!("route policy seed {seed} (RINGKERNEL_ROUTE_SEED={seed} replays it)");
     let mut rng = Rng(seed);
-    let sandbox = random_sandbox(&mut rng);
+    // A policy that permits no route, or every one, tests little: draw again (from the
+    // same generator, so the seed still replays the run).
+    let sandbox = loop {
+        let sandbox = random_sandbox(&mut rng);
+        let names: Vec<String> = (0..KERNELS).map(kernel_name).collect();
+        let permitted = names
+            .iter()
+            .map(|src| {
+                let policy = sandbox.policy_for(src).expect("policy").1;
+                names
+                    .iter()
+                    .filter(|dst| *dst != src && policy.allows_route(dst))
+                    .count()
+            })
+            .sum::<usize>();
+        if permitted > 0 && permitted < KERNELS * (KERNELS - 1) {
+            break sandbox;
+        }
+        eprintln!("degenerate policy ({permitted} permitted routes): drawing another");
+    };
 
     // Launch the 200 kernels: the runtime registers each with the sandbox, which fills
     // its row and column of the route table from the policies' decisions.
