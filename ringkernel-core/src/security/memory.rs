@@ -383,8 +383,8 @@ mod tests {
         assert_eq!(format!("{a:?}"), "SecureBuffer([REDACTED; 32 bytes])");
         let b = SecureBuffer::from_slice(&[1, 2, 3]);
         assert_ne!(
-            a.as_slice().as_ptr() as usize / 4096,
-            b.as_slice().as_ptr() as usize / 4096,
+            a.as_slice().as_ptr() as usize / page_size(),
+            b.as_slice().as_ptr() as usize / page_size(),
             "each buffer has pages of its own"
         );
         assert_eq!(b.clone(), b);
