@@ -62,7 +62,14 @@ echo "fuzz build: $((SECONDS - build_start)) s"
 
 summary=()
 failed=0
+# Targets with an open finding (its input in fuzz/open-findings/<target>/, described in
+# docs/reliability.md) are not run by default until it is fixed: name them to run them.
+OPEN_FINDINGS=(runtime_ops)
 for t in "${TARGETS[@]}"; do
+    if [ $# -eq 0 ] && [[ " ${OPEN_FINDINGS[*]} " == *" $t "* ]]; then
+        summary+=("fuzz $t: SKIPPED (open finding: fuzz/open-findings/$t/, docs/reliability.md)")
+        continue
+    fi
     echo "== fuzz $t for ${seconds} s"
     work="$scratch/corpus-$t"
     art="$PWD/fuzz/artifacts/$t"

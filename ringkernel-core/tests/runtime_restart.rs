@@ -385,3 +385,40 @@ fn seed_audit_literal_logs_into_the_state_directory() {
     let all = records(&state.path().join("audit"));
     assert_eq!(events(&all, "k2k.send").len(), 1);
 }
+
+/// A snapshot's label (kernel id and generation, outside the sealed envelope) changed
+/// while its sealed content is the latest: the label is what callers and audit records
+/// read, so a forged one is refused rather than restored (fuzz finding G,
+/// `runtime_ops`).
+#[test]
+fn state_snapshot_with_a_forged_label_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let rt = production(state.path());
+    let k = ledger(&rt);
+    save(&rt, &k, b"balance=100");
+    save(&rt, &k, b"balance=5");
+    let _ = k.export_state().unwrap().unwrap();
+    let latest = k.export_state().unwrap().unwrap();
+    assert_eq!(latest.generation(), 2);
+    // "RKSN", version, id length (u16), "ledger", then the generation (u32 LE).
+    let at = 4 + 1 + 2 + "ledger".len();
+    for (byte, mask) in [(at, 0x01u8), (at + 3, 0x80)] {
+        let mut forged = latest.as_bytes().to_vec();
+        forged[byte] ^= mask;
+        let forged = StateSnapshot::from_bytes(forged).unwrap();
+        assert_ne!(forged.generation(), 2);
+        for named in [2, forged.generation()] {
+            let err = k.restore_state(&forged, named).unwrap_err();
+            assert!(matches!(err, Error::StaleSnapshot { .. }), "{named}: {err}");
+        }
+    }
+    // The kernel id in the label: "ledger" -> "ledges", the envelope untouched.
+    let mut forged = latest.as_bytes().to_vec();
+    forged[at - 1] ^= 0x01;
+    let forged = StateSnapshot::from_bytes(forged).unwrap();
+    assert_eq!(forged.kernel().as_str(), "ledges");
+    let err = k.restore_state(&forged, 2).unwrap_err();
+    assert!(matches!(err, Error::WrongContext), "{err}");
+    k.restore_state(&latest, 2).unwrap();
+    rt.shutdown().unwrap();
+}

@@ -213,6 +213,22 @@ impl Gate {
                 },
                 other => other,
             })?;
+        if snapshot.generation != expected {
+            // The envelope opened under the generation named, but the label outside
+            // it (which the envelope does not authenticate) says another: it was
+            // changed. Refused, so that what callers and the audit record read is
+            // never a forged generation.
+            return Err(Error::StaleSnapshot {
+                kernel: entry.id.to_string(),
+                expected,
+                found: snapshot.generation,
+            });
+        }
+        if snapshot.kernel != entry.id {
+            // The same for the kernel id in the label: the envelope opened under this
+            // kernel's context, so the label was changed.
+            return Err(Error::WrongContext);
+        }
         self.save_state(entry, &plain)
     }
 }
