@@ -117,9 +117,9 @@ impl DeviceCipher for WgpuBackend {
         })??;
         run.destroy();
         dst.destroy();
-        let body = body.first().map(|b| &b[..]).unwrap_or_default();
         let body = body
-            .get(..body_len as usize)
+            .first()
+            .and_then(|b| b.get(..body_len as usize))
             .ok_or_else(|| Error::backend("short read-back of a sealed body"))?;
         let mut out = Vec::with_capacity(seal.header.len() + body.len());
         out.extend_from_slice(&seal.header);
