@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringkernel_benches::k2k_messages;
 use ringkernel_core::runtime::RuntimeBuilder;
-use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig};
+use ringkernel_core::security::audit::{AuditConfig, AuditLogConfig, K2kRecords};
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
@@ -47,18 +47,26 @@ fn k2k(c: &mut Criterion) {
 struct Layers {
     sandbox: bool,
     sealed: bool,
-    audit: bool,
+    audit: Option<K2kRecords>,
 }
 
 fn layers(c: &mut Criterion) {
     let mut group = c.benchmark_group("k2k_layers");
     group.throughput(Throughput::Elements(1));
+    // Audit of every send: one `k2k.send` record per message, or exact per-route
+    // counts written as one `k2k.route_summary` record per route per second.
+    let each = Some(K2kRecords::EachSend);
+    let per_route = Some(K2kRecords::PerRoute {
+        interval: Duration::from_secs(1),
+    });
     let cases = [
-        ("plain_256B", false, false, false),
-        ("sandbox_256B", true, false, false),
-        ("sealed_256B", false, true, false),
-        ("audit_every_message_256B", false, false, true),
-        ("all_layers_256B", true, true, true),
+        ("plain_256B", false, false, None),
+        ("sandbox_256B", true, false, None),
+        ("sealed_256B", false, true, None),
+        ("audit_every_message_256B", false, false, each),
+        ("audit_per_route_256B", false, false, per_route),
+        ("all_layers_256B", true, true, each),
+        ("all_layers_per_route_256B", true, true, per_route),
     ];
     for (name, sandbox, sealed, audit) in cases {
         let on = Layers {
@@ -86,8 +94,9 @@ fn layers(c: &mut Criterion) {
                         MemoryEncryption::new(EncryptionConfig::new()).expect("encryption"),
                     );
                 }
-                if on.audit {
+                if let Some(k2k_records) = on.audit {
                     builder = builder.with_audit_logging(AuditLogConfig {
+                        k2k_records,
                         events: AuditConfig {
                             log_k2k_messages: true,
                             retention_days: 0,

@@ -248,6 +248,37 @@ fn concurrent_appenders_form_one_chain() {
     ));
 }
 
+/// Group commit: flushes from several threads that meet in the writer's queue are
+/// answered by one sync, and each still returns only once its own records are on disk.
+#[test]
+fn concurrent_flushes_each_cover_their_own_records() {
+    let dir = temp_dir("group-commit");
+    let log = AuditLog::open(config(dir.path(), 1 << 20)).unwrap();
+    let segment = seg(dir.path(), 1);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let log = log.clone();
+            let segment = &segment;
+            s.spawn(move || {
+                for i in 0..100 {
+                    let mark = format!("flush-{t}-{i}");
+                    log.append(AuditEvent::new("test").detail("mark", mark.as_str()))
+                        .unwrap();
+                    log.flush().unwrap();
+                    let on_disk = fs::read_to_string(segment).unwrap();
+                    assert!(
+                        on_disk.contains(&format!("\"{mark}\"")),
+                        "{mark} not on disk after its flush returned"
+                    );
+                }
+            });
+        }
+    });
+    let r = log.verify().unwrap();
+    assert_eq!(r.records, 401);
+    log.close().unwrap();
+}
+
 #[test]
 fn retention_deletes_old_segments_under_a_signed_watermark() {
     let dir = temp_dir("retention");

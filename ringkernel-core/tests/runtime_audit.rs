@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ringkernel_core::Error;
 use ringkernel_core::runtime::{LaunchOptions, RuntimeBuilder};
 use ringkernel_core::security::audit::{
-    AuditConfig, AuditLogConfig, AuditRecord, LogStatus, verify,
+    AuditConfig, AuditLogConfig, AuditRecord, K2kRecords, LogStatus, verify,
 };
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
@@ -112,6 +112,126 @@ fn a_production_runtime_records_what_happened_and_never_payloads() {
         .find(|r| r.event == "runtime.configure")
         .unwrap();
     assert_eq!(configure.details["encryption"], "AES-256-GCM");
+}
+
+/// Every record of the log in `dir`, in sequence order.
+fn read_records(dir: &std::path::Path) -> Vec<AuditRecord> {
+    let mut records = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            records.extend(
+                text.lines()
+                    .map(|l| serde_json::from_str::<AuditRecord>(l).unwrap()),
+            );
+        }
+    }
+    records.sort_by_key(|r| r.seq);
+    records
+}
+
+/// `K2kRecords::PerRoute`: no delivered send goes uncounted or is counted twice, while
+/// senders race the writer's summaries, and refused sends keep a record each.
+#[test]
+fn per_route_summaries_count_every_delivered_send_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let sandbox = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
+    );
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
+        .with_sandbox(sandbox)
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                log_k2k_messages: true,
+                ..AuditConfig::default()
+            },
+            // Shorter than the sends take: summaries are written while they go on.
+            k2k_records: K2kRecords::PerRoute {
+                interval: Duration::from_millis(5),
+            },
+            flush_interval: Duration::from_millis(5),
+            ..AuditLogConfig::in_directory(&dir)
+        })
+        .build()
+        .unwrap();
+    let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
+    let a = rt.launch("src_a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("src_b", LaunchOptions::new()).unwrap();
+    let (per_a, per_b) = (3000u64, 2000u64);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..per_a {
+                let topic = if i % 3 == 0 { "x" } else { "y" };
+                a.send_timeout("sink", topic, &[0u8; 10], Duration::from_secs(10))
+                    .unwrap();
+            }
+        });
+        s.spawn(|| {
+            for _ in 0..per_b {
+                b.send_timeout("sink", "x", &[0u8; 7], Duration::from_secs(10))
+                    .unwrap();
+            }
+            for _ in 0..5 {
+                assert!(matches!(
+                    b.send("src_a", "x", b"no"),
+                    Err(Error::Denied { .. })
+                ));
+            }
+        });
+    });
+    let t0 = Instant::now();
+    while sink.status().unwrap().messages_processed < per_a + per_b {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pk = rt.audit_log().unwrap().public_key();
+    rt.shutdown().unwrap();
+    assert_eq!(verify(&dir, &pk).unwrap().status, LogStatus::Closed);
+
+    let records = read_records(&dir);
+    let total = |actor: &str, topic: &str| -> (u64, u64, usize) {
+        let mut sum = (0, 0, 0);
+        for r in records.iter().filter(|r| {
+            r.event == "k2k.route_summary"
+                && r.actor == actor
+                && r.target == "sink"
+                && r.details["topic"] == topic
+        }) {
+            sum.0 += r.details["messages"].as_u64().unwrap();
+            sum.1 += r.details["bytes"].as_u64().unwrap();
+            sum.2 += 1;
+            assert!(r.details["first_at"].as_str().unwrap() <= r.ts.as_str());
+        }
+        sum
+    };
+    let (ax, ay, bx) = (
+        total("kernel:src_a", "x"),
+        total("kernel:src_a", "y"),
+        total("kernel:src_b", "x"),
+    );
+    assert_eq!((ax.0, ax.1), (1000, 10_000));
+    assert_eq!((ay.0, ay.1), (2000, 20_000));
+    assert_eq!((bx.0, bx.1), (2000, 14_000));
+    assert!(
+        ax.2 + ay.2 + bx.2 > 3,
+        "the interval wrote summaries while the sends went on"
+    );
+    let sends: Vec<_> = records.iter().filter(|r| r.event == "k2k.send").collect();
+    assert_eq!(
+        sends.len(),
+        5,
+        "only the refused sends have records of their own"
+    );
+    assert!(
+        sends
+            .iter()
+            .all(|r| r.result == "denied" && r.actor == "kernel:src_b")
+    );
 }
 
 #[test]

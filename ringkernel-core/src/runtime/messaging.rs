@@ -10,7 +10,7 @@ use super::registry::KernelEntry;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, Message, validate_message};
-use crate::security::audit::{Event, Failure};
+use crate::security::audit::{Event, Failure, K2kRecords};
 
 impl Gate {
     /// Sends from `from` (`None`: the host) to the kernel named `to`. `from` is always a
@@ -24,7 +24,17 @@ impl Gate {
         wait: Option<Duration>,
     ) -> Result<()> {
         let r = self.send_inner(from, to, topic, payload, wait);
-        if self.audits(|c| c.log_k2k_messages) {
+        if let (Ok(_), Some(log)) = (&r, &self.audit)
+            && log.config().events.log_k2k_messages
+            && matches!(log.config().k2k_records, K2kRecords::PerRoute { .. })
+        {
+            // Delivered: counted for its route's next summary (exact counts, one
+            // record per route per interval). Refusals still get a record each.
+            if let Err(e) = log.count_k2k_send(from.map(|e| &e.id), to, topic, payload.len() as u64)
+            {
+                tracing::error!(error = %e, "audit record could not be queued");
+            }
+        } else if self.audits(|c| c.log_k2k_messages) {
             // Route facts only: never the payload.
             self.audit(|| Event::K2kSend {
                 from: from.map(|e| e.id.clone()),

@@ -1,6 +1,7 @@
 //! The on-disk format: records, timestamps, hashes, the RFC 6962 Merkle tree, and the
 //! signed two-line files (checkpoints, retention watermark).
 
+use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,65 @@ pub struct AuditRecord {
     pub details: serde_json::Map<String, serde_json::Value>,
     /// Hex SHA-256 of the previous record's line bytes (without its newline).
     pub prev: String,
+}
+
+/// A record encoded by the thread that appends it: every member that does not depend on
+/// the chain (`ts` through `details`), as JSON. The writer thread only splices in the
+/// chain's two members (`seq` before, `prev` after) and hashes the line, so that
+/// serialisation runs on the producers, side by side, and only the chain link is serial.
+/// The line it makes is byte for byte the one `serde_json` writes for the whole
+/// [`AuditRecord`] (pinned by a test), so the format and the verifier are unchanged.
+pub(crate) struct EncodedRecord {
+    /// `{"ts":...,"details":{...}}`: the members, between the outer braces.
+    object: Vec<u8>,
+    /// When the record was appended (its `ts`).
+    pub(crate) at: SystemTime,
+}
+
+impl EncodedRecord {
+    /// Encodes `ev`, appended at `at`.
+    pub(crate) fn encode(ev: &super::AuditEvent, at: SystemTime) -> Result<Self> {
+        /// [`AuditRecord`]'s members between `seq` and `prev`, in the same order.
+        #[derive(Serialize)]
+        struct Members<'a> {
+            ts: &'a str,
+            event: &'a str,
+            actor: &'a str,
+            target: &'a str,
+            result: &'a str,
+            details: &'a serde_json::Map<String, serde_json::Value>,
+        }
+        let ts = rfc3339(at);
+        let mut object = Vec::with_capacity(192);
+        serde_json::to_writer(
+            &mut object,
+            &Members {
+                ts: &ts,
+                event: &ev.event,
+                actor: &ev.actor,
+                target: &ev.target,
+                result: ev.result.as_str(),
+                details: &ev.details,
+            },
+        )
+        .map_err(|e| Error::corrupt_caused_by("audit record", "cannot be written as JSON", e))?;
+        Ok(EncodedRecord { object, at })
+    }
+
+    /// Writes the record's line (without its newline) into `line`, which is cleared
+    /// first: `{"seq":<seq>,<members>,"prev":"<prev>"}`.
+    pub(crate) fn line_into(&self, seq: u64, prev: &str, line: &mut Vec<u8>) {
+        // `object` is `{` members `}` (a struct always serialises to an object).
+        let members = &self.object[1..self.object.len() - 1];
+        line.clear();
+        line.reserve(members.len() + prev.len() + 40);
+        // Writing into a Vec cannot fail.
+        let _ = write!(line, "{{\"seq\":{seq},");
+        line.extend_from_slice(members);
+        line.extend_from_slice(b",\"prev\":\"");
+        line.extend_from_slice(prev.as_bytes());
+        line.extend_from_slice(b"\"}");
+    }
 }
 
 /// Hex SHA-256.
@@ -206,6 +266,47 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
         let leap = UNIX_EPOCH + std::time::Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&rfc3339(leap)[..10], "2000-02-29");
+    }
+
+    #[test]
+    fn an_encoded_record_makes_the_line_serde_writes_for_the_whole_record() {
+        use crate::security::audit::{AuditEvent, AuditResult};
+        let at = UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_000_123_456);
+        let events = [
+            AuditEvent::new("k2k.send")
+                .actor("kernel:a\"b")
+                .target("c\u{7}\u{2028}d")
+                .detail("bytes", 256)
+                .detail("topic", "t\\x")
+                .detail(
+                    "nested",
+                    serde_json::json!({"z": [1, null, 2.5], "a": "\n"}),
+                ),
+            AuditEvent::new("x").result(AuditResult::Denied),
+            AuditEvent::new(""),
+        ];
+        let prev = sha256_hex(b"earlier");
+        for (i, ev) in events.iter().enumerate() {
+            let enc = EncodedRecord::encode(ev, at).unwrap();
+            let mut line = Vec::new();
+            enc.line_into(u64::MAX - i as u64, &prev, &mut line);
+            let whole = AuditRecord {
+                seq: u64::MAX - i as u64,
+                ts: rfc3339(at),
+                event: ev.event.clone(),
+                actor: ev.actor.clone(),
+                target: ev.target.clone(),
+                result: ev.result.as_str().to_owned(),
+                details: ev.details.clone(),
+                prev: prev.clone(),
+            };
+            assert_eq!(
+                String::from_utf8(line.clone()).unwrap(),
+                String::from_utf8(serde_json::to_vec(&whole).unwrap()).unwrap()
+            );
+            let back: AuditRecord = serde_json::from_slice(&line).unwrap();
+            assert_eq!(back, whole);
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub(crate) mod format;
 mod head;
 mod record_links;
 pub(crate) mod report;
+mod route_summary;
 pub mod syslog;
 mod verify;
 mod writer;
@@ -52,6 +53,8 @@ pub use format::{
 };
 pub use head::{Anchor, SignedHead};
 pub use report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
+pub use route_summary::K2kRecords;
+use route_summary::{NotCounted, RouteCounts};
 
 /// RFC 3339 UTC with microseconds, as used in audit records and reports.
 pub fn format_time(t: SystemTime) -> String {
@@ -73,6 +76,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::security::memory::SecureBuffer;
+use format::EncodedRecord;
 use syslog::{Shipper, SyslogConfig, SyslogStats};
 use writer::{Command, Writer};
 
@@ -163,6 +167,10 @@ pub struct AuditLogConfig {
     /// an I/O error): refuse every audited operation (the default), or go on
     /// unaudited with the failure shown in its compliance snapshot.
     pub on_failure: AuditFailurePolicy,
+    /// How K2K sends are recorded when `events.log_k2k_messages` is on: a record for
+    /// each send (the default), or per-route summaries with exact counts for delivered
+    /// sends ([`K2kRecords::PerRoute`]).
+    pub k2k_records: K2kRecords,
 }
 
 /// What a runtime does once its audit log has stopped at a failed write (a full disk,
@@ -214,6 +222,7 @@ impl Default for AuditLogConfig {
             flush_interval: Duration::from_millis(100),
             syslog: None,
             on_failure: AuditFailurePolicy::FailClosed,
+            k2k_records: K2kRecords::EachSend,
         }
     }
 }
@@ -421,6 +430,8 @@ struct LogInner {
     failure: writer::Failure,
     /// Appends refused because the writer had stopped.
     unrecorded: AtomicU64,
+    /// Delivered K2K sends counted for the next per-route summaries.
+    routes: Arc<RouteCounts>,
 }
 
 impl LogInner {
@@ -484,7 +495,14 @@ impl AuditLog {
         if let Some(s) = &shipper {
             s.ship_head(&head.lock());
         }
-        let writer = writer.with_shipper(shipper.clone());
+        let routes = Arc::new(RouteCounts::new());
+        let summary_interval = match config.k2k_records {
+            K2kRecords::EachSend => None,
+            K2kRecords::PerRoute { interval } => Some(interval),
+        };
+        let writer = writer
+            .with_shipper(shipper.clone())
+            .with_route_counts(Arc::clone(&routes), summary_interval);
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let flush_interval = config.flush_interval;
         let failure = writer::Failure::default();
@@ -508,6 +526,7 @@ impl AuditLog {
                 failure,
                 unrecorded: AtomicU64::new(0),
                 shipper,
+                routes,
             }),
         };
         // A restart record: where the earlier run's chain ended, and the signed head
@@ -567,12 +586,36 @@ impl AuditLog {
             self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
             return Err(writer::stopped_error(&self.inner.failure, 0));
         }
+        // Encoded here, on the appending thread: producers serialise side by side, and
+        // the writer thread only links each record into the chain.
+        let record = EncodedRecord::encode(&event.into(), SystemTime::now())?;
         self.inner
             .tx
-            .send(Command::Append(event.into(), SystemTime::now()))
+            .send(Command::Append(record))
             .map_err(|_| Error::backend("the audit writer has stopped"))?;
         self.inner.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts a delivered K2K send for its route's next `k2k.route_summary` record
+    /// ([`K2kRecords::PerRoute`]); the runtime calls it instead of appending a
+    /// `k2k.send` record. Refused like [`AuditLog::append`] once the log is closed or
+    /// has stopped.
+    pub(crate) fn count_k2k_send(
+        &self,
+        from: Option<&crate::k2k::KernelId>,
+        to: &str,
+        topic: &str,
+        bytes: u64,
+    ) -> Result<()> {
+        if self.inner.failure.get().is_some() {
+            self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return Err(writer::stopped_error(&self.inner.failure, 0));
+        }
+        match self.inner.routes.count(from, to, topic, bytes) {
+            Ok(()) => Ok(()),
+            Err(NotCounted::Closed) => Err(Error::AuditLogClosed),
+        }
     }
 
     fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {

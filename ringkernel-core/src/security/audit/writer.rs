@@ -10,19 +10,33 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
 
 use super::files::{
     checkpoint_path, head_path, io_err, list_segments, log_files_present, read_signed,
     segment_path, watermark_path, write_atomic,
 };
 use super::format::{
-    AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root,
-    rfc3339, sha256_hex, signed_file, utc_day,
+    AuditRecord, Checkpoint, EncodedRecord, Head, HeadState, Watermark, ZERO_HASH, hex, leaf_hash,
+    merkle_root, rfc3339, sha256_hex, signed_file, utc_day,
 };
 use super::head::SignedHead;
+use super::route_summary::RouteCounts;
 use super::syslog::Shipper;
-use super::{AuditEvent, AuditLogConfig, AuditSigningKey, Event};
+use super::{AuditLogConfig, AuditSigningKey, Event};
 use crate::error::{Error, Result};
+
+/// Writes `bytes` as lower-case hex into `out`, reusing its buffer.
+fn set_hex(out: &mut String, bytes: &[u8; 32]) {
+    let mut buf = [0u8; 64];
+    // The buffer is exactly twice the input's length, and hex digits are UTF-8.
+    if ::hex::encode_to_slice(bytes, &mut buf).is_ok()
+        && let Ok(text) = std::str::from_utf8(&buf)
+    {
+        out.clear();
+        out.push_str(text);
+    }
+}
 
 /// The first write failure of a log, once there has been one (shared between the
 /// writer and `AuditLog`).
@@ -38,7 +52,8 @@ pub(crate) fn stopped_error(failure: &Failure, lost: u64) -> Error {
 }
 
 pub(crate) enum Command {
-    Append(AuditEvent, SystemTime),
+    /// A record its producer has already encoded.
+    Append(EncodedRecord),
     Flush(Sender<Result<()>>),
     Seal(Sender<Result<()>>),
     Retention(SystemTime, Sender<Result<Vec<u64>>>),
@@ -64,6 +79,8 @@ pub(crate) struct Writer {
     next_seq: u64,
     prev_hash: String,
     prev_checkpoint: String,
+    /// The line being written (reused: no allocation per record).
+    line: Vec<u8>,
     dirty: bool,
     // the signed head: the last one written, shared with `AuditLog::head`
     head: Arc<Mutex<SignedHead>>,
@@ -74,7 +91,16 @@ pub(crate) struct Writer {
     /// Records that arrived after the stop and were not written.
     lost: u64,
     last_drop_report: Option<Instant>,
+    /// Delivered K2K sends counted by the senders, written as per-route summaries.
+    routes: Option<Arc<RouteCounts>>,
+    /// How often they are written (`None`: only at flush, seal and close).
+    summary_interval: Option<Duration>,
+    last_summary: Instant,
 }
+
+/// A group commit takes at most this many queued commands before it syncs, so that a
+/// steady stream of appends cannot hold a flush back.
+const GROUP_COMMIT_MAX: usize = 4096;
 
 /// Shipper drops are recorded at most this often (a `syslog.dropped` record that is
 /// itself shipped and dropped must not feed a loop).
@@ -335,10 +361,14 @@ impl Writer {
             next_seq: sealed.records,
             prev_hash: sealed.last_hash,
             prev_checkpoint: sealed.checkpoint,
+            line: Vec::with_capacity(512),
             dirty: false,
             head: Arc::clone(&head),
             shipper: None,
             last_drop_report: None,
+            routes: None,
+            summary_interval: None,
+            last_summary: Instant::now(),
             stopped: false,
             lost: 0,
         };
@@ -354,6 +384,34 @@ impl Writer {
     pub(crate) fn with_shipper(mut self, shipper: Option<Arc<Shipper>>) -> Self {
         self.shipper = shipper;
         self
+    }
+
+    /// Writes the per-route K2K counts the senders gather in `routes` every `interval`
+    /// (and at every flush, seal and close).
+    pub(crate) fn with_route_counts(
+        mut self,
+        routes: Arc<RouteCounts>,
+        interval: Option<Duration>,
+    ) -> Self {
+        self.routes = Some(routes);
+        self.summary_interval = interval;
+        self
+    }
+
+    /// Writes a `k2k.route_summary` record for every route counted since the last
+    /// summary; with `close`, no more counts are taken (the log is closing). Once the
+    /// writer has stopped they are counted as lost, like any record.
+    fn write_summaries(&mut self, close: bool, failure: &Failure) {
+        self.last_summary = Instant::now();
+        let Some(routes) = &self.routes else {
+            return;
+        };
+        for event in routes.take(close) {
+            match EncodedRecord::encode(&event.record(), SystemTime::now()) {
+                Ok(rec) => self.write_or_count(rec, failure),
+                Err(e) => self.stop(failure, &e),
+            }
+        }
     }
 
     /// Records the shipper's drops since the last report as `syslog.dropped`, at most
@@ -379,7 +437,10 @@ impl Writer {
         };
         self.last_drop_report = Some(Instant::now());
         // Like every other record: a failed write stops the writer.
-        self.write_or_count(event.record(), SystemTime::now(), failure);
+        match EncodedRecord::encode(&event.record(), SystemTime::now()) {
+            Ok(rec) => self.write_or_count(rec, failure),
+            Err(e) => self.stop(failure, &e),
+        }
     }
 
     fn create_segment(dir: &Path, n: u64) -> Result<BufWriter<File>> {
@@ -397,15 +458,47 @@ impl Writer {
     /// with the failure, so no record is lost without an error reaching someone.
     pub(crate) fn run(mut self, rx: Receiver<Command>, flush_interval: Duration, failure: Failure) {
         let mut last_flush = Instant::now();
+        // A command taken from the queue while gathering a group commit, run next.
+        let mut pending = None;
         loop {
-            let cmd = rx.recv_timeout(flush_interval);
+            let cmd = match pending.take() {
+                Some(c) => Ok(c),
+                None => rx.recv_timeout(flush_interval),
+            };
             match cmd {
-                Ok(Command::Append(ev, at)) => self.write_or_count(ev, at, &failure),
+                Ok(Command::Append(rec)) => self.write_or_count(rec, &failure),
                 Ok(Command::Flush(ack)) => {
+                    // Group commit: the records and flushes already queued behind this
+                    // flush are written and answered by the same sync.
+                    let mut acks = vec![ack];
+                    for _ in 0..GROUP_COMMIT_MAX {
+                        match rx.try_recv() {
+                            Ok(Command::Append(rec)) => self.write_or_count(rec, &failure),
+                            Ok(Command::Flush(a)) => acks.push(a),
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.write_summaries(false, &failure);
                     let r = self.guarded(&failure, Self::sync);
-                    let _ = ack.send(r);
+                    let failed = r.is_err();
+                    let mut acks = acks.into_iter();
+                    if let Some(first) = acks.next() {
+                        let _ = first.send(r);
+                    }
+                    for a in acks {
+                        let _ = a.send(if failed {
+                            Err(stopped_error(&failure, self.lost))
+                        } else {
+                            Ok(())
+                        });
+                    }
                 }
                 Ok(Command::Seal(ack)) => {
+                    self.write_summaries(false, &failure);
                     let r = self.guarded(&failure, |w| w.seal_and_roll(SystemTime::now()));
                     let _ = ack.send(r);
                 }
@@ -415,9 +508,10 @@ impl Writer {
                 }
                 Ok(Command::Close(state, ack)) => {
                     // Drain what was queued before the close.
-                    while let Ok(Command::Append(ev, at)) = rx.try_recv() {
-                        self.write_or_count(ev, at, &failure);
+                    while let Ok(Command::Append(rec)) = rx.try_recv() {
+                        self.write_or_count(rec, &failure);
                     }
+                    self.write_summaries(true, &failure);
                     if !self.stopped {
                         self.report_drops(true, &failure);
                     }
@@ -429,6 +523,7 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
+                    self.write_summaries(true, &failure);
                     if !self.stopped {
                         self.report_drops(true, &failure);
                         let _ = self.seal(SystemTime::now(), HeadState::Open);
@@ -440,6 +535,12 @@ impl Writer {
                 continue;
             }
             self.report_drops(false, &failure);
+            if self
+                .summary_interval
+                .is_some_and(|i| self.last_summary.elapsed() >= i)
+            {
+                self.write_summaries(false, &failure);
+            }
             if self.dirty && last_flush.elapsed() >= flush_interval {
                 if let Err(e) = self.file.flush() {
                     self.stop(&failure, &e.into());
@@ -451,10 +552,10 @@ impl Writer {
     }
 
     /// Writes a record, or counts it as lost once the writer has stopped.
-    fn write_or_count(&mut self, ev: AuditEvent, at: SystemTime, failure: &Failure) {
+    fn write_or_count(&mut self, rec: EncodedRecord, failure: &Failure) {
         if self.stopped {
             self.lost += 1;
-        } else if let Err(e) = self.append(ev, at) {
+        } else if let Err(e) = self.append(&rec) {
             self.stop(failure, &e);
         }
     }
@@ -485,43 +586,39 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, ev: AuditEvent, at: SystemTime) -> Result<()> {
+    /// Links `rec` into the chain: its sequence number and `prev` spliced in, the line
+    /// hashed (chain link and Merkle leaf) and written. The only serial step per record.
+    fn append(&mut self, rec: &EncodedRecord) -> Result<()> {
+        let at = rec.at;
         let day = utc_day(at);
-        let rec = AuditRecord {
-            seq: self.next_seq,
-            ts: rfc3339(at),
-            event: ev.event,
-            actor: ev.actor,
-            target: ev.target,
-            result: ev.result.as_str().to_owned(),
-            details: ev.details,
-            prev: self.prev_hash.clone(),
-        };
-        let mut line = serde_json::to_vec(&rec).map_err(|e| {
-            Error::corrupt_caused_by("audit record", "cannot be written as JSON", e)
-        })?;
+        let mut line = std::mem::take(&mut self.line);
+        rec.line_into(self.next_seq, &self.prev_hash, &mut line);
         let roll = !self.leaves.is_empty()
             && (self.seg_bytes + line.len() as u64 + 1 > self.max_bytes
                 || self.seg_day.is_some_and(|d| d != day));
-        if roll {
-            self.seal_and_roll(at)?;
-            // The record moves to the new segment; its prev stays the chain head.
+        // On a roll the record moves to the new segment; its prev stays the chain head.
+        if roll && let Err(e) = self.seal_and_roll(at) {
+            self.line = line;
+            return Err(e);
         }
         self.seg_day.get_or_insert(day);
-        let hash = sha256_hex(&line);
+        let hash: [u8; 32] = Sha256::digest(&line).into();
         let leaf = leaf_hash(&line);
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        // Only a record handed to the file joins the Merkle tree and the chain.
-        self.leaves.push(leaf);
-        if let Some(s) = &self.shipper {
-            s.ship_record(self.next_seq, &line[..line.len() - 1], at);
+        let written = self.file.write_all(&line);
+        if written.is_ok() {
+            // Only a record handed to the file joins the Merkle tree and the chain.
+            self.leaves.push(leaf);
+            if let Some(s) = &self.shipper {
+                s.ship_record(self.next_seq, &line[..line.len() - 1], at);
+            }
+            self.seg_bytes += line.len() as u64;
+            set_hex(&mut self.prev_hash, &hash);
+            self.next_seq += 1;
+            self.dirty = true;
         }
-        self.seg_bytes += line.len() as u64;
-        self.prev_hash = hash;
-        self.next_seq += 1;
-        self.dirty = true;
-        Ok(())
+        self.line = line;
+        Ok(written?)
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -256,6 +256,23 @@ pub enum Event {
         /// The message's sequence number, or why it was not sent.
         outcome: Result<u64, Failure>,
     },
+    /// `k2k.route_summary`: delivered sends on one route since its last summary
+    /// ([`K2kRecords::PerRoute`](super::K2kRecords)). Never payloads.
+    K2kRouteSummary {
+        /// The sending kernel, or `None` for the host.
+        from: Option<KernelId>,
+        /// The destination.
+        to: String,
+        /// The topic.
+        topic: String,
+        /// Messages delivered (exact).
+        messages: u64,
+        /// Their payload bytes in all.
+        bytes: u64,
+        /// When the first of them was sent (RFC 3339); the last was sent before the
+        /// record's own `ts`.
+        first_at: String,
+    },
     /// `memory.<op>`: a buffer operation of a kernel.
     Memory {
         /// The operation.

@@ -124,6 +124,20 @@ impl Event {
                     Err(f) => failed(ev, f),
                 }
             }
+            Event::K2kRouteSummary {
+                from,
+                to,
+                topic,
+                messages,
+                bytes,
+                first_at,
+            } => AuditEvent::new("k2k.route_summary")
+                .actor(from.map_or("host".to_owned(), |k| kernel_actor(&k)))
+                .target(to)
+                .detail("topic", topic)
+                .detail("messages", messages)
+                .detail("bytes", bytes)
+                .detail("first_at", first_at),
             Event::Memory {
                 op,
                 kernel,

@@ -273,6 +273,21 @@ fn traffic_and_sandbox_events() {
         "denied",
         json!({"topic": "t", "bytes": 8, "error": "no"}),
     );
+    check(
+        Event::K2kRouteSummary {
+            from: Some(id("a")),
+            to: "b".into(),
+            topic: "t".into(),
+            messages: 3,
+            bytes: 24,
+            first_at: "2026-12-02T00:00:00.000000Z".into(),
+        },
+        "k2k.route_summary",
+        "kernel:a",
+        "b",
+        "ok",
+        json!({"topic": "t", "messages": 3, "bytes": 24, "first_at": "2026-12-02T00:00:00.000000Z"}),
+    );
     for (op, name) in [
         (MemoryOp::Allocate, "memory.allocate"),
         (MemoryOp::Read, "memory.read"),
