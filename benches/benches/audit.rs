@@ -16,6 +16,7 @@ use ringkernel_core::runtime::RuntimeBuilder;
 use ringkernel_core::security::audit::syslog::{SyslogConfig, SyslogTransport};
 use ringkernel_core::security::audit::{AuditConfig, AuditEvent, AuditLog, AuditLogConfig, verify};
 use ringkernel_core::security::compliance::{ComplianceReporter, ComplianceStandard, ExportFormat};
+use sha2::{Digest, Sha256};
 
 /// A fresh directory in the temp directory, removed when the guard drops.
 fn scratch(tag: &str) -> tempfile::TempDir {
@@ -208,6 +209,20 @@ fn verify_bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("50000_records", |b| {
         b.iter(|| black_box(verify(dir.path(), &pk).expect("verify")))
+    });
+    // Baseline (issue #14: verify at >= 0.5x of it): read the same files and one
+    // SHA-256 pass over all their bytes, with the same crate `verify` hashes with.
+    g.bench_function("sha256_same_files", |b| {
+        b.iter(|| {
+            let mut h = Sha256::new();
+            for e in std::fs::read_dir(dir.path()).expect("dir") {
+                let path = e.expect("entry").path();
+                if path.is_file() {
+                    h.update(std::fs::read(&path).expect("read"));
+                }
+            }
+            black_box(h.finalize())
+        })
     });
     g.finish();
 }

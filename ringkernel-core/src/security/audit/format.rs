@@ -98,6 +98,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// A 32-byte hash as lower-case hex, on the stack (the per-record paths of the writer
+/// and the verifier: no allocation, a table lookup per nibble).
+pub(crate) fn hex32(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    out
+}
+
+/// Writes a 32-byte hash as lower-case hex into `out`, reusing its buffer.
+pub(crate) fn set_hex(out: &mut String, bytes: &[u8; 32]) {
+    out.clear();
+    // Hex digits are ASCII.
+    out.extend(hex32(bytes).iter().map(|&b| char::from(b)));
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     ::hex::encode(bytes)
@@ -149,11 +168,30 @@ pub fn merkle_root(leaves: &[[u8; 32]]) -> [u8; 32] {
     }
 }
 
+/// The checkpoint format this version writes: 2, whose Merkle leaves are the records'
+/// chain hashes. Version 1 (written before 2026-12-02) hashed each record's line bytes
+/// into its leaf; `verify` reads both.
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The Merkle leaf of a record under checkpoint format `version`: RFC 6962's leaf hash
+/// of the record's line bytes (version 1) or of its chain hash, the SHA-256 of those
+/// bytes (version 2: one 32-byte block instead of a second pass over the line; the
+/// leaf still binds every byte of the line through the chain hash). `None` for a
+/// version this build does not know.
+pub fn record_leaf(version: u32, line: &[u8], line_hash: &[u8; 32]) -> Option<[u8; 32]> {
+    match version {
+        1 => Some(leaf_hash(line)),
+        2 => Some(leaf_hash(line_hash)),
+        _ => None,
+    }
+}
+
 /// A checkpoint: the signed summary of a closed segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    /// Format version (1).
+    /// Format version: 2 (leaves over chain hashes), or 1 (over line bytes); see
+    /// [`CHECKPOINT_VERSION`] and [`record_leaf`].
     pub version: u32,
     /// Segment number.
     pub segment: u64,
@@ -161,7 +199,7 @@ pub struct Checkpoint {
     pub first_seq: u64,
     /// Number of complete records in the segment.
     pub count: u64,
-    /// RFC 6962 Merkle root over the records' line bytes, hex.
+    /// RFC 6962 Merkle root over the records' leaves ([`record_leaf`]), hex.
     pub merkle_root: String,
     /// SHA-256 of the last record's line bytes (the chain head), hex.
     pub last_hash: String,
@@ -312,6 +350,14 @@ mod tests {
     #[test]
     fn hex_round_trip_and_signed_files() {
         assert_eq!(unhex(&hex(&[0, 15, 255])).unwrap(), vec![0, 15, 255]);
+        let h: [u8; 32] = Sha256::digest(b"abc").into();
+        assert_eq!(hex32(&h).as_slice(), hex(&h).as_bytes());
+        let mut s = String::from("old");
+        set_hex(&mut s, &h);
+        assert_eq!(
+            s,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(unhex("abc").is_none() && unhex("zz").is_none());
         let (bytes, h) = signed_file(&serde_json::json!({"a": 1}), |_| [7u8; 64]).unwrap();
         let (body, sig) = split_signed(&bytes).unwrap();

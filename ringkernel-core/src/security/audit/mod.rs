@@ -49,7 +49,8 @@ pub use event::{
     ViolationAction, WatchdogAction,
 };
 pub use format::{
-    AuditRecord, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, leaf_hash, merkle_root,
+    AuditRecord, CHECKPOINT_VERSION, Checkpoint, Head, HeadState, Watermark, ZERO_HASH, leaf_hash,
+    merkle_root, record_leaf,
 };
 pub use head::{Anchor, SignedHead};
 pub use report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};

@@ -33,6 +33,36 @@ pub(super) struct RecordLinks<'a> {
     pub(super) prev: Cow<'a, str>,
 }
 
+/// `,"prev":"` + 64 hex digits + `"}`: how every line the writer makes ends.
+const PREV_SUFFIX_LEN: usize = 9 + 64 + 2;
+
+/// The sequence number and `prev` of a line in exactly the shape the writer makes
+/// (`{"seq":<n>,"ts":` first, `,"prev":"<64 lower-case hex>"}` last), read without
+/// parsing the members between; `None` for any other shape.
+///
+/// Only for lines whose bytes a signed checkpoint covers: they are then exactly what
+/// the writer wrote (the Merkle root over their chain hashes matches, or `verify`
+/// fails), and the writer writes only records that serialise as [`AuditRecord`]s
+/// (super::format::AuditRecord). A line of the open segment, which nothing signed
+/// covers yet, is parsed in full ([`RecordLinks`]).
+pub(super) fn framed_links(line: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = rest.split_at(digits);
+    if number.is_empty() || number.len() > 20 || (number.len() > 1 && number[0] == b'0') {
+        return None;
+    }
+    let seq = std::str::from_utf8(number).ok()?.parse::<u64>().ok()?;
+    if !rest.starts_with(b",\"ts\":\"") || line.len() < 7 + digits + PREV_SUFFIX_LEN + 6 {
+        return None;
+    }
+    let suffix = &line[line.len() - PREV_SUFFIX_LEN..];
+    let prev = suffix.strip_prefix(b",\"prev\":\"")?.strip_suffix(b"\"}")?;
+    prev.iter()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        .then_some((seq, prev))
+}
+
 /// Any JSON string, not kept.
 struct AnyStr;
 
@@ -76,6 +106,49 @@ impl<'de> Deserialize<'de> for AnyMap {
 mod tests {
     use super::super::format::AuditRecord;
     use super::*;
+
+    /// Every line the writer makes is framed, and the frame reads what a full parse
+    /// reads; lines of other shapes are not framed (and go to the full parse).
+    #[test]
+    fn the_frame_reads_what_the_full_parse_reads() {
+        use crate::security::audit::AuditEvent;
+        use crate::security::audit::format::{EncodedRecord, sha256_hex};
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        let ev = AuditEvent::new("k2k.send")
+            .actor("kernel:a")
+            .target("b")
+            .detail("topic", ",\"prev\":\"")
+            .detail("n", 1);
+        let enc = EncodedRecord::encode(&ev, at).unwrap();
+        let prev = sha256_hex(b"x");
+        for seq in [0u64, 7, 10, u64::MAX] {
+            let mut line = Vec::new();
+            enc.line_into(seq, &prev, &mut line);
+            let (s, p) = framed_links(&line).unwrap();
+            let full: RecordLinks<'_> = serde_json::from_slice(&line).unwrap();
+            assert_eq!((s, p), (full.seq, full.prev.as_bytes()));
+        }
+        let good = {
+            let mut l = Vec::new();
+            enc.line_into(5, &prev, &mut l);
+            String::from_utf8(l).unwrap()
+        };
+        for odd in [
+            good.replace("{\"seq\":5,", "{\"seq\":05,"),
+            good.replace("{\"seq\":5,", "{\"seq\":,"),
+            good.replace("{\"seq\":5,", "{ \"seq\":5,"),
+            good.replace("{\"seq\":5,", "{\"seq\":99999999999999999999,"),
+            good.replace(&prev, &prev.to_uppercase()),
+            good.replace(&prev, &prev[..63]),
+            good.replace("\"}", "\" }"),
+            good[..good.len() - 1].to_owned(),
+            good.replace(",\"ts\":", ",\"event\":"),
+            "{\"seq\":1,\"ts\":\"".to_owned(),
+            String::new(),
+        ] {
+            assert!(framed_links(odd.as_bytes()).is_none(), "{odd}");
+        }
+    }
 
     /// The borrowed reader accepts exactly the lines the full record type accepts.
     #[test]

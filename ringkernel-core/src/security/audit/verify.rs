@@ -10,12 +10,14 @@ use super::AuditPublicKey;
 use super::files::{
     checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
 };
+use sha2::{Digest, Sha256};
+
 use super::format::{
-    Checkpoint, HeadState, Watermark, ZERO_HASH, hex, leaf_hash, merkle_root, sha256_hex,
-    split_signed,
+    Checkpoint, HeadState, Watermark, ZERO_HASH, hex, hex32, merkle_root, record_leaf, set_hex,
+    sha256_hex, split_signed,
 };
 use super::head::{Anchor, SignedHead};
-use super::record_links::RecordLinks;
+use super::record_links::{RecordLinks, framed_links};
 use super::report::{LogStatus, StaleHead, TornTail, Truncation, VerifyReport};
 use crate::error::{Error, Result};
 
@@ -244,30 +246,76 @@ fn examine(
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let tail = (bytes.len() - complete) as u64;
         let first_seq = next_seq;
+        // The checkpoint first: its format version says what the Merkle leaves are,
+        // and a signed segment's lines need only their frame read (`framed_links`).
+        let cp_path = checkpoint_path(dir, n);
+        let checkpoint = match read_optional(&cp_path)? {
+            Some(cp_bytes) => {
+                let body = check_signed(&cp_bytes, &key, n, "checkpoint")?;
+                let c: Checkpoint = serde_json::from_slice(&body)
+                    .map_err(|e| bad(n, None, format!("checkpoint unreadable: {e}")))?;
+                if record_leaf(c.version, b"", &[0; 32]).is_none() {
+                    return Err(bad(
+                        n,
+                        None,
+                        format!(
+                            "checkpoint of segment {n} has format version {}, which this \
+                             verifier does not know",
+                            c.version
+                        ),
+                    ));
+                }
+                Some((c, body))
+            }
+            None => None,
+        };
+        let leaf_version = checkpoint.as_ref().map(|(c, _)| c.version);
         let mut leaves = Vec::new();
-        for line in bytes[..complete].split(|&b| b == b'\n') {
+        let mut in_segment = 0u64;
+        // The previous record's hash within this segment, kept raw: `prev_hash` (hex)
+        // is brought up to date once per segment rather than once per record.
+        let mut last_raw: Option<[u8; 32]> = None;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &bytes[..complete]) {
+            let line = &bytes[start..end];
+            start = end + 1;
             if line.is_empty() {
-                // Only the piece after the final newline is empty.
+                // An empty line holds no record (as when the writer resumes a log).
                 continue;
             }
-            let rec: RecordLinks<'_> = serde_json::from_slice(line).map_err(|e| {
-                bad(
-                    n,
-                    Some(next_seq),
-                    format!("record {next_seq} is not a valid record: {e}"),
-                )
-            })?;
-            if rec.seq != next_seq {
+            // (sequence number, whether `prev` links to the record before)
+            let (seq, linked) = match leaf_version.and_then(|_| framed_links(line)) {
+                Some((seq, prev)) => (
+                    seq,
+                    match &last_raw {
+                        Some(raw) => prev == hex32(raw).as_slice(),
+                        None => prev == prev_hash.as_bytes(),
+                    },
+                ),
+                None => {
+                    if let Some(raw) = last_raw.take() {
+                        set_hex(&mut prev_hash, &raw);
+                    }
+                    let rec: RecordLinks<'_> = serde_json::from_slice(line).map_err(|e| {
+                        bad(
+                            n,
+                            Some(next_seq),
+                            format!("record {next_seq} is not a valid record: {e}"),
+                        )
+                    })?;
+                    (rec.seq, rec.prev == prev_hash)
+                }
+            };
+            if seq != next_seq {
                 return Err(bad(
                     n,
                     Some(next_seq),
                     format!(
-                        "expected record {next_seq}, found record {} (deleted, reordered or duplicated records)",
-                        rec.seq
+                        "expected record {next_seq}, found record {seq} (deleted, reordered or duplicated records)",
                     ),
                 ));
             }
-            if rec.prev != prev_hash {
+            if !linked {
                 let culprit = next_seq.saturating_sub(1);
                 return Err(bad(
                     n,
@@ -277,31 +325,35 @@ fn examine(
                     ),
                 ));
             }
-            prev_hash = sha256_hex(line);
-            if Some(rec.seq) == head_target {
-                head_found = Some(prev_hash.clone());
+            let hash: [u8; 32] = Sha256::digest(line).into();
+            last_raw = Some(hash);
+            if Some(seq) == head_target {
+                head_found = Some(hex(&hash));
             }
-            if Some(rec.seq) == anchor_target {
-                anchor_found = Some(prev_hash.clone());
+            if Some(seq) == anchor_target {
+                anchor_found = Some(hex(&hash));
             }
-            if anchor_hash.as_ref() == Some(&prev_hash) {
+            if anchor.last_hash == Some(hash) {
                 anchor_hash_seen = true;
             }
-            leaves.push(leaf_hash(line));
-            report.first_seq.get_or_insert(rec.seq);
-            report.last_seq = Some(rec.seq);
+            // The open segment has no checkpoint to compare a root with.
+            if let Some(leaf) = leaf_version.and_then(|v| record_leaf(v, line, &hash)) {
+                leaves.push(leaf);
+            }
+            report.first_seq.get_or_insert(seq);
+            report.last_seq = Some(seq);
             next_seq += 1;
+            in_segment += 1;
             report.records += 1;
         }
-        let cp_path = checkpoint_path(dir, n);
-        if let Some(cp_bytes) = read_optional(&cp_path)? {
-            let body = check_signed(&cp_bytes, &key, n, "checkpoint")?;
-            let c: Checkpoint = serde_json::from_slice(&body)
-                .map_err(|e| bad(n, None, format!("checkpoint unreadable: {e}")))?;
+        if let Some(raw) = last_raw {
+            set_hex(&mut prev_hash, &raw);
+        }
+        if let Some((c, body)) = checkpoint {
             let problems = [
                 (c.segment != n, "names another segment".to_owned()),
                 (
-                    c.first_seq != first_seq || c.count != leaves.len() as u64,
+                    c.first_seq != first_seq || c.count != in_segment,
                     format!(
                         "covers records {}..{}, the segment holds {}..{}",
                         c.first_seq,
@@ -343,7 +395,7 @@ fn examine(
                 format!("segment {n} is closed but has no checkpoint"),
             ));
         } else {
-            report.unsealed_records = leaves.len() as u64;
+            report.unsealed_records = in_segment;
         }
         if tail > 0 {
             report.torn_tail = Some(TornTail {
@@ -527,4 +579,116 @@ fn check_head_matches(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::files::read_signed;
+    use super::super::format::{leaf_hash, signed_file};
+    use super::super::{AuditEvent, AuditLog, AuditLogConfig, AuditSigningKey, Head};
+    use super::*;
+
+    /// Rewrites every checkpoint of the closed log in `dir` as format `version` with
+    /// the Merkle root `root(lines)` gives, re-chained and re-signed, and signs a head
+    /// over the result: the log an earlier (or a later) writer would have left.
+    fn rewrite_checkpoints(
+        dir: &Path,
+        key: &AuditSigningKey,
+        version: u32,
+        root: impl Fn(&[&[u8]]) -> [u8; 32],
+    ) {
+        let mut prev_cp = ZERO_HASH.to_owned();
+        for n in list_segments(dir).unwrap() {
+            let (mut c, _): (Checkpoint, _) =
+                read_signed(&checkpoint_path(dir, n), "checkpoint").unwrap();
+            let bytes = fs::read(segment_path(dir, n)).unwrap();
+            let lines: Vec<&[u8]> = bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            c.version = version;
+            c.merkle_root = hex(&root(&lines));
+            c.prev_checkpoint = prev_cp;
+            let (file, h) = signed_file(&c, |m| key.sign(m)).unwrap();
+            fs::write(checkpoint_path(dir, n), file).unwrap();
+            prev_cp = h;
+        }
+        let old = SignedHead::from_bytes(&fs::read(head_path(dir)).unwrap()).unwrap();
+        let head = SignedHead::sign(
+            Head {
+                last_checkpoint: prev_cp,
+                ..old.head().clone()
+            },
+            key,
+        )
+        .unwrap();
+        fs::write(head_path(dir), head.to_bytes()).unwrap();
+    }
+
+    fn closed_log(dir: &Path, key: &AuditSigningKey) {
+        let log = AuditLog::open(AuditLogConfig {
+            signing_key: Some(key.clone()),
+            max_segment_bytes: 4096,
+            ..AuditLogConfig::in_directory(dir)
+        })
+        .unwrap();
+        for i in 0..100u64 {
+            log.append(AuditEvent::new("test").detail("i", i)).unwrap();
+        }
+        log.close().unwrap();
+    }
+
+    /// Logs sealed before checkpoint format 2 (leaves over line bytes) still verify,
+    /// and each format's root is checked by its own rule.
+    #[test]
+    fn checkpoints_of_format_1_verify_and_formats_are_not_mixed_up() {
+        let key = AuditSigningKey::from_seed(&[3; 32]);
+        let tmp = tempfile::tempdir().unwrap();
+        closed_log(tmp.path(), &key);
+        let pk = key.public_key();
+        let v2 = verify(tmp.path(), &pk).unwrap();
+        assert_eq!(v2.status, LogStatus::Closed);
+        assert!(v2.sealed_segments > 3, "{v2:?}");
+
+        let lines_root =
+            |lines: &[&[u8]]| merkle_root(&lines.iter().map(|l| leaf_hash(l)).collect::<Vec<_>>());
+        rewrite_checkpoints(tmp.path(), &key, 1, lines_root);
+        let v1 = verify(tmp.path(), &pk).unwrap();
+        assert_eq!((v1.status, v1.records), (LogStatus::Closed, v2.records));
+
+        // A format-1 root labelled format 2 (and the other way round) does not verify.
+        rewrite_checkpoints(tmp.path(), &key, 2, lines_root);
+        let e = verify(tmp.path(), &pk).unwrap_err().to_string();
+        assert!(e.contains("Merkle root does not match"), "{e}");
+        let hash_root = |lines: &[&[u8]]| {
+            let leaves: Vec<_> = lines
+                .iter()
+                .map(|l| leaf_hash(&Sha256::digest(l)))
+                .collect();
+            merkle_root(&leaves)
+        };
+        rewrite_checkpoints(tmp.path(), &key, 1, hash_root);
+        let e = verify(tmp.path(), &pk).unwrap_err().to_string();
+        assert!(e.contains("Merkle root does not match"), "{e}");
+
+        // A version this verifier does not know is named, not guessed at.
+        rewrite_checkpoints(tmp.path(), &key, 3, hash_root);
+        let e = verify(tmp.path(), &pk).unwrap_err().to_string();
+        assert!(e.contains("format version 3"), "{e}");
+        // A writer resumes a format-1 log: the new segments are format 2.
+        rewrite_checkpoints(tmp.path(), &key, 1, lines_root);
+        let log = AuditLog::open(AuditLogConfig {
+            signing_key: Some(key.clone()),
+            max_segment_bytes: 4096,
+            ..AuditLogConfig::in_directory(tmp.path())
+        })
+        .unwrap();
+        log.append(AuditEvent::new("after")).unwrap();
+        log.close().unwrap();
+        let mixed = verify(tmp.path(), &pk).unwrap();
+        assert_eq!(mixed.status, LogStatus::Closed);
+        assert_eq!(mixed.records, v2.records + 2, "audit.open and ours");
+    }
 }

@@ -17,26 +17,14 @@ use super::files::{
     segment_path, watermark_path, write_atomic,
 };
 use super::format::{
-    AuditRecord, Checkpoint, EncodedRecord, Head, HeadState, Watermark, ZERO_HASH, hex, leaf_hash,
-    merkle_root, rfc3339, sha256_hex, signed_file, utc_day,
+    AuditRecord, CHECKPOINT_VERSION, Checkpoint, EncodedRecord, Head, HeadState, Watermark,
+    ZERO_HASH, hex, leaf_hash, merkle_root, rfc3339, set_hex, signed_file, utc_day,
 };
 use super::head::SignedHead;
 use super::route_summary::RouteCounts;
 use super::syslog::Shipper;
 use super::{AuditLogConfig, AuditSigningKey, Event};
 use crate::error::{Error, Result};
-
-/// Writes `bytes` as lower-case hex into `out`, reusing its buffer.
-fn set_hex(out: &mut String, bytes: &[u8; 32]) {
-    let mut buf = [0u8; 64];
-    // The buffer is exactly twice the input's length, and hex digits are UTF-8.
-    if ::hex::encode_to_slice(bytes, &mut buf).is_ok()
-        && let Ok(text) = std::str::from_utf8(&buf)
-    {
-        out.clear();
-        out.push_str(text);
-    }
-}
 
 /// The first write failure of a log, once there has been one (shared between the
 /// writer and `AuditLog`).
@@ -248,9 +236,11 @@ impl Writer {
                             break;
                         }
                     }
+                    let hash: [u8; 32] = Sha256::digest(line).into();
                     c.records += 1;
-                    c.last_hash = sha256_hex(line);
-                    c.leaves.push(leaf_hash(line));
+                    c.last_hash = hex(&hash);
+                    // Sealed below under this version's checkpoint format.
+                    c.leaves.push(leaf_hash(&hash));
                 }
                 crashed = Some(c);
             }
@@ -318,7 +308,7 @@ impl Writer {
             // Seal what is complete in the crashed segment, head first (see `seal`).
             Some(c) => {
                 let checkpoint = Checkpoint {
-                    version: 1,
+                    version: CHECKPOINT_VERSION,
                     segment: c.segment,
                     first_seq: sealed.records,
                     count: c.leaves.len() as u64,
@@ -603,7 +593,9 @@ impl Writer {
         }
         self.seg_day.get_or_insert(day);
         let hash: [u8; 32] = Sha256::digest(&line).into();
-        let leaf = leaf_hash(&line);
+        // Checkpoint format 2: the leaf is over the chain hash (one block, not a
+        // second pass over the line).
+        let leaf = leaf_hash(&hash);
         line.push(b'\n');
         let written = self.file.write_all(&line);
         if written.is_ok() {
@@ -639,7 +631,7 @@ impl Writer {
     fn seal(&mut self, now: SystemTime, state: HeadState) -> Result<()> {
         self.sync()?;
         let checkpoint = Checkpoint {
-            version: 1,
+            version: CHECKPOINT_VERSION,
             segment: self.seg,
             first_seq: self.seg_first_seq,
             count: self.leaves.len() as u64,
