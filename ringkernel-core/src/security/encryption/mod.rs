@@ -496,6 +496,39 @@ impl MemoryEncryption {
         data: &[u8],
         aad: &[u8],
     ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.seal_stream_into(context, sequence, data, aad, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`MemoryEncryption::seal_stream`] into `out`, which then holds exactly the
+    /// envelope. Its allocation is reused: sealing buffers of one size in a loop with
+    /// one vector allocates nothing, and no byte is written twice (no zero fill), so
+    /// every byte of the body is written by the parallel chunk workers. On an error
+    /// `out` is left empty.
+    pub fn seal_stream_into(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        data: &[u8],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let r = self.seal_stream_inner(context, sequence, data, aad, out);
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
+    fn seal_stream_inner(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        data: &[u8],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let alg = self.inner.config.algorithm;
         let res = self.reserve(data.len())?;
         let prefix = if alg.random_nonces() {
@@ -515,12 +548,16 @@ impl MemoryEncryption {
             chunk_size: self.inner.config.chunk_size,
             nonce: prefix,
         };
-        let mut out = Vec::new();
-        header.encode_into(&mut out);
-        let key = res.key.aead();
-        stream::seal_body(key, &header, aad, data, &mut out)?;
+        let total = header
+            .total_len()
+            .ok_or_else(|| Error::Exhausted("STREAM envelope length".into()))?;
+        let mut head = Vec::with_capacity(header.encoded_len());
+        header.encode_into(&mut head);
+        stream::size_output(out, total);
+        out[..head.len()].copy_from_slice(&head);
+        stream::seal_chunks(res.key.aead(), &header, aad, data, out)?;
         self.count_seal(data.len());
-        Ok(out)
+        Ok(())
     }
 
     /// Opens a STREAM envelope of region `context`, checking its sequence.
@@ -532,6 +569,48 @@ impl MemoryEncryption {
         aad: &[u8],
     ) -> Result<Plaintext> {
         self.counted(self.open_inner(sealed, context, check, aad, Some(EnvelopeKind::Stream)))
+    }
+
+    /// [`MemoryEncryption::open_stream`] into `out`, which then holds exactly the
+    /// plaintext; its allocation is reused and no byte is written twice. On an error
+    /// `out` is zeroed and left empty.
+    ///
+    /// `out` then holds plaintext in ordinary memory: wipe it when done (or open into
+    /// a [`Plaintext`] with [`MemoryEncryption::open_stream`], which wipes on drop).
+    pub fn open_stream_into(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let r = self.open_stream_into_inner(sealed, context, check, aad, out);
+        match &r {
+            Ok(()) => self.inner.counters.opened(out.len()),
+            Err(_) => {
+                out.fill(0);
+                out.clear();
+                self.inner.counters.failed();
+            }
+        }
+        r
+    }
+
+    fn open_stream_into_inner(
+        &self,
+        sealed: &[u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let (header, key) =
+            self.checked_header(sealed, context, check, Some(EnvelopeKind::Stream))?;
+        let total = usize::try_from(header.length)
+            .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
+        stream::size_output(out, total);
+        stream::open_chunks(key.aead(), &header, aad, sealed, out)
     }
 
     fn open_any(

@@ -20,27 +20,36 @@ fn aad_for(header_bytes: &[u8], extra: &[u8]) -> Vec<u8> {
     aad
 }
 
-/// Seals `data` as the body of a stream whose encoded header is already in `out`.
-pub(crate) fn seal_body(
+/// Makes `out` exactly `len` bytes long without writing bytes that are about to be
+/// overwritten: a vector already that long (or longer) is cut, never filled; a new
+/// allocation is zeroed lazily by the OS (calloc), so that the pages of a large output
+/// are first touched by the parallel chunk workers rather than on one thread here.
+pub(crate) fn size_output(out: &mut Vec<u8>, len: usize) {
+    if out.len() >= len {
+        out.truncate(len);
+    } else if out.capacity() >= len {
+        out.resize(len, 0);
+    } else {
+        *out = vec![0u8; len];
+    }
+}
+
+/// Seals `data` as the body of a stream: `envelope` is the whole envelope, its
+/// encoded header already at the front and exactly [`sealed_stream_len`] long.
+pub(crate) fn seal_chunks(
     key: &dyn AeadKey,
     header: &Header,
     extra_aad: &[u8],
     data: &[u8],
-    out: &mut Vec<u8>,
+    envelope: &mut [u8],
 ) -> Result<()> {
     let chunk = header.chunk_size as usize;
     let count = stream_chunk_count(header.length, header.chunk_size).ok_or_else(|| {
         Error::Exhausted("STREAM chunks: the stream is too large to count".into())
     })?;
-    let header_len = out.len();
-    let aad = aad_for(out, extra_aad);
-    // A fresh zeroed allocation (calloc: pages are mapped lazily), so that the pages of
-    // a large output are first touched by the parallel chunk workers, not zero-filled
-    // here on one thread.
-    let mut sealed = vec![0u8; header_len + data.len() + count * TAG_LEN];
-    sealed[..header_len].copy_from_slice(out);
-    *out = sealed;
-    let body = &mut out[header_len..];
+    let header_len = header.encoded_len();
+    let (head, body) = envelope.split_at_mut(header_len);
+    let aad = aad_for(head, extra_aad);
     let seal_one = |(i, slot): (usize, &mut [u8])| -> Result<()> {
         let start = i * chunk;
         let end = (start + chunk).min(data.len());
@@ -66,22 +75,21 @@ pub(crate) fn seal_body(
 }
 
 /// Opens the body of a stream envelope (`bytes` is the whole envelope, already parsed
-/// into `header`).
-pub(crate) fn open_body(
+/// into `header`) into `out`, exactly `header.length` bytes long. On an error `out`
+/// may hold partly opened bytes: the caller wipes it.
+pub(crate) fn open_chunks(
     key: &dyn AeadKey,
     header: &Header,
     extra_aad: &[u8],
     bytes: &[u8],
-) -> Result<Plaintext> {
+    out: &mut [u8],
+) -> Result<()> {
     let chunk = header.chunk_size as usize;
     let count = stream_chunk_count(header.length, header.chunk_size)
         .ok_or_else(|| Error::MalformedEnvelope("stream too large".into()))?;
     let header_len = header.encoded_len();
     let aad = aad_for(&bytes[..header_len], extra_aad);
     let body = &bytes[header_len..];
-    let total = usize::try_from(header.length)
-        .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
-    let mut out = Plaintext::new(vec![0u8; total]);
     let open_one = |(i, (slot, plain)): (usize, (&[u8], &mut [u8]))| -> Result<()> {
         let (ct, tag) = slot.split_at(plain.len());
         let tag: &[u8; TAG_LEN] = tag
@@ -93,12 +101,12 @@ pub(crate) fn open_body(
         let nonce = stream_chunk_nonce(&header.nonce, index, i + 1 == count);
         key.open_in_place(&nonce, &aad, plain, tag)
     };
-    if total == 0 {
+    if out.is_empty() {
         // One empty, final chunk: just its tag.
         let mut empty = [0u8; 0];
-        return open_one((0, (body, &mut empty))).map(|()| out);
+        return open_one((0, (body, &mut empty)));
     }
-    let result = if count >= PARALLEL_MIN_CHUNKS {
+    if count >= PARALLEL_MIN_CHUNKS {
         body.par_chunks(chunk + TAG_LEN)
             .zip(out.par_chunks_mut(chunk))
             .enumerate()
@@ -108,6 +116,21 @@ pub(crate) fn open_body(
             .zip(out.chunks_mut(chunk))
             .enumerate()
             .try_for_each(open_one)
-    };
-    result.map(|()| out)
+    }
+}
+
+/// Opens the body of a stream envelope into a fresh [`Plaintext`].
+pub(crate) fn open_body(
+    key: &dyn AeadKey,
+    header: &Header,
+    extra_aad: &[u8],
+    bytes: &[u8],
+) -> Result<Plaintext> {
+    let total = usize::try_from(header.length)
+        .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
+    let mut out = Plaintext::new(Vec::new());
+    size_output(out.as_vec_mut(), total);
+    // On an error `out` is dropped, which wipes it.
+    open_chunks(key, header, extra_aad, bytes, out.as_vec_mut())?;
+    Ok(out)
 }
