@@ -294,9 +294,10 @@ pub enum Error {
         directory: std::path::PathBuf,
     },
 
-    /// A shutdown ended with kernels that did not stop in time. Everything else was
-    /// stopped and freed; the report names what stayed stuck.
-    #[error("shutdown left {} kernel(s) stuck: {}", report.stuck.len(), report.stuck.join(", "))]
+    /// A shutdown ended with kernels that did not stop in time, or without closing the
+    /// audit log (a write failure had stopped it). Everything else was stopped and
+    /// freed; the report names what stayed stuck and why the log did not close.
+    #[error("{}", shutdown_incomplete(report))]
     ShutdownIncomplete {
         /// What the shutdown did, with the stuck kernels.
         report: Box<crate::kinds::ShutdownReport>,
@@ -396,6 +397,25 @@ impl std::fmt::Display for TokenFailure {
             TokenFailure::Failed => "operation failed",
         })
     }
+}
+
+/// The message of [`Error::ShutdownIncomplete`].
+fn shutdown_incomplete(report: &crate::kinds::ShutdownReport) -> String {
+    let mut parts = Vec::new();
+    if !report.stuck.is_empty() {
+        parts.push(format!(
+            "shutdown left {} kernel(s) stuck: {}",
+            report.stuck.len(),
+            report.stuck.join(", ")
+        ));
+    }
+    if let Some(why) = &report.audit_log_not_closed {
+        parts.push(format!("shutdown could not close the audit log: {why}"));
+    }
+    if parts.is_empty() {
+        parts.push("shutdown incomplete".to_owned());
+    }
+    parts.join("; ")
 }
 
 impl Error {

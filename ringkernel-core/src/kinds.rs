@@ -79,4 +79,15 @@ pub struct ShutdownReport {
     pub memory_in_use: u64,
     /// Kernels that did not stop in time.
     pub stuck: Vec<String>,
+    /// Why the audit log could not be closed (its last segment sealed and the close
+    /// record signed), if it could not: typically the write failure that stopped it.
+    /// Its records up to that failure verify; `verify` reports the log as open.
+    pub audit_log_not_closed: Option<String>,
+}
+
+impl ShutdownReport {
+    /// Whether everything stopped and the audit log (if any) closed.
+    pub fn is_complete(&self) -> bool {
+        self.stuck.is_empty() && self.audit_log_not_closed.is_none()
+    }
 }

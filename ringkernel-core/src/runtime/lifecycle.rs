@@ -157,11 +157,12 @@ impl Gate {
             .iter()
             .map(|e| e.undelivered.load(Ordering::Acquire))
             .sum();
-        let report = super::ShutdownReport {
+        let mut report = super::ShutdownReport {
             kernels: entries.len(),
             undelivered,
             memory_in_use: self.backend.allocated_bytes(),
             stuck,
+            audit_log_not_closed: None,
         };
         self.audit(|| Event::RuntimeShutdown {
             kernels: report.kernels as u64,
@@ -173,12 +174,15 @@ impl Gate {
             && let Err(e) = log.close()
         {
             tracing::error!(error = %e, "closing the audit log failed");
+            report.audit_log_not_closed = Some(e.to_string());
         }
-        if report.stuck.is_empty() {
+        if report.is_complete() {
             tracing::info!(kernels = report.kernels, "runtime shut down");
             Ok(report)
         } else {
-            tracing::error!(stuck = ?report.stuck, ?timeout, "kernels did not stop in time");
+            if !report.stuck.is_empty() {
+                tracing::error!(stuck = ?report.stuck, ?timeout, "kernels did not stop in time");
+            }
             Err(Error::ShutdownIncomplete {
                 report: Box::new(report),
             })
