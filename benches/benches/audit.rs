@@ -4,7 +4,8 @@
 //! - `audit_syslog`: appends with the signed heads, or every record too, shipped to
 //!   syslog over loopback TCP (a sink thread in the bench reads it), against
 //!   local-only appends in the same run;
-//! - `audit_verify`: verification throughput (MB of log per second);
+//! - `audit_verify`: verification throughput (MB of log per second) on 1 and 2
+//!   threads, against one SHA-256 pass over the same files;
 //! - `compliance`: report generation and each export, for all seven standards.
 
 use std::hint::black_box;
@@ -207,9 +208,17 @@ fn verify_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("audit_verify");
     g.throughput(Throughput::Bytes(bytes));
     g.sample_size(10);
-    g.bench_function("50000_records", |b| {
-        b.iter(|| black_box(verify(dir.path(), &pk).expect("verify")))
-    });
+    // verify hashes the lines of a segment on the rayon pool: on one thread, and on
+    // two (this VM's cores).
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        g.bench_function(format!("50000_records_{threads}_threads"), |b| {
+            b.iter(|| pool.install(|| black_box(verify(dir.path(), &pk).expect("verify"))))
+        });
+    }
     // Baseline (issue #14: verify at >= 0.5x of it): read the same files and one
     // SHA-256 pass over all their bytes, with the same crate `verify` hashes with.
     g.bench_function("sha256_same_files", |b| {

@@ -279,6 +279,33 @@ fn concurrent_flushes_each_cover_their_own_records() {
     log.close().unwrap();
 }
 
+/// A segment large enough that `verify` hashes its lines on the rayon pool: an edit
+/// deep inside it is still found and named at the right record, in a sealed segment
+/// and in the open one.
+#[test]
+fn edits_inside_a_large_segment_are_named_at_their_record() {
+    let dir = temp_dir("large");
+    let log = write_log(dir.path(), 5000, 4 << 20);
+    let pk = log.public_key();
+    assert_eq!(verify(dir.path(), &pk).unwrap().records, 5001);
+    let path = seg(dir.path(), 1);
+    let original = fs::read(&path).unwrap();
+    let edit = |record: u64| {
+        let mut l = lines(&path);
+        l[record as usize] = l[record as usize].replace("reading", "Reading");
+        fs::write(&path, l.join("\n") + "\n").unwrap();
+    };
+    edit(3210);
+    let why = expect_integrity(verify(dir.path(), &pk), 1, Some(3210));
+    assert!(why.contains("record 3210 was modified"), "{why}");
+    // The same segment without its checkpoint: the open segment, parsed in full.
+    fs::write(&path, &original).unwrap();
+    fs::remove_file(dir.path().join("segment-00000001.checkpoint")).unwrap();
+    edit(4321);
+    let why = expect_integrity(verify(dir.path(), &pk), 1, Some(4321));
+    assert!(why.contains("record 4321 was modified"), "{why}");
+}
+
 #[test]
 fn retention_deletes_old_segments_under_a_signed_watermark() {
     let dir = temp_dir("retention");
