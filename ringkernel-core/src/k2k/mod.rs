@@ -60,6 +60,15 @@ impl ForbiddenChar {
 
     /// The first forbidden character class in `s`, if any.
     pub(crate) fn find(s: &str) -> Option<Self> {
+        // ASCII (nearly every id and topic, checked on every send): its only forbidden
+        // characters are the controls, U+0000-U+001F and U+007F; it has no format or
+        // separator characters. A byte scan instead of a Unicode table lookup per char.
+        if s.is_ascii() {
+            return s
+                .bytes()
+                .any(|b| b.is_ascii_control())
+                .then_some(ForbiddenChar::Control);
+        }
         s.chars().find_map(Self::of)
     }
 
@@ -253,6 +262,38 @@ pub(crate) fn validate_message(topic: &str, payload: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ASCII byte scan of `find` decides every ASCII character as the Unicode
+    /// lookup of `of` does, alone and inside longer strings (ASCII or not).
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_unicode_rule() {
+        for b in 0u8..=127 {
+            let c = char::from(b);
+            let alone = c.to_string();
+            assert_eq!(
+                ForbiddenChar::find(&alone),
+                ForbiddenChar::of(c),
+                "{b:#04x}"
+            );
+            let ascii = format!("ab{c}cd");
+            let mixed = format!("ü{c}");
+            assert_eq!(
+                ForbiddenChar::find(&ascii),
+                ForbiddenChar::of(c),
+                "{b:#04x}"
+            );
+            assert_eq!(
+                ForbiddenChar::find(&mixed),
+                ForbiddenChar::of(c),
+                "{b:#04x}"
+            );
+        }
+        assert_eq!(ForbiddenChar::find(""), None);
+        assert_eq!(
+            ForbiddenChar::find("ok\u{202E}"),
+            Some(ForbiddenChar::Format)
+        );
+    }
 
     #[test]
     fn kernel_id_rules() {
