@@ -189,6 +189,11 @@ fn per_route_summaries_count_every_delivered_send_exactly_once() {
         assert!(t0.elapsed() < Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(1));
     }
+    // What an auditor reads in the compliance snapshot: summaries, not a record each.
+    assert_eq!(
+        rt.security_snapshot().audit.k2k_summary_interval_ms,
+        Some(5)
+    );
     let pk = rt.audit_log().unwrap().public_key();
     rt.shutdown().unwrap();
     assert_eq!(verify(&dir, &pk).unwrap().status, LogStatus::Closed);

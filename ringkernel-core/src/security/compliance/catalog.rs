@@ -312,10 +312,13 @@ fn audit_logging(ctx: &SecuritySnapshot, _: &S) -> ComplianceStatus {
         } else {
             ""
         },
-        if a.logs_k2k_messages {
-            ", every K2K send"
-        } else {
-            ""
+        match (a.logs_k2k_messages, a.k2k_summary_interval_ms) {
+            (false, _) => String::new(),
+            (true, None) => ", every K2K send".to_owned(),
+            (true, Some(ms)) => format!(
+                ", K2K sends (refusals one by one, deliveries as exact per-route counts \
+                 every {ms} ms)"
+            ),
         },
         if a.logs_memory_access {
             ", buffer access"

@@ -101,6 +101,11 @@ pub struct AuditFacts {
     /// (`AuditFailurePolicy`).
     #[serde(default)]
     pub on_failure: String,
+    /// With `logs_k2k_messages`: how often delivered sends are written as exact
+    /// per-route counts (`K2kRecords::PerRoute`), in milliseconds; `None` when every
+    /// send has a record of its own.
+    #[serde(default)]
+    pub k2k_summary_interval_ms: Option<u64>,
 }
 
 /// A snapshot of the runtime, taken by `ComplianceReporter::generate`.
