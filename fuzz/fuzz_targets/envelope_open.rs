@@ -3,7 +3,9 @@
 //!
 //! Properties: nothing panics; bytes the fuzzer made up never open; a genuine envelope
 //! opens to exactly its plaintext, and with any byte changed, cut or appended it no
-//! longer opens.
+//! longer opens. The same through the caller-buffer forms (`seal_region_into`,
+//! `seal_in_place`, `open_region_into`, `open_in_place`, `open_stream_into`), whose
+//! vectors are left empty when an open is refused.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -48,6 +50,24 @@ fn raw(bytes: &[u8]) {
     for e in keys() {
         assert!(e.open_region(bytes, ctx, SequenceCheck::Any, b"").is_err());
         assert!(e.open_stream(bytes, ctx, SequenceCheck::Any, b"").is_err());
+        // The caller-buffer forms refuse them too and leave nothing behind.
+        let mut out = vec![0xDD; 40];
+        assert!(
+            e.open_region_into(bytes, ctx, SequenceCheck::Any, b"", &mut out)
+                .is_err()
+        );
+        assert!(out.is_empty());
+        out = vec![0xDD; 40];
+        assert!(
+            e.open_stream_into(bytes, ctx, SequenceCheck::Any, b"", &mut out)
+                .is_err()
+        );
+        assert!(out.is_empty());
+        let mut copy = bytes.to_vec();
+        assert!(
+            e.open_in_place(&mut copy, ctx, SequenceCheck::Any, b"")
+                .is_err()
+        );
         if let Ok(s) = SealedData::from_bytes(bytes.to_vec()) {
             assert!(e.decrypt_bytes(&s).is_err());
         }
@@ -68,6 +88,26 @@ fn sealed(data: &[u8]) -> arbitrary::Result<()> {
         .open_region(&good, ctx, SequenceCheck::Exact(seq), &aad)
         .expect("a genuine envelope opens");
     assert_eq!(&opened[..], plain);
+    // The caller-buffer forms make envelopes that open, and open the genuine one.
+    let mut into = vec![0xEE; 17];
+    e.seal_region_into(ctx, seq, plain, &aad, &mut into)
+        .expect("seal into");
+    let mut laid = vec![0u8; e.sealed_len(plain.len())];
+    let at = e.plaintext_offset();
+    laid[at..at + plain.len()].copy_from_slice(plain);
+    e.seal_in_place(ctx, seq, &mut laid, &aad)
+        .expect("seal in place");
+    for envelope in [&into, &laid, &good] {
+        let mut out = vec![0xDD; 3];
+        e.open_region_into(envelope, ctx, SequenceCheck::Exact(seq), &aad, &mut out)
+            .expect("opens into a vector");
+        assert_eq!(out, plain);
+        let mut copy = envelope.clone();
+        let opened = e
+            .open_in_place(&mut copy, ctx, SequenceCheck::Exact(seq), &aad)
+            .expect("opens in place");
+        assert_eq!(&opened[..], plain);
+    }
     let mut bad = good.clone();
     match change {
         Change::Flip { at, xor } => {
@@ -79,6 +119,17 @@ fn sealed(data: &[u8]) -> arbitrary::Result<()> {
     }
     assert!(e.open_region(&bad, ctx, SequenceCheck::Any, &aad).is_err());
     assert!(e.open_stream(&bad, ctx, SequenceCheck::Any, &aad).is_err());
+    let mut out = vec![0xDD; 8];
+    assert!(
+        e.open_region_into(&bad, ctx, SequenceCheck::Any, &aad, &mut out)
+            .is_err()
+    );
+    assert!(out.is_empty(), "a refused open leaves its vector empty");
+    let mut copy = bad.clone();
+    assert!(
+        e.open_in_place(&mut copy, ctx, SequenceCheck::Any, &aad)
+            .is_err()
+    );
     // Another context, sequence or associated data never opens the genuine one.
     assert!(
         e.open_region(

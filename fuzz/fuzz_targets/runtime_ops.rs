@@ -19,7 +19,9 @@
 //! only grow; only the latest exported snapshot of a kernel restores (unchanged, named
 //! with its generation, into that kernel), and a restore gives back its state; no
 //! changed snapshot or sealed datum is accepted; a changed keystore opens only with the
-//! same keys; at the end the audit log verifies as closed.
+//! same keys; at the end the audit log verifies as closed and accounts for every
+//! accepted send exactly once (a `k2k.send` record each, or counted in a
+//! `k2k.route_summary`: the runtimes of an input alternate between the two modes).
 //!
 //! Not covered: flipping bytes of a sealed control block or queue in place. The CPU
 //! backend keeps them in host memory the public API does not reach (the hostile-device
@@ -38,7 +40,9 @@ use ringkernel_core::k2k::Endpoint;
 use ringkernel_core::runtime::{
     KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder, RuntimeConfig, StateSnapshot,
 };
-use ringkernel_core::security::audit::{AuditConfig, LogStatus, verify};
+use ringkernel_core::security::audit::{
+    AuditConfig, AuditLogConfig, AuditRecord, K2kRecords, LogStatus, verify,
+};
 use ringkernel_core::security::encryption::SealedData;
 use ringkernel_core::security::keystore::{KeyEncryptionKey, Keystore};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
@@ -132,15 +136,27 @@ fn allowed(from: usize, to: usize, topic: usize) -> bool {
     from < 2 && (2..4).contains(&to) && topic == 0
 }
 
-fn build(state: &Path) -> Runtime {
+/// `per_route`: delivered sends are audited as per-route counts (`K2kRecords::PerRoute`,
+/// a 2 ms interval) instead of a record each; the runs of one input alternate.
+fn build(state: &Path, per_route: bool) -> Runtime {
     let keystore = Keystore::open(state, kek()).expect("keystore opens");
     RuntimeBuilder::new()
         .production()
         .with_keystore(keystore)
         .with_sandbox(sandbox())
-        .with_audit_logging(AuditConfig {
-            log_k2k_messages: true,
-            ..AuditConfig::default()
+        .with_audit_logging(AuditLogConfig {
+            events: AuditConfig {
+                log_k2k_messages: true,
+                ..AuditConfig::default()
+            },
+            k2k_records: if per_route {
+                K2kRecords::PerRoute {
+                    interval: Duration::from_millis(2),
+                }
+            } else {
+                K2kRecords::EachSend
+            },
+            ..AuditLogConfig::default()
         })
         .config(RuntimeConfig {
             poll_interval: Duration::from_millis(1),
@@ -207,6 +223,8 @@ struct World {
     snapshots: Vec<Snapshot>,
     blobs: Vec<(SealedData, Vec<u8>)>,
     next_payload: u64,
+    /// Runtimes built so far (odd ones audit K2K sends per route).
+    builds: u32,
 }
 
 /// Locks `m`, also when a panic poisoned it (the target reports the panic itself).
@@ -245,7 +263,7 @@ fn launch(
 impl World {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rt = build(dir.path());
+        let rt = build(dir.path(), false);
         World {
             dir,
             rt: Some(rt),
@@ -260,6 +278,7 @@ impl World {
             snapshots: Vec::new(),
             blobs: Vec::new(),
             next_payload: 0,
+            builds: 1,
         }
     }
 
@@ -722,7 +741,8 @@ impl World {
             std::fs::write(&file, &genuine).expect("write keystore");
         }
         self.rt = None;
-        self.rt = Some(build(state));
+        self.rt = Some(build(state, self.builds % 2 == 1));
+        self.builds += 1;
         self.up = true;
     }
 
@@ -733,11 +753,36 @@ impl World {
         let key = Keystore::open(self.dir.path(), kek())
             .expect("keystore")
             .audit_public_key();
-        let report = verify(self.dir.path().join("audit"), &key).expect("the audit log verifies");
+        let audit = self.dir.path().join("audit");
+        let report = verify(&audit, &key).expect("the audit log verifies");
         assert_eq!(
             report.status,
             LogStatus::Closed,
             "a clean shutdown closes the log"
+        );
+        // Every accepted send is in the log exactly once: as its own `k2k.send` record
+        // or counted in one `k2k.route_summary`.
+        let mut delivered = 0u64;
+        for entry in std::fs::read_dir(&audit).expect("audit dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                let text = std::fs::read_to_string(&path).expect("segment");
+                for line in text.lines() {
+                    let r: AuditRecord = serde_json::from_str(line).expect("a record");
+                    match (r.event.as_str(), r.result.as_str()) {
+                        ("k2k.send", "ok") => delivered += 1,
+                        ("k2k.route_summary", _) => {
+                            delivered += r.details["messages"].as_u64().expect("a count")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            delivered,
+            self.sent.len() as u64,
+            "accepted sends and the sends the audit log accounts for"
         );
     }
 }

@@ -75,6 +75,20 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         .open_stream(&good, ctx, SequenceCheck::Exact(7), b"")
         .expect("a genuine stream opens");
     assert_eq!(&opened[..], &data[..]);
+    // The caller-buffer forms, into vectors holding something else: the same stream.
+    let mut sealed_into = vec![0xEE; usize::from(u8::arbitrary(u)?) * 97];
+    e.seal_stream_into(ctx, 7, &data, b"", &mut sealed_into)
+        .expect("seal into");
+    let mut opened_into = vec![0xDD; usize::from(u8::arbitrary(u)?) * 89];
+    e.open_stream_into(
+        &sealed_into,
+        ctx,
+        SequenceCheck::Exact(7),
+        b"",
+        &mut opened_into,
+    )
+    .expect("a genuine stream opens into a vector");
+    assert_eq!(opened_into, data);
     let header_len = Header::parse(&good).expect("parses").encoded_len();
     let other = e.seal_stream(ctx, 7, &data, b"").expect("seal");
     let (mut head, mut chunks) = split(&good, header_len);
@@ -118,6 +132,16 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         }
     }
     let result = e.open_stream(&bad, ctx, SequenceCheck::Any, b"");
+    let mut into = vec![0xDD; 64];
+    let result_into = e.open_stream_into(&bad, ctx, SequenceCheck::Any, b"", &mut into);
+    assert_eq!(
+        result_into.is_ok(),
+        result.is_ok(),
+        "both open forms decide alike"
+    );
+    if result_into.is_err() {
+        assert!(into.is_empty(), "a refused open leaves its vector empty");
+    }
     // The edits can rebuild the other genuine stream whole (its header differs from this
     // one's only in the nonce prefix, one flipped bit away): that one opens too.
     if bad == good || bad == other {
