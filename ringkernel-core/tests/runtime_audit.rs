@@ -12,29 +12,35 @@ use ringkernel_core::security::audit::{
 use ringkernel_core::security::encryption::{EncryptionConfig, MemoryEncryption};
 use ringkernel_core::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
-#[test]
-fn a_production_runtime_records_what_happened_and_never_payloads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
+/// A production runtime with sealed memory, a sandbox that lets kernels send only to
+/// `sink`, and `audit` as its audit log.
+fn production_runtime(audit: AuditLogConfig) -> ringkernel_core::runtime::Runtime {
     let sandbox = KernelSandbox::with_policy(
         ResourceLimits::new(),
         SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
     );
-    let rt = RuntimeBuilder::new()
+    RuntimeBuilder::new()
         .production()
         .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
         .with_sandbox(sandbox)
-        .with_audit_logging(AuditLogConfig {
-            events: AuditConfig {
-                log_k2k_messages: true,
-                log_memory_access: true,
-                log_violations: true,
-                retention_days: 90,
-            },
-            ..AuditLogConfig::in_directory(&dir)
-        })
+        .with_audit_logging(audit)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_production_runtime_records_what_happened_and_never_payloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let rt = production_runtime(AuditLogConfig {
+        events: AuditConfig {
+            log_k2k_messages: true,
+            log_memory_access: true,
+            log_violations: true,
+            retention_days: 90,
+        },
+        ..AuditLogConfig::in_directory(&dir)
+    });
     let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
     let src = rt.launch("src", LaunchOptions::new()).unwrap();
     src.send("sink", "t", b"SECRET-PAYLOAD-MARKER").unwrap();
@@ -137,28 +143,18 @@ fn read_records(dir: &std::path::Path) -> Vec<AuditRecord> {
 fn per_route_summaries_count_every_delivered_send_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let sandbox = KernelSandbox::with_policy(
-        ResourceLimits::new(),
-        SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
-    );
-    let rt = RuntimeBuilder::new()
-        .production()
-        .with_encryption(MemoryEncryption::new(EncryptionConfig::secure()).unwrap())
-        .with_sandbox(sandbox)
-        .with_audit_logging(AuditLogConfig {
-            events: AuditConfig {
-                log_k2k_messages: true,
-                ..AuditConfig::default()
-            },
-            // Shorter than the sends take: summaries are written while they go on.
-            k2k_records: K2kRecords::PerRoute {
-                interval: Duration::from_millis(5),
-            },
-            flush_interval: Duration::from_millis(5),
-            ..AuditLogConfig::in_directory(&dir)
-        })
-        .build()
-        .unwrap();
+    let rt = production_runtime(AuditLogConfig {
+        events: AuditConfig {
+            log_k2k_messages: true,
+            ..AuditConfig::default()
+        },
+        // Shorter than the sends take: summaries are written while they go on.
+        k2k_records: K2kRecords::PerRoute {
+            interval: Duration::from_millis(5),
+        },
+        flush_interval: Duration::from_millis(5),
+        ..AuditLogConfig::in_directory(&dir)
+    });
     let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
     let a = rt.launch("src_a", LaunchOptions::new()).unwrap();
     let b = rt.launch("src_b", LaunchOptions::new()).unwrap();
