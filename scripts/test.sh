@@ -192,7 +192,7 @@ log "cargo test --doc"
 cargo test --workspace --doc --locked
 
 log "examples (each exits non-zero if what it demonstrates does not hold)"
-for bin in secure_runtime sandbox_violations password_derived_keys compliance_report; do
+for bin in secure_runtime sandbox_violations password_derived_keys compliance_report audit_k2k_summaries; do
     cargo run -q --locked -p ringkernel-examples --bin "$bin" > /dev/null
     echo "example $bin: ok"
 done
