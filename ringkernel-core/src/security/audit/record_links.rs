@@ -42,9 +42,9 @@ const PREV_SUFFIX_LEN: usize = 9 + 64 + 2;
 ///
 /// Only for lines whose bytes a signed checkpoint covers: they are then exactly what
 /// the writer wrote (the Merkle root over their chain hashes matches, or `verify`
-/// fails), and the writer writes only records that serialise as [`AuditRecord`]s
-/// (super::format::AuditRecord). A line of the open segment, which nothing signed
-/// covers yet, is parsed in full ([`RecordLinks`]).
+/// fails), and the writer writes only records that serialise as an
+/// [`AuditRecord`](super::format::AuditRecord). A line of the open segment, which
+/// nothing signed covers yet, is parsed in full ([`RecordLinks`]).
 pub(super) fn framed_links(line: &[u8]) -> Option<(u64, &[u8])> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
