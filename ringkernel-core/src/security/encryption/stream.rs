@@ -35,7 +35,7 @@ pub(crate) fn size_output(out: &mut Vec<u8>, len: usize) {
 }
 
 /// Seals `data` as the body of a stream: `envelope` is the whole envelope, its
-/// encoded header already at the front and exactly [`sealed_stream_len`] long.
+/// encoded header already at the front and exactly `header.total_len()` long.
 pub(crate) fn seal_chunks(
     key: &dyn AeadKey,
     header: &Header,
