@@ -11,6 +11,7 @@ use ringkernel_core::backend::{
 };
 
 use crate::gpu::{AdapterFacts, Gpu, align4};
+use crate::shaders::Poly1305Arithmetic;
 
 /// Allocation granule: buffers are created in multiples of 256 bytes (the storage
 /// binding offset alignment of most adapters), and that is what accounting counts.
@@ -36,8 +37,25 @@ impl std::fmt::Debug for WgpuBackend {
 impl WgpuBackend {
     /// Opens the adapter the environment names, or the default one, and compiles the
     /// kernels. Returns [`Error::BackendUnavailable`] when there is no usable adapter.
+    ///
+    /// Poly1305 runs on 64-bit integers ([`Poly1305Arithmetic::Int64`]) when the
+    /// adapter offers `SHADER_INT64`, and on 32-bit arithmetic with emulated products
+    /// ([`Poly1305Arithmetic::Emulated16`]) otherwise; [`WgpuBackend::poly1305`] says
+    /// which.
     pub fn new() -> Result<Self, Error> {
-        let gpu = Gpu::open()?;
+        Self::open(None)
+    }
+
+    /// Like [`WgpuBackend::new`], with Poly1305's arithmetic chosen by the caller
+    /// instead of by the adapter's features: for tests and benchmarks that run both
+    /// paths on one adapter. [`Poly1305Arithmetic::Int64`] on an adapter without
+    /// `SHADER_INT64` is [`Error::BackendUnavailable`], never a silent fallback.
+    pub fn with_poly1305(arithmetic: Poly1305Arithmetic) -> Result<Self, Error> {
+        Self::open(Some(arithmetic))
+    }
+
+    fn open(arithmetic: Option<Poly1305Arithmetic>) -> Result<Self, Error> {
+        let gpu = Gpu::open(arithmetic)?;
         gpu.pipelines()?;
         Ok(WgpuBackend {
             gpu,
@@ -51,6 +69,11 @@ impl WgpuBackend {
         &self.gpu.facts
     }
 
+    /// How this backend's kernels compute Poly1305's products.
+    pub fn poly1305(&self) -> Poly1305Arithmetic {
+        self.gpu.arithmetic
+    }
+
     pub(crate) fn buffer(&self, id: BufferId) -> Result<(Arc<wgpu::Buffer>, u64), Error> {
         self.buffers.get(id)
     }
@@ -61,7 +84,16 @@ impl ComputeBackend for WgpuBackend {
         let f = &self.gpu.facts;
         BackendInfo {
             name: "wgpu",
-            device: format!("{} ({}, {})", f.name, f.backend, f.device_type),
+            device: format!(
+                "{} ({}, {}, Poly1305 {})",
+                f.name,
+                f.backend,
+                f.device_type,
+                match self.gpu.arithmetic {
+                    Poly1305Arithmetic::Int64 => "int64",
+                    Poly1305Arithmetic::Emulated16 => "emulated 16-bit",
+                }
+            ),
             kind: f.kind,
             zeroes_on_allocate: true,
             zeroes_on_free: true,

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use ringkernel_core::Error;
 use ringkernel_core::backend::DeviceKind;
 
-use crate::shaders::Pipelines;
+use crate::shaders::{Pipelines, Poly1305Arithmetic};
 
 /// What the selected adapter is.
 #[derive(Clone, Debug)]
@@ -30,6 +30,8 @@ pub(crate) struct Gpu {
     pub(crate) queue: wgpu::Queue,
     pub(crate) facts: AdapterFacts,
     pub(crate) limits: wgpu::Limits,
+    /// How the kernels compute Poly1305's products on this device.
+    pub(crate) arithmetic: Poly1305Arithmetic,
     pipelines: OnceLock<Result<Pipelines, String>>,
 }
 
@@ -42,8 +44,11 @@ pub(crate) fn backend_error(
 
 impl Gpu {
     /// Opens the adapter chosen by the environment (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
-    /// `WGPU_POWER_PREF`), or the default one.
-    pub(crate) fn open() -> Result<Arc<Gpu>, Error> {
+    /// `WGPU_POWER_PREF`), or the default one. `arithmetic: None` takes
+    /// [`Poly1305Arithmetic::Int64`] when the adapter has `SHADER_INT64` and
+    /// [`Poly1305Arithmetic::Emulated16`] otherwise; `Some` insists on one, and an
+    /// adapter without what it needs is `BackendUnavailable`.
+    pub(crate) fn open(arithmetic: Option<Poly1305Arithmetic>) -> Result<Arc<Gpu>, Error> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
@@ -83,9 +88,25 @@ impl Gpu {
                 reason: format!("adapter {} has no compute shaders", facts.name),
             });
         }
+        let has_int64 = adapter.features().contains(wgpu::Features::SHADER_INT64);
+        let arithmetic = match arithmetic {
+            Some(Poly1305Arithmetic::Int64) if !has_int64 => {
+                return Err(Error::BackendUnavailable {
+                    reason: format!(
+                        "adapter {} lacks SHADER_INT64, which 64-bit Poly1305 needs",
+                        facts.name
+                    ),
+                });
+            }
+            Some(a) => a,
+            None if has_int64 => Poly1305Arithmetic::Int64,
+            None => Poly1305Arithmetic::Emulated16,
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("ringkernel"),
-            required_features: wgpu::Features::empty(),
+            // Only what the chosen arithmetic needs: SHADER_INT64 for Int64, nothing
+            // for the emulated fallback.
+            required_features: arithmetic.required_features(),
             required_limits: adapter_limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -101,12 +122,13 @@ impl Gpu {
             tracing::error!(error = %e, "uncaptured wgpu error");
         }));
         let limits = device.limits();
-        tracing::info!(adapter = %facts.name, backend = %facts.backend, kind = ?facts.kind, "wgpu device opened");
+        tracing::info!(adapter = %facts.name, backend = %facts.backend, kind = ?facts.kind, poly1305 = ?arithmetic, "wgpu device opened");
         Ok(Arc::new(Gpu {
             device,
             queue,
             facts,
             limits,
+            arithmetic,
             pipelines: OnceLock::new(),
         }))
     }
@@ -114,7 +136,9 @@ impl Gpu {
     /// The compiled pipelines (compiled once, on first use).
     pub(crate) fn pipelines(&self) -> Result<&Pipelines, Error> {
         self.pipelines
-            .get_or_init(|| Pipelines::compile(&self.device).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                Pipelines::compile(&self.device, self.arithmetic).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(|e| Error::backend(format!("wgpu: shader pipelines: {e}")))
     }

@@ -2,8 +2,9 @@
 //!
 //! The wgpu backend for `ringkernel-core`: device buffers on any Vulkan, Metal, DX12 or
 //! GL adapter, persistent kernels dispatched in rounds, and ChaCha20-Poly1305 written in
-//! WGSL (32-bit arithmetic only) so that a kernel opens and re-seals its own control
-//! block on the GPU.
+//! WGSL so that a kernel opens and re-seals its own control block on the GPU. Poly1305
+//! runs on 64-bit integers where the adapter has `SHADER_INT64`, and on 32-bit
+//! arithmetic otherwise ([`Poly1305Arithmetic`]).
 //!
 //! ```no_run
 //! use ringkernel_core::backend::{DeviceProgram, KernelProgram};
@@ -37,6 +38,7 @@ pub mod shaders;
 pub use backend::WgpuBackend;
 pub use gpu::AdapterFacts;
 pub use ringkernel_core::backend::{AeadJob, AeadOp, DeviceCipher};
+pub use shaders::Poly1305Arithmetic;
 
 pub use ringkernel_core::Error;
 

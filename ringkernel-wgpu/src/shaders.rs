@@ -2,13 +2,45 @@
 //!
 //! WGSL has no `#include`: every module is the layout prelude generated from
 //! `ringkernel_core::backend::device::layout`, the cipher library
-//! `chacha20_poly1305.wgsl` and one kernel file.
+//! `chacha20_poly1305.wgsl`, Poly1305's products for the chosen
+//! [`Poly1305Arithmetic`] and one kernel file.
 
 use ringkernel_core::Error;
 use ringkernel_shaders::wgsl;
 
-/// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings.
+/// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings, less
+/// Poly1305's two multiplying functions ([`Poly1305Arithmetic::source`]).
 pub const CIPHER_WGSL: &str = wgsl::CHACHA20_POLY1305;
+
+/// How the WGSL kernels compute Poly1305's 32×32→64-bit limb products. Both give the
+/// same results (the conformance suite runs both); neither branches on secrets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Poly1305Arithmetic {
+    /// Native WGSL `u64` products. Needs the adapter's `SHADER_INT64` feature
+    /// (lavapipe has it); the backend uses it whenever the adapter offers it.
+    Int64,
+    /// Products emulated in 16-bit halves with 32-bit arithmetic only: every adapter.
+    /// The fallback when the adapter lacks `SHADER_INT64`.
+    Emulated16,
+}
+
+impl Poly1305Arithmetic {
+    /// The WGSL file with this arithmetic's `rk_poly_block` and `rk_fe_mul`.
+    pub fn source(self) -> &'static str {
+        match self {
+            Poly1305Arithmetic::Int64 => wgsl::POLY1305_MUL_INT64,
+            Poly1305Arithmetic::Emulated16 => wgsl::POLY1305_MUL_EMULATED,
+        }
+    }
+
+    /// The device features the modules need.
+    pub fn required_features(self) -> wgpu::Features {
+        match self {
+            Poly1305Arithmetic::Int64 => wgpu::Features::SHADER_INT64,
+            Poly1305Arithmetic::Emulated16 => wgpu::Features::empty(),
+        }
+    }
+}
 /// Single-shot seal/open of many records, one per invocation.
 pub const AEAD_BATCH_WGSL: &str = wgsl::AEAD_BATCH;
 /// Chunked STREAM seal/open of device buffers, one chunk per workgroup.
@@ -23,17 +55,18 @@ pub fn prelude() -> String {
     ringkernel_core::backend::device::layout::wgsl_prelude()
 }
 
-/// Every module the backend compiles, by name: the layout prelude, the cipher library,
-/// then one kernel file.
-pub fn modules() -> Vec<(&'static str, String)> {
+/// Every module the backend compiles with `arithmetic`, by name: the layout prelude,
+/// the cipher library, Poly1305's products, then one kernel file.
+pub fn modules(arithmetic: Poly1305Arithmetic) -> Vec<(&'static str, String)> {
     let prelude = prelude();
+    let products = arithmetic.source();
     [
         ("aead_batch", AEAD_BATCH_WGSL),
         ("stream_aead", STREAM_AEAD_WGSL),
         ("persistent_kernel", PERSISTENT_WGSL),
     ]
     .into_iter()
-    .map(|(name, src)| (name, format!("{prelude}\n{CIPHER_WGSL}\n{src}")))
+    .map(|(name, src)| (name, format!("{prelude}\n{CIPHER_WGSL}\n{products}\n{src}")))
     .collect()
 }
 
@@ -46,9 +79,12 @@ pub(crate) struct Pipelines {
 }
 
 impl Pipelines {
-    pub(crate) fn compile(device: &wgpu::Device) -> Result<Pipelines, Error> {
+    pub(crate) fn compile(
+        device: &wgpu::Device,
+        arithmetic: Poly1305Arithmetic,
+    ) -> Result<Pipelines, Error> {
         let mut compiled = std::collections::HashMap::new();
-        for (name, source) in modules() {
+        for (name, source) in modules(arithmetic) {
             let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),

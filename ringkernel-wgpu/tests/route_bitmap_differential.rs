@@ -172,10 +172,12 @@ fn storage(dev: &Device, label: &str, words: &[u32], writable: bool) -> wgpu::Bu
 
 /// Runs the probe over the uploaded bitmap and returns one word per grid pair.
 fn device_decisions(dev: &Device, params: &[u32], routes: &[u32], side: u32) -> Vec<u32> {
+    // The route check does no Poly1305: the 32-bit products need no device feature.
     let source = format!(
-        "{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}\n{}",
         ringkernel_wgpu::shaders::prelude(),
         ringkernel_wgpu::shaders::CIPHER_WGSL,
+        ringkernel_wgpu::Poly1305Arithmetic::Emulated16.source(),
         ringkernel_wgpu::shaders::PERSISTENT_WGSL,
         PROBE_WGSL
     );

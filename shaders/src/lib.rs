@@ -13,10 +13,16 @@
 //! ```
 
 /// The WGSL sources (`wgsl/`). WGSL has no `#include`: a module is the prelude, the
-/// cipher library and one kernel file.
+/// cipher library, one of the two Poly1305 product files and one kernel file.
 pub mod wgsl {
-    /// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings.
+    /// The cipher library: ChaCha20 and Poly1305 in 32-bit arithmetic, no bindings,
+    /// less Poly1305's two multiplying functions (one of the two files below).
     pub const CHACHA20_POLY1305: &str = include_str!("../wgsl/chacha20_poly1305.wgsl");
+    /// Poly1305's products on 64-bit integers (WGSL `u64`): needs `SHADER_INT64`.
+    pub const POLY1305_MUL_INT64: &str = include_str!("../wgsl/poly1305_mul_int64.wgsl");
+    /// Poly1305's products emulated in 16-bit halves: 32-bit arithmetic only, every
+    /// adapter.
+    pub const POLY1305_MUL_EMULATED: &str = include_str!("../wgsl/poly1305_mul_emulated.wgsl");
     /// Single-shot seal/open of many records, one per invocation.
     pub const AEAD_BATCH: &str = include_str!("../wgsl/aead_batch.wgsl");
     /// Chunked STREAM seal/open of device buffers, one chunk per workgroup.
@@ -25,8 +31,10 @@ pub mod wgsl {
     pub const PERSISTENT_KERNEL: &str = include_str!("../wgsl/persistent_kernel.wgsl");
 
     /// Every file, by its name in `wgsl/`.
-    pub const FILES: [(&str, &str); 4] = [
+    pub const FILES: [(&str, &str); 6] = [
         ("chacha20_poly1305.wgsl", CHACHA20_POLY1305),
+        ("poly1305_mul_int64.wgsl", POLY1305_MUL_INT64),
+        ("poly1305_mul_emulated.wgsl", POLY1305_MUL_EMULATED),
         ("aead_batch.wgsl", AEAD_BATCH),
         ("stream_aead.wgsl", STREAM_AEAD),
         ("persistent_kernel.wgsl", PERSISTENT_KERNEL),
@@ -61,7 +69,10 @@ mod tests {
     #[test]
     fn every_file_on_disk_is_exposed() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        for (dir, files) in [("wgsl", &super::wgsl::FILES), ("cuda", &super::cuda::FILES)] {
+        for (dir, files) in [
+            ("wgsl", &super::wgsl::FILES[..]),
+            ("cuda", &super::cuda::FILES[..]),
+        ] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap() {
                 let path = entry.unwrap().path();
                 let name = path.file_name().unwrap().to_str().unwrap().to_owned();
