@@ -2,7 +2,10 @@
 //! - `<backend>_stream/<size>`: STREAM seal and open of a device buffer with the GPU
 //!   ChaCha20-Poly1305 (end to end: launch plus read-back of the sealed body), against
 //!   the CPU ChaCha20-Poly1305 STREAM of the same bytes (`cpu_seal/<provider>`: the
-//!   provider `ProviderChoice::Auto` uses, aws-lc-rs, on the default rayon pool);
+//!   provider `ProviderChoice::Auto` uses, aws-lc-rs, on the default rayon pool). On
+//!   wgpu both Poly1305 arithmetics of the WGSL kernels run in the same group:
+//!   `gpu_seal/int64` (WGSL `u64`, where the adapter has `SHADER_INT64`) and
+//!   `gpu_seal/emulated16` (32-bit only, products in 16-bit halves, the fallback);
 //! - `<backend>_kernel`: persistent-kernel messages/s (bursts of 1,000 64-byte messages
 //!   from the host) with and without a sealed control block (opened and re-sealed by
 //!   the kernel on every round).
@@ -22,7 +25,7 @@ use ringkernel_core::security::encryption::{
     Algorithm, ContextId, EncryptionConfig, MemoryEncryption, ProviderChoice, SequenceCheck,
 };
 use ringkernel_cuda::CudaBackend;
-use ringkernel_wgpu::WgpuBackend;
+use ringkernel_wgpu::{Poly1305Arithmetic, WgpuBackend};
 
 const SIZES: [usize; 3] = [64 << 10, 1 << 20, 16 << 20];
 
@@ -41,6 +44,22 @@ fn wgpu() -> Option<WgpuBackend> {
             None
         }
     }
+}
+
+/// One wgpu backend per Poly1305 arithmetic the adapter can run, labelled for the
+/// bench ids (`gpu_seal/int64`, `gpu_seal/emulated16`).
+fn wgpu_per_arithmetic() -> Vec<(&'static str, WgpuBackend)> {
+    let mut backends = Vec::new();
+    for (label, arithmetic) in [
+        ("int64", Poly1305Arithmetic::Int64),
+        ("emulated16", Poly1305Arithmetic::Emulated16),
+    ] {
+        match WgpuBackend::with_poly1305(arithmetic) {
+            Ok(b) => backends.push((label, b)),
+            Err(e) => println!("wgpu bench: no {label} Poly1305 here: {e}"),
+        }
+    }
+    backends
 }
 
 fn cuda() -> Option<CudaBackend> {
@@ -77,7 +96,9 @@ fn cpu_provider_name() -> &'static str {
         .name()
 }
 
-fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: &B) {
+/// STREAM on each of `gpus` (label, backend), beside the CPU, in one group per size. An
+/// empty label gives the ids `gpu_seal` and `gpu_open`; otherwise `gpu_seal/<label>`.
+fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpus: &[(&str, B)]) {
     let enc = chacha(true);
     let ctx = ContextId::new("bench", "bulk");
     for size in SIZES {
@@ -85,8 +106,6 @@ fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: 
         g.throughput(Throughput::Bytes(size as u64));
         g.sample_size(10);
         let data = vec![0x5Au8; size];
-        let buf = gpu.allocate(size as u64).expect("buffer").id;
-        gpu.write(buf, 0, &data).expect("write");
         let cpu = cpu_provider_name();
         g.bench_function(format!("cpu_seal/{cpu}"), |b| {
             b.iter(|| black_box(enc.seal_stream(ctx, 0, &data, b"").expect("seal")))
@@ -100,24 +119,32 @@ fn stream<B: DeviceCipher + ComputeBackend>(c: &mut Criterion, name: &str, gpu: 
                 )
             })
         });
-        g.bench_function("gpu_seal", |b| {
-            b.iter(|| {
-                black_box(
-                    gpu.seal_buffer(&enc, ctx, 0, buf, size as u64)
-                        .expect("seal"),
-                )
-            })
-        });
-        g.bench_function("gpu_open", |b| {
-            b.iter(|| {
-                black_box(
-                    gpu.open_into_buffer(&enc, &sealed, ctx, SequenceCheck::Any, buf)
-                        .expect("open"),
-                )
-            })
-        });
+        for (label, gpu) in gpus {
+            let id = |op: &str| match label {
+                &"" => op.to_owned(),
+                _ => format!("{op}/{label}"),
+            };
+            let buf = gpu.allocate(size as u64).expect("buffer").id;
+            gpu.write(buf, 0, &data).expect("write");
+            g.bench_function(id("gpu_seal"), |b| {
+                b.iter(|| {
+                    black_box(
+                        gpu.seal_buffer(&enc, ctx, 0, buf, size as u64)
+                            .expect("seal"),
+                    )
+                })
+            });
+            g.bench_function(id("gpu_open"), |b| {
+                b.iter(|| {
+                    black_box(
+                        gpu.open_into_buffer(&enc, &sealed, ctx, SequenceCheck::Any, buf)
+                            .expect("open"),
+                    )
+                })
+            });
+            gpu.free(buf).expect("free");
+        }
         g.finish();
-        gpu.free(buf).expect("free");
     }
 }
 
@@ -166,10 +193,12 @@ fn kernel<B: ComputeBackend>(c: &mut Criterion, name: &str, make: impl Fn() -> B
 
 fn gpu_stream(c: &mut Criterion) {
     if let Some(gpu) = wgpu() {
-        stream(c, "wgpu", &gpu);
+        println!("wgpu bench default Poly1305: {:?}", gpu.poly1305());
+        drop(gpu);
+        stream(c, "wgpu", &wgpu_per_arithmetic());
     }
     if let Some(gpu) = cuda() {
-        stream(c, "cuda", &gpu);
+        stream(c, "cuda", &[("", gpu)]);
     }
 }
 
