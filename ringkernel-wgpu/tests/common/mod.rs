@@ -34,7 +34,7 @@ fn usable(backend: Result<WgpuBackend, ringkernel_wgpu::Error>) -> Option<WgpuBa
             panic!("RINGKERNEL_REQUIRE_WGPU=1 but the wgpu backend is unavailable: {e}")
         }
         Err(e) => {
-            eprintln!("SKIPPED: no wgpu adapter here ({e})");
+            eprintln!("SKIPPED: no usable wgpu backend here ({e})");
             None
         }
     }
