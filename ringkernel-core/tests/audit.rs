@@ -307,6 +307,21 @@ fn edits_inside_a_large_segment_are_named_at_their_record() {
 }
 
 #[test]
+fn a_per_route_interval_under_a_millisecond_is_refused() {
+    use ringkernel_core::security::audit::K2kRecords;
+    let dir = temp_dir("per-route-zero");
+    for interval in [Duration::ZERO, Duration::from_micros(999)] {
+        match AuditLog::open(AuditLogConfig {
+            k2k_records: K2kRecords::PerRoute { interval },
+            ..config(dir.path(), 1 << 20)
+        }) {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains("at least 1 ms"), "{msg}"),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn retention_deletes_old_segments_under_a_signed_watermark() {
     let dir = temp_dir("retention");
     let log = AuditLog::open(AuditLogConfig {

@@ -479,6 +479,13 @@ impl AuditLog {
                 "max_segment_bytes must be at least 4096".into(),
             ));
         }
+        if let K2kRecords::PerRoute { interval } = config.k2k_records
+            && interval < Duration::from_millis(1)
+        {
+            return Err(Error::InvalidConfig(
+                "K2kRecords::PerRoute needs an interval of at least 1 ms".into(),
+            ));
+        }
         let key = match &config.signing_key {
             Some(k) => k.clone(),
             None => AuditSigningKey::generate()?,

@@ -41,7 +41,8 @@ pub enum K2kRecords {
     /// them was sent. Counts are exact; what a crash can lose is the counts of the
     /// current interval (`docs/audit.md`).
     PerRoute {
-        /// How often the counts are written (at most: a flush writes them at once).
+        /// How often the counts are written (at most: a flush writes them at once);
+        /// at least 1 ms, or `AuditLog::open` refuses the configuration.
         interval: Duration,
     },
 }
