@@ -607,10 +607,7 @@ impl MemoryEncryption {
     ) -> Result<()> {
         let (header, key) =
             self.checked_header(sealed, context, check, Some(EnvelopeKind::Stream))?;
-        let total = usize::try_from(header.length)
-            .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
-        stream::size_output(out, total);
-        stream::open_chunks(key.aead(), &header, aad, sealed, out)
+        stream::open_into(key.aead(), &header, aad, sealed, out)
     }
 
     fn open_any(

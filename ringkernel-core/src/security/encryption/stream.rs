@@ -77,7 +77,7 @@ pub(crate) fn seal_chunks(
 /// Opens the body of a stream envelope (`bytes` is the whole envelope, already parsed
 /// into `header`) into `out`, exactly `header.length` bytes long. On an error `out`
 /// may hold partly opened bytes: the caller wipes it.
-pub(crate) fn open_chunks(
+fn open_chunks(
     key: &dyn AeadKey,
     header: &Header,
     extra_aad: &[u8],
@@ -119,6 +119,22 @@ pub(crate) fn open_chunks(
     }
 }
 
+/// Opens the body of a stream envelope into `out`, sized to the plaintext (see
+/// [`size_output`]). On an error `out` may hold partly opened bytes: the caller wipes
+/// it.
+pub(crate) fn open_into(
+    key: &dyn AeadKey,
+    header: &Header,
+    extra_aad: &[u8],
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let total = usize::try_from(header.length)
+        .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
+    size_output(out, total);
+    open_chunks(key, header, extra_aad, bytes, out)
+}
+
 /// Opens the body of a stream envelope into a fresh [`Plaintext`].
 pub(crate) fn open_body(
     key: &dyn AeadKey,
@@ -126,11 +142,8 @@ pub(crate) fn open_body(
     extra_aad: &[u8],
     bytes: &[u8],
 ) -> Result<Plaintext> {
-    let total = usize::try_from(header.length)
-        .map_err(|_| Error::MalformedEnvelope("stream too large".into()))?;
     let mut out = Plaintext::new(Vec::new());
-    size_output(out.as_vec_mut(), total);
     // On an error `out` is dropped, which wipes it.
-    open_chunks(key, header, extra_aad, bytes, out.as_vec_mut())?;
+    open_into(key, header, extra_aad, bytes, out.as_vec_mut())?;
     Ok(out)
 }
