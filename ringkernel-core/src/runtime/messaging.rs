@@ -10,7 +10,7 @@ use super::registry::KernelEntry;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, Message, validate_message};
-use crate::security::audit::{Event, Failure, K2kRecords};
+use crate::security::audit::{Event, Failure};
 
 impl Gate {
     /// Sends from `from` (`None`: the host) to the kernel named `to`. `from` is always a
@@ -26,7 +26,7 @@ impl Gate {
         let r = self.send_inner(from, to, topic, payload, wait);
         if let (Ok(_), Some(log)) = (&r, &self.audit)
             && log.config().events.log_k2k_messages
-            && matches!(log.config().k2k_records, K2kRecords::PerRoute { .. })
+            && log.config().k2k_records.summary_interval().is_some()
         {
             // Delivered: counted for its route's next summary (exact counts, one
             // record per route per interval). Refusals still get a record each.

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::Runtime;
 use super::gate::Gate;
-use crate::security::audit::{Event, K2kRecords};
+use crate::security::audit::Event;
 use crate::security::compliance::{
     AuditFacts, EncryptionFacts, ReportSubject, SandboxFacts, SecuritySnapshot, SnapshotSource,
     sealed,
@@ -112,12 +112,11 @@ fn snapshot(gate: &Gate, at: SystemTime) -> SecuritySnapshot {
                 stopped: log.stopped().map(str::to_owned),
                 unrecorded: log.unrecorded(),
                 on_failure: log.config().on_failure.as_str().to_owned(),
-                k2k_summary_interval_ms: match log.config().k2k_records {
-                    K2kRecords::EachSend => None,
-                    K2kRecords::PerRoute { interval } => {
-                        Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX))
-                    }
-                },
+                k2k_summary_interval_ms: log
+                    .config()
+                    .k2k_records
+                    .summary_interval()
+                    .map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
             }
         }
         None => AuditFacts::default(),

@@ -479,8 +479,10 @@ impl AuditLog {
                 "max_segment_bytes must be at least 4096".into(),
             ));
         }
-        if let K2kRecords::PerRoute { interval } = config.k2k_records
-            && interval < Duration::from_millis(1)
+        if config
+            .k2k_records
+            .summary_interval()
+            .is_some_and(|i| i < Duration::from_millis(1))
         {
             return Err(Error::InvalidConfig(
                 "K2kRecords::PerRoute needs an interval of at least 1 ms".into(),
@@ -504,13 +506,9 @@ impl AuditLog {
             s.ship_head(&head.lock());
         }
         let routes = Arc::new(RouteCounts::new());
-        let summary_interval = match config.k2k_records {
-            K2kRecords::EachSend => None,
-            K2kRecords::PerRoute { interval } => Some(interval),
-        };
         let writer = writer
             .with_shipper(shipper.clone())
-            .with_route_counts(Arc::clone(&routes), summary_interval);
+            .with_route_counts(Arc::clone(&routes), config.k2k_records.summary_interval());
         let (tx, rx) = bounded(QUEUE_CAPACITY);
         let flush_interval = config.flush_interval;
         let failure = writer::Failure::default();
@@ -590,10 +588,7 @@ impl AuditLog {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::AuditLogClosed);
         }
-        if self.inner.failure.get().is_some() {
-            self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
-            return Err(writer::stopped_error(&self.inner.failure, 0));
-        }
+        self.refuse_once_stopped()?;
         // Encoded here, on the appending thread: producers serialise side by side, and
         // the writer thread only links each record into the chain.
         let record = EncodedRecord::encode(&event.into(), SystemTime::now())?;
@@ -616,14 +611,21 @@ impl AuditLog {
         topic: &str,
         bytes: u64,
     ) -> Result<()> {
-        if self.inner.failure.get().is_some() {
-            self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
-            return Err(writer::stopped_error(&self.inner.failure, 0));
-        }
+        self.refuse_once_stopped()?;
         match self.inner.routes.count(from, to, topic, bytes) {
             Ok(()) => Ok(()),
             Err(NotCounted::Closed) => Err(Error::AuditLogClosed),
         }
+    }
+
+    /// Once the writer has stopped, a record (or count) is refused and counted as
+    /// unrecorded.
+    fn refuse_once_stopped(&self) -> Result<()> {
+        if self.inner.failure.get().is_some() {
+            self.inner.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return Err(writer::stopped_error(&self.inner.failure, 0));
+        }
+        Ok(())
     }
 
     fn call<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Command) -> Result<T> {

@@ -47,6 +47,17 @@ pub enum K2kRecords {
     },
 }
 
+impl K2kRecords {
+    /// How often delivered sends are written as per-route counts; `None` when each
+    /// send has a record of its own.
+    pub fn summary_interval(self) -> Option<Duration> {
+        match self {
+            K2kRecords::EachSend => None,
+            K2kRecords::PerRoute { interval } => Some(interval),
+        }
+    }
+}
+
 /// One route's counts since its last summary.
 struct Tally {
     from: Option<KernelId>,

@@ -5,14 +5,13 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use super::AuditPublicKey;
 use super::files::{
     checkpoint_path, head_path, list_segments, log_files_present, segment_path, watermark_path,
 };
-use rayon::prelude::*;
-use sha2::{Digest, Sha256};
-
 use super::format::{
     Checkpoint, HeadState, Watermark, ZERO_HASH, hex, hex32, merkle_root, record_leaf, set_hex,
     sha256_hex, split_signed,

@@ -397,10 +397,16 @@ impl Writer {
             return;
         };
         for event in routes.take(close) {
-            match EncodedRecord::encode(&event.record(), SystemTime::now()) {
-                Ok(rec) => self.write_or_count(rec, failure),
-                Err(e) => self.stop(failure, &e),
-            }
+            self.write_event(event, failure);
+        }
+    }
+
+    /// Writes a record of the writer's own (encoded here, now), or counts it as lost
+    /// once the writer has stopped; like every record, a failure stops the writer.
+    fn write_event(&mut self, event: Event, failure: &Failure) {
+        match EncodedRecord::encode(&event.record(), SystemTime::now()) {
+            Ok(rec) => self.write_or_count(rec, failure),
+            Err(e) => self.stop(failure, &e),
         }
     }
 
@@ -426,11 +432,7 @@ impl Writer {
             total_dropped: shipper.stats().dropped,
         };
         self.last_drop_report = Some(Instant::now());
-        // Like every other record: a failed write stops the writer.
-        match EncodedRecord::encode(&event.record(), SystemTime::now()) {
-            Ok(rec) => self.write_or_count(rec, failure),
-            Err(e) => self.stop(failure, &e),
-        }
+        self.write_event(event, failure);
     }
 
     fn create_segment(dir: &Path, n: u64) -> Result<BufWriter<File>> {
