@@ -162,13 +162,21 @@ fn per_route_summaries_count_every_delivered_send_exactly_once() {
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..per_a {
+                if i == per_a / 2 {
+                    // Several intervals pass with counts pending, however fast the
+                    // sends are: summaries are written while the sends go on.
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let topic = if i % 3 == 0 { "x" } else { "y" };
                 a.send_timeout("sink", topic, &[0u8; 10], Duration::from_secs(10))
                     .unwrap();
             }
         });
         s.spawn(|| {
-            for _ in 0..per_b {
+            for i in 0..per_b {
+                if i == per_b / 2 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 b.send_timeout("sink", "x", &[0u8; 7], Duration::from_secs(10))
                     .unwrap();
             }
