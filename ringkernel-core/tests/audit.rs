@@ -307,6 +307,40 @@ fn edits_inside_a_large_segment_are_named_at_their_record() {
 }
 
 #[test]
+fn forged_links_inside_a_signed_segment_are_named_at_their_record() {
+    let dir = temp_dir("links");
+    let log = write_log(dir.path(), 5000, 4 << 20);
+    let pk = log.public_key();
+    let path = seg(dir.path(), 1);
+    let original = lines(&path);
+    let prev_of = |l: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["prev"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Record 3000 relinked to record 2998 (another genuine hash, lower-case hex, so the
+    // line keeps the writer's exact shape), and then its own link in upper case (the
+    // same hash, another spelling).
+    let forged = |prev: &str| {
+        let mut l = original.clone();
+        l[3000] = l[3000].replace(&prev_of(&l[3000]), prev);
+        fs::write(&path, l.join("\n") + "\n").unwrap();
+    };
+    forged(&prev_of(&original[2999]));
+    let why = expect_integrity(verify(dir.path(), &pk), 1, Some(2999));
+    assert!(why.contains("link of record 3000"), "{why}");
+    forged(&prev_of(&original[3000]).to_uppercase());
+    let why = expect_integrity(verify(dir.path(), &pk), 1, Some(2999));
+    assert!(why.contains("link of record 3000"), "{why}");
+    fs::write(&path, original.join("\n") + "\n").unwrap();
+    assert!(
+        verify(dir.path(), &pk).is_ok(),
+        "restored log verifies again"
+    );
+}
+
+#[test]
 fn a_per_route_interval_under_a_millisecond_is_refused() {
     use ringkernel_core::security::audit::K2kRecords;
     let dir = temp_dir("per-route-zero");

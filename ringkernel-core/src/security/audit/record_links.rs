@@ -45,7 +45,7 @@ const PREV_SUFFIX_LEN: usize = 9 + 64 + 2;
 /// fails), and the writer writes only records that serialise as an
 /// [`AuditRecord`](super::format::AuditRecord). A line of the open segment, which
 /// nothing signed covers yet, is parsed in full ([`RecordLinks`]).
-pub(super) fn framed_links(line: &[u8]) -> Option<(u64, &[u8])> {
+pub(super) fn framed_links(line: &[u8]) -> Option<(u64, &[u8; 64])> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, rest) = rest.split_at(digits);
@@ -57,7 +57,11 @@ pub(super) fn framed_links(line: &[u8]) -> Option<(u64, &[u8])> {
         return None;
     }
     let suffix = &line[line.len() - PREV_SUFFIX_LEN..];
-    let prev = suffix.strip_prefix(b",\"prev\":\"")?.strip_suffix(b"\"}")?;
+    let prev: &[u8; 64] = suffix
+        .strip_prefix(b",\"prev\":\"")?
+        .strip_suffix(b"\"}")?
+        .try_into()
+        .ok()?;
     prev.iter()
         .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         .then_some((seq, prev))
@@ -126,7 +130,7 @@ mod tests {
             enc.line_into(seq, &prev, &mut line);
             let (s, p) = framed_links(&line).unwrap();
             let full: RecordLinks<'_> = serde_json::from_slice(&line).unwrap();
-            assert_eq!((s, p), (full.seq, full.prev.as_bytes()));
+            assert_eq!((s, &p[..]), (full.seq, full.prev.as_bytes()));
         }
         let good = {
             let mut l = Vec::new();
