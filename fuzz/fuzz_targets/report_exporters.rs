@@ -256,7 +256,7 @@ fn check(i: &Input) {
     // The fleet merge of the JSON export, and its exports.
     let tame_json = render(&tame, ExportFormat::Json);
     if let (Ok(f), Ok(tf)) = (
-        fleet::merge_json(&[json.clone()]),
+        fleet::merge_json(std::slice::from_ref(&json)),
         fleet::merge_json(&[tame_json]),
     ) {
         assert_eq!(f.len(), tf.len());
