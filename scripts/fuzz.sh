@@ -95,6 +95,35 @@ for t in "${TARGETS[@]}"; do
         failed=1
         tail -40 "$log"
     fi
+    # The report exporters' PDFs: every input of the corpus it ran (seeds and what it
+    # grew) replayed with each PDF written out, then `qpdf --check` on each.
+    if [ "$t" = report_exporters ] && [ "$result" = ok ]; then
+        if command -v qpdf >/dev/null 2>&1; then
+            pdfs="$scratch/pdfs"
+            mkdir -p "$pdfs"
+            RINGKERNEL_FUZZ_PDF_DIR="$pdfs" cargo +nightly fuzz run -a "$t" "$work" \
+                "fuzz/corpus/$t" -- -runs=0 >"$scratch/pdf-replay.log" 2>&1 ||
+                { tail -20 "$scratch/pdf-replay.log"; result="CRASH while writing its PDFs"; failed=1; }
+            bad=0
+            for f in "$pdfs"/*.pdf; do
+                [ -e "$f" ] || continue
+                if ! qpdf --check "$f" >"$scratch/qpdf.log" 2>&1; then
+                    echo "qpdf --check refused a fuzzed report's PDF:"; tail -5 "$scratch/qpdf.log"
+                    cp "$f" "$art/"
+                    bad=$((bad + 1))
+                fi
+            done
+            n_pdfs=$(find "$pdfs" -name '*.pdf' | wc -l)
+            if [ "$bad" -gt 0 ]; then
+                result="$bad of $n_pdfs PDFs refused by qpdf --check (copied to fuzz/artifacts/$t/)"
+                failed=1
+            else
+                result="$result; qpdf --check accepts all $n_pdfs PDFs of its corpus"
+            fi
+        else
+            result="$result; qpdf --check SKIPPED (qpdf not installed)"
+        fi
+    fi
     # libFuzzer's last status line: "#<execs> DONE cov: <n> ft: <n> corp: ..." (or the
     # last pulse before a crash).
     last="$(grep -E '^#[0-9]+' "$log" | tail -1 || true)"

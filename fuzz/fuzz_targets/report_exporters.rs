@@ -12,8 +12,9 @@
 //!   same blocks and inline elements as its tame twin, with no raw HTML: the text
 //!   stays text;
 //! - PDF starts with `%PDF-` and ends with `%%EOF` (rendered for one input in 32:
-//!   it is slow); `qpdf --check` is not run on fuzzed PDFs (the ordinary tests run it
-//!   on real reports; see "Not done yet" in docs/reliability.md).
+//!   it is slow). With `RINGKERNEL_FUZZ_PDF_DIR` set, every input's PDF is rendered
+//!   and written there: `scripts/fuzz.sh` replays the corpus so and runs
+//!   `qpdf --check` on each (qpdf is a separate process, too slow for the loop).
 //!
 //! Speed: one reporter serves every input, so the system fonts the PDF export looks up
 //! are loaded once per process, not once per PDF; and the PDF is rendered when its
@@ -271,11 +272,27 @@ fn check(i: &Input) {
             );
         }
     }
-    if i.pdf % 32 == 1 {
+    let keep = pdf_dir();
+    if i.pdf % 32 == 1 || keep.is_some() {
         let pdf = render(&hostile, ExportFormat::Pdf);
         assert!(pdf.starts_with(b"%PDF-"), "PDF header");
         assert!(pdf.trim_ascii_end().ends_with(b"%%EOF"), "PDF trailer");
+        if let Some(dir) = keep {
+            // Named by its content, so a replay writes each distinct PDF once.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(&pdf, &mut h);
+            let name = format!("{:016x}.pdf", std::hash::Hasher::finish(&h));
+            std::fs::write(dir.join(name), &pdf).expect("write the PDF for qpdf");
+        }
     }
+}
+
+/// `RINGKERNEL_FUZZ_PDF_DIR`: where every input's PDF is written (for `qpdf --check`
+/// by `scripts/fuzz.sh`); unset while fuzzing.
+fn pdf_dir() -> Option<&'static std::path::Path> {
+    static DIR: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("RINGKERNEL_FUZZ_PDF_DIR").map(Into::into))
+        .as_deref()
 }
 
 fuzz_target!(|data: &[u8]| {
