@@ -149,7 +149,10 @@ pub(crate) fn next_sequence(sequence: u64, outcome: &DeviceRoundOutcome) -> u64 
 ///   ring's entry words, 25/26 its read and write positions, 27 where the round's
 ///   entries end, 28 the route bitmap's words, 29..41 per key slot: filled (1), epoch,
 ///   and the key's check value (four words,
-///   [`DeviceKey::check_value`](crate::security::encryption::DeviceKey::check_value)).
+///   [`DeviceKey::check_value`](crate::security::encryption::DeviceKey::check_value)),
+///   from [`P_RING_ENTRIES`](layout::P_RING_ENTRIES) the position of each entry the
+///   round takes (its length word; [`MAX_ROUND_MESSAGES`](layout::MAX_ROUND_MESSAGES)
+///   words, zero past word 1's count).
 /// - input ring: the kernel's [`InputRing`] (header, then entries).
 /// - output: two words per message taken: checksum, status (1 processed, 2 forwarded,
 ///   3 refused).
@@ -161,14 +164,20 @@ pub(crate) fn next_sequence(sequence: u64, outcome: &DeviceRoundOutcome) -> u64 
 /// The kernels bound every index by lengths the host wrote (the parameters, and the
 /// buffer sizes themselves), never by one read from memory the device shares: the
 /// ring's header and entry lengths are checked against the host's positions before
-/// they are used.
+/// they are used. The entry positions let every invocation check one entry in
+/// parallel: its position lies inside the ring, and its length word leads exactly to
+/// the next entry's position (the round's end after the last), past a wrap word only
+/// where the round wraps; a position table that disagrees with the ring's length words
+/// is refused (`RING_CORRUPT`), a position past the ring's capacity is a parameter that
+/// does not fit (`ROUND_INVALID`).
 pub mod layout {
     /// Words per key slot.
     pub const KEY_SLOT_WORDS: usize = 12;
     /// Key slots per kernel.
     pub const KEY_SLOTS: usize = 2;
-    /// Parameter words.
-    pub const PARAM_WORDS: usize = 44;
+    /// Parameter words: the fixed words, then the entry positions
+    /// ([`P_RING_ENTRIES`], one word per message a round can take).
+    pub const PARAM_WORDS: usize = P_RING_ENTRIES + MAX_ROUND_MESSAGES;
     /// Parameter: the header to seal with ([`HEADER_WORDS`] words).
     pub const P_HEADER: usize = 9;
     /// Parameter: the input ring's entry words.
@@ -185,6 +194,13 @@ pub mod layout {
     pub const P_KEY_CHECK: usize = 29;
     /// Words per key-slot check: filled (1), epoch, check value (4 words).
     pub const KEY_CHECK_WORDS: usize = 6;
+    /// Parameter: the position (entry word index) of the length word of each entry the
+    /// round takes, in ring order: [`MAX_ROUND_MESSAGES`] words, of which the first
+    /// `params[1]` (the round's messages) are used and the rest are zero. An entry
+    /// behind a wrap word is at 0. The device checks each against the ring's length
+    /// words and refuses a table that disagrees.
+    pub const P_RING_ENTRIES: usize = 44;
+    const _: () = assert!(P_KEY_CHECK + KEY_SLOTS * KEY_CHECK_WORDS <= P_RING_ENTRIES);
     /// Most messages a round takes (the kernels' workgroup tables hold this many).
     pub const MAX_ROUND_MESSAGES: usize = 256;
     /// Payload words a round takes at most (past its first message): the handler's
@@ -226,11 +242,14 @@ pub mod layout {
     pub const D_HEADER_SEQUENCE: u32 = 4;
     /// Detail of `RING_CORRUPT`: the header's positions are not the host's.
     pub const D_RING_POSITIONS: u32 = 1;
-    /// Detail of `RING_CORRUPT`: an entry runs past the ring's end or the round's.
+    /// Detail of `RING_CORRUPT`: an entry runs past the ring's end or the round's, or
+    /// into the entry the host placed after it.
     pub const D_RING_ENTRY: u32 = 2;
     /// Detail of `RING_CORRUPT`: a wrap word where the round's entries do not wrap.
     pub const D_RING_WRAP: u32 = 3;
-    /// Detail of `RING_CORRUPT`: the entries do not end where the host's end.
+    /// Detail of `RING_CORRUPT`: the entries do not end where the host's end (the
+    /// round ends early, the last entry ends elsewhere, or an entry ends short of the
+    /// position of the next).
     pub const D_RING_END: u32 = 4;
     /// Output status: processed, nothing sent.
     pub const PROCESSED: u32 = 1;
@@ -290,6 +309,7 @@ pub mod layout {
         ("RK_P_ROUTE_WORDS", P_ROUTE_WORDS as u32),
         ("RK_P_KEY_CHECK", P_KEY_CHECK as u32),
         ("RK_KEY_CHECK_WORDS", KEY_CHECK_WORDS as u32),
+        ("RK_P_RING_ENTRIES", P_RING_ENTRIES as u32),
         // Input ring.
         (
             "RK_RING_HEADER",
@@ -514,6 +534,12 @@ pub fn plan_round(
     params[P_RING_READ] = word(ring.read_position(), "input ring")?;
     params[P_RING_WRITE] = word(ring.write_position(), "input ring")?;
     params[P_RING_END] = word(ring.end_after(messages), "input ring")?;
+    for (slot, start) in params[P_RING_ENTRIES..P_RING_ENTRIES + MAX_ROUND_MESSAGES]
+        .iter_mut()
+        .zip(ring.entry_starts(messages))
+    {
+        *slot = word(start, "input ring")?;
+    }
     params[2] = round.sequence as u32;
     params[3] = (round.sequence >> 32) as u32;
     params[22] = round.queued_total as u32;
@@ -1066,5 +1092,54 @@ mod tests {
             "RK_KEY_CHECK_NONCE0",
             u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]])
         )));
+    }
+
+    #[test]
+    fn a_round_hands_the_device_every_entry_s_position() {
+        let round = DeviceRound {
+            control: BufferId(0),
+            sequence: 0,
+            queued_total: 0,
+            sealing: None,
+            routes: None,
+        };
+        let msg = |len: usize| crate::k2k::Message {
+            source: crate::k2k::Endpoint::Host,
+            destination: KernelId::new("gpu").expect("valid id"),
+            topic: "t".into(),
+            payload: vec![7; len],
+            sequence: 0,
+            timestamp: crate::k2k::HlcTimestamp::default(),
+        };
+        let program = DeviceProgram::checksum();
+        let cb = crate::control::CONTROL_BLOCK_SIZE;
+        // A 16-word ring: entries of 5 words at 0 and 5, then (once both are taken) a
+        // 7-word entry behind a wrap word at 10, at 0.
+        let mut ring = InputRing::new(16);
+        let mut staged: VecDeque<_> = [msg(16), msg(16)].into();
+        let plan = plan_round(&round, &program, &mut ring, &mut staged, 2, cb).expect("plan");
+        assert_eq!(plan.params.len(), layout::PARAM_WORDS);
+        let table = &plan.params[layout::P_RING_ENTRIES..];
+        assert_eq!(table.len(), layout::MAX_ROUND_MESSAGES);
+        assert_eq!(&table[..3], &[0, 5, 0]);
+        assert_eq!(plan.params[layout::P_RING_END], 10);
+        ring.consumed(2, 10).expect("in step");
+        let mut staged: VecDeque<_> = [msg(24)].into();
+        let plan = plan_round(&round, &program, &mut ring, &mut staged, 1, cb).expect("plan");
+        assert_eq!(plan.params[layout::P_RING_READ], 10);
+        assert_eq!(
+            plan.params[layout::P_RING_ENTRIES],
+            0,
+            "behind the wrap word"
+        );
+        assert_eq!(plan.params[layout::P_RING_END], 7);
+        // A round that takes nothing hands no position.
+        let plan =
+            plan_round(&round, &program, &mut ring, &mut VecDeque::new(), 0, cb).expect("plan");
+        assert!(
+            plan.params[layout::P_RING_ENTRIES..]
+                .iter()
+                .all(|w| *w == 0)
+        );
     }
 }

@@ -14,11 +14,20 @@
 //! - the ring is empty when both positions are equal, so the host always leaves one
 //!   word free.
 //!
-//! The device walks the entries from its read position, at most a batch per round
+//! The device takes the entries from its read position, at most a batch per round
 //! (and never past the write position), processes them, clears the words it consumed
 //! and stores its new read position. [`InputRing`] is the host's copy of that state: it
-//! places messages, knows where each pending entry ends, and checks after every round
-//! that the device's read position is the one the entries it consumed lead to.
+//! places messages, knows where each pending entry starts and ends, and checks after
+//! every round that the device's read position is the one the entries it consumed lead
+//! to.
+//!
+//! The host hands the device the position of every entry a round takes
+//! ([`InputRing::entry_starts`]), so the device checks them in parallel, one entry per
+//! invocation, instead of walking the length chain one entry after another. The table
+//! is only a claim: each invocation checks that its entry's length word (which the
+//! device shares) leads exactly to the next entry's position (past a wrap word only
+//! where the round wraps), and to the round's end after the last; a table that
+//! disagrees with the ring is refused, never followed.
 
 use std::collections::VecDeque;
 
@@ -59,8 +68,19 @@ pub struct InputRing {
     capacity: usize,
     read: usize,
     write: usize,
-    /// Per pending entry, the position after it and its payload words.
-    ends: VecDeque<(usize, usize)>,
+    /// The pending entries, oldest first.
+    entries: VecDeque<Pending>,
+}
+
+/// Where a pending entry lies in the ring.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// The position of its length word (past any wrap word in front of it).
+    start: usize,
+    /// The position after it (0 where it ends at the ring's end).
+    end: usize,
+    /// Its payload words.
+    payload_words: usize,
 }
 
 impl Default for InputRing {
@@ -81,7 +101,7 @@ impl InputRing {
             capacity: capacity.max(2),
             read: 0,
             write: 0,
-            ends: VecDeque::new(),
+            entries: VecDeque::new(),
         }
     }
 
@@ -97,7 +117,7 @@ impl InputRing {
 
     /// Entries written and not yet consumed by the device.
     pub fn pending(&self) -> usize {
-        self.ends.len()
+        self.entries.len()
     }
 
     /// The write position (header word 0).
@@ -113,10 +133,18 @@ impl InputRing {
     /// The position after the first `n` pending entries (the read position when `n` is
     /// 0): where the device's read position must stand once a round took them.
     pub fn end_after(&self, n: usize) -> usize {
-        match n.checked_sub(1).and_then(|i| self.ends.get(i)) {
-            Some((end, _)) => *end,
+        match n.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            Some(p) => p.end,
             None => self.read,
         }
+    }
+
+    /// The positions of the first `n` pending entries' length words (at most as many
+    /// as are pending), oldest first: the table a round hands the device, whose
+    /// invocations each check one entry against the ring's length words. An entry
+    /// behind a wrap word starts at 0.
+    pub fn entry_starts(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().take(n).map(|p| p.start)
     }
 
     /// Where an entry of `words` words goes now: `Some((wrap_at, start))`, with
@@ -161,11 +189,11 @@ impl InputRing {
                 .ok_or_else(|| Error::backend("message too large for a device ring"))?;
             let words = entry_words(len);
             // Only while nothing is pending (so nothing written in this call either):
-            if self.ends.is_empty() && words >= self.capacity {
+            if self.entries.is_empty() && words >= self.capacity {
                 // Never fits: grow, positions back at 0.
                 *self = InputRing::new((words + 1).next_power_of_two());
                 grown = true;
-            } else if self.ends.is_empty() && self.place(words).is_none() {
+            } else if self.entries.is_empty() && self.place(words).is_none() {
                 // Fits an empty ring, not from where the positions stand: rewind both
                 // to 0 (the header write below carries the read position too).
                 self.read = 0;
@@ -183,7 +211,11 @@ impl InputRing {
             append(&mut runs, RING_HEADER_WORDS + start, &entry);
             let end = (start + words) % self.capacity;
             self.write = end;
-            self.ends.push_back((end, words - 1));
+            self.entries.push_back(Pending {
+                start,
+                end,
+                payload_words: words - 1,
+            });
             staged.pop_front();
             pushed += 1;
         }
@@ -207,8 +239,8 @@ impl InputRing {
     pub fn round_take(&self, batch: usize, budget: usize) -> usize {
         let mut words = 0;
         let mut n = 0;
-        for (_, w) in self.ends.iter().take(batch) {
-            words += w;
+        for p in self.entries.iter().take(batch) {
+            words += p.payload_words;
             if n > 0 && words > budget {
                 break;
             }
@@ -221,10 +253,10 @@ impl InputRing {
     /// a read position other than where those entries end means the device and the
     /// host no longer agree on the ring, which stops the kernel.
     pub fn consumed(&mut self, n: usize, device_read: u32) -> Result<()> {
-        if n > self.ends.len() {
+        if n > self.entries.len() {
             return Err(out_of_step(format!(
                 "the device consumed {n} entries, {} were pending",
-                self.ends.len()
+                self.entries.len()
             )));
         }
         let expected = self.end_after(n);
@@ -233,7 +265,7 @@ impl InputRing {
                 "the device reads at word {device_read}, the host expected {expected}"
             )));
         }
-        self.ends.drain(..n);
+        self.entries.drain(..n);
         self.read = expected;
         Ok(())
     }
@@ -289,29 +321,144 @@ mod tests {
         }
     }
 
-    /// The device's walk over the model, as the kernels do it: up to `batch` entries.
-    fn device_walk(buf: &mut [u32], cap: usize, batch: usize) -> (Vec<usize>, u32) {
-        let write = buf[0] as usize;
-        let mut r = buf[1] as usize;
-        let mut lens = Vec::new();
-        while lens.len() < batch && r != write {
+    /// What the device makes of a round, as the kernels check it: `Err(detail)` (a
+    /// `D_RING_*` of the lowest entry that fails), `Err(0)` for a position past the
+    /// capacity (`ROUND_INVALID`), or each entry's (position, length).
+    type Checked = std::result::Result<Vec<(usize, u32)>, u32>;
+
+    use crate::backend::device::layout::{D_RING_END, D_RING_ENTRY, D_RING_WRAP};
+
+    /// `rk_ring_next`: where the entries go on from `r` when more are to come.
+    fn next(buf: &[u32], r: usize, end: usize) -> std::result::Result<usize, u32> {
+        if r == end {
+            return Err(D_RING_END);
+        }
+        if buf[RING_HEADER_WORDS + r] != RING_WRAP {
+            return Ok(r);
+        }
+        if r == 0 || end > r {
+            return Err(D_RING_WRAP);
+        }
+        if end == 0 { Err(D_RING_END) } else { Ok(0) }
+    }
+
+    /// `rk_ring_link`: whether the entries reach the host's next position.
+    fn link(reach: usize, host: usize, read: usize, cap: usize) -> u32 {
+        let dist = |x: usize| if x >= read { x - read } else { x + cap - read };
+        match reach == host {
+            true => 0,
+            false if host < cap && dist(reach) > dist(host) => D_RING_ENTRY,
+            false => D_RING_END,
+        }
+    }
+
+    /// `rk_ring_entry`: entry `i` at the host's position `starts[i]`, checked on its own
+    /// (`Err(0)`: past the capacity).
+    fn entry(
+        buf: &[u32],
+        cap: usize,
+        read: usize,
+        end: usize,
+        starts: &[usize],
+        i: usize,
+    ) -> std::result::Result<(usize, u32), u32> {
+        let p = starts[i];
+        if p >= cap {
+            return Err(0);
+        }
+        if i == 0 {
+            let d = next(buf, read, end).map_or_else(|d| d, |s| link(s, p, read, cap));
+            if d != 0 {
+                return Err(d);
+            }
+        }
+        let len = buf[RING_HEADER_WORDS + p];
+        if len == RING_WRAP {
+            return Err(D_RING_WRAP);
+        }
+        let payload = (len as usize).div_ceil(4);
+        let room = if end > p { end - p } else { cap - p };
+        if payload >= room {
+            return Err(D_RING_ENTRY);
+        }
+        let after = (p + 1 + payload) % cap;
+        let d = if i + 1 == starts.len() {
+            if after == end { 0 } else { D_RING_END }
+        } else {
+            next(buf, after, end).map_or_else(|d| d, |n| link(n, starts[i + 1], read, cap))
+        };
+        if d == 0 { Ok((p, len)) } else { Err(d) }
+    }
+
+    /// The device's check of a round over the model: every entry on its own (in
+    /// reverse order here: no check may depend on another), the lowest failure
+    /// reported, a position past the capacity before any.
+    fn device_check(buf: &[u32], cap: usize, read: usize, end: usize, starts: &[usize]) -> Checked {
+        if starts.is_empty() {
+            return if end == read {
+                Ok(Vec::new())
+            } else {
+                Err(D_RING_END)
+            };
+        }
+        let checked: Vec<_> = (0..starts.len())
+            .rev()
+            .map(|i| entry(buf, cap, read, end, starts, i))
+            .collect();
+        if checked.contains(&Err(0)) {
+            return Err(0);
+        }
+        let mut entries: Vec<(usize, u32)> = Vec::new();
+        for c in checked.into_iter().rev() {
+            entries.push(c?);
+        }
+        Ok(entries)
+    }
+
+    /// The device's round over the model, as the kernels do it: the host's positions
+    /// for `take` entries checked, then the payload lengths taken and the consumed
+    /// words (entries and wrap words) cleared; the new read position stored.
+    fn device_round(buf: &mut [u32], ring: &InputRing, take: usize) -> (Vec<usize>, u32) {
+        let (cap, read, end) = (ring.capacity(), buf[1] as usize, ring.end_after(take));
+        let starts: Vec<usize> = ring.entry_starts(take).collect();
+        assert_eq!(starts.len(), take);
+        let entries = device_check(buf, cap, read, end, &starts).expect("an honest round");
+        let used = (end + cap - read) % cap;
+        for i in 0..used {
+            buf[RING_HEADER_WORDS + (read + i) % cap] = 0;
+        }
+        buf[1] = end as u32;
+        (
+            entries.iter().map(|(_, l)| *l as usize).collect(),
+            end as u32,
+        )
+    }
+
+    /// The walk the kernels made before they checked entries in parallel: from the
+    /// read position, one entry after another, to the round's end.
+    fn sequential_walk(buf: &[u32], cap: usize, read: usize, end: usize, want: usize) -> Checked {
+        let (mut r, mut out) = (read, Vec::new());
+        while out.len() < want && r != end {
             let len = buf[RING_HEADER_WORDS + r];
             if len == RING_WRAP {
-                assert_ne!(r, 0, "wrap at 0");
-                buf[RING_HEADER_WORDS + r] = 0;
+                if r == 0 || end > r {
+                    return Err(D_RING_WRAP);
+                }
                 r = 0;
                 continue;
             }
-            let words = entry_words(len as usize);
-            assert!(words < cap - r + 1, "entry runs past the end");
-            lens.push(len as usize);
-            for i in 0..words {
-                buf[RING_HEADER_WORDS + r + i] = 0;
+            let payload = (len as usize).div_ceil(4);
+            let room = if end > r { end - r } else { cap - r };
+            if payload >= room {
+                return Err(D_RING_ENTRY);
             }
-            r = (r + words) % cap;
+            out.push((r, len));
+            r = (r + 1 + payload) % cap;
         }
-        buf[1] = r as u32;
-        (lens, r as u32)
+        if out.len() != want || r != end {
+            return Err(D_RING_END);
+        }
+        Ok(out)
     }
 
     #[test]
@@ -327,7 +474,7 @@ mod tests {
             assert!(ring.pending() <= 3, "round {round}: one word stays free");
             apply(&mut buf, &push);
             let take = ring.round_take(2, usize::MAX);
-            let (lens, read) = device_walk(&mut buf, ring.capacity(), 2);
+            let (lens, read) = device_round(&mut buf, &ring, take);
             assert_eq!(lens.len(), take);
             ring.consumed(take, read).expect("in step");
             lens_seen.extend(lens);
@@ -413,5 +560,121 @@ mod tests {
         assert_eq!(push.writes[0].at, RING_HEADER_WORDS);
         assert_eq!(&push.writes[1].words[..], &[13, 0]);
         assert_eq!((ring.read_position(), ring.write_position()), (0, 13));
+    }
+
+    /// Honest rounds of mixed sizes through a small ring, wrapping many times: the
+    /// image of the device buffer, the host's ring and the rounds' `take`s, each round
+    /// handed to `check` before the device takes it.
+    fn honest_rounds(mut check: impl FnMut(&[u32], &InputRing, usize)) {
+        let mut ring = InputRing::new(40);
+        let mut buf = vec![0u32; ring.buffer_words()];
+        let mut seed = 7u32;
+        for _ in 0..200 {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let mut staged: VecDeque<Message> = (0..1 + (seed >> 8) % 4)
+                .map(|i| msg(((seed >> (12 + 3 * i)) % 23) as usize))
+                .collect();
+            apply(&mut buf, &ring.push(&mut staged, 8).expect("push"));
+            let take = ring.round_take(1 + ((seed >> 20) % 4) as usize, usize::MAX);
+            check(&buf, &ring, take);
+            let (_, read) = device_round(&mut buf, &ring, take);
+            ring.consumed(take, read).expect("in step");
+        }
+    }
+
+    /// The entry checks accept a ring exactly when the walk from the read position
+    /// accepts it with the entries where the host placed them. The walk alone also
+    /// accepted some rings whose corrupted words lead, entry by entry, to the round's
+    /// end along other positions (a wrap word turned into a length, say): it then took
+    /// payloads the host never wrote. The checks refuse those.
+    #[test]
+    fn the_parallel_entry_checks_accept_what_the_walk_accepted_at_the_host_s_positions() {
+        let (mut rounds, mut phantoms) = (0, 0);
+        honest_rounds(|buf, ring, take| {
+            let (cap, read, end) = (ring.capacity(), ring.read_position(), ring.end_after(take));
+            let starts: Vec<usize> = ring.entry_starts(take).collect();
+            let walked = sequential_walk(buf, cap, read, end, take);
+            assert!(walked.is_ok());
+            assert_eq!(device_check(buf, cap, read, end, &starts), walked);
+            // Every single-word corruption of the ring's entry words: refused by
+            // both or accepted by both, with the same entries.
+            for w in 0..cap {
+                for v in [
+                    0,
+                    1,
+                    4,
+                    5,
+                    12,
+                    0xffff_ff00,
+                    RING_WRAP,
+                    buf[RING_HEADER_WORDS + w] ^ 4,
+                ] {
+                    let mut bad = buf.to_vec();
+                    bad[RING_HEADER_WORDS + w] = v;
+                    let walked = sequential_walk(&bad, cap, read, end, take);
+                    let checked = device_check(&bad, cap, read, end, &starts);
+                    let at_host = matches!(&walked,
+                        Ok(e) if e.iter().map(|(p, _)| *p).eq(starts.iter().copied()));
+                    assert_eq!(checked.is_ok(), at_host, "word {w} = {v:#x}");
+                    if at_host {
+                        assert_eq!(walked, checked);
+                    } else if walked.is_ok() {
+                        phantoms += 1;
+                    }
+                    // A refusal is a ring refusal, never a parameter one.
+                    assert_ne!(checked, Err(0));
+                }
+            }
+            rounds += 1;
+        });
+        assert_eq!(rounds, 200);
+        eprintln!("rings the walk accepted with entries the host did not place: {phantoms}");
+    }
+
+    #[test]
+    fn forged_entry_offsets_are_refused() {
+        let mut forged_rounds = 0;
+        honest_rounds(|buf, ring, take| {
+            let (cap, read, end) = (ring.capacity(), ring.read_position(), ring.end_after(take));
+            let honest: Vec<usize> = ring.entry_starts(take).collect();
+            let mut forgeries: Vec<(String, Vec<usize>)> = Vec::new();
+            for i in 0..take {
+                for (what, p) in [
+                    ("shifted a word on", (honest[i] + 1) % cap),
+                    ("shifted a word back", (honest[i] + cap - 1) % cap),
+                    ("at the round's end", end),
+                    ("at the round's end plus one", (end + 1) % cap),
+                    ("behind a wrap claimed at 0", 0),
+                    ("at the read position", read),
+                ] {
+                    let mut t = honest.clone();
+                    t[i] = p;
+                    forgeries.push((format!("entry {i} {what}"), t));
+                }
+                if i + 1 < take {
+                    let mut t = honest.clone();
+                    t.swap(i, i + 1);
+                    forgeries.push((format!("entries {i} and {} swapped", i + 1), t));
+                }
+            }
+            for (what, table) in forgeries {
+                if table == honest {
+                    continue;
+                }
+                let checked = device_check(buf, cap, read, end, &table);
+                assert!(
+                    matches!(checked, Err(d) if d != 0),
+                    "{what}: {table:?} (honest {honest:?}) gave {checked:?}"
+                );
+                forged_rounds += 1;
+            }
+            // Past the capacity: a parameter that does not fit, refused as such.
+            if take > 0 {
+                let mut table = honest.clone();
+                table[take - 1] = cap;
+                assert_eq!(device_check(buf, cap, read, end, &table), Err(0));
+            }
+        });
+        assert!(forged_rounds > 1000, "{forged_rounds}");
     }
 }
