@@ -13,7 +13,15 @@
 //
 // Input ring (ringkernel-core backend/input_ring.rs): word 0 the host's write position,
 // word 1 this kernel's read position, entries from word 4: a length in bytes, then the
-// payload padded to a word; 0xffffffff sends the reader back to position 0.
+// payload padded to a word; 0xffffffff sends the reader back to position 0. The host
+// also passes the position of every entry the round takes (params from
+// RK_P_RING_ENTRIES), so the entries are checked in parallel, one per invocation, not
+// walked one after another by invocation 0: each invocation checks that its entry lies
+// in the ring and fits the round, and that its length word leads exactly to the next
+// entry's position (past a wrap word only where the round wraps) or, for the last, to
+// the round's end; the first entry must stand where the round starts. These links,
+// all holding, are the walk a single invocation would make, so a position table that
+// disagrees with the ring's length words is refused, never followed.
 //
 // Every index into a buffer is bounded by a length the host wrote: the parameters and
 // the sizes of the bound buffers (arrayLength). Words the device shares (the ring's
@@ -35,7 +43,8 @@
 // 7 route stride, 8 enforce routes, 9..22 the header to seal with (13 words),
 // 22/23 messages ever enqueued (input_tail), 24 the input ring's entry words, 25/26 its
 // read and write positions, 27 where the round's entries end, 28 the route bitmap's
-// words, 29..41 per key slot: filled (1), epoch, the key's check value (4 words).
+// words, 29..41 per key slot: filled (1), epoch, the key's check value (4 words),
+// from 44 (RK_P_RING_ENTRIES) each entry's position, params[1] of RK_MAX_BATCH words.
 @group(0) @binding(2) var<storage, read> params: array<u32>;
 // The input ring.
 @group(0) @binding(3) var<storage, read_write> ring: array<u32>;
@@ -61,6 +70,12 @@ var<workgroup> rk_lens: array<u32, 256>;
 var<workgroup> rk_count: u32;
 var<workgroup> rk_read_old: u32;
 var<workgroup> rk_read_new: u32;
+// The entries the invocations check (0 when the round takes none or stops before),
+// and what the checks found: the lowest failed entry * 8 + its detail
+// (0xffffffff: none), and whether a position lay past the ring's capacity.
+var<workgroup> rk_walk: u32;
+var<workgroup> rk_fail: atomic<u32>;
+var<workgroup> rk_invalid: atomic<u32>;
 var<workgroup> rk_processed: atomic<u32>;
 var<workgroup> rk_forwarded: atomic<u32>;
 var<workgroup> rk_refused: atomic<u32>;
@@ -209,20 +224,16 @@ fn rk_add_u64(lo: u32, n: u32) {
     rk_cb[lo] = v;
 }
 
-// Walks the round's entries: from the read position to the end position the host
-// wrote in the parameters, taking exactly params[1] entries. The ring's header must
-// hold the host's positions; every entry must lie between the read position and the
-// round's end, never past the ring's end; a wrap word is valid only where the round's
-// entries continue at 0. Fills rk_offs, rk_lens, rk_count and rk_read_new; returns 0,
-// 6 when the parameters do not fit the buffers, or 4 with the detail in status[7].
-fn rk_ring_walk() -> u32 {
+// The round's ring before its entries are checked: the parameters must fit the
+// buffers (capacity, positions, batch) and the ring's header must hold the host's
+// positions; a round that takes nothing must end where it starts. Returns 0, 6 when the
+// parameters do not fit the buffers, or 4 with the detail in status[7].
+fn rk_ring_check() -> u32 {
     let cap = params[RK_P_RING_CAP];
     let read = params[RK_P_RING_READ];
     let write = params[RK_P_RING_WRITE];
     let end = params[RK_P_RING_END];
     let want = params[1];
-    rk_count = 0u;
-    rk_read_new = read;
     let ring_words = arrayLength(&ring);
     if (cap < 2u || ring_words < RK_RING_HEADER || cap > ring_words - RK_RING_HEADER
         || read >= cap || write >= cap || end >= cap || want > RK_MAX_BATCH
@@ -233,46 +244,102 @@ fn rk_ring_walk() -> u32 {
         status[7] = RK_D_RING_POSITIONS;
         return RK_RING_CORRUPT;
     }
-    var r = read;
-    var n = 0u;
-    // Each entry is visited once, and a wrap word at most once (after it the walk
-    // stands before the end): the guard only bounds the loop for a ring the host did
-    // not write.
-    for (var guard = 0u; guard < RK_MAX_BATCH + 2u; guard++) {
-        if (n >= want || r == end) {
-            break;
-        }
-        let len = ring[RK_RING_HEADER + r];
-        if (len == RK_RING_WRAP) {
-            if (r == 0u || end > r) {
-                status[7] = RK_D_RING_WRAP;
-                return RK_RING_CORRUPT;
-            }
-            r = 0u;
-            continue;
-        }
-        let payload_words = len / 4u + select(0u, 1u, len % 4u != 0u);
-        // Room: up to the round's end, or to the ring's end when the round wraps.
-        let room = select(cap - r, end - r, end > r);
-        if (payload_words >= room) {
-            status[7] = RK_D_RING_ENTRY;
-            return RK_RING_CORRUPT;
-        }
-        rk_offs[n] = RK_RING_HEADER + r + 1u;
-        rk_lens[n] = len;
-        n++;
-        r += 1u + payload_words;
-        if (r == cap) {
-            r = 0u;
-        }
-    }
-    if (n != want || r != end) {
+    if (want == 0u && end != read) {
         status[7] = RK_D_RING_END;
         return RK_RING_CORRUPT;
     }
-    rk_count = n;
-    rk_read_new = r;
     return RK_OK;
+}
+
+// Where the round's entries go on from position `r` (below the capacity) when more
+// are to come: (r, 0), or (0, 0) past a wrap word the round takes; (0, detail) where
+// the round's end stands at `r` (RK_D_RING_END) or a wrap word stands where the
+// round does not wrap or at 0 (RK_D_RING_WRAP).
+fn rk_ring_next(r: u32, end: u32) -> vec2<u32> {
+    if (r == end) {
+        return vec2<u32>(0u, RK_D_RING_END);
+    }
+    if (ring[RK_RING_HEADER + r] != RK_RING_WRAP) {
+        return vec2<u32>(r, 0u);
+    }
+    if (r == 0u || end > r) {
+        return vec2<u32>(0u, RK_D_RING_WRAP);
+    }
+    // Past the wrap word the round goes on at 0, where it must not end.
+    return vec2<u32>(0u, select(0u, RK_D_RING_END, end == 0u));
+}
+
+// Words from the read position to `x` (below the capacity) in ring order.
+fn rk_ring_distance(x: u32, read: u32, cap: u32) -> u32 {
+    return select(x + (cap - read), x - read, x >= read);
+}
+
+// Whether the entries reach (`reach`, below the capacity) the position the host gave
+// the next entry (`next`): 0, or RK_D_RING_ENTRY where they reach past it (an entry
+// runs into the next), RK_D_RING_END where they stop short of it.
+fn rk_ring_link(reach: u32, next: u32, read: u32, cap: u32) -> u32 {
+    if (reach == next) {
+        return 0u;
+    }
+    if (next < cap && rk_ring_distance(reach, read, cap) > rk_ring_distance(next, read, cap)) {
+        return RK_D_RING_ENTRY;
+    }
+    return RK_D_RING_END;
+}
+
+// Checks entry `i` of the round (below params[1], which rk_ring_check bounded) at the
+// position the host gave it, and fills rk_offs[i] and rk_lens[i]: the position lies
+// inside the ring; for entry 0 it is where the round starts (the read position, or 0
+// past a wrap word there); its length word is no wrap word and its payload fits the
+// room (up to the round's end, or to the ring's end when the round wraps there); and
+// it leads exactly to the next entry's position (past a wrap word only where the
+// round wraps), or, for the last, to the round's end. The host's positions are a claim
+// checked here against the ring's words, never followed unchecked. Returns (result,
+// detail): (0, 0), (6, 0) for a position past the capacity, or (4, RK_D_RING_*).
+fn rk_ring_entry(i: u32) -> vec2<u32> {
+    let cap = params[RK_P_RING_CAP];
+    let read = params[RK_P_RING_READ];
+    let end = params[RK_P_RING_END];
+    let p = params[RK_P_RING_ENTRIES + i];
+    if (p >= cap) {
+        return vec2<u32>(RK_ROUND_INVALID, 0u);
+    }
+    if (i == 0u) {
+        let start = rk_ring_next(read, end);
+        var detail = start.y;
+        if (detail == 0u) {
+            detail = rk_ring_link(start.x, p, read, cap);
+        }
+        if (detail != 0u) {
+            return vec2<u32>(RK_RING_CORRUPT, detail);
+        }
+    }
+    let len = ring[RK_RING_HEADER + p];
+    if (len == RK_RING_WRAP) {
+        return vec2<u32>(RK_RING_CORRUPT, RK_D_RING_WRAP);
+    }
+    let payload_words = len / 4u + select(0u, 1u, len % 4u != 0u);
+    // Room: up to the round's end, or to the ring's end when the round wraps.
+    let room = select(cap - p, end - p, end > p);
+    if (payload_words >= room) {
+        return vec2<u32>(RK_RING_CORRUPT, RK_D_RING_ENTRY);
+    }
+    rk_offs[i] = RK_RING_HEADER + p + 1u;
+    rk_lens[i] = len;
+    var after = p + 1u + payload_words;
+    if (after == cap) {
+        after = 0u;
+    }
+    if (i + 1u == params[1]) {
+        return select(vec2<u32>(RK_RING_CORRUPT, RK_D_RING_END), vec2<u32>(RK_OK, 0u),
+                      after == end);
+    }
+    let next = rk_ring_next(after, end);
+    var detail = next.y;
+    if (detail == 0u) {
+        detail = rk_ring_link(next.x, params[RK_P_RING_ENTRIES + i + 1u], read, cap);
+    }
+    return select(vec2<u32>(RK_RING_CORRUPT, detail), vec2<u32>(RK_OK, 0u), detail == 0u);
 }
 
 // FNV-1a (32-bit) of a payload in the ring.
@@ -340,23 +407,60 @@ fn persistent_round(@builtin(local_invocation_index) lid: u32) {
         // The host's read position: where the ring stands when the round takes nothing.
         rk_read_old = params[RK_P_RING_READ];
         rk_read_new = rk_read_old;
+        atomicStore(&rk_fail, 0xffffffffu);
+        atomicStore(&rk_invalid, 0u);
+        rk_walk = 0u;
         // The termination flag is read once, here, and shared with every invocation
         // before the barrier: no invocation can take another path through a barrier.
         if (result == RK_OK && rk_cb[RK_CB_SHOULD_TERMINATE] != 1u) {
-            result = rk_ring_walk();
+            result = rk_ring_check();
+            if (result == RK_OK) {
+                rk_walk = params[1];
+            }
         }
         status[0] = result;
         if (result != RK_OK) {
             rk_state = 1u;
+        } else if (rk_cb[RK_CB_SHOULD_TERMINATE] == 1u) {
+            rk_state = 2u;
+        } else {
+            rk_state = 0u;
+        }
+    }
+    // The round's entries, one per invocation: each checks its own against the ring
+    // and the host's positions (rk_ring_entry); the lowest failed entry is reported,
+    // as a walk from the read position would have met it first.
+    let walk = workgroupUniformLoad(&rk_walk);
+    for (var i = lid; i < walk; i += 64u) {
+        let checked = rk_ring_entry(i);
+        if (checked.x == RK_ROUND_INVALID) {
+            atomicStore(&rk_invalid, 1u);
+        } else if (checked.x != RK_OK) {
+            atomicMin(&rk_fail, i * 8u + checked.y);
+        }
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        if (walk > 0u) {
+            let fail = atomicLoad(&rk_fail);
+            if (atomicLoad(&rk_invalid) != 0u) {
+                status[0] = RK_ROUND_INVALID;
+                rk_state = 1u;
+            } else if (fail != 0xffffffffu) {
+                status[0] = RK_RING_CORRUPT;
+                status[7] = fail % 8u;
+                rk_state = 1u;
+            } else {
+                rk_count = walk;
+                rk_read_new = params[RK_P_RING_END];
+            }
+        }
+        if (rk_state == 1u) {
             // A refused round ends here: leave no opened control block in workgroup
             // memory.
             for (var w = 0u; w < RK_CB_WORDS; w++) {
                 rk_cb[w] = 0u;
             }
-        } else if (rk_cb[RK_CB_SHOULD_TERMINATE] == 1u) {
-            rk_state = 2u;
-        } else {
-            rk_state = 0u;
         }
     }
     let state = workgroupUniformLoad(&rk_state);

@@ -116,9 +116,15 @@ fn refusal(plan: &RoundPlan, status: &[u32]) -> crate::Error {
                 D_RING_POSITIONS => {
                     "its header does not hold the read and write positions the host wrote"
                 }
-                D_RING_ENTRY => "an entry runs past the end of the ring or of the round",
+                D_RING_ENTRY => {
+                    "an entry runs past the end of the ring or of the round, or into the \
+                     entry the host placed after it"
+                }
                 D_RING_WRAP => "a wrap word stands where the round's entries do not wrap",
-                D_RING_END => "the entries do not end where the host's entries end",
+                D_RING_END => {
+                    "the entries do not end where the host's entries end, or an entry ends \
+                     before the next entry the host placed"
+                }
                 _ => "the device found a position or entry length out of range",
             }
             .into(),
@@ -129,7 +135,9 @@ fn refusal(plan: &RoundPlan, status: &[u32]) -> crate::Error {
         ),
         ROUND_INVALID => corrupt(
             "device round parameters",
-            "the batch, ring capacity or positions do not fit the kernel's buffers".into(),
+            "the batch, ring capacity, positions or entry positions do not fit the \
+             kernel's buffers"
+                .into(),
         ),
         other => corrupt(
             "device round status",
