@@ -1159,6 +1159,82 @@ mod round {
         assert_eq!(status[0], layout::OK);
     }
 
+    /// The host's table of entry positions, forged: each thread checks its entry
+    /// against the ring's length words, so a table that disagrees is refused with
+    /// nothing processed, cleared or re-sealed.
+    #[test]
+    fn forged_entry_offsets_are_refused() {
+        let enc = enc();
+        let ctx = ContextId::new("gpu", "control");
+        let mut cb = ControlBlock::new(16);
+        cb.is_active = 1;
+        let control = sealed_block(&enc, ctx, 0, &cb);
+        let msgs = [msg(&[1; 8]), msg(&[2; 8]), msg(&[3; 8])];
+        let planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &msgs);
+        // Entries of three words at 0, 3 and 6; the round ends at 9.
+        let table = layout::P_RING_ENTRIES;
+        assert_eq!(&planned.plan.params[table..table + 4], &[0, 3, 6, 0]);
+        type Forgery = fn(&mut [u32]);
+        let cases: [(&str, Forgery, u32); 7] = [
+            (
+                "an entry shifted a word on",
+                |t| t[1] = 4,
+                layout::D_RING_END,
+            ),
+            (
+                "an entry shifted a word back",
+                |t| t[1] = 2,
+                layout::D_RING_ENTRY,
+            ),
+            ("two entries swapped", |t| t.swap(1, 2), layout::D_RING_END),
+            (
+                "the first two entries swapped",
+                |t| t.swap(0, 1),
+                layout::D_RING_END,
+            ),
+            (
+                "an entry at the round's end",
+                |t| t[2] = 9,
+                layout::D_RING_END,
+            ),
+            (
+                "an entry past the round's end",
+                |t| t[2] = 20,
+                layout::D_RING_END,
+            ),
+            (
+                "a wrap claimed where there is none",
+                |t| t[2] = 0,
+                layout::D_RING_ENTRY,
+            ),
+        ];
+        for (what, forge, detail) in cases {
+            let mut params = planned.plan.params.clone();
+            forge(&mut params[table..]);
+            let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &msgs);
+            let image = p.image.clone();
+            let (status, after, output) =
+                run_round_with(&control, &planned.plan.key_slots, &params, &mut p, &[]);
+            assert_eq!(
+                (status[0], status[layout::S_DETAIL]),
+                (layout::RING_CORRUPT, detail),
+                "{what}"
+            );
+            assert_eq!(
+                &status[1..6],
+                &[0; 5],
+                "{what}: nothing processed or re-sealed"
+            );
+            assert_eq!(after, control, "{what}: nothing written back");
+            assert_eq!(p.image, image, "{what}: the ring is untouched");
+            assert!(output.iter().all(|w| *w == 0), "{what}: no output");
+        }
+        // The host's own table runs.
+        let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &msgs);
+        let (status, _, _) = run_round(&control, &mut p, &[]);
+        assert_eq!(status[0], layout::OK);
+    }
+
     #[test]
     fn a_wrap_word_is_followed_only_where_the_round_wraps() {
         let enc = enc();
@@ -1206,7 +1282,7 @@ mod round {
         let control = sealed_block(&enc, ctx, 0, &cb);
         let planned = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &[msg(b"abc")]);
         type Change = fn(&mut Vec<u32>);
-        let changes: [(&str, Change); 5] = [
+        let changes: [(&str, Change); 6] = [
             ("a capacity past the ring buffer", |p| {
                 p[layout::P_RING_CAPACITY] = 4096
             }),
@@ -1215,6 +1291,9 @@ mod round {
             ("an end past the capacity", |p| p[layout::P_RING_END] = 256),
             ("a read position past the capacity", |p| {
                 p[layout::P_RING_READ] = 256
+            }),
+            ("an entry position past the capacity", |p| {
+                p[layout::P_RING_ENTRIES] = 256
             }),
         ];
         for (what, change) in changes {

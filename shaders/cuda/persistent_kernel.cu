@@ -17,6 +17,15 @@
 // slots, the control block) are checked against the host's values before they are used,
 // and a mismatch is reported (status word 0, with the detail in word 7), never followed.
 //
+// The host also passes the position of every entry the round takes (params from
+// RK_P_RING_ENTRIES), so the input ring's entries are checked in parallel, one per
+// thread, not walked one after another by thread 0: each thread checks that its entry
+// lies in the ring and fits the round, and that its length word leads exactly to the
+// next entry's position (past a wrap word only where the round wraps) or, for the last,
+// to the round's end; the first entry must stand where the round starts. These links,
+// all holding, are the walk a single thread would make, so a position table that
+// disagrees with the ring's length words is refused, never followed.
+//
 // One block per round. Thread 0 reads the termination flag once and shares it through
 // shared memory before the block-wide barrier, so no thread can take another path
 // through a barrier (no divergence into a deadlock); there is no grid-wide sync.
@@ -162,20 +171,14 @@ RK_DEVICE void rk_update_counters(rk_u32 *cb, const rk_u32 *params, rk_u32 proce
     cb[RK_CB_MESSAGES_IN_FLIGHT + 1u] = tail_hi - cb[RK_CB_INPUT_HEAD + 1u] - (tail_lo < cb[RK_CB_INPUT_HEAD] ? 1u : 0u);
 }
 
-// Walks the round's entries: from the read position to the end position the host wrote
-// in the parameters, taking exactly params[1] entries. `ring_words` and `output_words`
-// are the buffers' sizes. The ring's header must hold the host's positions; every entry
-// must lie between the read position and the round's end, never past the ring's end; a
-// wrap word is valid only where the round's entries continue at 0. Fills `offs`
-// (payload word index into the ring) and `lens`, `*count` and `*read_new`; returns 0,
-// 6 when the parameters do not fit the buffers, or 4 with the detail in status[7].
-RK_DEVICE rk_u32 rk_ring_walk(const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
-                              rk_u32 output_words, rk_u32 *offs, rk_u32 *lens, rk_u32 *count,
-                              rk_u32 *read_new, rk_u32 *status) {
+// The round's ring before its entries are checked: the parameters must fit the
+// buffers (`ring_words`, `output_words`: their sizes) and the ring's header must hold
+// the host's positions; a round that takes nothing must end where it starts. Returns
+// 0, 6 when the parameters do not fit the buffers, or 4 with the detail in status[7].
+RK_DEVICE rk_u32 rk_ring_check(const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
+                               rk_u32 output_words, rk_u32 *status) {
     rk_u32 cap = params[RK_P_RING_CAP], read = params[RK_P_RING_READ];
     rk_u32 write = params[RK_P_RING_WRITE], end = params[RK_P_RING_END], want = params[1];
-    *count = 0u;
-    *read_new = read;
     if (cap < 2u || ring_words < RK_RING_HEADER || cap > ring_words - RK_RING_HEADER ||
         read >= cap || write >= cap || end >= cap || want > RK_MAX_BATCH ||
         want > output_words / 2u)
@@ -184,46 +187,108 @@ RK_DEVICE rk_u32 rk_ring_walk(const rk_u32 *params, const rk_u32 *ring, rk_u32 r
         status[7] = RK_D_RING_POSITIONS;
         return RK_RING_CORRUPT;
     }
-    rk_u32 r = read, n = 0u;
-    // Each entry is visited once, and a wrap word at most once (after it the walk
-    // stands before the end): the guard only bounds the loop for a ring the host did
-    // not write.
-    for (rk_u32 guard = 0u; guard < RK_MAX_BATCH + 2u && n < want; guard++) {
-        if (r == end) break;
-        rk_u32 len = ring[RK_RING_HEADER + r];
-        if (len == RK_RING_WRAP) {
-            if (r == 0u || end > r) {
-                status[7] = RK_D_RING_WRAP;
-                return RK_RING_CORRUPT;
-            }
-            r = 0u;
-            continue;
-        }
-        rk_u32 payload_words = len / 4u + (len % 4u != 0u ? 1u : 0u);
-        // Room: up to the round's end, or to the ring's end when the round wraps.
-        rk_u32 room = end > r ? end - r : cap - r;
-        if (payload_words >= room) {
-            status[7] = RK_D_RING_ENTRY;
-            return RK_RING_CORRUPT;
-        }
-        offs[n] = RK_RING_HEADER + r + 1u;
-        lens[n] = len;
-        n++;
-        r += 1u + payload_words;
-        if (r == cap) r = 0u;
-    }
-    if (n != want || r != end) {
+    if (want == 0u && end != read) {
         status[7] = RK_D_RING_END;
         return RK_RING_CORRUPT;
     }
-    *count = n;
-    *read_new = r;
     return RK_OK;
+}
+
+// Where the round's entries go on from position `r` (below the capacity) when more are
+// to come: returns 0 with `*pos` = r, or 0 past a wrap word the round takes; or a
+// detail where the round's end stands at `r` (RK_D_RING_END) or a wrap word stands
+// where the round does not wrap or at 0 (RK_D_RING_WRAP).
+RK_DEVICE rk_u32 rk_ring_next(const rk_u32 *ring, rk_u32 r, rk_u32 end, rk_u32 *pos) {
+    *pos = 0u;
+    if (r == end) return RK_D_RING_END;
+    if (ring[RK_RING_HEADER + r] != RK_RING_WRAP) {
+        *pos = r;
+        return 0u;
+    }
+    if (r == 0u || end > r) return RK_D_RING_WRAP;
+    // Past the wrap word the round goes on at 0, where it must not end.
+    return end == 0u ? RK_D_RING_END : 0u;
+}
+
+// Words from the read position to `x` (below the capacity) in ring order.
+RK_DEVICE rk_u32 rk_ring_distance(rk_u32 x, rk_u32 read, rk_u32 cap) {
+    return x >= read ? x - read : x + (cap - read);
+}
+
+// Whether the entries reach (`reach`, below the capacity) the position the host gave
+// the next entry (`next`): 0, or RK_D_RING_ENTRY where they reach past it (an entry
+// runs into the next), RK_D_RING_END where they stop short of it.
+RK_DEVICE rk_u32 rk_ring_link(rk_u32 reach, rk_u32 next, rk_u32 read, rk_u32 cap) {
+    if (reach == next) return 0u;
+    if (next < cap && rk_ring_distance(reach, read, cap) > rk_ring_distance(next, read, cap))
+        return RK_D_RING_ENTRY;
+    return RK_D_RING_END;
+}
+
+// Checks entry `i` of the round (below params[1], which rk_ring_check bounded) at the
+// position the host gave it, and fills offs[i] (payload word index into the ring) and
+// lens[i]: the position lies inside the ring; for entry 0 it is where the round starts
+// (the read position, or 0 past a wrap word there); its length word is no wrap word
+// and its payload fits the room (up to the round's end, or to the ring's end when the
+// round wraps there); and it leads exactly to the next entry's position (past a wrap
+// word only where the round wraps), or, for the last, to the round's end. The host's
+// positions are a claim checked here against the ring's words, never followed
+// unchecked. Returns 0, 6 for a position past the capacity, or 4 with the detail in
+// `*detail`.
+RK_DEVICE rk_u32 rk_ring_entry(const rk_u32 *params, const rk_u32 *ring, rk_u32 i,
+                               rk_u32 *offs, rk_u32 *lens, rk_u32 *detail) {
+    rk_u32 cap = params[RK_P_RING_CAP], read = params[RK_P_RING_READ];
+    rk_u32 end = params[RK_P_RING_END];
+    rk_u32 p = params[RK_P_RING_ENTRIES + i];
+    *detail = 0u;
+    if (p >= cap) return RK_ROUND_INVALID;
+    if (i == 0u) {
+        rk_u32 start;
+        rk_u32 d = rk_ring_next(ring, read, end, &start);
+        if (d == 0u) d = rk_ring_link(start, p, read, cap);
+        if (d != 0u) {
+            *detail = d;
+            return RK_RING_CORRUPT;
+        }
+    }
+    rk_u32 len = ring[RK_RING_HEADER + p];
+    if (len == RK_RING_WRAP) {
+        *detail = RK_D_RING_WRAP;
+        return RK_RING_CORRUPT;
+    }
+    rk_u32 payload_words = len / 4u + (len % 4u != 0u ? 1u : 0u);
+    // Room: up to the round's end, or to the ring's end when the round wraps.
+    rk_u32 room = end > p ? end - p : cap - p;
+    if (payload_words >= room) {
+        *detail = RK_D_RING_ENTRY;
+        return RK_RING_CORRUPT;
+    }
+    offs[i] = RK_RING_HEADER + p + 1u;
+    lens[i] = len;
+    rk_u32 after = p + 1u + payload_words;
+    if (after == cap) after = 0u;
+    rk_u32 d;
+    if (i + 1u == params[1]) {
+        d = after == end ? 0u : RK_D_RING_END;
+    } else {
+        rk_u32 next;
+        d = rk_ring_next(ring, after, end, &next);
+        if (d == 0u) d = rk_ring_link(next, params[RK_P_RING_ENTRIES + i + 1u], read, cap);
+    }
+    *detail = d;
+    return d == 0u ? RK_OK : RK_RING_CORRUPT;
+}
+
+// The key of an entry check that found the ring corrupt (rk_ring_entry's result and
+// detail for entry `i`): entry * 8 + detail, 0xffffffff for any other result. The block
+// reports the lowest key, the failure a walk from the read position would meet first.
+RK_DEVICE rk_u32 rk_ring_fail_key(rk_u32 result, rk_u32 detail, rk_u32 i) {
+    return result == RK_RING_CORRUPT ? i * 8u + detail : 0xffffffffu;
 }
 
 // Clears the ring words from `from` to `to` (consumed entries and wrap words); this
 // thread's share: every `stride`-th word from `first`. Both positions lie below the
-// capacity (checked by rk_ring_walk).
+// capacity (checked by rk_ring_check).
 RK_DEVICE void rk_ring_clear(const rk_u32 *params, rk_u32 *ring, rk_u32 from, rk_u32 to,
                              rk_u32 first, rk_u32 stride) {
     rk_u32 cap = params[RK_P_RING_CAP];
@@ -245,12 +310,14 @@ RK_DEVICE rk_u32 rk_process_message(const rk_u32 *params, const rk_u32 *ring, rk
     return out;
 }
 
-// Thread 0's part before the barrier: key slots, control block, the ring walk. Returns
-// the round's state: 0 run the batch, 1 refused (status[0] says why), 2 terminate.
+// Thread 0's part before the first barrier: key slots, control block, the ring's
+// parameters and header. Sets `*walk` to the entries the threads then check (0 when
+// the round takes none or stops). Returns the round's state: 0 run the batch, 1 refused
+// (status[0] says why), 2 terminate.
 RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
                                 const rk_u32 *params, const rk_u32 *ring, rk_u32 ring_words,
                                 rk_u32 output_words, rk_u32 *status, rk_u32 *cb,
-                                rk_u32 *offs, rk_u32 *lens, rk_u32 *count, rk_u32 *read_old,
+                                rk_u32 *walk, rk_u32 *count, rk_u32 *read_old,
                                 rk_u32 *read_new) {
     for (rk_u32 w = 0; w < RK_STATUS_WORDS; w++) status[w] = 0u;
     rk_u32 result = RK_OK;
@@ -261,12 +328,14 @@ RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
         for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = control[w];
     }
     *count = 0u;
+    *walk = 0u;
     // The host's read position: where the ring stands when the round takes nothing.
     *read_old = params[RK_P_RING_READ];
     *read_new = *read_old;
-    if (result == RK_OK && cb[RK_CB_SHOULD_TERMINATE] != 1u)
-        result = rk_ring_walk(params, ring, ring_words, output_words, offs, lens, count,
-                              read_new, status);
+    if (result == RK_OK && cb[RK_CB_SHOULD_TERMINATE] != 1u) {
+        result = rk_ring_check(params, ring, ring_words, output_words, status);
+        if (result == RK_OK) *walk = params[1];
+    }
     status[0] = result;
     if (result != RK_OK) {
         // A refused round ends here: leave no opened control block in shared memory.
@@ -274,6 +343,30 @@ RK_DEVICE rk_u32 rk_round_begin(const rk_u32 *control, const rk_u32 *keys,
         return 1u;
     }
     return cb[RK_CB_SHOULD_TERMINATE] == 1u ? 2u : 0u;
+}
+
+// Thread 0's part after the entry checks (rk_ring_entry, `walk` of them): what they
+// found (`fail`, the lowest rk_ring_fail_key; `invalid`, a position past the capacity)
+// refuses the round, or the batch is the round's entries and the read position moves
+// to the round's end. Returns the round's state, `state` unless refused (1).
+RK_DEVICE rk_u32 rk_round_checked(const rk_u32 *params, rk_u32 *status, rk_u32 *cb,
+                                  rk_u32 state, rk_u32 walk, rk_u32 fail, rk_u32 invalid,
+                                  rk_u32 *count, rk_u32 *read_new) {
+    if (walk == 0u) return state;
+    if (invalid == 0u && fail == 0xffffffffu) {
+        *count = walk;
+        *read_new = params[RK_P_RING_END];
+        return state;
+    }
+    if (invalid != 0u) {
+        status[0] = RK_ROUND_INVALID;
+    } else {
+        status[0] = RK_RING_CORRUPT;
+        status[7] = fail % 8u;
+    }
+    // A refused round ends here: leave no opened control block in shared memory.
+    for (rk_u32 w = 0; w < RK_CB_WORDS; w++) cb[w] = 0u;
+    return 1u;
 }
 
 // Thread 0's part after the last barrier of a round that was not refused: counters,
@@ -310,14 +403,30 @@ extern "C" __global__ void rk_persistent_round(rk_u32 *control, const rk_u32 *ke
     __shared__ rk_u32 processed, forwarded, refused;
     __shared__ rk_u32 offs[RK_MAX_BATCH], lens[RK_MAX_BATCH];
     __shared__ rk_u32 count, read_old, read_new;
+    __shared__ rk_u32 walk, fail, invalid;
     rk_u32 tid = threadIdx.x;
     if (tid == 0) {
         processed = 0u;
         forwarded = 0u;
         refused = 0u;
+        fail = 0xffffffffu;
+        invalid = 0u;
         state = rk_round_begin(control, keys, params, ring, ring_words, output_words, status,
-                               cb, offs, lens, &count, &read_old, &read_new);
+                               cb, &walk, &count, &read_old, &read_new);
     }
+    __syncthreads();
+    // The round's entries, one per thread: each checks its own against the ring and
+    // the host's positions; the lowest failed entry is reported.
+    for (rk_u32 i = tid; i < walk; i += blockDim.x) {
+        rk_u32 detail;
+        rk_u32 r = rk_ring_entry(params, ring, i, offs, lens, &detail);
+        if (r == RK_ROUND_INVALID) atomicOr(&invalid, 1u);
+        if (r == RK_RING_CORRUPT) atomicMin(&fail, rk_ring_fail_key(r, detail, i));
+    }
+    __syncthreads();
+    if (tid == 0)
+        state = rk_round_checked(params, status, cb, state, walk, fail, invalid, &count,
+                                 &read_new);
     __syncthreads();
     const rk_u32 st = state;  // read once, after the barrier, the same for every thread
     if (st == 0u) {

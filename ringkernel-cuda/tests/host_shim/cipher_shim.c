@@ -16,9 +16,11 @@
  *   G <total> <chunk-size> <chunks>  -> "1" or "0": rk_stream_geometry_ok
  *   R <control> <keys> <params> <ring> <routes> [<output-words>]
  *       -> "<status> <control> <output> <ring>": one round of persistent_kernel.cu
- *          run on the host (thread 0's begin and end of the round, the per-message
- *          handler and the ring clearing are the kernel's own functions; only the
- *          thread loop is serial here). The ring, the route bitmap and the output
+ *          run on the host (thread 0's begin and end of the round, the per-entry
+ *          ring checks, the per-message handler and the ring clearing are the
+ *          kernel's own functions; only the thread loops are serial here, the entry
+ *          checks run in forward and in reverse order and must agree, else "RACE").
+ *          The ring, the route bitmap and the output
  *          (by default two words per message the parameters ask for) have exactly
  *          the sizes given, as the kernel's arguments say.
  * and answers one line per request on stdout: "ERR" for a malformed request, "REFUSED"
@@ -111,7 +113,7 @@ static void handle_round(char **f, int nf) {
     size_t route_bytes = strcmp(f[5], "-") == 0 ? 0 : strlen(f[5]) / 2;
     rk_u32 ring_words = (rk_u32)(ring_bytes / 4), route_words = (rk_u32)(route_bytes / 4);
     rk_u32 *control = words_of_hex(f[1], 49), *keys = words_of_hex(f[2], 24);
-    rk_u32 *params = words_of_hex(f[3], 44), *ring = words_of_hex(f[4], 0);
+    rk_u32 *params = words_of_hex(f[3], RK_PARAM_WORDS), *ring = words_of_hex(f[4], 0);
     rk_u32 *routes = words_of_hex(f[5], 0);
     unsigned long long output_words = 0;
     if (params) {
@@ -127,12 +129,36 @@ static void handle_round(char **f, int nf) {
     } else {
         rk_u32 status[RK_STATUS_WORDS], cb[32], processed = 0, forwarded = 0, refused = 0;
         rk_u32 offs[RK_MAX_BATCH], lens[RK_MAX_BATCH], count = 0, read_old = 0, read_new = 0;
+        rk_u32 walk = 0, fail[2] = {0xffffffffu, 0xffffffffu}, invalid[2] = {0, 0};
+        rk_u32 offs2[RK_MAX_BATCH], lens2[RK_MAX_BATCH];
+        memset(offs2, 0x5a, sizeof offs2);
+        memset(lens2, 0x5a, sizeof lens2);
         /* Shared memory and the status buffer start as garbage, as on a GPU. */
         memset(status, 0xa5, sizeof status);
         memset(cb, 0xa5, sizeof cb);
+        memset(offs, 0xa5, sizeof offs);
+        memset(lens, 0xa5, sizeof lens);
         rk_u32 state = rk_round_begin(control, keys, params, ring, ring_words,
-                                      (rk_u32)output_words, status, cb, offs, lens, &count,
+                                      (rk_u32)output_words, status, cb, &walk, &count,
                                       &read_old, &read_new);
+        /* The entry checks, one per thread between two barriers: run in forward and
+         * in reverse order, which must find the same (else a check depends on
+         * another: "RACE"). */
+        for (int run = 0; run < 2; run++) {
+            for (rk_u32 k = 0; k < walk; k++) {
+                rk_u32 i = run ? walk - 1 - k : k, detail;
+                rk_u32 r = rk_ring_entry(params, ring, i, run ? offs2 : offs,
+                                         run ? lens2 : lens, &detail);
+                if (r == RK_ROUND_INVALID) invalid[run] = 1u;
+                rk_u32 key = rk_ring_fail_key(r, detail, i);
+                if (key < fail[run]) fail[run] = key;
+            }
+        }
+        int race = fail[0] != fail[1] || invalid[0] != invalid[1];
+        for (rk_u32 i = 0; i < walk && fail[0] == 0xffffffffu && !invalid[0]; i++)
+            race |= offs[i] != offs2[i] || lens[i] != lens2[i];
+        state = rk_round_checked(params, status, cb, state, walk, fail[0], invalid[0], &count,
+                                 &read_new);
         if (state == 0u) {
             for (rk_u32 m = 0; m < count; m++) {
                 rk_u32 out = rk_process_message(params, ring, output, routes, route_words, m,
@@ -148,7 +174,9 @@ static void handle_round(char **f, int nf) {
                          forwarded, refused, read_new);
         int cleared = 1;
         for (int w = 0; w < 32; w++) cleared &= cb[w] == 0u;
-        if (!cleared) {
+        if (race) {
+            puts("RACE");
+        } else if (!cleared) {
             puts("LEAK");
         } else {
             puthex((const unsigned char *)status, sizeof status);
