@@ -230,9 +230,10 @@ impl<B: ComputeBackend> Hostile<B> {
 /// an entry length past the end of the ring, a read position out of range or rewound
 /// (which would replay consumed words), a wrapped write position, and entries that
 /// overlap. Each is refused by the device before anything is processed, as
-/// `Error::Corrupt { what: "device input ring", .. }`, and stops the kernel. So is a
-/// ring capacity in the parameters past the ring's buffer (`"device round
-/// parameters"`).
+/// `Error::Corrupt { what: "device input ring", .. }`, and stops the kernel. So is an
+/// entry position in the parameters a word off (the device checks each entry against
+/// the host's table of positions), and a ring capacity or an entry position in the
+/// parameters past the ring's buffer (`"device round parameters"`).
 pub fn hostile_input_ring<B: ComputeBackend>(dev: Shared<B>) {
     let mut h = Hostile::new(dev);
     let ring = |id, text| Refusal {
@@ -278,6 +279,17 @@ pub fn hostile_input_ring<B: ComputeBackend>(dev: Shared<B>) {
             // the host rewrites every round) past the ring's buffer.
             Corruption::set(DeviceBuffer::Params, layout::P_RING_CAPACITY, &[1 << 30]),
             ring("ring-capacity", "device round parameters"),
+        ),
+        (
+            // The round's first entry position a word off: the table the device
+            // checks its entries against no longer matches the ring.
+            Corruption::xor(DeviceBuffer::Params, layout::P_RING_ENTRIES, &[1]),
+            ring("ring-entry-shifted", "device input ring"),
+        ),
+        (
+            // An entry position past the ring's capacity: never read there.
+            Corruption::set(DeviceBuffer::Params, layout::P_RING_ENTRIES, &[1 << 30]),
+            ring("ring-entry-range", "device round parameters"),
         ),
     ];
     let mut refusals = Vec::new();

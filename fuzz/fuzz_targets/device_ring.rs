@@ -1,16 +1,21 @@
 //! K2K message framing on a device kernel's input ring, and the host's reading of what
 //! a (possibly hostile) device reports after a round.
 //!
-//! The host places messages with `InputRing::push`; a model of the device kernel's walk
-//! (the one the WGSL and CUDA kernels do: length word, payload padded to words, the
-//! wrap word, read position stored at the end) takes each round's batch back out of the
+//! The host places messages with `InputRing::push`; a model of the device kernel's
+//! entry checks (the ones the WGSL and CUDA kernels make, one entry per invocation, in
+//! parallel: each entry at the position the host gives it in the round's parameters,
+//! its length word, payload padded to words, its link to the next entry's position past
+//! a wrap word only where the round wraps) takes each round's batch back out of the
 //! modelled device buffer. Rounds are then read back with `read_round`, either from an
 //! honest device or from fuzzer-chosen status, output and control words.
 //!
-//! Properties: nothing panics; the device walk gets back exactly the payloads the host
-//! pushed, in order, and never reads an entry running past the ring's end; an honest
-//! round is accepted and keeps host and device in step; a hostile round is accepted only
-//! when its words are those of an honest round.
+//! Properties: nothing panics; the device gets back exactly the payloads the host
+//! pushed, in order, and never reads an entry running past the ring's end; the entry
+//! checks accept a round exactly when the walk from the read position (what the kernels
+//! did before) accepts it with the entries at the host's positions, also with a
+//! fuzzer-corrupted ring word, and refuse any position table other than the host's; an honest round is accepted and keeps host and
+//! device in step; a hostile round is accepted only when its words are those of an
+//! honest round.
 #![no_main]
 
 use std::collections::VecDeque;
@@ -30,6 +35,10 @@ enum Op {
         batch: u8,
         budget: u16,
         hostile: Option<Hostile>,
+        /// One entry position of the round's table changed (index, value).
+        forge: Option<(u8, u16)>,
+        /// One ring word changed (entry word, value), for the checks only.
+        corrupt: Option<(u16, u32)>,
     },
 }
 
@@ -53,36 +62,145 @@ fn message(len: usize, n: u64) -> Message {
     }
 }
 
-/// The device's walk: up to `batch` entries from its read position. Returns the
-/// payloads and the read position it stores.
-fn device_walk(buf: &mut [u32], cap: usize, batch: usize) -> (Vec<Vec<u8>>, u32) {
-    let write = buf[0] as usize;
-    let mut r = buf[1] as usize;
-    let mut out = Vec::new();
-    while out.len() < batch && r != write {
-        assert!(r < cap, "read position {r} outside the ring of {cap}");
+/// A refusal of the entry checks: a `D_RING_*` detail, or 0 for a position past the
+/// capacity (a parameter that does not fit).
+type Checked = Result<Vec<(usize, u32)>, u32>;
+
+/// `rk_ring_next`: where the entries go on from `r` when more are to come.
+fn next(buf: &[u32], r: usize, end: usize) -> Result<usize, u32> {
+    if r == end {
+        return Err(D_RING_END);
+    }
+    if buf[RING_HEADER_WORDS + r] != RING_WRAP {
+        return Ok(r);
+    }
+    if r == 0 || end > r {
+        return Err(D_RING_WRAP);
+    }
+    if end == 0 { Err(D_RING_END) } else { Ok(0) }
+}
+
+/// `rk_ring_link`: whether the entries reach the host's position of the next entry.
+fn link(reach: usize, host: usize, read: usize, cap: usize) -> u32 {
+    let dist = |x: usize| if x >= read { x - read } else { x + cap - read };
+    if reach == host {
+        0
+    } else if host < cap && dist(reach) > dist(host) {
+        D_RING_ENTRY
+    } else {
+        D_RING_END
+    }
+}
+
+/// `rk_ring_entry`: entry `i` at the host's position `starts[i]`, on its own.
+fn entry(
+    buf: &[u32],
+    cap: usize,
+    read: usize,
+    end: usize,
+    starts: &[usize],
+    i: usize,
+) -> Result<(usize, u32), u32> {
+    let p = starts[i];
+    if p >= cap {
+        return Err(0);
+    }
+    if i == 0 {
+        let d = next(buf, read, end).map_or_else(|d| d, |s| link(s, p, read, cap));
+        if d != 0 {
+            return Err(d);
+        }
+    }
+    let len = buf[RING_HEADER_WORDS + p];
+    if len == RING_WRAP {
+        return Err(D_RING_WRAP);
+    }
+    let payload = (len as usize).div_ceil(4);
+    let room = if end > p { end - p } else { cap - p };
+    if payload >= room {
+        return Err(D_RING_ENTRY);
+    }
+    assert!(
+        p + 1 + payload <= cap,
+        "an entry runs past the end of the ring"
+    );
+    let after = (p + 1 + payload) % cap;
+    let d = if i + 1 == starts.len() {
+        if after == end { 0 } else { D_RING_END }
+    } else {
+        next(buf, after, end).map_or_else(|d| d, |n| link(n, starts[i + 1], read, cap))
+    };
+    if d == 0 { Ok((p, len)) } else { Err(d) }
+}
+
+/// The device's checks of a round: every entry on its own (in reverse order: none may
+/// depend on another), the lowest failure reported, a position past the capacity first.
+fn device_check(buf: &[u32], cap: usize, read: usize, end: usize, starts: &[usize]) -> Checked {
+    if starts.is_empty() {
+        return if end == read {
+            Ok(Vec::new())
+        } else {
+            Err(D_RING_END)
+        };
+    }
+    let checked: Vec<_> = (0..starts.len())
+        .rev()
+        .map(|i| entry(buf, cap, read, end, starts, i))
+        .collect();
+    if checked.contains(&Err(0)) {
+        return Err(0);
+    }
+    checked.into_iter().rev().collect()
+}
+
+/// The walk the kernels made before they checked entries in parallel.
+fn sequential_walk(buf: &[u32], cap: usize, read: usize, end: usize, want: usize) -> Checked {
+    let (mut r, mut out) = (read, Vec::new());
+    while out.len() < want && r != end {
         let len = buf[RING_HEADER_WORDS + r];
         if len == RING_WRAP {
-            assert_ne!(r, 0, "a wrap word at position 0");
-            buf[RING_HEADER_WORDS + r] = 0;
+            if r == 0 || end > r {
+                return Err(D_RING_WRAP);
+            }
             r = 0;
             continue;
         }
-        let words = 1 + (len as usize).div_ceil(4);
-        assert!(r + words <= cap, "an entry runs past the end of the ring");
+        let payload = (len as usize).div_ceil(4);
+        let room = if end > r { end - r } else { cap - r };
+        if payload >= room {
+            return Err(D_RING_ENTRY);
+        }
+        out.push((r, len));
+        r = (r + 1 + payload) % cap;
+    }
+    if out.len() != want || r != end {
+        return Err(D_RING_END);
+    }
+    Ok(out)
+}
+
+/// The device's round: the entries at the host's positions checked, their payloads
+/// taken, the consumed words (entries and wrap words) cleared, the read position
+/// stored. Returns the payloads and the read position.
+fn device_round(buf: &mut [u32], cap: usize, end: usize, starts: &[usize]) -> (Vec<Vec<u8>>, u32) {
+    let read = buf[1] as usize;
+    assert!(read < cap, "read position {read} outside the ring of {cap}");
+    let entries = device_check(buf, cap, read, end, starts).expect("an honest round is accepted");
+    let mut out = Vec::with_capacity(entries.len());
+    for (p, len) in entries {
+        let words = (len as usize).div_ceil(4);
         let mut payload = Vec::with_capacity(len as usize);
-        for i in 1..words {
-            payload.extend_from_slice(&buf[RING_HEADER_WORDS + r + i].to_le_bytes());
+        for w in &buf[RING_HEADER_WORDS + p + 1..RING_HEADER_WORDS + p + 1 + words] {
+            payload.extend_from_slice(&w.to_le_bytes());
         }
         payload.truncate(len as usize);
         out.push(payload);
-        for w in &mut buf[RING_HEADER_WORDS + r..RING_HEADER_WORDS + r + words] {
-            *w = 0;
-        }
-        r = (r + words) % cap;
     }
-    buf[1] = r as u32;
-    (out, r as u32)
+    for i in 0..(end + cap - read) % cap {
+        buf[RING_HEADER_WORDS + (read + i) % cap] = 0;
+    }
+    buf[1] = end as u32;
+    (out, end as u32)
 }
 
 fn plan(messages: usize) -> RoundPlan {
@@ -142,12 +260,52 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
                 batch,
                 budget,
                 hostile,
+                forge,
+                corrupt,
             } => {
                 let take = ring.round_take(usize::from(batch), usize::from(budget));
                 assert!(take <= ring.pending() && take <= usize::from(batch));
                 let p = plan(take);
+                let (cap, read, end) =
+                    (ring.capacity(), ring.read_position(), ring.end_after(take));
+                let starts: Vec<usize> = ring.entry_starts(take).collect();
+                assert_eq!(starts.len(), take);
+                assert_eq!(
+                    buf[1] as usize, read,
+                    "the ring's header holds the host's read position"
+                );
+                let honest = sequential_walk(&buf, cap, read, end, take);
+                assert!(honest.is_ok(), "the walk refused an honest round");
+                assert_eq!(device_check(&buf, cap, read, end, &starts), honest);
+                if let Some((i, v)) = forge.filter(|_| take > 0) {
+                    let mut table = starts.clone();
+                    table[usize::from(i) % take] = usize::from(v) % (cap + 2);
+                    if table != starts {
+                        let checked = device_check(&buf, cap, read, end, &table);
+                        assert!(
+                            checked.is_err(),
+                            "a forged table {table:?} (honest {starts:?}) was accepted"
+                        );
+                    }
+                }
+                if let Some((w, v)) = corrupt {
+                    let mut bad = buf.clone();
+                    bad[RING_HEADER_WORDS + usize::from(w) % cap] = v;
+                    // Accepted exactly when the walk accepts with the entries where
+                    // the host placed them (the walk alone also took entries the
+                    // host never wrote, along corrupted lengths that reach the end).
+                    let walked = sequential_walk(&bad, cap, read, end, take);
+                    let checked = device_check(&bad, cap, read, end, &starts);
+                    let at_host = matches!(&walked,
+                        Ok(e) if e.iter().map(|(p, _)| *p).eq(starts.iter().copied()));
+                    assert_eq!(checked.is_ok(), at_host, "the checks and the walk disagree");
+                    if at_host {
+                        assert_eq!(walked, checked);
+                    }
+                    assert_ne!(checked, Err(0), "a ring word made a parameter refusal");
+                }
                 let mut device = buf.clone();
-                let (payloads, read) = device_walk(&mut device, ring.capacity(), take);
+                let (payloads, read) = device_round(&mut device, cap, end, &starts);
                 assert_eq!(payloads.len(), take);
                 // The device reads back exactly what the host framed, in order.
                 for (got, want) in payloads.iter().zip(&in_ring) {
