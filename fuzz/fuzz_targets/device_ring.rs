@@ -23,7 +23,8 @@ use std::collections::VecDeque;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use ringkernel_core::backend::device::{RoundPlan, layout::*, read_round};
-use ringkernel_core::backend::input_ring::{InputRing, RING_HEADER_WORDS, RING_WRAP};
+use ringkernel_core::backend::input_ring::{InputRing, RING_HEADER_WORDS};
+use ringkernel_core::backend::ring_model::{device_check, sequential_walk};
 use ringkernel_core::k2k::{Endpoint, HlcTimestamp, KernelId, Message};
 
 #[derive(Arbitrary, Debug)]
@@ -62,123 +63,6 @@ fn message(len: usize, n: u64) -> Message {
     }
 }
 
-/// A refusal of the entry checks: a `D_RING_*` detail, or 0 for a position past the
-/// capacity (a parameter that does not fit).
-type Checked = Result<Vec<(usize, u32)>, u32>;
-
-/// `rk_ring_next`: where the entries go on from `r` when more are to come.
-fn next(buf: &[u32], r: usize, end: usize) -> Result<usize, u32> {
-    if r == end {
-        return Err(D_RING_END);
-    }
-    if buf[RING_HEADER_WORDS + r] != RING_WRAP {
-        return Ok(r);
-    }
-    if r == 0 || end > r {
-        return Err(D_RING_WRAP);
-    }
-    if end == 0 { Err(D_RING_END) } else { Ok(0) }
-}
-
-/// `rk_ring_link`: whether the entries reach the host's position of the next entry.
-fn link(reach: usize, host: usize, read: usize, cap: usize) -> u32 {
-    let dist = |x: usize| if x >= read { x - read } else { x + cap - read };
-    if reach == host {
-        0
-    } else if host < cap && dist(reach) > dist(host) {
-        D_RING_ENTRY
-    } else {
-        D_RING_END
-    }
-}
-
-/// `rk_ring_entry`: entry `i` at the host's position `starts[i]`, on its own.
-fn entry(
-    buf: &[u32],
-    cap: usize,
-    read: usize,
-    end: usize,
-    starts: &[usize],
-    i: usize,
-) -> Result<(usize, u32), u32> {
-    let p = starts[i];
-    if p >= cap {
-        return Err(0);
-    }
-    if i == 0 {
-        let d = next(buf, read, end).map_or_else(|d| d, |s| link(s, p, read, cap));
-        if d != 0 {
-            return Err(d);
-        }
-    }
-    let len = buf[RING_HEADER_WORDS + p];
-    if len == RING_WRAP {
-        return Err(D_RING_WRAP);
-    }
-    let payload = (len as usize).div_ceil(4);
-    let room = if end > p { end - p } else { cap - p };
-    if payload >= room {
-        return Err(D_RING_ENTRY);
-    }
-    assert!(
-        p + 1 + payload <= cap,
-        "an entry runs past the end of the ring"
-    );
-    let after = (p + 1 + payload) % cap;
-    let d = if i + 1 == starts.len() {
-        if after == end { 0 } else { D_RING_END }
-    } else {
-        next(buf, after, end).map_or_else(|d| d, |n| link(n, starts[i + 1], read, cap))
-    };
-    if d == 0 { Ok((p, len)) } else { Err(d) }
-}
-
-/// The device's checks of a round: every entry on its own (in reverse order: none may
-/// depend on another), the lowest failure reported, a position past the capacity first.
-fn device_check(buf: &[u32], cap: usize, read: usize, end: usize, starts: &[usize]) -> Checked {
-    if starts.is_empty() {
-        return if end == read {
-            Ok(Vec::new())
-        } else {
-            Err(D_RING_END)
-        };
-    }
-    let checked: Vec<_> = (0..starts.len())
-        .rev()
-        .map(|i| entry(buf, cap, read, end, starts, i))
-        .collect();
-    if checked.contains(&Err(0)) {
-        return Err(0);
-    }
-    checked.into_iter().rev().collect()
-}
-
-/// The walk the kernels made before they checked entries in parallel.
-fn sequential_walk(buf: &[u32], cap: usize, read: usize, end: usize, want: usize) -> Checked {
-    let (mut r, mut out) = (read, Vec::new());
-    while out.len() < want && r != end {
-        let len = buf[RING_HEADER_WORDS + r];
-        if len == RING_WRAP {
-            if r == 0 || end > r {
-                return Err(D_RING_WRAP);
-            }
-            r = 0;
-            continue;
-        }
-        let payload = (len as usize).div_ceil(4);
-        let room = if end > r { end - r } else { cap - r };
-        if payload >= room {
-            return Err(D_RING_ENTRY);
-        }
-        out.push((r, len));
-        r = (r + 1 + payload) % cap;
-    }
-    if out.len() != want || r != end {
-        return Err(D_RING_END);
-    }
-    Ok(out)
-}
-
 /// The device's round: the entries at the host's positions checked, their payloads
 /// taken, the consumed words (entries and wrap words) cleared, the read position
 /// stored. Returns the payloads and the read position.
@@ -189,6 +73,10 @@ fn device_round(buf: &mut [u32], cap: usize, end: usize, starts: &[usize]) -> (V
     let mut out = Vec::with_capacity(entries.len());
     for (p, len) in entries {
         let words = (len as usize).div_ceil(4);
+        assert!(
+            p + 1 + words <= cap,
+            "an entry runs past the end of the ring"
+        );
         let mut payload = Vec::with_capacity(len as usize);
         for w in &buf[RING_HEADER_WORDS + p + 1..RING_HEADER_WORDS + p + 1 + words] {
             payload.extend_from_slice(&w.to_le_bytes());

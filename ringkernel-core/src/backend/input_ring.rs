@@ -321,99 +321,7 @@ mod tests {
         }
     }
 
-    /// What the device makes of a round, as the kernels check it: `Err(detail)` (a
-    /// `D_RING_*` of the lowest entry that fails), `Err(0)` for a position past the
-    /// capacity (`ROUND_INVALID`), or each entry's (position, length).
-    type Checked = std::result::Result<Vec<(usize, u32)>, u32>;
-
-    use crate::backend::device::layout::{D_RING_END, D_RING_ENTRY, D_RING_WRAP};
-
-    /// `rk_ring_next`: where the entries go on from `r` when more are to come.
-    fn next(buf: &[u32], r: usize, end: usize) -> std::result::Result<usize, u32> {
-        if r == end {
-            return Err(D_RING_END);
-        }
-        if buf[RING_HEADER_WORDS + r] != RING_WRAP {
-            return Ok(r);
-        }
-        if r == 0 || end > r {
-            return Err(D_RING_WRAP);
-        }
-        if end == 0 { Err(D_RING_END) } else { Ok(0) }
-    }
-
-    /// `rk_ring_link`: whether the entries reach the host's next position.
-    fn link(reach: usize, host: usize, read: usize, cap: usize) -> u32 {
-        let dist = |x: usize| if x >= read { x - read } else { x + cap - read };
-        match reach == host {
-            true => 0,
-            false if host < cap && dist(reach) > dist(host) => D_RING_ENTRY,
-            false => D_RING_END,
-        }
-    }
-
-    /// `rk_ring_entry`: entry `i` at the host's position `starts[i]`, checked on its own
-    /// (`Err(0)`: past the capacity).
-    fn entry(
-        buf: &[u32],
-        cap: usize,
-        read: usize,
-        end: usize,
-        starts: &[usize],
-        i: usize,
-    ) -> std::result::Result<(usize, u32), u32> {
-        let p = starts[i];
-        if p >= cap {
-            return Err(0);
-        }
-        if i == 0 {
-            let d = next(buf, read, end).map_or_else(|d| d, |s| link(s, p, read, cap));
-            if d != 0 {
-                return Err(d);
-            }
-        }
-        let len = buf[RING_HEADER_WORDS + p];
-        if len == RING_WRAP {
-            return Err(D_RING_WRAP);
-        }
-        let payload = (len as usize).div_ceil(4);
-        let room = if end > p { end - p } else { cap - p };
-        if payload >= room {
-            return Err(D_RING_ENTRY);
-        }
-        let after = (p + 1 + payload) % cap;
-        let d = if i + 1 == starts.len() {
-            if after == end { 0 } else { D_RING_END }
-        } else {
-            next(buf, after, end).map_or_else(|d| d, |n| link(n, starts[i + 1], read, cap))
-        };
-        if d == 0 { Ok((p, len)) } else { Err(d) }
-    }
-
-    /// The device's check of a round over the model: every entry on its own (in
-    /// reverse order here: no check may depend on another), the lowest failure
-    /// reported, a position past the capacity before any.
-    fn device_check(buf: &[u32], cap: usize, read: usize, end: usize, starts: &[usize]) -> Checked {
-        if starts.is_empty() {
-            return if end == read {
-                Ok(Vec::new())
-            } else {
-                Err(D_RING_END)
-            };
-        }
-        let checked: Vec<_> = (0..starts.len())
-            .rev()
-            .map(|i| entry(buf, cap, read, end, starts, i))
-            .collect();
-        if checked.contains(&Err(0)) {
-            return Err(0);
-        }
-        let mut entries: Vec<(usize, u32)> = Vec::new();
-        for c in checked.into_iter().rev() {
-            entries.push(c?);
-        }
-        Ok(entries)
-    }
+    use super::super::ring_model::{device_check, sequential_walk};
 
     /// The device's round over the model, as the kernels do it: the host's positions
     /// for `take` entries checked, then the payload lengths taken and the consumed
@@ -432,33 +340,6 @@ mod tests {
             entries.iter().map(|(_, l)| *l as usize).collect(),
             end as u32,
         )
-    }
-
-    /// The walk the kernels made before they checked entries in parallel: from the
-    /// read position, one entry after another, to the round's end.
-    fn sequential_walk(buf: &[u32], cap: usize, read: usize, end: usize, want: usize) -> Checked {
-        let (mut r, mut out) = (read, Vec::new());
-        while out.len() < want && r != end {
-            let len = buf[RING_HEADER_WORDS + r];
-            if len == RING_WRAP {
-                if r == 0 || end > r {
-                    return Err(D_RING_WRAP);
-                }
-                r = 0;
-                continue;
-            }
-            let payload = (len as usize).div_ceil(4);
-            let room = if end > r { end - r } else { cap - r };
-            if payload >= room {
-                return Err(D_RING_ENTRY);
-            }
-            out.push((r, len));
-            r = (r + 1 + payload) % cap;
-        }
-        if out.len() != want || r != end {
-            return Err(D_RING_END);
-        }
-        Ok(out)
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod driver;
 pub mod hostile;
 pub mod input_ring;
 mod port;
+pub mod ring_model;
 mod round_report;
 mod table;
 mod words;
