@@ -243,6 +243,84 @@ fn per_route_summaries_count_every_delivered_send_exactly_once() {
     );
 }
 
+/// `K2kRecords::PerRoute`: a kernel's route summaries come before the record of its
+/// end, not at the next interval after it (an auditor reads a kernel's traffic, then
+/// its stop), and each count is still in one summary only.
+#[test]
+fn a_stopped_kernel_s_route_summaries_precede_its_stop_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let rt = production_runtime(AuditLogConfig {
+        events: AuditConfig {
+            log_k2k_messages: true,
+            ..AuditConfig::default()
+        },
+        // No interval passes during the test: only the stop and the close summarise.
+        k2k_records: K2kRecords::PerRoute {
+            interval: Duration::from_secs(3600),
+        },
+        ..AuditLogConfig::in_directory(&dir)
+    });
+    let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
+    let a = rt.launch("src_a", LaunchOptions::new()).unwrap();
+    let b = rt.launch("src_b", LaunchOptions::new()).unwrap();
+    for _ in 0..40 {
+        a.send_timeout("sink", "x", &[1u8; 8], Duration::from_secs(10))
+            .unwrap();
+        b.send_timeout("sink", "x", &[2u8; 4], Duration::from_secs(10))
+            .unwrap();
+    }
+    let t0 = Instant::now();
+    while sink.status().unwrap().messages_processed < 80 {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    a.terminate().unwrap();
+    a.wait(Duration::from_secs(10)).unwrap();
+    // src_b goes on sending after src_a's stop: its route is summarised at the close.
+    for _ in 0..10 {
+        b.send_timeout("sink", "x", &[2u8; 4], Duration::from_secs(10))
+            .unwrap();
+    }
+    let pk = rt.audit_log().unwrap().public_key();
+    rt.shutdown().unwrap();
+    assert_eq!(verify(&dir, &pk).unwrap().status, LogStatus::Closed);
+
+    let records = read_records(&dir);
+    let position = |pred: &dyn Fn(&AuditRecord) -> bool| {
+        records
+            .iter()
+            .position(pred)
+            .expect("the record is in the log")
+    };
+    let summary_of = |actor: &'static str| {
+        move |r: &AuditRecord| r.event == "k2k.route_summary" && r.actor == actor
+    };
+    let a_summary = position(&summary_of("kernel:src_a"));
+    let a_stopped = position(&|r: &AuditRecord| r.event == "kernel.stopped" && r.target == "src_a");
+    assert!(
+        a_summary < a_stopped,
+        "src_a's traffic is summarised before its stop record ({a_summary} vs {a_stopped})"
+    );
+    let totals = |actor: &str| -> (u64, u64, usize) {
+        records
+            .iter()
+            .filter(|r| r.event == "k2k.route_summary" && r.actor == actor)
+            .fold((0, 0, 0), |(m, b, n), r| {
+                (
+                    m + r.details["messages"].as_u64().unwrap(),
+                    b + r.details["bytes"].as_u64().unwrap(),
+                    n + 1,
+                )
+            })
+    };
+    assert_eq!(totals("kernel:src_a"), (40, 320, 1));
+    // src_b's route also ends at sink, which stopped at the shutdown: all 50 sends,
+    // in the summaries written when the kernels stopped.
+    let (messages, bytes, _) = totals("kernel:src_b");
+    assert_eq!((messages, bytes), (50, 200));
+}
+
 #[test]
 fn production_refuses_a_disabled_audit_log() {
     match RuntimeBuilder::new()

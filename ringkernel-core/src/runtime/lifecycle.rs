@@ -122,6 +122,11 @@ impl Gate {
         }
         tracing::info!(kernel = %entry.id, "kernel terminated and its buffers freed");
         let last = self.read_control(entry).unwrap_or_default();
+        if let Some(log) = &self.audit {
+            // With per-route K2K counts, the kernel's routes are summarised before its
+            // end is recorded (their counts are final: its mailbox is closed).
+            log.summarize_routes_of(&entry.id);
+        }
         self.audit(|| Event::KernelStopped {
             kernel: entry.id.clone(),
             messages_processed: last.messages_processed,

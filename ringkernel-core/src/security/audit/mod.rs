@@ -618,6 +618,18 @@ impl AuditLog {
         }
     }
 
+    /// Queues the `k2k.route_summary` records of the routes from or to `kernel` now,
+    /// ahead of the other routes' next interval ([`K2kRecords::PerRoute`]; nothing
+    /// otherwise). The runtime calls it when the kernel stops, just before its
+    /// `kernel.stopped` record, so that the log shows a kernel's traffic before its end.
+    pub(crate) fn summarize_routes_of(&self, kernel: &crate::k2k::KernelId) {
+        for event in self.inner.routes.take_kernel(kernel) {
+            if let Err(e) = self.append(event) {
+                tracing::error!(error = %e, %kernel, "a route summary could not be queued");
+            }
+        }
+    }
+
     /// Once the writer has stopped, a record (or count) is refused and counted as
     /// unrecorded.
     fn refuse_once_stopped(&self) -> Result<()> {

@@ -147,17 +147,52 @@ impl RouteCounts {
             t.index.clear();
             std::mem::take(&mut t.tallies)
         };
-        tallies
-            .into_iter()
-            .map(|x| Event::K2kRouteSummary {
-                from: x.from,
-                to: x.to,
-                topic: x.topic,
-                messages: x.messages,
-                bytes: x.bytes,
-                first_at: rfc3339(x.first_at),
-            })
-            .collect()
+        tallies.into_iter().map(Tally::into_event).collect()
+    }
+
+    /// Takes the counts of the routes from or to `kernel` only (when it stops, so that
+    /// its summaries precede its `kernel.stopped` record), in the order the routes were
+    /// first used; the other routes keep counting.
+    pub(crate) fn take_kernel(&self, kernel: &KernelId) -> Vec<Event> {
+        let taken = {
+            let mut t = self.inner.lock();
+            let involves = |x: &Tally| x.from.as_ref() == Some(kernel) || x.to == kernel.as_str();
+            if !t.tallies.iter().any(involves) {
+                return Vec::new();
+            }
+            let (taken, kept): (Vec<Tally>, Vec<Tally>) = std::mem::take(&mut t.tallies)
+                .into_iter()
+                .partition(involves);
+            // Positions moved: the index is built again over the routes kept.
+            let Table {
+                hasher,
+                index,
+                tallies,
+                ..
+            } = &mut *t;
+            index.clear();
+            for (i, x) in kept.iter().enumerate() {
+                let from = x.from.as_ref().map(KernelId::as_str);
+                let h = hasher.hash_one((from, x.to.as_str(), x.topic.as_str()));
+                index.entry(h).or_default().push(i);
+            }
+            *tallies = kept;
+            taken
+        };
+        taken.into_iter().map(Tally::into_event).collect()
+    }
+}
+
+impl Tally {
+    fn into_event(self) -> Event {
+        Event::K2kRouteSummary {
+            from: self.from,
+            to: self.to,
+            topic: self.topic,
+            messages: self.messages,
+            bytes: self.bytes,
+            first_at: rfc3339(self.first_at),
+        }
     }
 }
 
@@ -218,6 +253,49 @@ mod tests {
         assert_eq!(c.take(true).len(), 1);
         assert_eq!(c.count(Some(&a), "b", "t", 7), Err(NotCounted::Closed));
         assert!(c.take(false).is_empty());
+    }
+
+    #[test]
+    fn a_stopping_kernel_s_routes_are_taken_and_the_others_keep_counting() {
+        let c = RouteCounts::new();
+        let (a, b, x) = (id("a"), id("b"), id("x"));
+        for _ in 0..10 {
+            c.count(Some(&a), "b", "t", 1).unwrap();
+            c.count(Some(&x), "a", "t", 2).unwrap();
+            c.count(Some(&b), "x", "t", 3).unwrap();
+            c.count(None, "b", "t", 4).unwrap();
+        }
+        let routes = |events: Vec<Event>| -> Vec<(Option<String>, String, u64)> {
+            events
+                .into_iter()
+                .map(|e| match e {
+                    Event::K2kRouteSummary {
+                        from, to, messages, ..
+                    } => (from.map(|k| k.to_string()), to, messages),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let s = |x: &str| x.to_owned();
+        // From a and to a, in first-use order; nothing for a kernel without routes.
+        assert_eq!(
+            routes(c.take_kernel(&a)),
+            vec![(Some(s("a")), s("b"), 10), (Some(s("x")), s("a"), 10)]
+        );
+        assert!(c.take_kernel(&a).is_empty());
+        assert!(c.take_kernel(&id("idle")).is_empty());
+        // The routes kept go on counting into the same tallies (the index was rebuilt).
+        c.count(Some(&b), "x", "t", 3).unwrap();
+        c.count(None, "b", "t", 4).unwrap();
+        c.count(Some(&a), "b", "t", 1).unwrap();
+        assert_eq!(
+            routes(c.take(false)),
+            vec![
+                (Some(s("b")), s("x"), 11),
+                (None, s("b"), 11),
+                (Some(s("a")), s("b"), 1),
+            ]
+        );
     }
 
     #[test]
