@@ -20,6 +20,9 @@
 //!   Each is refused with a typed error, the kernel stops with that error's code in its
 //!   final control block and an audit record naming it, nothing panics, and the other
 //!   kernels keep running (see the `hostile` functions).
+//! - The persistent kernel's input-ring checks, driven directly by each backend's
+//!   kernel tests: the same corrupted rings and forged entry-position tables
+//!   ([`ring_cases`]), each refused with the same detail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -46,6 +49,7 @@ use ringkernel_core::security::sandbox::{
 use ringkernel_core::{Error, Result};
 
 mod hostile;
+pub mod ring_cases;
 pub use hostile::{
     hostile_control_block, hostile_input_ring, hostile_key_slots, hostile_route_bitmap,
 };

@@ -809,6 +809,7 @@ mod round {
     use ringkernel_core::security::encryption::{
         Algorithm, ContextId, EncryptionConfig, EnvelopeKind, MemoryEncryption, SequenceCheck,
     };
+    use suite::ring_cases::{RING_CORRUPTIONS, TABLE_FORGERIES};
 
     const CB_SEALED: usize = 196;
 
@@ -1062,7 +1063,7 @@ mod round {
     /// `corrupt`: (status words, control after the round, ring after it).
     fn corrupted_round(
         payloads: &[&[u8]],
-        corrupt: impl FnOnce(&mut Vec<u32>),
+        corrupt: impl FnOnce(&mut [u32]),
     ) -> (Vec<u32>, Vec<u8>, Vec<u8>) {
         let enc = enc();
         let ctx = ContextId::new("gpu", "control");
@@ -1087,64 +1088,8 @@ mod round {
 
     #[test]
     fn a_ring_with_a_position_or_length_out_of_range_is_refused() {
-        const H: usize = RING_HEADER_WORDS;
         // Three 8-byte messages: entries of 3 words at 0, 3 and 6; the round ends at 9.
-        type Corruption = fn(&mut Vec<u32>);
-        let cases: [(&str, Corruption, u32); 9] = [
-            (
-                "an entry longer than the ring",
-                |r| r[H] = 0xffff_ff00,
-                layout::D_RING_ENTRY,
-            ),
-            (
-                "a wrap word at position 0",
-                |r| r[H] = RING_WRAP,
-                layout::D_RING_WRAP,
-            ),
-            (
-                "a read position past the ring's end",
-                |r| r[1] = 256,
-                layout::D_RING_POSITIONS,
-            ),
-            (
-                "a read position moved back",
-                |r| r[1] = 60,
-                layout::D_RING_POSITIONS,
-            ),
-            (
-                "a write position wrapped to 0",
-                |r| r[0] = 0,
-                layout::D_RING_POSITIONS,
-            ),
-            (
-                "a write position past the end",
-                |r| r[0] = u32::MAX,
-                layout::D_RING_POSITIONS,
-            ),
-            // The first entry grown by a word: it overlaps the second, whose payload is
-            // then read as a length.
-            ("overlapping entries", |r| r[H] = 12, layout::D_RING_ENTRY),
-            // The last entry grown past the round's end (into free ring words).
-            (
-                "an entry past the round's end",
-                |r| r[H + 6] = 12,
-                layout::D_RING_ENTRY,
-            ),
-            // Two entries shrunk: the walk ends before the host's end.
-            (
-                "entries that end early",
-                |r| {
-                    r[H] = 0;
-                    r[H + 1] = 4;
-                    r[H + 3] = 0;
-                    r[H + 4] = 4;
-                    r[H + 6] = 0;
-                    r[H + 7] = 0;
-                },
-                layout::D_RING_END,
-            ),
-        ];
-        for (what, corrupt, detail) in cases {
+        for (what, corrupt, detail) in RING_CORRUPTIONS {
             let (status, after, control) =
                 corrupted_round(&[&[1u8; 8], &[2u8; 8], &[3u8; 8]], corrupt);
             assert_eq!(
@@ -1174,41 +1119,7 @@ mod round {
         // Entries of three words at 0, 3 and 6; the round ends at 9.
         let table = layout::P_RING_ENTRIES;
         assert_eq!(&planned.plan.params[table..table + 4], &[0, 3, 6, 0]);
-        type Forgery = fn(&mut [u32]);
-        let cases: [(&str, Forgery, u32); 7] = [
-            (
-                "an entry shifted a word on",
-                |t| t[1] = 4,
-                layout::D_RING_END,
-            ),
-            (
-                "an entry shifted a word back",
-                |t| t[1] = 2,
-                layout::D_RING_ENTRY,
-            ),
-            ("two entries swapped", |t| t.swap(1, 2), layout::D_RING_END),
-            (
-                "the first two entries swapped",
-                |t| t.swap(0, 1),
-                layout::D_RING_END,
-            ),
-            (
-                "an entry at the round's end",
-                |t| t[2] = 9,
-                layout::D_RING_END,
-            ),
-            (
-                "an entry past the round's end",
-                |t| t[2] = 20,
-                layout::D_RING_END,
-            ),
-            (
-                "a wrap claimed where there is none",
-                |t| t[2] = 0,
-                layout::D_RING_ENTRY,
-            ),
-        ];
-        for (what, forge, detail) in cases {
+        for (what, forge, detail) in TABLE_FORGERIES {
             let mut params = planned.plan.params.clone();
             forge(&mut params[table..]);
             let mut p = plan(&enc, ctx, 0, &DeviceProgram::checksum(), &msgs);

@@ -21,6 +21,7 @@ mod common;
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 
+use ringkernel_conformance::ring_cases::{RING_CORRUPTIONS, TABLE_FORGERIES};
 use ringkernel_core::backend::device::{DeviceRound, InputRing, layout, plan_round};
 use ringkernel_core::backend::input_ring::{RING_HEADER_WORDS, RING_WRAP};
 use ringkernel_core::backend::{BufferId, DeviceProgram};
@@ -293,51 +294,7 @@ fn forged_entry_offsets_are_refused() {
     assert_eq!(&round.params[layout::P_RING_ENTRIES..][..4], &[0, 3, 6, 0]);
     let honest = run(gpu, &round.params, &round.ring);
     assert_eq!(honest.status[0], layout::OK, "the honest table runs");
-    type Forgery = fn(&mut [u32]);
-    let cases: [(&str, Forgery, u32); 8] = [
-        // Entry 1 a word on: entry 0 ends short of it.
-        (
-            "an entry shifted a word on",
-            |t| t[1] = 4,
-            layout::D_RING_END,
-        ),
-        // Entry 1 a word back: entry 0 runs into it.
-        (
-            "an entry shifted a word back",
-            |t| t[1] = 2,
-            layout::D_RING_ENTRY,
-        ),
-        (
-            "the first entry shifted off the read position",
-            |t| t[0] = 1,
-            layout::D_RING_END,
-        ),
-        ("two entries swapped", |t| t.swap(1, 2), layout::D_RING_END),
-        // The round starts at the read position, short of the claimed first entry.
-        (
-            "the first two entries swapped",
-            |t| t.swap(0, 1),
-            layout::D_RING_END,
-        ),
-        // The last entry at the round's end, and past it in free ring words.
-        (
-            "an entry at the round's end",
-            |t| t[2] = 9,
-            layout::D_RING_END,
-        ),
-        (
-            "an entry past the round's end",
-            |t| t[2] = 20,
-            layout::D_RING_END,
-        ),
-        // Entry 2 claimed behind a wrap word (at 0) where the round does not wrap.
-        (
-            "a wrap claimed where there is none",
-            |t| t[2] = 0,
-            layout::D_RING_ENTRY,
-        ),
-    ];
-    for (what, forge, detail) in cases {
+    for (what, forge, detail) in TABLE_FORGERIES {
         expect_refused(gpu, &round, what, forge, layout::RING_CORRUPT, detail);
     }
     // A position past the ring's capacity is a parameter that does not fit the ring,
@@ -404,49 +361,7 @@ fn forged_entry_offsets_in_a_wrapping_round_are_refused() {
 fn ring_corruptions_are_refused_with_the_walk_s_details() {
     let Some(gpu) = gpu() else { return };
     let round = three_entries();
-    type Corruption = fn(&mut Vec<u32>);
-    let cases: [(&str, Corruption, u32); 7] = [
-        (
-            "an entry longer than the ring",
-            |r| r[H] = 0xffff_ff00,
-            layout::D_RING_ENTRY,
-        ),
-        (
-            "a wrap word at position 0",
-            |r| r[H] = RING_WRAP,
-            layout::D_RING_WRAP,
-        ),
-        (
-            "a read position moved back",
-            |r| r[1] = 60,
-            layout::D_RING_POSITIONS,
-        ),
-        // The first entry grown by a word: it overlaps the second.
-        ("overlapping entries", |r| r[H] = 12, layout::D_RING_ENTRY),
-        (
-            "an entry past the round's end",
-            |r| r[H + 6] = 12,
-            layout::D_RING_ENTRY,
-        ),
-        (
-            "entries that end early",
-            |r| {
-                r[H] = 0;
-                r[H + 1] = 4;
-                r[H + 3] = 0;
-                r[H + 4] = 4;
-                r[H + 6] = 0;
-                r[H + 7] = 0;
-            },
-            layout::D_RING_END,
-        ),
-        (
-            "a wrap word mid-round",
-            |r| r[H + 3] = RING_WRAP,
-            layout::D_RING_WRAP,
-        ),
-    ];
-    for (what, corrupt, detail) in cases {
+    for (what, corrupt, detail) in RING_CORRUPTIONS {
         let mut ring = round.ring.clone();
         corrupt(&mut ring);
         let ran = run(gpu, &round.params, &ring);
