@@ -12,8 +12,8 @@ use crate::security::memory::Plaintext;
 use crate::backend::{BufferId, ComputeBackend};
 use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
 use crate::error::Result;
-use crate::k2k::{Endpoint, KernelId};
-use crate::security::encryption::{AadBuf, ContextId, InstanceId, MemoryEncryption, SequenceCheck};
+use crate::k2k::{Endpoint, KernelId, buffers};
+use crate::security::encryption::{ContextId, InstanceId, MemoryEncryption, SequenceCheck};
 
 /// The contexts of one launch of a kernel's regions: bound to the runtime instance, the
 /// kernel and its launch incarnation.
@@ -150,23 +150,6 @@ impl Sealing {
         }
     }
 
-    /// The associated data binding a queued payload to its route and place in order:
-    /// each of source (as displayed: a kernel id or `<host>`), destination and topic
-    /// length-prefixed (u64 LE), then the sequence (u64 LE). Built on the stack.
-    fn message_aad(source: &Endpoint, dest: &KernelId, topic: &str, seq: u64) -> AadBuf {
-        let src = match source {
-            Endpoint::Host => "<host>",
-            Endpoint::Kernel(id) => id.as_str(),
-        };
-        let mut aad = AadBuf::new();
-        for part in [src.as_bytes(), dest.as_str().as_bytes(), topic.as_bytes()] {
-            aad.extend(&(part.len() as u64).to_le_bytes());
-            aad.extend(part);
-        }
-        aad.extend(&seq.to_le_bytes());
-        aad
-    }
-
     /// Seals a payload for the destination's queue (or copies it, when queues are plain).
     pub(crate) fn seal_payload(
         &self,
@@ -178,13 +161,13 @@ impl Sealing {
         payload: &[u8],
     ) -> Result<Vec<u8>> {
         match &self.queue {
-            None => Ok(payload.to_vec()),
-            Some(e) => e.seal_region(
-                ctx,
-                seq,
-                payload,
-                Self::message_aad(source, dest, topic, seq).as_slice(),
-            ),
+            None => Ok(buffers::copy(payload)),
+            Some(e) => {
+                let mut out = buffers::take(e.sealed_len(payload.len()));
+                let aad = MessageAad::new(source, dest, topic, seq);
+                e.seal_region_into_parts(ctx, seq, payload, &aad.parts(), &mut out)?;
+                Ok(out)
+            }
         }
     }
 
@@ -206,13 +189,9 @@ impl Sealing {
             None => Ok(stored),
             Some(e) => {
                 let at = e.plaintext_offset();
+                let aad = MessageAad::new(source, dest, topic, seq);
                 let len = e
-                    .open_in_place(
-                        &mut stored,
-                        ctx,
-                        SequenceCheck::Exact(seq),
-                        Self::message_aad(source, dest, topic, seq).as_slice(),
-                    )?
+                    .open_in_place_parts(&mut stored, ctx, SequenceCheck::Exact(seq), &aad.parts())?
                     .len();
                 stored.copy_within(at..at + len, 0);
                 stored[len..].fill(0);
@@ -236,5 +215,69 @@ impl Sealing {
             None => Ok(Plaintext::new(stored.to_vec())),
             Some(e) => e.open_stream(stored, ctx, SequenceCheck::Exact(seq), b""),
         }
+    }
+}
+
+/// The associated data binding a queued payload to its route and place in order: each
+/// of source (as displayed: a kernel id or `<host>`), destination and topic
+/// length-prefixed (u64 LE), then the sequence (u64 LE). Handed to the AEAD as parts,
+/// so it is never assembled into a buffer of its own.
+struct MessageAad<'a> {
+    src: &'a str,
+    dest: &'a str,
+    topic: &'a str,
+    lens: [[u8; 8]; 3],
+    seq: [u8; 8],
+}
+
+impl<'a> MessageAad<'a> {
+    fn new(source: &'a Endpoint, dest: &'a KernelId, topic: &'a str, seq: u64) -> Self {
+        let src = match source {
+            Endpoint::Host => "<host>",
+            Endpoint::Kernel(id) => id.as_str(),
+        };
+        let dest = dest.as_str();
+        let len = |s: &str| (s.len() as u64).to_le_bytes();
+        MessageAad {
+            src,
+            dest,
+            topic,
+            lens: [len(src), len(dest), len(topic)],
+            seq: seq.to_le_bytes(),
+        }
+    }
+
+    fn parts(&self) -> [&[u8]; 7] {
+        [
+            &self.lens[0],
+            self.src.as_bytes(),
+            &self.lens[1],
+            self.dest.as_bytes(),
+            &self.lens[2],
+            self.topic.as_bytes(),
+            &self.seq,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_aad_is_the_length_prefixed_route_then_the_sequence() {
+        let src = Endpoint::Kernel(KernelId::new("src").expect("id"));
+        let dest = KernelId::new("sink").expect("id");
+        let aad = MessageAad::new(&src, &dest, "t", 0x0102);
+        let joined: Vec<u8> = aad.parts().concat();
+        let mut expected = Vec::new();
+        for part in [&b"src"[..], b"sink", b"t"] {
+            expected.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            expected.extend_from_slice(part);
+        }
+        expected.extend_from_slice(&0x0102u64.to_le_bytes());
+        assert_eq!(joined, expected);
+        let host = MessageAad::new(&Endpoint::Host, &dest, "", 7);
+        assert_eq!(&host.parts().concat()[..14], b"\x06\0\0\0\0\0\0\0<host>");
     }
 }

@@ -40,7 +40,6 @@ pub use config::{
 pub use device::{DeviceKey, DeviceOpen, DeviceSeal};
 pub use envelope::{ContextId, Direction, EnvelopeKind, Header, InstanceId};
 pub use provider::{AeadKey, AeadProvider, AwsLc, ProviderChoice, RustCrypto};
-pub(crate) use region::AadBuf;
 use stats::Counters;
 pub use stats::EncryptionStats;
 
@@ -312,7 +311,10 @@ impl MemoryEncryption {
     }
 
     fn ring(&self) -> Result<&Keyring> {
-        self.inner.keyring.as_ref().ok_or(Error::EncryptionDisabled)
+        self.inner
+            .keyring
+            .as_ref()
+            .ok_or_else(|| Error::EncryptionDisabled)
     }
 
     /// Whether anything is sealed (false for `Algorithm::None`).

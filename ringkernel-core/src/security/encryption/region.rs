@@ -71,7 +71,13 @@ impl<const N: usize> AadBuf<N> {
         }
         let end = self.len + bytes.len();
         if end <= N {
-            self.inline[self.len..end].copy_from_slice(bytes);
+            let dst = &mut self.inline[self.len..end];
+            match <&[u8; 8]>::try_from(bytes) {
+                // Length prefixes and sequence numbers: a fixed-size copy the compiler
+                // inlines, rather than a call to `memcpy` for eight bytes.
+                Ok(word) => dst.copy_from_slice(word),
+                Err(_) => dst.copy_from_slice(bytes),
+            }
             self.len = end;
         } else {
             let mut heap = Vec::with_capacity(end.max(2 * N));
@@ -90,14 +96,17 @@ impl<const N: usize> AadBuf<N> {
     }
 }
 
-/// Runs `f` with `head || extra` as one slice, assembled on the stack unless long.
-fn with_joined<R>(head: &[u8], extra: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    if extra.is_empty() {
+/// Runs `f` with `head` followed by every part of `extra` as one slice, assembled on
+/// the stack unless long (and not at all when `extra` adds nothing).
+fn with_joined<R>(head: &[u8], extra: &[&[u8]], f: impl FnOnce(&[u8]) -> R) -> R {
+    if extra.iter().all(|part| part.is_empty()) {
         return f(head);
     }
     let mut buf = AadBuf::<INLINE_AAD>::new();
     buf.extend(head);
-    buf.extend(extra);
+    for part in extra {
+        buf.extend(part);
+    }
     f(buf.as_slice())
 }
 
@@ -145,6 +154,21 @@ impl MemoryEncryption {
         aad: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
+        self.seal_region_into_parts(context, sequence, plaintext, &[aad], out)
+    }
+
+    /// [`MemoryEncryption::seal_region_into`] with the caller's associated data given
+    /// as parts, bound as their concatenation: the runtime's K2K binding (route and
+    /// sequence) is assembled once, straight behind the header, with no buffer of its
+    /// own.
+    pub(crate) fn seal_region_into_parts(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        plaintext: &[u8],
+        aad: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         single_len(plaintext.len())?;
         let at = self.plaintext_offset();
         let total = self.sealed_len(plaintext.len());
@@ -153,7 +177,7 @@ impl MemoryEncryption {
         out.resize(at, 0);
         out.extend_from_slice(plaintext);
         out.resize(total, 0);
-        let r = self.seal_in_place(context, sequence, out, aad);
+        let r = self.seal_in_place_parts(context, sequence, out, aad);
         if r.is_err() {
             // The buffer still holds the plaintext copy.
             out.fill(0);
@@ -177,6 +201,16 @@ impl MemoryEncryption {
         sequence: u64,
         envelope: &mut [u8],
         aad: &[u8],
+    ) -> Result<()> {
+        self.seal_in_place_parts(context, sequence, envelope, &[aad])
+    }
+
+    fn seal_in_place_parts(
+        &self,
+        context: ContextId,
+        sequence: u64,
+        envelope: &mut [u8],
+        aad: &[&[u8]],
     ) -> Result<()> {
         let at = self.plaintext_offset();
         let len = envelope.len().checked_sub(at + TAG_LEN).ok_or_else(|| {
@@ -267,6 +301,18 @@ impl MemoryEncryption {
         check: SequenceCheck,
         aad: &[u8],
     ) -> Result<&'a mut [u8]> {
+        self.open_in_place_parts(envelope, context, check, &[aad])
+    }
+
+    /// [`MemoryEncryption::open_in_place`] with the associated data given as parts
+    /// (see [`MemoryEncryption::seal_region_into_parts`]).
+    pub(crate) fn open_in_place_parts<'a>(
+        &self,
+        envelope: &'a mut [u8],
+        context: ContextId,
+        check: SequenceCheck,
+        aad: &[&[u8]],
+    ) -> Result<&'a mut [u8]> {
         let r = self.open_in_place_inner(envelope, context, check, aad);
         match &r {
             Ok(p) => self.inner.counters.opened(p.len()),
@@ -280,7 +326,7 @@ impl MemoryEncryption {
         envelope: &'a mut [u8],
         context: ContextId,
         check: SequenceCheck,
-        aad: &[u8],
+        aad: &[&[u8]],
     ) -> Result<&'a mut [u8]> {
         let h = self.single_header(envelope, context, check)?;
         let (head, body) = envelope.split_at_mut(h.header_len);
@@ -327,7 +373,7 @@ impl MemoryEncryption {
             .try_into()
             .map_err(|_| Error::MalformedEnvelope("bad tag length".into()))?;
         out.extend_from_slice(ct);
-        let r = self.open_single(head, h.epoch, aad, out, tag);
+        let r = self.open_single(head, h.epoch, &[aad], out, tag);
         if r.is_err() {
             out.clear();
         }
@@ -361,7 +407,7 @@ impl MemoryEncryption {
         &self,
         head: &[u8],
         epoch: u32,
-        aad: &[u8],
+        aad: &[&[u8]],
         ct: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<()> {
