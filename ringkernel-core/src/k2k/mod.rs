@@ -11,6 +11,7 @@
 //! room. Nothing is dropped silently: messages still queued when a kernel stops are
 //! counted in its [`KernelStatus::undelivered`](crate::runtime::KernelStatus) and logged.
 
+pub(crate) mod buffers;
 mod hlc;
 mod mailbox;
 
@@ -204,7 +205,9 @@ pub struct Message {
 
 impl Drop for Message {
     fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.payload);
+        // Zeroed over their whole capacity, then kept for later messages (or freed).
+        buffers::recycle(std::mem::take(&mut self.payload));
+        buffers::recycle(std::mem::take(&mut self.topic).into_bytes());
     }
 }
 

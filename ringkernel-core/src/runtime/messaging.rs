@@ -104,7 +104,7 @@ impl Gate {
         let msg = Message {
             source,
             destination: dest.id.clone(),
-            topic: topic.to_owned(),
+            topic: crate::k2k::buffers::copy_str(topic),
             payload: stored,
             sequence,
             timestamp: clock.now(),
