@@ -183,9 +183,11 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// A K2K message as the receiving kernel's handler sees it. Its payload is zeroed when
-/// the message is dropped (wherever it waits: a handler's argument, a device driver's
-/// staging queue), so no plaintext stays behind in freed host memory.
+/// A K2K message as the receiving kernel's handler sees it. Its payload and topic are
+/// zeroed over their whole capacity when the message is dropped (wherever it waits: a
+/// handler's argument, a device driver's staging queue), so no plaintext stays behind
+/// in host memory; the zeroed buffers are then kept for later messages' payloads
+/// (`k2k/buffers.rs`) or freed.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// The real sender (set by the runtime, never by the caller).
