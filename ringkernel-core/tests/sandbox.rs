@@ -668,6 +668,54 @@ fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
 }
 
 #[test]
+fn a_remembered_allowed_send_does_not_carry_over_to_another_topic_peer_or_reused_slot() {
+    // The sandbox remembers a sender's last allowed (destination, topic) so that a
+    // stream of sends on one route skips the route, topic and peer checks. An attacker
+    // who got one send through must not ride that memo: not on another topic, not to
+    // another kernel, and not to a new kernel that took over the allowed one's slot.
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive()
+            .k2k_allow_list(&["ok_*"])
+            .allow_topics(&["public.*"]),
+    );
+    let rt = runtime(&sb);
+    let (ok, n) = counter(&rt, "ok_a");
+    rt.launch("bad_b", LaunchOptions::new()).unwrap();
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    src.send("ok_a", "public.x", b"1").unwrap();
+    src.send("ok_a", "public.x", b"2").unwrap(); // remembered
+    denied(
+        src.send("ok_a", "private.x", b""),
+        ViolationKind::UnauthorizedTopic,
+    );
+    denied(
+        src.send("bad_b", "public.x", b""),
+        ViolationKind::UnauthorizedK2K,
+    );
+    src.send("ok_a", "public.x", b"3").unwrap();
+    wait_until("three delivered", || n.load(Ordering::SeqCst) == 3);
+    // The allowed kernel stops; a kernel the policy refuses takes over its slot.
+    let slot = sb.route_table().slot_of(ok.id()).unwrap();
+    ok.terminate().unwrap();
+    ok.wait(WAIT).unwrap();
+    let bad_c = rt.launch("bad_c", LaunchOptions::new()).unwrap();
+    assert_eq!(
+        sb.route_table().slot_of(bad_c.id()),
+        Some(slot),
+        "slot reused"
+    );
+    denied(
+        src.send("bad_c", "public.x", b""),
+        ViolationKind::UnauthorizedK2K,
+    );
+    assert!(src.send("ok_a", "public.x", b"").is_err(), "stopped kernel");
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+    assert_eq!(sb.violation_count("src"), 3);
+    rt.shutdown().unwrap();
+}
+
+#[test]
 fn topics_outside_the_allow_list_are_refused() {
     let sb = KernelSandbox::with_policy(
         ResourceLimits::new(),

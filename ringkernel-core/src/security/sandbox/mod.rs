@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
@@ -99,6 +99,7 @@ impl KernelSlot {
                 bucket: send.bucket.clone(),
                 peers: send.peers.clone(),
                 topics: HashMap::new(),
+                last_allowed: None,
             },
             violations: self.violations.lock().clone(),
         }
@@ -122,6 +123,56 @@ struct SendGuard {
     bucket: Option<TokenBucket>,
     peers: HashSet<KernelId>,
     topics: HashMap<String, bool>,
+    /// The last send that passed route, topic and connection checks with a plain
+    /// `Allow`, so that a kernel sending again on the same route and topic skips them.
+    last_allowed: Option<AllowedSend>,
+}
+
+/// A send that passed every check but the rate: under route table `routes_version`,
+/// to the kernel `dst` in slot `dst_index`, on `topic`.
+///
+/// While the route table keeps that version, the same (destination slot and id, topic)
+/// gets the same answers again: the route bit is the table's; the topic decision is a
+/// function of the sender's policy, which never changes for a slot; and a peer once
+/// counted against the connection limit stays counted. Any launch or stop changes the
+/// version, and with it every remembered send is checked in full again.
+#[derive(Debug)]
+struct AllowedSend {
+    routes_version: u64,
+    dst_index: usize,
+    dst: KernelId,
+    topic: String,
+}
+
+impl SendGuard {
+    fn remembers(&self, routes_version: u64, dst: &KernelSlot, topic: &str) -> bool {
+        self.last_allowed.as_ref().is_some_and(|a| {
+            a.routes_version == routes_version
+                && a.dst_index == dst.index
+                && a.dst == dst.id
+                && a.topic == topic
+        })
+    }
+
+    fn remember(&mut self, routes_version: u64, dst: &KernelSlot, topic: &str) {
+        match &mut self.last_allowed {
+            Some(a) => {
+                a.routes_version = routes_version;
+                a.dst_index = dst.index;
+                a.dst.clone_from(&dst.id);
+                a.topic.clear();
+                a.topic.push_str(topic);
+            }
+            None => {
+                self.last_allowed = Some(AllowedSend {
+                    routes_version,
+                    dst_index: dst.index,
+                    dst: dst.id.clone(),
+                    topic: topic.to_owned(),
+                })
+            }
+        }
+    }
 }
 
 /// What a kernel id keeps after its kernel stops, and hands to the next kernel
@@ -165,6 +216,8 @@ struct Inner {
     free_slots: Mutex<Vec<usize>>,
     next_slot: Mutex<usize>,
     routes: RwLock<Arc<RouteTable>>,
+    /// Bumped after every change of `routes` (see [`AllowedSend`]).
+    routes_version: AtomicU64,
     totals: [AtomicU64; 7],
     /// Kernel ids whose kernel has stopped: their budget and violations, kept for
     /// `check_violations` and for the next launch under the same id.
@@ -209,6 +262,7 @@ impl KernelSandbox {
                 free_slots: Mutex::new(Vec::new()),
                 next_slot: Mutex::new(0),
                 routes: RwLock::new(Arc::new(RouteTable::default())),
+                routes_version: AtomicU64::new(0),
                 totals: Default::default(),
                 retired: Mutex::new(HashMap::new()),
             }),
@@ -421,6 +475,7 @@ impl KernelSandbox {
                 .is_some_and(|s| s.policy.allows_route(dst.as_str()))
         });
         *self.inner.routes.write() = Arc::new(table);
+        self.inner.routes_version.fetch_add(1, Ordering::Release);
         Ok(slot)
     }
 
@@ -444,6 +499,7 @@ impl KernelSandbox {
         let mut table = (**self.inner.routes.read()).clone();
         table.remove(slot.index);
         *self.inner.routes.write() = Arc::new(table);
+        self.inner.routes_version.fetch_add(1, Ordering::Release);
         self.inner.free_slots.lock().push(slot.index);
     }
 
@@ -485,14 +541,53 @@ impl KernelSandbox {
     /// Decides a send from `src` to `dst` on `topic`: route, topic, connections, rate
     /// (in that order; a refused send consumes no rate token).
     pub(crate) fn check_send(&self, src: &KernelSlot, dst: &KernelSlot, topic: &str) -> Verdict {
+        // Read before the table, so that a remembered send never outlives a change.
+        let routes_version = self.inner.routes_version.load(Ordering::Acquire);
+        let mut guard = src.send.lock();
+        let mut verdict = Verdict::Allow;
+        if !guard.remembers(routes_version, dst, topic) {
+            drop(guard);
+            (guard, verdict) = match self.check_route_topic_peer(src, dst, topic) {
+                Ok(checked) => checked,
+                Err(refused) => return refused,
+            };
+            if matches!(verdict, Verdict::Allow) {
+                guard.remember(routes_version, dst, topic);
+            }
+        }
+        let now = Instant::now();
+        if let Some(bucket) = guard.bucket.as_mut()
+            && !bucket.try_take(now)
+        {
+            drop(guard);
+            let rate = src.limits.messages_per_second().unwrap_or(0);
+            let v = self.record(
+                src,
+                ViolationType::RateLimitExceeded { rate },
+                format!("send to {} on {topic:?}", dst.id),
+            );
+            return v;
+        }
+        verdict
+    }
+
+    /// The route, topic and connection checks of [`KernelSandbox::check_send`]: the
+    /// sender's send guard (locked) and the verdict so far, or the verdict that ends
+    /// the decision (a refusal, or a topic violation only logged).
+    fn check_route_topic_peer<'a>(
+        &self,
+        src: &'a KernelSlot,
+        dst: &KernelSlot,
+        topic: &str,
+    ) -> std::result::Result<(MutexGuard<'a, SendGuard>, Verdict), Verdict> {
         if !self.inner.routes.read().permits(src.index, dst.index) {
-            return self.record(
+            return Err(self.record(
                 src,
                 ViolationType::UnauthorizedK2K {
                     target: dst.id.to_string(),
                 },
                 format!("send to {} on {topic:?}", dst.id),
-            );
+            ));
         }
         let mut guard = src.send.lock();
         if src.policy.restricts_topics() {
@@ -509,13 +604,13 @@ impl KernelSandbox {
             };
             if !allowed {
                 drop(guard);
-                return self.record(
+                return Err(self.record(
                     src,
                     ViolationType::UnauthorizedTopic {
                         topic: topic.to_owned(),
                     },
                     format!("send to {} on {topic:?}", dst.id),
-                );
+                ));
             }
         }
         let mut verdict = Verdict::Allow;
@@ -533,27 +628,14 @@ impl KernelSandbox {
                     format!("send to {} on {topic:?}", dst.id),
                 );
                 if !matches!(v, Verdict::AllowLogged(_)) {
-                    return v;
+                    return Err(v);
                 }
                 verdict = v;
                 guard = src.send.lock();
             }
             guard.peers.insert(dst.id.clone());
         }
-        let now = Instant::now();
-        if let Some(bucket) = guard.bucket.as_mut()
-            && !bucket.try_take(now)
-        {
-            drop(guard);
-            let rate = src.limits.messages_per_second().unwrap_or(0);
-            let v = self.record(
-                src,
-                ViolationType::RateLimitExceeded { rate },
-                format!("send to {} on {topic:?}", dst.id),
-            );
-            return v;
-        }
-        verdict
+        Ok((guard, verdict))
     }
 
     /// Decides an allocation that would bring `slot`'s memory from `used` to
