@@ -818,3 +818,92 @@ proptest! {
         prop_assert_eq!(p.matches(&text), naive(&pc, &tc), "{} vs {}", pattern, text);
     }
 }
+
+/// One step of [`sends_agree_with_a_stateless_model_through_launches_and_stops`].
+#[derive(Clone, Debug)]
+enum Step {
+    Launch(usize),
+    Stop(usize),
+    Send(usize, usize),
+}
+
+const MODEL_PEERS: [&str; 5] = ["ok_a", "ok_b", "ok_bad", "x_c", "ok_d"];
+const MODEL_TOPICS: [&str; 3] = ["public.a", "public.b", "private"];
+const MODEL_CONNECTIONS: usize = 3;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The sandbox's remembered sends (the last allowed destination and topic) against
+    /// a model that decides every send from the rules alone: route allowed by
+    /// `ok_*` unless `ok_bad*`, topic by `public.*`, at most three distinct peers per
+    /// sender, through random launches, stops and slot reuse.
+    #[test]
+    fn sends_agree_with_a_stateless_model_through_launches_and_stops(
+        steps in proptest::collection::vec(
+            prop_oneof![
+                (0..MODEL_PEERS.len()).prop_map(Step::Launch),
+                (0..MODEL_PEERS.len()).prop_map(Step::Stop),
+                (0..MODEL_PEERS.len(), 0..MODEL_TOPICS.len()).prop_map(|(p, t)| Step::Send(p, t)),
+                (0..MODEL_PEERS.len(), 0..MODEL_TOPICS.len()).prop_map(|(p, t)| Step::Send(p, t)),
+            ],
+            1..40,
+        )
+    ) {
+        let sb = KernelSandbox::with_policy(
+            ResourceLimits::new().max_k2k_connections(MODEL_CONNECTIONS as u32),
+            SandboxPolicy::restrictive()
+                .k2k_allow_list(&["ok_*"])
+                .deny_k2k_to(&["ok_bad*"])
+                .allow_topics(&["public.*"]),
+        );
+        let rt = runtime(&sb);
+        let src = rt.launch("src", LaunchOptions::new()).unwrap();
+        let mut live: Vec<Option<KernelHandle>> = MODEL_PEERS.iter().map(|_| None).collect();
+        let mut peers = std::collections::BTreeSet::new();
+        for step in steps {
+            match step {
+                Step::Launch(p) if live[p].is_none() => {
+                    live[p] = Some(rt.launch(MODEL_PEERS[p], LaunchOptions::new()).unwrap());
+                }
+                Step::Stop(p) => {
+                    if let Some(k) = live[p].take() {
+                        k.terminate().unwrap();
+                        k.wait(WAIT).unwrap();
+                    }
+                }
+                Step::Send(p, t) => {
+                    let (peer, topic) = (MODEL_PEERS[p], MODEL_TOPICS[t]);
+                    let r = src.send(peer, topic, b"");
+                    let expected = if live[p].is_none() {
+                        None // no such kernel: refused before the sandbox
+                    } else if !peer.starts_with("ok_") || peer.starts_with("ok_bad") {
+                        Some(ViolationKind::UnauthorizedK2K)
+                    } else if !topic.starts_with("public.") {
+                        Some(ViolationKind::UnauthorizedTopic)
+                    } else if !peers.contains(peer) && peers.len() >= MODEL_CONNECTIONS {
+                        Some(ViolationKind::ConnectionLimitExceeded)
+                    } else {
+                        peers.insert(peer);
+                        None
+                    };
+                    match (live[p].is_some(), expected, r) {
+                        (false, _, r) => prop_assert!(
+                            !matches!(r, Ok(()) | Err(Error::Denied { .. })),
+                            "send to stopped {peer}: {r:?}"
+                        ),
+                        (true, None, r) => prop_assert!(r.is_ok(), "{peer} {topic}: {r:?}"),
+                        (true, Some(kind), Err(Error::Denied { violation, .. })) => {
+                            prop_assert_eq!(violation, kind, "{} {}", peer, topic)
+                        }
+                        (true, Some(kind), r) => {
+                            prop_assert!(false, "{peer} {topic}: expected {kind:?}, got {r:?}")
+                        }
+                    }
+                }
+                Step::Launch(_) => {}
+            }
+        }
+        rt.shutdown().unwrap();
+    }
+}
