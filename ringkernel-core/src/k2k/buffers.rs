@@ -10,14 +10,17 @@
 //! capacity, to a process-wide pool, and senders take their next buffers from it: a
 //! buffer goes round between the threads instead of through the allocator. The pool
 //! keeps buffers in power-of-two size classes from [`MIN_CLASS`] to [`MAX_CLASS`]
-//! bytes, at most [`SLOTS`] per class (about 2 MiB when every slot is full); a buffer
-//! outside the classes, or arriving at a full class, is freed as before. Every buffer
-//! in the pool is all zeros: nothing a message carried outlives its drop.
+//! bytes, at most [`SLOTS`] per class, each of exactly its class's size (so at most
+//! 128 x 16,320 bytes, about 2 MiB, when every slot is full); a buffer of any other
+//! capacity, or arriving at a full class, is freed as before. Every buffer in the pool
+//! is all zeros: nothing a message carried outlives its drop.
+//!
+//! The price: a queued message's payload (up to 8 KiB) and topic occupy their class's
+//! size, up to twice their length (a topic at least 64 bytes), while they wait.
 
 use std::sync::LazyLock;
 
 use crossbeam_channel::{Receiver, Sender};
-use zeroize::Zeroize;
 
 /// Smallest capacity kept, in bytes.
 pub(crate) const MIN_CLASS: usize = 64;
@@ -86,24 +89,41 @@ pub(crate) fn copy_str(s: &str) -> String {
 }
 
 /// Zeroes `buf` over its whole capacity and keeps it for a later [`take`] (or frees
-/// it, when its class is full or it fits none).
+/// it, when its class is full or its capacity is not exactly a class's size).
 pub(crate) fn recycle(mut buf: Vec<u8>) {
+    scrub(&mut buf);
     let Some(c) = class_for_capacity(buf.capacity()) else {
-        // Freed: `zeroize`'s volatile writes, which no optimisation can drop before
-        // the deallocation.
-        buf.zeroize();
-        return;
+        return; // freed, zeroed
     };
-    // Kept: zeroed with one `memset` over the whole capacity (`zeroize` writes a byte
-    // at a time, a tenth of a 256-byte message's cost). The buffer is then published
-    // to the pool for other threads to take, so these writes cannot be elided.
-    buf.clear();
-    buf.resize(buf.capacity(), 0);
-    buf.clear();
-    if let Err(full) = POOL[c].tx.try_send(buf) {
-        // The class is full: freed here, already zeroed.
-        drop(full.into_inner());
+    // Only buffers of exactly the class's size are kept (those `take` made), so the
+    // pool never holds more than `SLOTS` times the sum of the class sizes.
+    if buf.capacity() == MIN_CLASS << c {
+        // A full class hands the buffer back: it is freed here, zeroed.
+        let _ = POOL[c].tx.try_send(buf);
     }
+}
+
+/// Zeroes `buf` over its whole capacity (contents and spare room), then empties it.
+///
+/// One `memset` rather than `zeroize`'s byte-at-a-time volatile writes (a tenth of a
+/// 256-byte message's cost), followed by a compiler barrier that takes the buffer's
+/// address, so that the writes cannot be dropped as dead stores (the technique of
+/// BoringSSL's `OPENSSL_cleanse`). Where `asm!` is not available, `zeroize` instead.
+fn scrub(buf: &mut Vec<u8>) {
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64"))]
+    {
+        buf.clear();
+        buf.resize(buf.capacity(), 0);
+        // SAFETY: an empty assembly block: it reads the pointer in a register and
+        // executes nothing. Without `nomem`, the compiler must assume it reads the
+        // memory behind the pointer, so the zeroing above is kept.
+        unsafe {
+            std::arch::asm!("/* {0} */", in(reg) buf.as_ptr(), options(nostack, preserves_flags));
+        }
+        buf.clear();
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
+    zeroize::Zeroize::zeroize(buf);
 }
 
 #[cfg(test)]
@@ -138,38 +158,34 @@ mod tests {
     }
 
     #[test]
-    fn recycled_buffers_come_back_zeroed_over_their_capacity() {
-        // A payload left in a buffer (and bytes past its length, as an open in place
-        // leaves them) must not reach the next message that takes the buffer.
-        let len = 3000; // the 4096 class, used by no other test here
-        let mut v = take(len);
-        v.resize(v.capacity(), 0xA5);
+    fn scrub_zeroes_contents_and_spare_capacity() {
+        // A payload left in a buffer, and bytes past its length (as a handler that
+        // truncates leaves them), must not reach the next message taking the buffer.
+        let mut v = vec![0xA5u8; 1000];
         v.truncate(10);
-        let ptr = v.as_ptr();
         let capacity = v.capacity();
-        recycle(v);
-        // Other threads may use the class meanwhile: look for this very allocation.
-        let mut others = Vec::new();
-        let mut found = None;
-        for _ in 0..=SLOTS {
-            let v = take(len);
-            if v.as_ptr() == ptr {
-                found = Some(v);
-                break;
-            }
-            others.push(v);
-        }
-        others.into_iter().for_each(recycle);
-        let mut v = found.expect("the recycled buffer comes back from its class");
+        scrub(&mut v);
         assert!(v.is_empty());
         assert_eq!(v.capacity(), capacity);
-        // SAFETY: this is the allocation recycled above, whose every byte up to its
-        // capacity was written (0xA5, then zeroed by `recycle`): all initialised.
+        // SAFETY: every byte up to the capacity was initialised (0xA5 by `vec!`, then
+        // zeroed by `scrub`), and the capacity is unchanged.
         unsafe { v.set_len(capacity) };
         assert!(
             v.iter().all(|&b| b == 0),
-            "a recycled buffer holds old bytes"
+            "a scrubbed buffer holds old bytes"
         );
+    }
+
+    #[test]
+    fn only_buffers_of_exactly_a_class_size_are_kept() {
+        // 300 is in class 256's range but not its size: freed, never handed out.
+        let odd = Vec::<u8>::with_capacity(300);
+        assert_eq!(class_for_capacity(odd.capacity()), Some(2));
+        recycle(odd);
+        for _ in 0..=SLOTS {
+            let v = take(200);
+            assert_eq!(v.capacity(), 256, "every buffer of class 256 is 256 bytes");
+        }
     }
 
     #[test]

@@ -187,7 +187,9 @@ impl fmt::Display for Endpoint {
 /// zeroed over their whole capacity when the message is dropped (wherever it waits: a
 /// handler's argument, a device driver's staging queue), so no plaintext stays behind
 /// in host memory; the zeroed buffers are then kept for later messages' payloads
-/// (`k2k/buffers.rs`) or freed.
+/// (`k2k/buffers.rs`) or freed. This covers the buffers the message still holds when
+/// it is dropped: a handler that moves the payload out, or grows it (a reallocation),
+/// takes over wiping what it moved.
 #[derive(Clone, Debug)]
 pub struct Message {
     /// The real sender (set by the runtime, never by the caller).

@@ -278,6 +278,53 @@ mod tests {
         expected.extend_from_slice(&0x0102u64.to_le_bytes());
         assert_eq!(joined, expected);
         let host = MessageAad::new(&Endpoint::Host, &dest, "", 7);
-        assert_eq!(&host.parts().concat()[..14], b"\x06\0\0\0\0\0\0\0<host>");
+        let mut expected = Vec::new();
+        for part in [&b"<host>"[..], b"sink", b""] {
+            expected.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            expected.extend_from_slice(part);
+        }
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        assert_eq!(host.parts().concat(), expected);
+    }
+
+    #[test]
+    fn a_queued_payload_with_the_longest_route_opens_only_on_its_own_route() {
+        // Ids and topic at their maximum lengths: the associated data (about 850
+        // bytes with the header) no longer fits the stack buffer and moves to the heap.
+        use crate::security::encryption::EncryptionConfig;
+        let enc = MemoryEncryption::new(EncryptionConfig::new()).expect("encryption");
+        let sealing = Sealing::new(Some(&enc), None);
+        let long = |c: char| c.to_string().repeat(crate::k2k::MAX_KERNEL_ID_LEN);
+        let src = Endpoint::Kernel(KernelId::new(&long('s')).expect("id"));
+        let dest = KernelId::new(&long('d')).expect("id");
+        let topic = "t".repeat(crate::k2k::MAX_TOPIC_LEN);
+        let ctx = ContextId::new("sink", "queue");
+        let payload = b"secret payload".to_vec();
+        let stored = sealing
+            .seal_payload(ctx, &src, &dest, &topic, 9, &payload)
+            .expect("seal");
+        let opened = sealing
+            .open_payload(ctx, &src, &dest, &topic, 9, stored.clone())
+            .expect("open");
+        assert_eq!(opened, payload);
+        let other_topic = format!("{}u", &topic[1..]);
+        assert!(
+            sealing
+                .open_payload(ctx, &src, &dest, &other_topic, 9, stored.clone())
+                .is_err(),
+            "moved to another topic"
+        );
+        assert!(
+            sealing
+                .open_payload(ctx, &Endpoint::Host, &dest, &topic, 9, stored.clone())
+                .is_err(),
+            "re-attributed to the host"
+        );
+        assert!(
+            sealing
+                .open_payload(ctx, &src, &dest, &topic, 10, stored)
+                .is_err(),
+            "replayed at another sequence"
+        );
     }
 }
