@@ -774,6 +774,50 @@ fn configurable_actions_log_only_and_terminate() {
 }
 
 #[test]
+fn log_only_violations_do_not_escape_the_rate_and_connection_limits() {
+    // A route or topic violation set to LogOnly (a policy rolled out in audit mode)
+    // lets the send through with a record; it must not also let it skip the limits
+    // that follow: the rate bucket and the connection limit still apply.
+    for kind in [
+        ViolationKind::UnauthorizedK2K,
+        ViolationKind::UnauthorizedTopic,
+    ] {
+        for attempt in 1..=3 {
+            let sb = KernelSandbox::with_policy(
+                ResourceLimits::new()
+                    .max_messages_per_second(1)
+                    .max_k2k_connections(1),
+                SandboxPolicy::restrictive()
+                    .k2k_allow_list(&["allowed_*"])
+                    .allow_topics(&["ok"]),
+            )
+            .on_violation(kind, ViolationAction::LogOnly);
+            let (p1, p2, topic) = match kind {
+                ViolationKind::UnauthorizedK2K => ("denied_1", "denied_2", "ok"),
+                _ => ("allowed_1", "allowed_2", "not_ok"),
+            };
+            let rt = runtime(&sb);
+            rt.launch(p1, LaunchOptions::new()).unwrap();
+            rt.launch(p2, LaunchOptions::new()).unwrap();
+            let src = rt.launch("src", LaunchOptions::new()).unwrap();
+            let t0 = Instant::now();
+            src.send(p1, topic, b"").unwrap(); // logged, allowed
+            let rate = src.send(p1, topic, b"");
+            let connections = src.send(p2, topic, b"");
+            if t0.elapsed() > Duration::from_millis(800) && attempt < 3 {
+                // A token came back while the machine stalled: not a verdict.
+                rt.shutdown().unwrap();
+                continue;
+            }
+            denied(rate, ViolationKind::RateLimitExceeded);
+            denied(connections, ViolationKind::ConnectionLimitExceeded);
+            rt.shutdown().unwrap();
+            break;
+        }
+    }
+}
+
+#[test]
 fn route_table_follows_launch_and_stop() {
     let sb = KernelSandbox::with_policy(
         ResourceLimits::new(),

@@ -572,22 +572,31 @@ impl KernelSandbox {
     }
 
     /// The route, topic and connection checks of [`KernelSandbox::check_send`]: the
-    /// sender's send guard (locked) and the verdict so far, or the verdict that ends
-    /// the decision (a refusal, or a topic violation only logged).
+    /// sender's send guard (locked) and the verdict so far (`Allow`, or the first
+    /// violation only logged), or the refusal that ends the decision.
     fn check_route_topic_peer<'a>(
         &self,
         src: &'a KernelSlot,
         dst: &KernelSlot,
         topic: &str,
     ) -> std::result::Result<(MutexGuard<'a, SendGuard>, Verdict), Verdict> {
+        // A violation whose action is LogOnly is recorded and the decision goes on:
+        // the send still faces every later check (a logged route or topic violation
+        // must not skip the connection and rate limits). The first one logged is the
+        // verdict unless a later check refuses.
+        let mut verdict = Verdict::Allow;
         if !self.inner.routes.read().permits(src.index, dst.index) {
-            return Err(self.record(
+            let v = self.record(
                 src,
                 ViolationType::UnauthorizedK2K {
                     target: dst.id.to_string(),
                 },
                 format!("send to {} on {topic:?}", dst.id),
-            ));
+            );
+            if !matches!(v, Verdict::AllowLogged(_)) {
+                return Err(v);
+            }
+            verdict = v;
         }
         let mut guard = src.send.lock();
         if src.policy.restricts_topics() {
@@ -604,16 +613,22 @@ impl KernelSandbox {
             };
             if !allowed {
                 drop(guard);
-                return Err(self.record(
+                let v = self.record(
                     src,
                     ViolationType::UnauthorizedTopic {
                         topic: topic.to_owned(),
                     },
                     format!("send to {} on {topic:?}", dst.id),
-                ));
+                );
+                if !matches!(v, Verdict::AllowLogged(_)) {
+                    return Err(v);
+                }
+                if matches!(verdict, Verdict::Allow) {
+                    verdict = v;
+                }
+                guard = src.send.lock();
             }
         }
-        let mut verdict = Verdict::Allow;
         if let Some(limit) = src.limits.k2k_connections()
             && !guard.peers.contains(dst.id.as_str())
         {
@@ -630,7 +645,9 @@ impl KernelSandbox {
                 if !matches!(v, Verdict::AllowLogged(_)) {
                     return Err(v);
                 }
-                verdict = v;
+                if matches!(verdict, Verdict::Allow) {
+                    verdict = v;
+                }
                 guard = src.send.lock();
             }
             guard.peers.insert(dst.id.clone());
