@@ -175,6 +175,18 @@ impl SendGuard {
     }
 }
 
+/// Goes on past a violation only logged (`AllowLogged`), keeping the first one logged
+/// as `verdict`; any other verdict is the refusal that ends the decision.
+fn carry_logged(v: Verdict, verdict: &mut Verdict) -> std::result::Result<(), Verdict> {
+    if !matches!(v, Verdict::AllowLogged(_)) {
+        return Err(v);
+    }
+    if matches!(verdict, Verdict::Allow) {
+        *verdict = v;
+    }
+    Ok(())
+}
+
 /// What a kernel id keeps after its kernel stops, and hands to the next kernel
 /// launched under that id: its send budget (so a relaunch neither refills the rate
 /// bucket nor forgets the peers counted against the connection limit) and its
@@ -593,10 +605,7 @@ impl KernelSandbox {
                 },
                 format!("send to {} on {topic:?}", dst.id),
             );
-            if !matches!(v, Verdict::AllowLogged(_)) {
-                return Err(v);
-            }
-            verdict = v;
+            carry_logged(v, &mut verdict)?;
         }
         let mut guard = src.send.lock();
         if src.policy.restricts_topics() {
@@ -620,12 +629,7 @@ impl KernelSandbox {
                     },
                     format!("send to {} on {topic:?}", dst.id),
                 );
-                if !matches!(v, Verdict::AllowLogged(_)) {
-                    return Err(v);
-                }
-                if matches!(verdict, Verdict::Allow) {
-                    verdict = v;
-                }
+                carry_logged(v, &mut verdict)?;
                 guard = src.send.lock();
             }
         }
@@ -642,12 +646,7 @@ impl KernelSandbox {
                     },
                     format!("send to {} on {topic:?}", dst.id),
                 );
-                if !matches!(v, Verdict::AllowLogged(_)) {
-                    return Err(v);
-                }
-                if matches!(verdict, Verdict::Allow) {
-                    verdict = v;
-                }
+                carry_logged(v, &mut verdict)?;
                 guard = src.send.lock();
             }
             guard.peers.insert(dst.id.clone());
