@@ -818,6 +818,85 @@ fn log_only_violations_do_not_escape_the_rate_and_connection_limits() {
 }
 
 #[test]
+fn a_violation_logged_in_audit_mode_is_not_hidden_from_the_audit_log_by_a_later_one() {
+    // Audit-evasion: with the route rule in audit mode (LogOnly), a kernel sending to a
+    // peer it must not reach while also over its rate had only the rate violation
+    // written to the audit log; the unauthorized route stayed in the sandbox's memory.
+    // Every violation the sandbox records must reach the audit log with its action,
+    // whatever the verdict (the rate in audit mode too, or refusing).
+    for rate_action in [ViolationAction::LogOnly, ViolationAction::Deny] {
+        for attempt in 1..=3 {
+            let dir = tempfile::Builder::new()
+                .prefix("rk-sandbox-audit-all-")
+                .tempdir()
+                .unwrap();
+            let sb = KernelSandbox::with_policy(
+                ResourceLimits::new().max_messages_per_second(1),
+                SandboxPolicy::restrictive().k2k_allow_list(&["allowed"]),
+            )
+            .on_violation(ViolationKind::UnauthorizedK2K, ViolationAction::LogOnly)
+            .on_violation(ViolationKind::RateLimitExceeded, rate_action);
+            let rt = RuntimeBuilder::new()
+                .development()
+                .with_sandbox(sb.clone())
+                .with_audit_logging(AuditLogConfig::in_directory(dir.path()))
+                .build()
+                .unwrap();
+            rt.launch("denied", LaunchOptions::new()).unwrap();
+            let src = rt.launch("src", LaunchOptions::new()).unwrap();
+            let t0 = Instant::now();
+            src.send("denied", "t", b"").unwrap(); // route logged, token taken
+            let second = src.send("denied", "t", b""); // route logged, rate exceeded
+            if t0.elapsed() > Duration::from_millis(800) && attempt < 3 {
+                rt.shutdown().unwrap();
+                continue; // a token came back while the machine stalled
+            }
+            match rate_action {
+                ViolationAction::LogOnly => second.unwrap(),
+                _ => denied(second, ViolationKind::RateLimitExceeded),
+            }
+            let recorded: Vec<_> = sb
+                .check_violations(&src)
+                .unwrap()
+                .iter()
+                .map(|v| (v.violation_type.kind(), v.action))
+                .collect();
+            let expected = vec![
+                (ViolationKind::UnauthorizedK2K, ViolationAction::LogOnly),
+                (ViolationKind::UnauthorizedK2K, ViolationAction::LogOnly),
+                (ViolationKind::RateLimitExceeded, rate_action),
+            ];
+            assert_eq!(recorded, expected);
+            rt.shutdown().unwrap();
+            let audited: Vec<_> = audit_records(dir.path())
+                .into_iter()
+                .filter(|r| r.event == "sandbox.violation" && r.actor == "kernel:src")
+                .map(|r| {
+                    let detail = |k: &str| r.details[k].as_str().unwrap().to_owned();
+                    (detail("kind"), detail("action"))
+                })
+                .collect();
+            let rate_logged = match rate_action {
+                ViolationAction::LogOnly => "log_only",
+                _ => "deny",
+            };
+            let pair = |k: &str, a: &str| (k.to_owned(), a.to_owned());
+            assert_eq!(
+                audited,
+                vec![
+                    pair("UnauthorizedK2K", "log_only"),
+                    pair("UnauthorizedK2K", "log_only"),
+                    pair("RateLimitExceeded", rate_logged),
+                ],
+                "rate action {rate_action:?}"
+            );
+            dir.close().unwrap();
+            break;
+        }
+    }
+}
+
+#[test]
 fn route_table_follows_launch_and_stop() {
     let sb = KernelSandbox::with_policy(
         ResourceLimits::new(),
@@ -873,14 +952,15 @@ enum Step {
 
 const MODEL_PEERS: [&str; 5] = ["ok_a", "ok_b", "ok_bad", "x_c", "ok_d"];
 const MODEL_TOPICS: [&str; 3] = ["public.a", "public.b", "private"];
-const MODEL_CONNECTIONS: usize = 3;
+/// Below the three allowed peers (`ok_a`, `ok_b`, `ok_d`), so that the limit is reached.
+const MODEL_CONNECTIONS: usize = 2;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The sandbox's remembered sends (the last allowed destination and topic) against
     /// a model that decides every send from the rules alone: route allowed by
-    /// `ok_*` unless `ok_bad*`, topic by `public.*`, at most three distinct peers per
+    /// `ok_*` unless `ok_bad*`, topic by `public.*`, at most two distinct peers per
     /// sender, through random launches, stops and slot reuse.
     #[test]
     fn sends_agree_with_a_stateless_model_through_launches_and_stops(

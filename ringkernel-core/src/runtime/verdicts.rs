@@ -6,21 +6,22 @@ use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::error::{Error, Result};
 use crate::security::audit::{Event, ViolationAction};
-use crate::security::sandbox::Verdict;
+use crate::security::sandbox::{self, Outcome, Verdict};
 
 impl Gate {
     /// Carries out a sandbox verdict for `entry`'s operation.
+    /// Every violation the verdict recorded is audited on its own, in order.
     pub(super) fn enforce(&self, entry: &KernelEntry, verdict: Verdict) -> Result<()> {
-        match &verdict {
-            Verdict::Allow => {}
-            Verdict::AllowLogged(e) | Verdict::Deny(e) | Verdict::DenyAndTerminate(e) => {
-                self.audit_violation(entry, e, &verdict);
-            }
+        if verdict.is_allow() {
+            return Ok(());
         }
-        match verdict {
-            Verdict::Allow | Verdict::AllowLogged(_) => Ok(()),
-            Verdict::Deny(e) => Err(e),
-            Verdict::DenyAndTerminate(e) => {
+        for (e, action) in verdict.violations() {
+            self.audit_violation(entry, e, action);
+        }
+        match verdict.into_outcome() {
+            Outcome::Proceed => Ok(()),
+            Outcome::Refuse(e) => Err(e),
+            Outcome::RefuseAndTerminate(e) => {
                 if let Err(stop) = self.request_stop(entry) {
                     tracing::error!(kernel = %entry.id, error = %stop, "cannot stop violating kernel");
                 }
@@ -29,7 +30,7 @@ impl Gate {
         }
     }
 
-    fn audit_violation(&self, entry: &KernelEntry, e: &Error, verdict: &Verdict) {
+    fn audit_violation(&self, entry: &KernelEntry, e: &Error, action: sandbox::ViolationAction) {
         if !self.audits(|c| c.log_violations) {
             return;
         }
@@ -39,10 +40,10 @@ impl Gate {
             } => (violation.to_string(), reason.clone()),
             other => ("other".to_owned(), other.to_string()),
         };
-        let action = match verdict {
-            Verdict::AllowLogged(_) => ViolationAction::LogOnly,
-            Verdict::DenyAndTerminate(_) => ViolationAction::Terminate,
-            _ => ViolationAction::Deny,
+        let action = match action {
+            sandbox::ViolationAction::Deny => ViolationAction::Deny,
+            sandbox::ViolationAction::LogOnly => ViolationAction::LogOnly,
+            sandbox::ViolationAction::Terminate => ViolationAction::Terminate,
         };
         self.audit(|| Event::SandboxViolation {
             kernel: entry.id.clone(),

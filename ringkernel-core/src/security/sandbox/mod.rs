@@ -48,12 +48,14 @@ mod patterns;
 mod policy;
 mod rate;
 mod routes;
+mod verdict;
 mod violations;
 
 pub use limits::ResourceLimits;
 pub use patterns::{Pattern, PatternSet};
 pub use policy::{CompiledPolicy, DefaultRoute, MemoryAccess, SandboxPolicy};
 pub use routes::RouteTable;
+pub(crate) use verdict::{Outcome, Verdict};
 pub use violations::{Violation, ViolationAction, ViolationKind, ViolationType};
 
 use std::collections::{HashMap, HashSet};
@@ -175,18 +177,6 @@ impl SendGuard {
     }
 }
 
-/// Goes on past a violation only logged (`AllowLogged`), keeping the first one logged
-/// as `verdict`; any other verdict is the refusal that ends the decision.
-fn carry_logged(v: Verdict, verdict: &mut Verdict) -> std::result::Result<(), Verdict> {
-    if !matches!(v, Verdict::AllowLogged(_)) {
-        return Err(v);
-    }
-    if matches!(verdict, Verdict::Allow) {
-        *verdict = v;
-    }
-    Ok(())
-}
-
 /// What a kernel id keeps after its kernel stops, and hands to the next kernel
 /// launched under that id: its send budget (so a relaunch neither refills the rate
 /// bucket nor forgets the peers counted against the connection limit) and its
@@ -204,17 +194,6 @@ pub(crate) enum WatchdogStep {
     Raise(KernelId),
     /// The grace period is over: stop it by force.
     Force(KernelId),
-}
-
-/// A decision the gate must carry out.
-#[derive(Debug)]
-pub(crate) enum Verdict {
-    Allow,
-    /// Go ahead, but the violation was recorded (LogOnly); the error describes it.
-    AllowLogged(Error),
-    Deny(Error),
-    /// Refuse and stop the kernel.
-    DenyAndTerminate(Error),
 }
 
 struct Inner {
@@ -515,7 +494,15 @@ impl KernelSandbox {
         self.inner.free_slots.lock().push(slot.index);
     }
 
-    fn record(&self, slot: &KernelSlot, violation_type: ViolationType, context: String) -> Verdict {
+    /// Records a violation by `slot` and adds it to `verdict`; true when its action
+    /// refuses (the decision ends there).
+    fn record_into(
+        &self,
+        verdict: &mut Verdict,
+        slot: &KernelSlot,
+        violation_type: ViolationType,
+        context: String,
+    ) -> bool {
         let kind = violation_type.kind();
         let action = self.inner.actions[kind.index()];
         let error = Error::Denied {
@@ -532,11 +519,14 @@ impl KernelSandbox {
             context,
             action,
         });
-        match action {
-            ViolationAction::Deny => Verdict::Deny(error),
-            ViolationAction::LogOnly => Verdict::AllowLogged(error),
-            ViolationAction::Terminate => Verdict::DenyAndTerminate(error),
-        }
+        verdict.add(error, action)
+    }
+
+    /// The verdict of one violation by `slot`, recorded.
+    fn record(&self, slot: &KernelSlot, violation_type: ViolationType, context: String) -> Verdict {
+        let mut verdict = Verdict::allow();
+        self.record_into(&mut verdict, slot, violation_type, context);
+        verdict
     }
 
     /// Records a send to `peer` that the device refused (its route bit is clear).
@@ -556,14 +546,16 @@ impl KernelSandbox {
         // Read before the table, so that a remembered send never outlives a change.
         let routes_version = self.inner.routes_version.load(Ordering::Acquire);
         let mut guard = src.send.lock();
-        let mut verdict = Verdict::Allow;
+        let mut verdict = Verdict::allow();
         if !guard.remembers(routes_version, dst, topic) {
             drop(guard);
-            (guard, verdict) = match self.check_route_topic_peer(src, dst, topic) {
-                Ok(checked) => checked,
-                Err(refused) => return refused,
+            guard = match self.check_route_topic_peer(&mut verdict, src, dst, topic) {
+                Some(guard) => guard,
+                None => return verdict,
             };
-            if matches!(verdict, Verdict::Allow) {
+            // Only a send that recorded nothing is remembered: a logged violation is
+            // recorded again on every send.
+            if verdict.is_allow() {
                 guard.remember(routes_version, dst, topic);
             }
         }
@@ -573,39 +565,40 @@ impl KernelSandbox {
         {
             drop(guard);
             let rate = src.limits.messages_per_second().unwrap_or(0);
-            let v = self.record(
+            self.record_into(
+                &mut verdict,
                 src,
                 ViolationType::RateLimitExceeded { rate },
                 format!("send to {} on {topic:?}", dst.id),
             );
-            return v;
         }
         verdict
     }
 
-    /// The route, topic and connection checks of [`KernelSandbox::check_send`]: the
-    /// sender's send guard (locked) and the verdict so far (`Allow`, or the first
-    /// violation only logged), or the refusal that ends the decision.
+    /// The route, topic and connection checks of [`KernelSandbox::check_send`], adding
+    /// what they record to `verdict`: the sender's send guard (locked) to go on with,
+    /// or `None` when a check refused.
     fn check_route_topic_peer<'a>(
         &self,
+        verdict: &mut Verdict,
         src: &'a KernelSlot,
         dst: &KernelSlot,
         topic: &str,
-    ) -> std::result::Result<(MutexGuard<'a, SendGuard>, Verdict), Verdict> {
+    ) -> Option<MutexGuard<'a, SendGuard>> {
         // A violation whose action is LogOnly is recorded and the decision goes on:
         // the send still faces every later check (a logged route or topic violation
-        // must not skip the connection and rate limits). The first one logged is the
-        // verdict unless a later check refuses.
-        let mut verdict = Verdict::Allow;
-        if !self.inner.routes.read().permits(src.index, dst.index) {
-            let v = self.record(
+        // must not skip the connection and rate limits).
+        if !self.inner.routes.read().permits(src.index, dst.index)
+            && self.record_into(
+                verdict,
                 src,
                 ViolationType::UnauthorizedK2K {
                     target: dst.id.to_string(),
                 },
                 format!("send to {} on {topic:?}", dst.id),
-            );
-            carry_logged(v, &mut verdict)?;
+            )
+        {
+            return None;
         }
         let mut guard = src.send.lock();
         if src.policy.restricts_topics() {
@@ -622,14 +615,16 @@ impl KernelSandbox {
             };
             if !allowed {
                 drop(guard);
-                let v = self.record(
+                if self.record_into(
+                    verdict,
                     src,
                     ViolationType::UnauthorizedTopic {
                         topic: topic.to_owned(),
                     },
                     format!("send to {} on {topic:?}", dst.id),
-                );
-                carry_logged(v, &mut verdict)?;
+                ) {
+                    return None;
+                }
                 guard = src.send.lock();
             }
         }
@@ -638,20 +633,22 @@ impl KernelSandbox {
         {
             if guard.peers.len() >= limit as usize {
                 drop(guard);
-                let v = self.record(
+                if self.record_into(
+                    verdict,
                     src,
                     ViolationType::ConnectionLimitExceeded {
                         target: dst.id.to_string(),
                         limit,
                     },
                     format!("send to {} on {topic:?}", dst.id),
-                );
-                carry_logged(v, &mut verdict)?;
+                ) {
+                    return None;
+                }
                 guard = src.send.lock();
             }
             guard.peers.insert(dst.id.clone());
         }
-        Ok((guard, verdict))
+        Some(guard)
     }
 
     /// Decides an allocation that would bring `slot`'s memory from `used` to
@@ -666,7 +663,7 @@ impl KernelSandbox {
                 },
                 format!("allocation of {reserved} reserved bytes with {used} in use"),
             ),
-            _ => Verdict::Allow,
+            _ => Verdict::allow(),
         }
     }
 
@@ -696,7 +693,7 @@ impl KernelSandbox {
         if slot.policy.memory_access() == MemoryAccess::ReadOnly {
             self.record(slot, ViolationType::ReadOnlyWrite { buffer }, operation())
         } else {
-            Verdict::Allow
+            Verdict::allow()
         }
     }
 
@@ -724,7 +721,7 @@ impl KernelSandbox {
                         format!("running for {elapsed:?}, limit {limit:?}"),
                     );
                     // Deny and Terminate both stop the kernel; LogOnly only records.
-                    if !matches!(verdict, Verdict::AllowLogged(_)) {
+                    if verdict.refuses() {
                         steps.push(WatchdogStep::Raise(slot.id.clone()));
                     }
                 }
