@@ -1,12 +1,12 @@
 //! The encryption layer's counters, sharded per thread: every seal and open adds to
 //! counters, and one shared cache line written by all sealing threads would serialise
-//! them. The first `SHARDS - 1` threads of the process to count each own a shard and
-//! add with a plain load and store (no atomic read-modify-write: no other thread ever
-//! writes it); later threads share the last shard and add atomically.
+//! them. Up to `SHARDS - 1` live threads each own a shard (given back when the thread
+//! exits) and add with a plain load and store (no atomic read-modify-write: no other
+//! thread writes it meanwhile); threads beyond them share the last shard and add
+//! atomically.
 //! [`Counters::snapshot`] sums the shards (each counter exact; the set read while
 //! others count is not one instant).
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Counters of the encryption layer (read without locks).
@@ -63,21 +63,43 @@ impl Default for Counters {
 /// The shard all threads after the first `SHARDS - 1` share.
 const SHARED: usize = SHARDS - 1;
 
-/// This thread's shard index: threads are numbered once, in order of first use, and
-/// numbers are never reused, so an index below [`SHARED`] belongs to one thread only.
-fn shard_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX.with(|i| {
-        let mut v = i.get();
-        if v == usize::MAX {
-            v = NEXT.fetch_add(1, Ordering::Relaxed).min(SHARED);
-            i.set(v);
+/// Shard indices below [`SHARED`] given back by threads that exited, for the next
+/// threads to take.
+static FREE_SHARDS: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
+
+/// A thread's hold on a shard index, given back when the thread exits.
+struct ShardLease(usize);
+
+impl ShardLease {
+    fn take() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        if let Some(i) = FREE_SHARDS.lock().pop() {
+            return ShardLease(i);
         }
-        v
-    })
+        ShardLease(NEXT.fetch_add(1, Ordering::Relaxed).min(SHARED))
+    }
+}
+
+impl Drop for ShardLease {
+    fn drop(&mut self) {
+        // The thread is exiting and writes its shard no more (a count made later in
+        // its exit goes to the shared shard: `shard_index`). The next thread to take
+        // the index does so under the same lock, after every write of this one.
+        if self.0 < SHARED {
+            FREE_SHARDS.lock().push(self.0);
+        }
+    }
+}
+
+/// This thread's shard index. Threads take an index when they first count and give it
+/// back when they exit, so that an index below [`SHARED`] belongs to one live thread
+/// only, and a process that keeps starting threads (a runtime per job, a pool that
+/// grows and shrinks) does not end with every thread on the shared shard.
+fn shard_index() -> usize {
+    thread_local! {
+        static LEASE: ShardLease = ShardLease::take();
+    }
+    LEASE.try_with(|l| l.0).unwrap_or(SHARED)
 }
 
 /// Adds `n` to a counter of shard `index`: a plain load and store when the shard is
@@ -144,5 +166,37 @@ impl Counters {
             out.bytes_opened = out.bytes_opened.wrapping_add(get(&s.bytes_opened));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_that_exit_give_their_shard_to_later_threads() {
+        // Before shards were given back, every thread after the first fifteen of the
+        // process shared one shard: a sender and its sink each bounced its cache line.
+        let counters = Counters::default();
+        let indices: Vec<usize> = (0..3 * SHARDS)
+            .map(|_| {
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        counters.sealed(10);
+                        shard_index()
+                    })
+                    .join()
+                    .unwrap_or(SHARED)
+                })
+            })
+            .collect();
+        let own = indices[2 * SHARDS..]
+            .iter()
+            .filter(|&&i| i < SHARED)
+            .count();
+        assert!(own > 0, "later threads all share a shard: {indices:?}");
+        let stats = counters.snapshot();
+        assert_eq!(stats.seals, 3 * SHARDS as u64, "no count is lost");
+        assert_eq!(stats.bytes_sealed, 30 * SHARDS as u64);
     }
 }
