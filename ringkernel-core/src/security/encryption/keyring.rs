@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use crossbeam_utils::CachePadded;
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use parking_lot::Mutex;
 
 use super::algorithm::Algorithm;
 use super::config::EncryptionConfig;
@@ -59,6 +61,13 @@ pub struct KeyringState {
 /// epochs are retired (a keystore writes it to disk). An error refuses the rotation.
 pub(crate) type PersistHook = Arc<dyn Fn(&KeyringState) -> Result<()> + Send + Sync>;
 
+/// A key's use so far: nonce counter values taken and plaintext bytes sealed.
+#[derive(Default)]
+struct Usage {
+    counter: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// One epoch's data key, as an AEAD instance of the configured provider.
 pub(crate) struct EpochKey {
     pub(crate) epoch: u32,
@@ -67,8 +76,9 @@ pub(crate) struct EpochKey {
     /// The raw key, kept (locked, zeroed on drop) for device key slots.
     raw: SecureBuffer,
     pub(crate) created: Instant,
-    counter: AtomicU64,
-    bytes: AtomicU64,
+    /// Written by every seal: on cache lines of its own, so that opening threads
+    /// reading the fields above do not pull the line away from sealing threads.
+    usage: CachePadded<Usage>,
     retire_at: Mutex<Option<Instant>>,
 }
 
@@ -91,7 +101,7 @@ impl EpochKey {
 
     /// Records sealed under this key so far.
     pub(crate) fn seals(&self) -> u64 {
-        self.counter.load(Ordering::Acquire)
+        self.usage.counter.load(Ordering::Acquire)
     }
 }
 
@@ -111,7 +121,9 @@ pub(crate) struct Keyring {
     algorithm: Algorithm,
     config: EncryptionConfig,
     master: SecureBuffer,
-    epochs: RwLock<Vec<Arc<EpochKey>>>,
+    /// Sharded by thread: every seal and open read-locks it, and one lock word written
+    /// by a sealing and an opening thread on two cores bounced between them per record.
+    epochs: ShardedLock<Vec<Arc<EpochKey>>>,
     /// Highest epoch ever issued (epochs are issued 1, 2, 3, ...).
     highest: AtomicU64,
     rotation_lock: Mutex<()>,
@@ -119,6 +131,21 @@ pub(crate) struct Keyring {
 }
 
 impl Keyring {
+    /// The epoch list, read-locked (on this thread's shard). A poisoned lock (a panic
+    /// while it was written) still holds a whole list: every write leaves one.
+    fn read_epochs(&self) -> ShardedLockReadGuard<'_, Vec<Arc<EpochKey>>> {
+        self.epochs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The epoch list, write-locked (every shard).
+    fn write_epochs(&self) -> ShardedLockWriteGuard<'_, Vec<Arc<EpochKey>>> {
+        self.epochs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A keyring whose master key was kept, with the live epochs of `state` derived
     /// again for opening, then a fresh epoch (`state.highest + 1`, a new random salt)
     /// for sealing: nothing is ever sealed again under an epoch of an earlier process,
@@ -134,7 +161,7 @@ impl Keyring {
             algorithm: config.algorithm,
             config: config.clone(),
             master,
-            epochs: RwLock::new(Vec::new()),
+            epochs: ShardedLock::new(Vec::new()),
             highest: AtomicU64::new(u64::from(state.highest)),
             rotation_lock: Mutex::new(()),
             persist,
@@ -153,14 +180,14 @@ impl Keyring {
             restored.push(Arc::new(key));
         }
         restored.sort_by_key(|k| k.epoch);
-        *ring.epochs.write() = restored;
+        *ring.write_epochs() = restored;
         ring.rotate()?;
         Ok(ring)
     }
 
     /// The persistable state: highest epoch and the live epochs' salts.
     pub(crate) fn state(&self) -> KeyringState {
-        Self::state_of(&self.epochs.read(), self.highest.load(Ordering::Acquire))
+        Self::state_of(&self.read_epochs(), self.highest.load(Ordering::Acquire))
     }
 
     fn state_of(epochs: &[Arc<EpochKey>], highest: u64) -> KeyringState {
@@ -206,8 +233,7 @@ impl Keyring {
             aead,
             raw: key,
             created: Instant::now(),
-            counter: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            usage: CachePadded::new(Usage::default()),
             retire_at: Mutex::new(None),
         })
     }
@@ -215,8 +241,7 @@ impl Keyring {
     /// The current epoch's key.
     pub(crate) fn current(&self) -> Arc<EpochKey> {
         // Invariant: the ring always holds at least one epoch (the current one).
-        self.epochs
-            .read()
+        self.read_epochs()
             .last()
             .cloned()
             .unwrap_or_else(|| unreachable!("keyring without a current epoch"))
@@ -242,8 +267,8 @@ impl Keyring {
     /// would cross the key's usage bound. The counter is a single atomic add, so every
     /// caller gets a distinct value (ordering adds nothing to uniqueness: `Relaxed`).
     fn take_counter(&self, key: &EpochKey, len: usize) -> Option<u64> {
-        let counter = key.counter.fetch_add(1, Ordering::Relaxed);
-        let bytes = key.bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
+        let counter = key.usage.counter.fetch_add(1, Ordering::Relaxed);
+        let bytes = key.usage.bytes.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
         (counter < self.config.max_seals_per_key && bytes <= self.config.max_bytes_per_key)
             .then_some(counter)
     }
@@ -265,7 +290,7 @@ impl Keyring {
         let mut rotated = None;
         loop {
             let epoch = {
-                let epochs = self.epochs.read();
+                let epochs = self.read_epochs();
                 let key = epochs
                     .last()
                     .unwrap_or_else(|| unreachable!("keyring without a current epoch"));
@@ -312,7 +337,7 @@ impl Keyring {
             persist(&next_state)?;
         }
         let retire_at = Instant::now() + self.config.grace_period;
-        let mut epochs = self.epochs.write();
+        let mut epochs = self.write_epochs();
         // Only the outgoing current key starts its grace period now; older ones
         // already have theirs.
         if let Some(outgoing) = epochs.last() {
@@ -325,7 +350,7 @@ impl Keyring {
 
     /// Zeroizes every superseded epoch whose grace period is over; returns them.
     pub(crate) fn retire_expired(&self, now: Instant) -> Vec<u32> {
-        let mut epochs = self.epochs.write();
+        let mut epochs = self.write_epochs();
         let current = epochs.last().map(|k| k.epoch);
         let mut retired = Vec::new();
         epochs.retain(|k| {
@@ -355,7 +380,7 @@ impl Keyring {
     pub(crate) fn key(&self, epoch: u32) -> Result<Arc<EpochKey>> {
         {
             // Epochs are kept in ascending order.
-            let epochs = self.epochs.read();
+            let epochs = self.read_epochs();
             if let Ok(i) = epochs.binary_search_by_key(&epoch, |k| k.epoch) {
                 return Ok(epochs[i].clone());
             }
@@ -376,7 +401,7 @@ impl Keyring {
             return f(&key);
         }
         {
-            let epochs = self.epochs.read();
+            let epochs = self.read_epochs();
             if let Ok(i) = epochs.binary_search_by_key(&epoch, |k| k.epoch) {
                 return f(&epochs[i]);
             }
@@ -395,7 +420,7 @@ impl Keyring {
 
     /// Epoch numbers currently usable for opening (ascending).
     pub(crate) fn live_epochs(&self) -> Vec<u32> {
-        self.epochs.read().iter().map(|k| k.epoch).collect()
+        self.read_epochs().iter().map(|k| k.epoch).collect()
     }
 
     /// Whether the current key is older than `every`.
