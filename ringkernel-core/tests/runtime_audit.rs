@@ -343,3 +343,67 @@ fn production_refuses_a_disabled_audit_log() {
             .any(|n| n.contains("audit log disabled"))
     );
 }
+
+/// Unrecorded key change: a data key rotated because it reached its usage bound (here
+/// 20 seals) was re-sealed under and used without any `key.rotate` record, so an
+/// auditor saw keys appear in `key.reseal` records that no rotation introduced.
+/// Every epoch the runtime seals under must have its rotation recorded, with what
+/// started it.
+#[test]
+fn a_key_rotated_at_its_usage_bound_is_not_left_out_of_the_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_encryption(
+            MemoryEncryption::new(EncryptionConfig::secure().max_seals_per_key(20)).unwrap(),
+        )
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::new(),
+            SandboxPolicy::restrictive().k2k_allow_list(&["sink"]),
+        ))
+        .with_audit_logging(AuditLogConfig::in_directory(&dir))
+        .build()
+        .unwrap();
+    let first = rt.encryption().unwrap().current_key_id().unwrap().0;
+    let sink = rt.launch("sink", LaunchOptions::new()).unwrap();
+    let src = rt.launch("src", LaunchOptions::new()).unwrap();
+    for i in 0..60u64 {
+        src.send("sink", "t", &i.to_le_bytes()).unwrap();
+    }
+    let t0 = Instant::now();
+    while sink.status().unwrap().messages_processed < 60 {
+        assert!(t0.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rt.tick();
+    let last = rt.encryption().unwrap().current_key_id().unwrap().0;
+    assert!(
+        last >= first + 3,
+        "60 sends at 20 seals per key rotate: {first}..{last}"
+    );
+    // An explicit rotation is recorded once, as explicit; one made through the
+    // encryption handle behind the runtime's back is recorded too.
+    let (explicit, _) = rt.rotate_keys().unwrap();
+    let outside = rt.encryption().unwrap().rotate_key().unwrap();
+    rt.shutdown().unwrap();
+
+    let records = read_records(&dir);
+    let rotated: Vec<(u32, String)> = records
+        .iter()
+        .filter(|r| r.event == "key.rotate")
+        .map(|r| {
+            let epoch = r.target.trim_start_matches("epoch-").parse().unwrap();
+            (epoch, r.details["trigger"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let mut expected: Vec<(u32, String)> = (first + 1..=explicit.0)
+        .map(|e| (e, "usage_bound".to_owned()))
+        .collect();
+    expected.last_mut().unwrap().1 = "explicit".to_owned();
+    expected.push((outside.0, "outside_runtime".to_owned()));
+    assert_eq!(
+        rotated, expected,
+        "one key.rotate record per epoch, in order"
+    );
+}

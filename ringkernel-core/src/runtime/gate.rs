@@ -80,6 +80,9 @@ pub(super) struct Gate {
     /// Key epochs (configured + companion) every live sealed region has been sealed
     /// under, after the last reseal.
     pub(super) sealed_epoch: AtomicU32,
+    /// Per key set (in `encryptions()`'s order), the highest epoch whose rotation the
+    /// audit log has (or that was current at start): see `record_unrecorded_rotations`.
+    pub(super) recorded_epochs: [AtomicU32; 2],
     pub(super) notes: Vec<String>,
     pub(super) kernels: Registry,
     pub(super) host_sender: Mutex<SenderState>,
@@ -132,6 +135,7 @@ impl Gate {
             sealing,
             companion,
             sealed_epoch: AtomicU32::new(0),
+            recorded_epochs: Default::default(),
             notes,
             kernels: Registry::default(),
             host_sender: Mutex::new(SenderState::default()),
@@ -140,6 +144,13 @@ impl Gate {
             tick_lock: Mutex::new(()),
         };
         *gate.sealed_epoch.get_mut() = gate.key_generation();
+        let current: Vec<u32> = gate
+            .encryptions()
+            .map(|e| e.current_key_id().map_or(0, |k| k.0))
+            .collect();
+        for (recorded, epoch) in gate.recorded_epochs.iter_mut().zip(current) {
+            *recorded.get_mut() = epoch;
+        }
         Ok(gate)
     }
 

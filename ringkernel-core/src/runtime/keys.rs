@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::gate::Gate;
 use crate::error::{Error, Result};
 use crate::security::audit::{Event, KeySet, RotationTrigger};
-use crate::security::encryption::KeyId;
+use crate::security::encryption::{KeyId, MemoryEncryption};
 
 /// The key sets `encryptions()` yields, in its order.
 const KEY_SETS: [KeySet; 2] = [KeySet::Configured, KeySet::GpuControlBlocks];
@@ -25,12 +25,18 @@ impl Gate {
             // the runtime is restarted with a working log.
             return;
         }
-        for (e, which) in self.encryptions().zip(KEY_SETS) {
+        // Rotations at a usage bound happen inside a seal: recorded here, before the
+        // re-seal under the new key.
+        self.record_unrecorded_rotations();
+        for (i, (e, which)) in self.encryptions().zip(KEY_SETS).enumerate() {
             match e.rotate_if_due() {
-                Ok(Some(key)) => self.audit(|| Event::KeyRotate {
-                    key,
-                    trigger: RotationTrigger::Timed(which),
-                }),
+                Ok(Some(key)) => {
+                    self.record_rotations_before(i, e, which, key);
+                    self.audit(|| Event::KeyRotate {
+                        key,
+                        trigger: RotationTrigger::Timed(which),
+                    });
+                }
                 Ok(None) => {}
                 Err(err) => {
                     tracing::error!(error = %err, keys = which.as_str(), "timed key rotation failed")
@@ -62,8 +68,10 @@ impl Gate {
         self.ensure_audited()?;
         let _g = self.tick_lock.lock();
         let key = enc.rotate_key()?;
+        self.record_rotations_before(0, enc, KeySet::Configured, key);
         if let Some(c) = &self.companion {
-            c.rotate_key()?;
+            let companion_key = c.rotate_key()?;
+            self.record_rotations_before(1, c, KeySet::GpuControlBlocks, companion_key);
         }
         let n = self.reseal_all();
         self.audit(|| Event::KeyRotate {
@@ -73,6 +81,47 @@ impl Gate {
             },
         });
         Ok((key, n))
+    }
+
+    /// Records every rotation of each key set that the audit log does not have yet
+    /// (up to its current epoch): epochs begun at a usage bound during a seal, or
+    /// rotated through a `MemoryEncryption` handle rather than the runtime. Without
+    /// this an auditor found keys in `key.reseal` records that no rotation introduced.
+    pub(super) fn record_unrecorded_rotations(&self) {
+        for (i, (e, which)) in self.encryptions().zip(KEY_SETS).enumerate() {
+            if let Some(current) = e.current_key_id() {
+                self.record_rotations_through(i, e, which, current.0);
+            }
+        }
+    }
+
+    /// Before recording `key`'s own rotation (timed or explicit): records the
+    /// unrecorded ones below it, then marks `key` recorded.
+    fn record_rotations_before(&self, i: usize, e: &MemoryEncryption, which: KeySet, key: KeyId) {
+        self.record_rotations_through(i, e, which, key.0.saturating_sub(1));
+        self.recorded_epochs[i].fetch_max(key.0, Ordering::AcqRel);
+    }
+
+    /// Records the rotations of key set `i` after the last recorded one, through
+    /// epoch `through`. Callers hold the tick lock (ticks, explicit rotations,
+    /// shutdown), so no rotation is recorded twice.
+    fn record_rotations_through(
+        &self,
+        i: usize,
+        e: &MemoryEncryption,
+        which: KeySet,
+        through: u32,
+    ) {
+        let from = self.recorded_epochs[i].load(Ordering::Acquire);
+        for epoch in from.saturating_add(1)..=through {
+            let key = KeyId(epoch);
+            let trigger = match e.rotated_at_usage_bound(key) {
+                Some(true) => RotationTrigger::UsageBound(which),
+                Some(false) | None => RotationTrigger::Outside(which),
+            };
+            self.audit(|| Event::KeyRotate { key, trigger });
+        }
+        self.recorded_epochs[i].fetch_max(through, Ordering::AcqRel);
     }
 
     /// Re-seals every live sealed region under the current key: control blocks first,

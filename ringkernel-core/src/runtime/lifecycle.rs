@@ -169,6 +169,12 @@ impl Gate {
             stuck,
             audit_log_not_closed: None,
         };
+        // Kernels stopping may have sealed past a key's usage bound. Under the tick
+        // lock, so that a tick running meanwhile does not record the same rotations.
+        {
+            let _g = self.tick_lock.lock();
+            self.record_unrecorded_rotations();
+        }
         self.audit(|| Event::RuntimeShutdown {
             kernels: report.kernels as u64,
             undelivered: report.undelivered,

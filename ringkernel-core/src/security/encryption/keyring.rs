@@ -80,6 +80,9 @@ pub(crate) struct EpochKey {
     /// reading the fields above do not pull the line away from sealing threads.
     usage: CachePadded<Usage>,
     retire_at: Mutex<Option<Instant>>,
+    /// Whether this epoch began because the one before reached its usage bound
+    /// (rather than a rotation asked for).
+    pub(crate) at_usage_bound: bool,
 }
 
 impl Drop for EpochKey {
@@ -235,6 +238,7 @@ impl Keyring {
             created: Instant::now(),
             usage: CachePadded::new(Usage::default()),
             retire_at: Mutex::new(None),
+            at_usage_bound: false,
         })
     }
 
@@ -311,20 +315,22 @@ impl Keyring {
         if self.current().epoch != epoch {
             return Ok(None);
         }
-        self.rotate_locked().map(Some)
+        self.rotate_locked(true).map(Some)
     }
 
     /// Starts a new epoch; older epochs enter their grace period.
     pub(crate) fn rotate(&self) -> Result<u32> {
         let _g = self.rotation_lock.lock();
-        self.rotate_locked()
+        self.rotate_locked(false)
     }
 
-    fn rotate_locked(&self) -> Result<u32> {
+    fn rotate_locked(&self, at_usage_bound: bool) -> Result<u32> {
         let next = self.highest.load(Ordering::Acquire) + 1;
         let next = u32::try_from(next)
             .map_err(|_| Error::Exhausted("key epochs (2^32 rotations)".into()))?;
-        let key = Arc::new(self.make_epoch(next)?);
+        let mut key = self.make_epoch(next)?;
+        key.at_usage_bound = at_usage_bound;
+        let key = Arc::new(key);
         if let Some(persist) = &self.persist {
             // The new epoch's salt is stored before anything is sealed under it, so a
             // crash never leaves data sealed under a key that cannot be derived again.

@@ -449,6 +449,19 @@ impl MemoryEncryption {
         }
     }
 
+    /// Whether epoch `key` began because the key before it reached its usage bound
+    /// (`max_seals_per_key` or `max_bytes_per_key`) during a seal: `Some(false)` when
+    /// it was asked for (`rotate_key`, `rotate_if_due`), `None` when the epoch is not
+    /// live (retired, or never issued).
+    pub fn rotated_at_usage_bound(&self, key: KeyId) -> Option<bool> {
+        self.inner
+            .keyring
+            .as_ref()?
+            .key(key.0)
+            .ok()
+            .map(|k| k.at_usage_bound)
+    }
+
     /// Zeroizes superseded keys whose grace period is over; returns their ids.
     pub fn retire_expired_keys(&self) -> Vec<KeyId> {
         let Some(ring) = &self.inner.keyring else {

@@ -150,6 +150,13 @@ pub enum RotationTrigger {
         /// Regions re-sealed.
         regions_resealed: u64,
     },
+    /// The key before reached its usage bound (`max_seals_per_key` or
+    /// `max_bytes_per_key`) during a seal, which rotated at once; recorded by the
+    /// runtime's next tick (or shutdown), before any re-seal under the new key.
+    UsageBound(KeySet),
+    /// Rotated through the `MemoryEncryption` handle rather than the runtime (or
+    /// retired before the runtime saw why); recorded like `UsageBound`.
+    Outside(KeySet),
 }
 
 /// Why a saved state was not restored.

@@ -230,6 +230,14 @@ impl Event {
                     .target(key)
                     .detail("trigger", "explicit")
                     .detail("regions_resealed", regions_resealed),
+                RotationTrigger::UsageBound(keys) => AuditEvent::new("key.rotate")
+                    .target(key)
+                    .detail("trigger", "usage_bound")
+                    .detail("keys", keys.as_str()),
+                RotationTrigger::Outside(keys) => AuditEvent::new("key.rotate")
+                    .target(key)
+                    .detail("trigger", "outside_runtime")
+                    .detail("keys", keys.as_str()),
             },
             Event::KeyReseal { epoch, regions } => AuditEvent::new("key.reseal")
                 .target(format!("epoch-{epoch}"))

@@ -368,6 +368,28 @@ fn key_and_compliance_events() {
         json!({"trigger": "explicit", "regions_resealed": 5}),
     );
     check(
+        Event::KeyRotate {
+            key: KeyId(3),
+            trigger: RotationTrigger::UsageBound(KeySet::Configured),
+        },
+        "key.rotate",
+        "runtime",
+        &KeyId(3).to_string(),
+        "ok",
+        json!({"trigger": "usage_bound", "keys": "configured"}),
+    );
+    check(
+        Event::KeyRotate {
+            key: KeyId(4),
+            trigger: RotationTrigger::Outside(KeySet::Configured),
+        },
+        "key.rotate",
+        "runtime",
+        &KeyId(4).to_string(),
+        "ok",
+        json!({"trigger": "outside_runtime", "keys": "configured"}),
+    );
+    check(
         Event::KeyReseal {
             epoch: 4,
             regions: 6,
