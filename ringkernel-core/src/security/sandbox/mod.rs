@@ -588,7 +588,7 @@ impl KernelSandbox {
         // A violation whose action is LogOnly is recorded and the decision goes on:
         // the send still faces every later check (a logged route or topic violation
         // must not skip the connection and rate limits).
-        if !self.inner.routes.read().permits(src.index, dst.index)
+        if !self.route_permitted(src, dst)
             && self.record_into(
                 verdict,
                 src,
@@ -649,6 +649,19 @@ impl KernelSandbox {
             guard.peers.insert(dst.id.clone());
         }
         Some(guard)
+    }
+
+    /// Whether `src` may send to `dst`: the route table's bit while both slots still
+    /// hold them. A slot that changed hands since the caller looked the kernel up (it
+    /// stopped and another took the slot) is judged by the sender's policy, as the bit
+    /// was, rather than by the bit of the slot's new owner.
+    fn route_permitted(&self, src: &KernelSlot, dst: &KernelSlot) -> bool {
+        let table = self.inner.routes.read();
+        if table.kernel(src.index) == Some(&src.id) && table.kernel(dst.index) == Some(&dst.id) {
+            table.permits(src.index, dst.index)
+        } else {
+            src.policy.allows_route(dst.id.as_str())
+        }
     }
 
     /// Decides an allocation that would bring `slot`'s memory from `used` to
@@ -736,5 +749,41 @@ impl KernelSandbox {
             }
         }
         steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> KernelId {
+        KernelId::new(s).expect("id")
+    }
+
+    /// A sender holding the slot of a kernel that stopped (the runtime looked the
+    /// destination up, then it stopped and another kernel took its slot before the
+    /// sandbox decided) must be judged by its own destination, not by the route bit
+    /// the slot's new owner has.
+    #[test]
+    fn a_send_to_a_stopped_kernel_whose_slot_was_reused_is_not_judged_by_the_new_owner() {
+        let sb = KernelSandbox::with_policy(
+            ResourceLimits::new(),
+            SandboxPolicy::restrictive().k2k_allow_list(&["public"]),
+        );
+        let src = sb.register(&id("src")).expect("src");
+        let secret = sb.register(&id("secret")).expect("secret");
+        assert!(sb.check_send(&src, &secret, "t").refuses());
+        sb.unregister(&secret);
+        let public = sb.register(&id("public")).expect("public");
+        assert_eq!(public.index, secret.index, "the freed slot is reused");
+        assert!(sb.check_send(&src, &public, "t").is_allow());
+        // The stale handle of `secret`: still a denied route.
+        let stale = sb.check_send(&src, &secret, "t");
+        assert!(stale.refuses(), "judged by the slot's new owner: {stale:?}");
+        // And the other way round: a stale allowed destination stays allowed.
+        sb.unregister(&public);
+        let other = sb.register(&id("secret")).expect("secret again");
+        assert_eq!(other.index, public.index);
+        assert!(sb.check_send(&src, &public, "t").is_allow());
     }
 }
