@@ -1031,3 +1031,82 @@ proptest! {
         rt.shutdown().unwrap();
     }
 }
+
+/// Sends racing launches and stops (slot reuse, route-table changes, remembered sends
+/// going stale): a denied peer never receives anything and a send to it is never
+/// allowed; a send to an allowed peer is never refused by the sandbox.
+#[test]
+fn sends_racing_launches_and_stops_keep_every_verdict() {
+    use std::sync::atomic::AtomicBool;
+    let sb = KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(&["ok_*"]),
+    );
+    let rt = runtime(&sb);
+    let peers = ["ok_a", "ok_b", "bad_c", "bad_d"];
+    let received: Vec<Arc<AtomicU64>> = peers.iter().map(|_| Arc::default()).collect();
+    let launch = |i: usize| {
+        let n = received[i].clone();
+        rt.launch(
+            peers[i],
+            LaunchOptions::new().handler(move |_, _| {
+                n.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }),
+        )
+    };
+    let stop = AtomicBool::new(false);
+    let senders: Vec<KernelHandle> = (0..2)
+        .map(|i| rt.launch(&format!("src{i}"), LaunchOptions::new()).unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut live: Vec<Option<KernelHandle>> = peers.iter().map(|_| None).collect();
+            let mut step = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let i = step % peers.len();
+                step = step.wrapping_mul(7).wrapping_add(3);
+                match live[i].take() {
+                    Some(k) => {
+                        k.terminate().unwrap();
+                        k.wait(WAIT).unwrap();
+                    }
+                    None => live[i] = launch(i).ok(),
+                }
+            }
+            for k in live.into_iter().flatten() {
+                k.terminate().unwrap();
+                k.wait(WAIT).unwrap();
+            }
+        });
+        for src in &senders {
+            let stop = &stop;
+            s.spawn(move || {
+                let mut sent = 0u32;
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_millis(800) {
+                    for (i, peer) in peers.iter().enumerate() {
+                        let r = src.send(peer, "t", b"x");
+                        match (i < 2, r) {
+                            (true, Err(Error::Denied { violation, .. })) => {
+                                panic!("allowed {peer} refused: {violation:?}")
+                            }
+                            (false, Ok(())) => panic!("denied {peer} allowed"),
+                            _ => sent += 1,
+                        }
+                    }
+                }
+                stop.store(true, Ordering::SeqCst);
+                assert!(sent > 0);
+            });
+        }
+    });
+    for (i, peer) in peers.iter().enumerate().skip(2) {
+        assert_eq!(received[i].load(Ordering::SeqCst), 0, "{peer} received");
+    }
+    assert!(
+        received[0].load(Ordering::SeqCst) + received[1].load(Ordering::SeqCst) > 0,
+        "allowed peers received nothing: the race did not run"
+    );
+    rt.shutdown().unwrap();
+}
