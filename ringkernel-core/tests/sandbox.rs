@@ -35,20 +35,43 @@ fn runtime(sandbox: &KernelSandbox) -> Runtime {
         .unwrap()
 }
 
+/// [`runtime`] with an audit log in `dir`.
+fn audited_runtime(sandbox: &KernelSandbox, dir: &std::path::Path) -> Runtime {
+    RuntimeBuilder::new()
+        .development()
+        .with_sandbox(sandbox.clone())
+        .with_audit_logging(AuditLogConfig::in_directory(dir))
+        .build()
+        .unwrap()
+}
+
+/// A sandbox without limits whose kernels may send only to `peers` (patterns).
+fn allowing(peers: &[&str]) -> KernelSandbox {
+    KernelSandbox::with_policy(
+        ResourceLimits::new(),
+        SandboxPolicy::restrictive().k2k_allow_list(peers),
+    )
+}
+
 /// A kernel counting what it receives.
 fn counter(rt: &Runtime, id: &str) -> (KernelHandle, Arc<AtomicU64>) {
     let n = Arc::new(AtomicU64::new(0));
-    let c = n.clone();
-    let k = rt
-        .launch(
-            id,
-            LaunchOptions::new().handler(move |_, _| {
-                c.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }),
-        )
-        .unwrap();
-    (k, n)
+    (counting_into(rt, id, n.clone()).unwrap(), n)
+}
+
+/// Launches `id` as a kernel adding what it receives to `n`.
+fn counting_into(
+    rt: &Runtime,
+    id: &str,
+    n: Arc<AtomicU64>,
+) -> ringkernel_core::Result<KernelHandle> {
+    rt.launch(
+        id,
+        LaunchOptions::new().handler(move |_, _| {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }),
+    )
 }
 
 fn denied(r: ringkernel_core::Result<()>, kind: ViolationKind) {
@@ -60,10 +83,7 @@ fn denied(r: ringkernel_core::Result<()>, kind: ViolationKind) {
 
 #[test]
 fn unauthorized_k2k_is_refused_recorded_and_never_delivered() {
-    let sb = KernelSandbox::with_policy(
-        ResourceLimits::new(),
-        SandboxPolicy::restrictive().k2k_allow_list(&["aggregator"]),
-    );
+    let sb = allowing(&["aggregator"]);
     let rt = runtime(&sb);
     let worker = rt.launch("worker", LaunchOptions::new()).unwrap();
     let (agg, agg_n) = counter(&rt, "aggregator");
@@ -616,12 +636,7 @@ fn data_destruction_by_a_read_only_kernel_freeing_its_buffer_is_denied() {
         ResourceLimits::new(),
         SandboxPolicy::new().memory_access(MemoryAccess::ReadOnly),
     );
-    let rt = RuntimeBuilder::new()
-        .development()
-        .with_sandbox(sb.clone())
-        .with_audit_logging(AuditLogConfig::in_directory(dir.path()))
-        .build()
-        .unwrap();
+    let rt = audited_runtime(&sb, dir.path());
     let results = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let r = results.clone();
     let k = rt
@@ -836,12 +851,7 @@ fn a_violation_logged_in_audit_mode_is_not_hidden_from_the_audit_log_by_a_later_
             )
             .on_violation(ViolationKind::UnauthorizedK2K, ViolationAction::LogOnly)
             .on_violation(ViolationKind::RateLimitExceeded, rate_action);
-            let rt = RuntimeBuilder::new()
-                .development()
-                .with_sandbox(sb.clone())
-                .with_audit_logging(AuditLogConfig::in_directory(dir.path()))
-                .build()
-                .unwrap();
+            let rt = audited_runtime(&sb, dir.path());
             rt.launch("denied", LaunchOptions::new()).unwrap();
             let src = rt.launch("src", LaunchOptions::new()).unwrap();
             let t0 = Instant::now();
@@ -898,10 +908,7 @@ fn a_violation_logged_in_audit_mode_is_not_hidden_from_the_audit_log_by_a_later_
 
 #[test]
 fn route_table_follows_launch_and_stop() {
-    let sb = KernelSandbox::with_policy(
-        ResourceLimits::new(),
-        SandboxPolicy::restrictive().k2k_allow_list(&["b"]),
-    );
+    let sb = allowing(&["b"]);
     let rt = runtime(&sb);
     let a = rt.launch("a", LaunchOptions::new()).unwrap();
     assert_eq!(sb.route_table().permitted_routes(), 0);
@@ -1038,23 +1045,11 @@ proptest! {
 #[test]
 fn sends_racing_launches_and_stops_keep_every_verdict() {
     use std::sync::atomic::AtomicBool;
-    let sb = KernelSandbox::with_policy(
-        ResourceLimits::new(),
-        SandboxPolicy::restrictive().k2k_allow_list(&["ok_*"]),
-    );
+    let sb = allowing(&["ok_*"]);
     let rt = runtime(&sb);
     let peers = ["ok_a", "ok_b", "bad_c", "bad_d"];
     let received: Vec<Arc<AtomicU64>> = peers.iter().map(|_| Arc::default()).collect();
-    let launch = |i: usize| {
-        let n = received[i].clone();
-        rt.launch(
-            peers[i],
-            LaunchOptions::new().handler(move |_, _| {
-                n.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }),
-        )
-    };
+    let launch = |i: usize| counting_into(&rt, peers[i], received[i].clone());
     let stop = AtomicBool::new(false);
     let senders: Vec<KernelHandle> = (0..2)
         .map(|i| rt.launch(&format!("src{i}"), LaunchOptions::new()).unwrap())
