@@ -422,3 +422,58 @@ fn state_snapshot_with_a_forged_label_is_refused() {
     k.restore_state(&latest, 2).unwrap();
     rt.shutdown().unwrap();
 }
+
+/// Snapshot rollback through the state directory: the count of exported generations
+/// lived in `snapshots.json`, a plain file, so whoever could write the directory (no
+/// key needed) lowered a kernel's count and the older snapshot was then accepted as
+/// the latest. With a keystore the counts are kept in it, authenticated under the
+/// KEK: a plain count file is only ever taken over upwards, and an edited count in
+/// the keystore is refused as tampering. (Putting back an older copy of the whole
+/// keystore is the window left: docs/threat-model.md.)
+#[test]
+fn snapshot_rollback_by_editing_the_counts_in_the_state_directory_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let old = {
+        let rt = production(state.path());
+        let k = ledger(&rt);
+        save(&rt, &k, b"v1");
+        let old = k.export_state().unwrap().unwrap();
+        save(&rt, &k, b"v2");
+        k.export_state().unwrap().unwrap();
+        rt.shutdown().unwrap();
+        old.as_bytes().to_vec()
+    };
+    let old = StateSnapshot::from_bytes(old).unwrap();
+    // The plain count file an earlier version kept, written with a lower count.
+    let count_file = state.path().join("snapshots.json");
+    std::fs::write(&count_file, br#"{"ledger": 1}"#).unwrap();
+    {
+        let rt = production(state.path());
+        let k = ledger(&rt);
+        let r = k.restore_state(&old, 1);
+        assert!(
+            matches!(
+                r,
+                Err(Error::StaleSnapshot {
+                    expected: 2,
+                    found: 1,
+                    ..
+                })
+            ),
+            "rolled back through snapshots.json: {r:?}"
+        );
+        rt.shutdown().unwrap();
+    }
+    assert!(!count_file.exists(), "taken over and removed");
+    // The count edited inside the keystore's readable part.
+    let path = state.path().join("keystore.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(file["counts"]["snapshots"]["ledger"], 2);
+    file["counts"]["snapshots"]["ledger"] = 1.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+    assert!(matches!(
+        Keystore::open(state.path(), kek()),
+        Err(Error::Tampered)
+    ));
+}

@@ -12,7 +12,7 @@ use crate::kinds::PRODUCTION_OPT_OUT_NOTE;
 use crate::security::audit::{AuditLog, AuditLogConfig, Event, KeystoreFacts};
 use crate::security::compliance::ComplianceReporter;
 use crate::security::encryption::{EncryptionConfig, InstanceId, MemoryEncryption};
-use crate::security::keystore::Keystore;
+use crate::security::keystore::{CountKind, Keystore};
 use crate::security::sandbox::{KernelSandbox, ResourceLimits, SandboxPolicy};
 
 /// Builds a [`Runtime`].
@@ -147,10 +147,13 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The directory holding what must survive a restart: today the kernels' launch
-    /// incarnation counts (`incarnations.json`), so that a restarted runtime never
-    /// reuses an incarnation. Created if missing. Without one, counts start at 1 in
-    /// every runtime (each runtime's random instance id still keeps them apart).
+    /// The directory holding what must survive a restart: the kernels' launch
+    /// incarnation and snapshot generation counts (`incarnations.json`,
+    /// `snapshots.json`, plain files), so that a restarted runtime never reuses an
+    /// incarnation or takes an older snapshot for the latest. Created if missing.
+    /// Without one, counts start at 1 in every runtime (each runtime's random instance
+    /// id still keeps them apart). With [`with_keystore`](Self::with_keystore) the
+    /// counts are kept in the keystore instead, authenticated under its KEK.
     pub fn state_directory(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.state_directory = Some(dir.into());
         self
@@ -217,12 +220,24 @@ impl RuntimeBuilder {
         let state_directory = self
             .state_directory
             .or_else(|| keystore.as_ref().map(|k| k.directory().to_owned()));
-        let counter = |file, what| match &state_directory {
-            Some(dir) => Counters::in_directory(dir, file, what),
-            None => Ok(Counters::in_memory(what)),
+        // With a keystore the counts live in it (authenticated under its KEK), so that
+        // lowering one to have an older snapshot accepted needs more than write access
+        // to a plain file; a state directory alone keeps them in plain files.
+        let counter = |kind, file, what| match (&keystore, &state_directory) {
+            (Some(ks), _) => Counters::in_keystore(ks, kind, file, what),
+            (None, Some(dir)) => Counters::in_directory(dir, file, what),
+            (None, None) => Ok(Counters::in_memory(what)),
         };
-        let incarnations = counter(counters::INCARNATIONS, "incarnation")?;
-        let snapshots = counter(counters::SNAPSHOTS, "snapshot generation")?;
+        let incarnations = counter(
+            CountKind::Incarnations,
+            counters::INCARNATIONS,
+            "incarnation",
+        )?;
+        let snapshots = counter(
+            CountKind::Snapshots,
+            counters::SNAPSHOTS,
+            "snapshot generation",
+        )?;
         let mut notes = Vec::new();
         let mut opt_outs = Vec::new();
         let from_keystore = match (&keystore, &self.encryption) {

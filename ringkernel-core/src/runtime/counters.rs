@@ -1,9 +1,15 @@
 //! Per-kernel counters that only grow and are never reused: launch incarnations (bound
 //! into the context of everything a launch seals) and state-snapshot generations
-//! (bound into every exported snapshot). With a state directory each persists in a
-//! file of its own (`incarnations.json`, `snapshots.json`), replaced atomically before
-//! the number is used, so a restarted runtime continues each count instead of starting
-//! again at 1.
+//! (bound into every exported snapshot). Each count is persisted before the number is
+//! used, so a restarted runtime continues it instead of starting again at 1:
+//!
+//! - with a keystore, in the keystore's authenticated part (lowering a count then
+//!   needs the KEK, or an older copy of the whole keystore); counts found in the
+//!   plain files of an earlier version are taken over once (raising, never lowering)
+//!   and the files removed;
+//! - with a state directory alone, in a plain file each (`incarnations.json`,
+//!   `snapshots.json`), replaced atomically: whoever can write the directory can
+//!   lower a count (docs/threat-model.md).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,16 +18,25 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::k2k::KernelId;
+use crate::security::keystore::{CountKind, Keystore};
 
 /// The file in the state directory holding launch incarnations.
 pub(crate) const INCARNATIONS: &str = "incarnations.json";
 /// The file in the state directory holding state-snapshot generations.
 pub(crate) const SNAPSHOTS: &str = "snapshots.json";
 
+/// Where a [`Counters`] persists.
+#[derive(Debug)]
+enum Store {
+    Memory,
+    File(PathBuf),
+    Keystore(Keystore, CountKind),
+}
+
 #[derive(Debug)]
 pub(crate) struct Counters {
     counts: Mutex<BTreeMap<String, u32>>,
-    file: Option<PathBuf>,
+    store: Store,
     /// What is counted, for messages ("incarnation", "snapshot generation").
     what: &'static str,
 }
@@ -32,7 +47,7 @@ impl Counters {
     pub(crate) fn in_memory(what: &'static str) -> Self {
         Counters {
             counts: Mutex::new(BTreeMap::new()),
-            file: None,
+            store: Store::Memory,
             what,
         }
     }
@@ -42,16 +57,32 @@ impl Counters {
     pub(crate) fn in_directory(dir: &Path, file_name: &str, what: &'static str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let file = dir.join(file_name);
-        let counts = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::corrupt_caused_by("per-kernel counts", file.display().to_string(), e)
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let counts = read_file(&file)?.unwrap_or_default();
         Ok(Counters {
             counts: Mutex::new(counts),
-            file: Some(file),
+            store: Store::File(file),
+            what,
+        })
+    }
+
+    /// Counts kept in `keystore` (its `kind`), after taking over those of the plain
+    /// file `dir/file_name` an earlier version wrote, if there is one: raised to them
+    /// (never lowered), written to the keystore, then the file is removed.
+    pub(crate) fn in_keystore(
+        keystore: &Keystore,
+        kind: CountKind,
+        file_name: &str,
+        what: &'static str,
+    ) -> Result<Self> {
+        let file = keystore.directory().join(file_name);
+        if let Some(earlier) = read_file(&file)? {
+            keystore.raise_counts(kind, &earlier)?;
+            std::fs::remove_file(&file)?;
+            tracing::info!(file = %file.display(), "per-kernel counts moved into the keystore");
+        }
+        Ok(Counters {
+            counts: Mutex::new(keystore.counts(kind)),
+            store: Store::Keystore(keystore.clone(), kind),
             what,
         })
     }
@@ -73,13 +104,27 @@ impl Counters {
             ))
         })?;
         counts.insert(id.as_str().to_owned(), next);
-        if let Some(file) = &self.file
-            && let Err(e) = persist(file, &counts)
-        {
+        let persisted = match &self.store {
+            Store::Memory => Ok(()),
+            Store::File(file) => persist(file, &counts),
+            Store::Keystore(keystore, kind) => keystore.raise_counts(*kind, &counts),
+        };
+        if let Err(e) = persisted {
             counts.insert(id.as_str().to_owned(), last);
             return Err(e);
         }
         Ok(next)
+    }
+}
+
+/// The counts in `file`, or `None` when there is no such file.
+fn read_file(file: &Path) -> Result<Option<BTreeMap<String, u32>>> {
+    match std::fs::read(file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::corrupt_caused_by("per-kernel counts", file.display().to_string(), e)
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

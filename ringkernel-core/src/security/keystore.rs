@@ -7,7 +7,9 @@
 //! supplies, or (feature `pkcs11`) an AES-256 key that never leaves a PKCS#11 token,
 //! which then seals and opens the secrets itself ([`pkcs11`]). The file names the kind
 //! of KEK that sealed it; opening it with another kind is refused with
-//! [`Error::WrongKey`].
+//! [`Error::WrongKey`]. A runtime built with the keystore also keeps its kernels'
+//! launch and snapshot counts in the file's readable header, authenticated with the
+//! sealed part: an edited count is refused as [`Error::Tampered`].
 //!
 //! ```
 //! use ringkernel_core::security::encryption::EncryptionConfig;
@@ -36,6 +38,7 @@
 //! earlier live epochs for opening and starts a fresh one (fresh random salt), so
 //! counter nonces never repeat under one key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -445,6 +448,44 @@ struct Public {
     generation: u64,
     /// The audit log's public key (so an operator can read it without the KEK).
     audit_public_key: String,
+    /// The runtime's per-kernel counts (launch incarnations, exported snapshot
+    /// generations): not secret, authenticated with the rest of this part. Absent
+    /// while empty, so a file written before they were kept here reads the same.
+    #[serde(default, skip_serializing_if = "KernelCounts::is_empty")]
+    counts: KernelCounts,
+}
+
+/// Per-kernel counts that only grow, kept in the keystore so that lowering one (to
+/// have an older snapshot accepted as the latest, or an earlier launch's sealed
+/// context again) needs the KEK, or an older copy of the whole keystore, keys and all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KernelCounts {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    incarnations: BTreeMap<String, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    snapshots: BTreeMap<String, u32>,
+}
+
+/// Which of a keystore's [`KernelCounts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CountKind {
+    /// Launch incarnations.
+    Incarnations,
+    /// Exported state-snapshot generations.
+    Snapshots,
+}
+
+impl KernelCounts {
+    fn is_empty(&self) -> bool {
+        self.incarnations.is_empty() && self.snapshots.is_empty()
+    }
+
+    fn of_mut(&mut self, kind: CountKind) -> &mut BTreeMap<String, u32> {
+        match kind {
+            CountKind::Incarnations => &mut self.incarnations,
+            CountKind::Snapshots => &mut self.snapshots,
+        }
+    }
 }
 
 /// The file.
@@ -482,6 +523,8 @@ struct Secrets {
     master: SecureBuffer,
     audit_seed: SecureBuffer,
     keys: KeyringState,
+    /// Written to the file's authenticated public part, not the sealed payload.
+    counts: KernelCounts,
 }
 
 impl Secrets {
@@ -559,6 +602,7 @@ impl Keystore {
                         master,
                         audit_seed,
                         keys: KeyringState::default(),
+                        counts: KernelCounts::default(),
                     },
                 )),
                 fresh: true,
@@ -605,7 +649,9 @@ impl Keystore {
         let sealed = unhex(&file.sealed).ok_or_else(|| corrupt("sealed part is not hex".into()))?;
         let aad = aad(&file.public)?;
         let plain = sealer.open(&nonce, &sealed, &aad)?;
-        let secrets = decode_secrets(plain.as_slice()).map_err(corrupt)?;
+        let mut secrets = decode_secrets(plain.as_slice()).map_err(corrupt)?;
+        // Authenticated with the rest of the public part (the AEAD's associated data).
+        secrets.counts = file.public.counts.clone();
         let public_key = secrets.audit_key().public_key();
         if public_key.to_hex() != file.public.audit_public_key {
             return Err(Error::Tampered);
@@ -701,6 +747,40 @@ impl Keystore {
     pub fn audit_public_key(&self) -> AuditPublicKey {
         self.audit_signing_key().public_key()
     }
+
+    /// The per-kernel counts of `kind` kept here.
+    pub(crate) fn counts(&self, kind: CountKind) -> BTreeMap<String, u32> {
+        self.inner.secrets.lock().1.counts.of_mut(kind).clone()
+    }
+
+    /// Raises the counts of `kind` to at least those in `counts` and writes the
+    /// keystore if any rose. Counts never fall: a lower one is ignored.
+    pub(crate) fn raise_counts(
+        &self,
+        kind: CountKind,
+        counts: &BTreeMap<String, u32>,
+    ) -> Result<()> {
+        let mut guard = self.inner.secrets.lock();
+        let before = guard.1.counts.clone();
+        let mine = guard.1.counts.of_mut(kind);
+        let mut rose = false;
+        for (id, &n) in counts {
+            let at = mine.entry(id.clone()).or_insert(0);
+            if n > *at {
+                *at = n;
+                rose = true;
+            }
+        }
+        if !rose {
+            return Ok(());
+        }
+        let r = self.inner.write(&mut guard);
+        if r.is_err() {
+            // Not on disk: not in force either.
+            guard.1.counts = before;
+        }
+        r
+    }
 }
 
 impl Inner {
@@ -714,6 +794,7 @@ impl Inner {
             kek_check: hex(&self.kek_check),
             generation,
             audit_public_key: guard.1.audit_key().public_key().to_hex(),
+            counts: guard.1.counts.clone(),
         };
         let plain = encode_secrets(&guard.1);
         let (nonce, sealed) = self.sealer.seal(plain.as_slice(), &aad(&public)?)?;
@@ -806,5 +887,6 @@ fn decode_secrets(b: &[u8]) -> std::result::Result<Secrets, String> {
         master,
         audit_seed,
         keys: KeyringState { highest, epochs },
+        counts: KernelCounts::default(),
     })
 }
