@@ -30,13 +30,7 @@ impl Gate {
         self.record_unrecorded_rotations();
         for (i, (e, which)) in self.encryptions().zip(KEY_SETS).enumerate() {
             match e.rotate_if_due() {
-                Ok(Some(key)) => {
-                    self.record_rotations_before(i, e, which, key);
-                    self.audit(|| Event::KeyRotate {
-                        key,
-                        trigger: RotationTrigger::Timed(which),
-                    });
-                }
+                Ok(Some(key)) => self.record_rotation(i, e, key, RotationTrigger::Timed(which)),
                 Ok(None) => {}
                 Err(err) => {
                     tracing::error!(error = %err, keys = which.as_str(), "timed key rotation failed")
@@ -68,18 +62,22 @@ impl Gate {
         self.ensure_audited()?;
         let _g = self.tick_lock.lock();
         let key = enc.rotate_key()?;
-        self.record_rotations_before(0, enc, KeySet::Configured, key);
-        if let Some(c) = &self.companion {
-            let companion_key = c.rotate_key()?;
-            self.record_rotations_before(1, c, KeySet::GpuControlBlocks, companion_key);
-        }
+        // The companion (GPU control blocks) rotates with it; whatever it does, the
+        // configured key has changed: re-seal under it and record it.
+        let companion = self
+            .companion
+            .as_ref()
+            .map(|c| c.rotate_key().map(|k| (c, k)))
+            .transpose();
         let n = self.reseal_all();
-        self.audit(|| Event::KeyRotate {
-            key,
-            trigger: RotationTrigger::Explicit {
-                regions_resealed: n as u64,
-            },
-        });
+        let explicit = |keys| RotationTrigger::Explicit {
+            regions_resealed: n as u64,
+            keys,
+        };
+        self.record_rotation(0, enc, key, explicit(KeySet::Configured));
+        if let Some((c, companion_key)) = companion? {
+            self.record_rotation(1, c, companion_key, explicit(KeySet::GpuControlBlocks));
+        }
         Ok((key, n))
     }
 
@@ -95,10 +93,18 @@ impl Gate {
         }
     }
 
-    /// Before recording `key`'s own rotation (timed or explicit): records the
-    /// unrecorded ones below it, then marks `key` recorded.
-    fn record_rotations_before(&self, i: usize, e: &MemoryEncryption, which: KeySet, key: KeyId) {
+    /// Records `key`'s rotation (timed or explicit) of the `i`th key set, after the
+    /// unrecorded ones below it; only then is `key` marked recorded.
+    fn record_rotation(
+        &self,
+        i: usize,
+        e: &MemoryEncryption,
+        key: KeyId,
+        trigger: RotationTrigger,
+    ) {
+        let which = KEY_SETS[i];
         self.record_rotations_through(i, e, which, key.0.saturating_sub(1));
+        self.audit(|| Event::KeyRotate { key, trigger });
         self.recorded_epochs[i].fetch_max(key.0, Ordering::AcqRel);
     }
 

@@ -145,10 +145,13 @@ impl KeySet {
 pub enum RotationTrigger {
     /// The rotation interval passed (`auto_rotate`), for this key set.
     Timed(KeySet),
-    /// The host asked for it; this many regions were re-sealed under the new key.
+    /// The host asked for it (`Runtime::rotate_keys`, which rotates every key set);
+    /// this many regions were re-sealed under the new keys.
     Explicit {
         /// Regions re-sealed.
         regions_resealed: u64,
+        /// Which key set this record's key belongs to.
+        keys: KeySet,
     },
     /// The key before reached its usage bound (`max_seals_per_key` or
     /// `max_bytes_per_key`) during a seal, which rotated at once; recorded by the

@@ -225,11 +225,15 @@ impl Event {
                     .target(key)
                     .detail("trigger", "auto_rotate")
                     .detail("keys", keys.as_str()),
-                RotationTrigger::Explicit { regions_resealed } => AuditEvent::new("key.rotate")
+                RotationTrigger::Explicit {
+                    regions_resealed,
+                    keys,
+                } => AuditEvent::new("key.rotate")
                     .actor("host")
                     .target(key)
                     .detail("trigger", "explicit")
-                    .detail("regions_resealed", regions_resealed),
+                    .detail("regions_resealed", regions_resealed)
+                    .detail("keys", keys.as_str()),
                 RotationTrigger::UsageBound(keys) => AuditEvent::new("key.rotate")
                     .target(key)
                     .detail("trigger", "usage_bound")

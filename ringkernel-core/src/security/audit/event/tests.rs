@@ -359,13 +359,14 @@ fn key_and_compliance_events() {
             key: KeyId(2),
             trigger: RotationTrigger::Explicit {
                 regions_resealed: 5,
+                keys: KeySet::Configured,
             },
         },
         "key.rotate",
         "host",
         &KeyId(2).to_string(),
         "ok",
-        json!({"trigger": "explicit", "regions_resealed": 5}),
+        json!({"trigger": "explicit", "regions_resealed": 5, "keys": "configured"}),
     );
     check(
         Event::KeyRotate {
