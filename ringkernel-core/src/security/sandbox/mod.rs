@@ -660,7 +660,8 @@ impl KernelSandbox {
         if table.kernel(src.index) == Some(&src.id) && table.kernel(dst.index) == Some(&dst.id) {
             table.permits(src.index, dst.index)
         } else {
-            src.policy.allows_route(dst.id.as_str())
+            // As `RouteTable::insert` sets the bit: never to itself.
+            src.id != dst.id && src.policy.allows_route(dst.id.as_str())
         }
     }
 
@@ -785,5 +786,7 @@ mod tests {
         let other = sb.register(&id("secret")).expect("secret again");
         assert_eq!(other.index, public.index);
         assert!(sb.check_send(&src, &public, "t").is_allow());
+        // A stale kernel sending to itself: never a route, as in the table.
+        assert!(sb.check_send(&public, &public, "t").refuses());
     }
 }
