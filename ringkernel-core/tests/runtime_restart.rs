@@ -477,3 +477,35 @@ fn snapshot_rollback_by_editing_the_counts_in_the_state_directory_is_refused() {
         Err(Error::Tampered)
     ));
 }
+
+/// An upgrade with the state directory apart from the keystore: the count files an
+/// earlier version kept there are taken over (not silently dropped, which would start
+/// every kernel's counts again and let an older snapshot pass as the latest).
+#[test]
+fn counts_of_an_earlier_version_in_a_separate_state_directory_are_taken_over() {
+    let keys = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("snapshots.json"), br#"{"ledger": 5}"#).unwrap();
+    std::fs::write(state.path().join("incarnations.json"), br#"{"ledger": 7}"#).unwrap();
+    let rt = RuntimeBuilder::new()
+        .production()
+        .with_keystore(Keystore::open(keys.path(), kek()).unwrap())
+        .state_directory(state.path())
+        .with_sandbox(KernelSandbox::with_policy(
+            ResourceLimits::conservative(),
+            SandboxPolicy::permissive(),
+        ))
+        .with_audit_logging(AuditLogConfig::in_directory(keys.path().join("audit")))
+        .build()
+        .unwrap();
+    let k = ledger(&rt);
+    save(&rt, &k, b"v");
+    assert_eq!(k.export_state().unwrap().unwrap().generation(), 6);
+    rt.shutdown().unwrap();
+    assert!(!state.path().join("snapshots.json").exists());
+    assert!(!state.path().join("incarnations.json").exists());
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(keys.path().join("keystore.json")).unwrap()).unwrap();
+    assert_eq!(file["counts"]["snapshots"]["ledger"], 6);
+    assert_eq!(file["counts"]["incarnations"]["ledger"], 8);
+}

@@ -224,7 +224,10 @@ impl RuntimeBuilder {
         // lowering one to have an older snapshot accepted needs more than write access
         // to a plain file; a state directory alone keeps them in plain files.
         let counter = |kind, file, what| match (&keystore, &state_directory) {
-            (Some(ks), _) => Counters::in_keystore(ks, kind, file, what),
+            (Some(ks), dir) => {
+                let dir = dir.as_deref().unwrap_or_else(|| ks.directory());
+                Counters::in_keystore(ks, kind, dir, file, what)
+            }
             (None, Some(dir)) => Counters::in_directory(dir, file, what),
             (None, None) => Ok(Counters::in_memory(what)),
         };

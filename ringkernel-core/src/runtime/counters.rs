@@ -65,23 +65,25 @@ impl Counters {
         })
     }
 
-    /// Counts kept in `keystore` (its `kind`), after taking over those of the plain
-    /// file `dir/file_name` an earlier version wrote, if there is one: raised to them
+    /// Counts kept in `keystore` (its `kind`; the keystore holds them, shared by every
+    /// runtime built from it), after taking over those of the plain file
+    /// `state_dir/file_name` an earlier version wrote, if there is one: raised to them
     /// (never lowered), written to the keystore, then the file is removed.
     pub(crate) fn in_keystore(
         keystore: &Keystore,
         kind: CountKind,
+        state_dir: &Path,
         file_name: &str,
         what: &'static str,
     ) -> Result<Self> {
-        let file = keystore.directory().join(file_name);
+        let file = state_dir.join(file_name);
         if let Some(earlier) = read_file(&file)? {
             keystore.raise_counts(kind, &earlier)?;
             std::fs::remove_file(&file)?;
             tracing::info!(file = %file.display(), "per-kernel counts moved into the keystore");
         }
         Ok(Counters {
-            counts: Mutex::new(keystore.counts(kind)),
+            counts: Mutex::new(BTreeMap::new()),
             store: Store::Keystore(keystore.clone(), kind),
             what,
         })
@@ -89,12 +91,24 @@ impl Counters {
 
     /// The last number issued for kernel `id` (0: none yet).
     pub(crate) fn current(&self, id: &KernelId) -> u32 {
-        self.counts.lock().get(id.as_str()).copied().unwrap_or(0)
+        match &self.store {
+            Store::Keystore(keystore, kind) => keystore
+                .counts(*kind)
+                .get(id.as_str())
+                .copied()
+                .unwrap_or(0),
+            Store::Memory | Store::File(_) => {
+                self.counts.lock().get(id.as_str()).copied().unwrap_or(0)
+            }
+        }
     }
 
     /// The next number of kernel `id`, recorded (and persisted) before it is
     /// returned; a count that would wrap is refused.
     pub(crate) fn next(&self, id: &KernelId) -> Result<u32> {
+        if let Store::Keystore(keystore, kind) = &self.store {
+            return keystore.next_count(*kind, id.as_str(), self.what);
+        }
         let mut counts = self.counts.lock();
         let last = counts.get(id.as_str()).copied().unwrap_or(0);
         let next = last.checked_add(1).ok_or_else(|| {
@@ -105,9 +119,8 @@ impl Counters {
         })?;
         counts.insert(id.as_str().to_owned(), next);
         let persisted = match &self.store {
-            Store::Memory => Ok(()),
             Store::File(file) => persist(file, &counts),
-            Store::Keystore(keystore, kind) => keystore.raise_counts(*kind, &counts),
+            Store::Memory | Store::Keystore(..) => Ok(()),
         };
         if let Err(e) = persisted {
             counts.insert(id.as_str().to_owned(), last);
@@ -152,6 +165,25 @@ mod tests {
         let again = Counters::in_directory(dir.path(), INCARNATIONS, "incarnation").unwrap();
         assert_eq!(again.next(&a).unwrap(), 3);
         assert_eq!(again.next(&b).unwrap(), 2);
+    }
+
+    #[test]
+    fn counters_sharing_a_keystore_never_issue_a_number_twice() {
+        use crate::security::keystore::KeyEncryptionKey;
+        let dir = tempfile::tempdir().unwrap();
+        let ks =
+            Keystore::open(dir.path(), KeyEncryptionKey::from_bytes(&[3; 32]).unwrap()).unwrap();
+        let open = || {
+            Counters::in_keystore(&ks, CountKind::Snapshots, dir.path(), SNAPSHOTS, "snapshot")
+                .unwrap()
+        };
+        let (one, two) = (open(), open());
+        let a = KernelId::new("a").unwrap();
+        let issued = [one.next(&a), two.next(&a), one.next(&a), two.next(&a)];
+        let issued: Vec<u32> = issued.into_iter().map(Result::unwrap).collect();
+        assert_eq!(issued, [1, 2, 3, 4]);
+        assert_eq!(one.current(&a), 4);
+        assert_eq!(ks.counts(CountKind::Snapshots).get("a"), Some(&4));
     }
 
     #[test]

@@ -753,6 +753,26 @@ impl Keystore {
         self.inner.secrets.lock().1.counts.of_mut(kind).clone()
     }
 
+    /// The next number of kernel `id` in the counts of `kind`: the count is raised
+    /// by one and written before it is returned (on a failed write it is not raised).
+    /// `what` names the count in the error when it would wrap.
+    pub(crate) fn next_count(&self, kind: CountKind, id: &str, what: &str) -> Result<u32> {
+        let mut guard = self.inner.secrets.lock();
+        let counts = guard.1.counts.of_mut(kind);
+        let last = counts.get(id).copied().unwrap_or(0);
+        let next = last.checked_add(1).ok_or_else(|| {
+            Error::Exhausted(format!(
+                "kernel {id:?} has used {last} of its {what} numbers (use another id)"
+            ))
+        })?;
+        counts.insert(id.to_owned(), next);
+        if let Err(e) = self.inner.write(&mut guard) {
+            guard.1.counts.of_mut(kind).insert(id.to_owned(), last);
+            return Err(e);
+        }
+        Ok(next)
+    }
+
     /// Raises the counts of `kind` to at least those in `counts` and writes the
     /// keystore if any rose. Counts never fall: a lower one is ignored.
     pub(crate) fn raise_counts(
