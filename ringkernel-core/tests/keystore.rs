@@ -204,3 +204,33 @@ fn retired_epochs_are_erased_from_the_keystore_too() {
         Err(Error::KeyRetired { epoch: 1 })
     ));
 }
+
+/// Lost key state: two handles on one keystore file (a second process started on the
+/// same state directory, or a second `Keystore::open` in one) each rewrote the whole
+/// file from what they had read. The second writer silently dropped the first one's
+/// new epoch, and data sealed under it no longer opened after a restart. A write over
+/// a generation the handle has not seen is now refused, naming the cause.
+#[test]
+fn a_second_handle_cannot_overwrite_key_epochs_it_has_not_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Keystore::open(dir.path(), kek(4)).unwrap();
+    let second = Keystore::open(dir.path(), kek(4)).unwrap();
+    let enc = first.encryption(EncryptionConfig::secure()).unwrap();
+    let sealed = enc
+        .encrypt_bytes(b"under the first handle's epoch")
+        .unwrap();
+    match second.encryption(EncryptionConfig::secure()) {
+        Err(Error::Io(e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::ResourceBusy);
+            assert!(e.to_string().contains("another"), "{e}");
+        }
+        other => panic!("the stale handle wrote over the keystore: {other:?}"),
+    }
+    drop((enc, first, second));
+    let again = Keystore::open(dir.path(), kek(4)).unwrap();
+    let enc = again.encryption(EncryptionConfig::secure()).unwrap();
+    assert_eq!(
+        &enc.decrypt_bytes(&sealed).unwrap()[..],
+        b"under the first handle's epoch"
+    );
+}

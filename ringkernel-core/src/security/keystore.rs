@@ -803,10 +803,65 @@ impl Keystore {
     }
 }
 
+/// The one field a writer reads back from the file before replacing it.
+#[derive(Deserialize)]
+struct Generation {
+    generation: u64,
+}
+
 impl Inner {
+    /// An exclusive lock on `.keystore.json.lock` beside the keystore, held until the
+    /// returned file is dropped.
+    fn lock_for_writing(&self) -> Result<std::fs::File> {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(self.path.file_name().unwrap_or_default());
+        name.push(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_file_name(name))?;
+        file.lock()?;
+        Ok(file)
+    }
+
     /// Writes the secrets as the next generation: temporary file, sync, rename, sync
     /// of the directory. The generation moves on only when the write succeeded.
+    ///
+    /// Writers are serialised across processes by an exclusive lock on a lock file
+    /// beside the keystore, and a handle writes only over the generation it last read
+    /// or wrote: another handle's write in between (a second process on the same state
+    /// directory, or a second `Keystore::open`) is refused with
+    /// `ErrorKind::ResourceBusy` rather than silently overwritten, which would drop
+    /// that handle's key epochs and counts.
     fn write(&self, guard: &mut (u64, Secrets)) -> Result<()> {
+        let _lock = self.lock_for_writing()?;
+        match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                let on_disk = serde_json::from_slice::<Generation>(&bytes)
+                    .map_err(|e| {
+                        Error::corrupt_caused_by(
+                            "keystore (on disk, refusing to write over it)",
+                            self.path.display().to_string(),
+                            e,
+                        )
+                    })?
+                    .generation;
+                if on_disk != guard.0 {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::ResourceBusy,
+                        format!(
+                            "refused to write the keystore {}: another handle or process                              wrote it since this one read it (generation {on_disk} on disk,                              {} here); one runtime per state directory, and one                              Keystore::open per process (it is cheap to clone)",
+                            self.path.display(),
+                            guard.0
+                        ),
+                    )));
+                }
+            }
+            // Removed meanwhile: writing puts the keys back.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         let generation = guard.0 + 1;
         let public = Public {
             format: FORMAT.into(),
