@@ -227,6 +227,18 @@ fn a_second_handle_cannot_overwrite_key_epochs_it_has_not_seen() {
         other => panic!("the stale handle wrote over the keystore: {other:?}"),
     }
     drop((enc, first, second));
+    // Another keystore's file put in its place at the same generation number (a
+    // restored backup, a fresh one recreated after a delete): not this handle's file.
+    let other = tempfile::tempdir().unwrap();
+    let _ = Keystore::open(other.path(), kek(4)).unwrap();
+    let third = Keystore::open(other.path(), kek(4)).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let theirs = Keystore::open(elsewhere.path(), kek(4)).unwrap();
+    std::fs::copy(theirs.path(), third.path()).unwrap();
+    assert!(matches!(
+        third.encryption(EncryptionConfig::secure()),
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::ResourceBusy
+    ));
     let again = Keystore::open(dir.path(), kek(4)).unwrap();
     let enc = again.encryption(EncryptionConfig::secure()).unwrap();
     assert_eq!(

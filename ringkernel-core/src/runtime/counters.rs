@@ -79,7 +79,11 @@ impl Counters {
         let file = state_dir.join(file_name);
         if let Some(earlier) = read_file(&file)? {
             keystore.raise_counts(kind, &earlier)?;
-            std::fs::remove_file(&file)?;
+            match std::fs::remove_file(&file) {
+                // Another runtime built at the same time took it over first.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
             tracing::info!(file = %file.display(), "per-kernel counts moved into the keystore");
         }
         Ok(Counters {

@@ -525,6 +525,9 @@ struct Secrets {
     keys: KeyringState,
     /// Written to the file's authenticated public part, not the sealed payload.
     counts: KernelCounts,
+    /// The nonce of the file this handle last read or wrote (random per write): with
+    /// the generation, what a write checks is still the file on disk.
+    file_nonce: String,
 }
 
 impl Secrets {
@@ -603,6 +606,7 @@ impl Keystore {
                         audit_seed,
                         keys: KeyringState::default(),
                         counts: KernelCounts::default(),
+                        file_nonce: String::new(),
                     },
                 )),
                 fresh: true,
@@ -652,6 +656,7 @@ impl Keystore {
         let mut secrets = decode_secrets(plain.as_slice()).map_err(corrupt)?;
         // Authenticated with the rest of the public part (the AEAD's associated data).
         secrets.counts = file.public.counts.clone();
+        secrets.file_nonce = file.nonce.clone();
         let public_key = secrets.audit_key().public_key();
         if public_key.to_hex() != file.public.audit_public_key {
             return Err(Error::Tampered);
@@ -803,11 +808,15 @@ impl Keystore {
     }
 }
 
-/// The one field a writer reads back from the file before replacing it.
+/// What a writer reads back from the file before replacing it.
 #[derive(Deserialize)]
-struct Generation {
+struct Version {
     generation: u64,
+    nonce: String,
 }
+
+/// How long a write waits for another process's write to the keystore to finish.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Inner {
     /// An exclusive lock on `.keystore.json.lock` beside the keystore, held until the
@@ -821,8 +830,25 @@ impl Inner {
             .truncate(false)
             .write(true)
             .open(self.path.with_file_name(name))?;
-        file.lock()?;
-        Ok(file)
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::ResourceBusy,
+                        format!(
+                            "the keystore {} has been locked by another process for {LOCK_WAIT:?}",
+                            self.path.display()
+                        ),
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+        }
     }
 
     /// Writes the secrets as the next generation: temporary file, sync, rename, sync
@@ -836,31 +862,21 @@ impl Inner {
     /// that handle's key epochs and counts.
     fn write(&self, guard: &mut (u64, Secrets)) -> Result<()> {
         let _lock = self.lock_for_writing()?;
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let on_disk = serde_json::from_slice::<Generation>(&bytes)
-                    .map_err(|e| {
-                        Error::corrupt_caused_by(
-                            "keystore (on disk, refusing to write over it)",
-                            self.path.display().to_string(),
-                            e,
-                        )
-                    })?
-                    .generation;
-                if on_disk != guard.0 {
-                    return Err(Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::ResourceBusy,
-                        format!(
-                            "refused to write the keystore {}: another handle or process                              wrote it since this one read it (generation {on_disk} on disk,                              {} here); one runtime per state directory, and one                              Keystore::open per process (it is cheap to clone)",
-                            self.path.display(),
-                            guard.0
-                        ),
-                    )));
-                }
-            }
-            // Removed meanwhile: writing puts the keys back.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        // Removed meanwhile (None): writing puts the keys back.
+        if let Some((on_disk, nonce)) = self.version_on_disk()?
+            && (on_disk != guard.0 || nonce != guard.1.file_nonce)
+        {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ResourceBusy,
+                format!(
+                    "refused to write the keystore {}: another handle or process wrote it \
+                     since this one read it (generation {on_disk} on disk, {} here); one \
+                     runtime per state directory, and one Keystore::open per process (it is \
+                     cheap to clone)",
+                    self.path.display(),
+                    guard.0
+                ),
+            )));
         }
         let generation = guard.0 + 1;
         let public = Public {
@@ -880,9 +896,35 @@ impl Inner {
         };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| Error::backend_caused_by("cannot encode the keystore", e))?;
-        crate::atomic_file::write(&self.path, &bytes, crate::atomic_file::Access::OwnerOnly)?;
-        guard.0 = generation;
-        Ok(())
+        let nonce = file.nonce;
+        let written =
+            crate::atomic_file::write(&self.path, &bytes, crate::atomic_file::Access::OwnerOnly);
+        // A write can fail after its rename (syncing the directory): the file on disk is
+        // then this one, and the handle must know it, or it would refuse its own file.
+        if written.is_ok()
+            || self.version_on_disk().ok().flatten() == Some((generation, nonce.clone()))
+        {
+            guard.0 = generation;
+            guard.1.file_nonce = nonce;
+        }
+        written
+    }
+
+    /// The generation and nonce of the keystore file on disk (`None`: no file).
+    fn version_on_disk(&self) -> Result<Option<(u64, String)>> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice::<Version>(&bytes)
+                .map(|v| Some((v.generation, v.nonce)))
+                .map_err(|e| {
+                    Error::corrupt_caused_by(
+                        "keystore (on disk, refusing to write over it)",
+                        self.path.display().to_string(),
+                        e,
+                    )
+                }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -963,5 +1005,6 @@ fn decode_secrets(b: &[u8]) -> std::result::Result<Secrets, String> {
         audit_seed,
         keys: KeyringState { highest, epochs },
         counts: KernelCounts::default(),
+        file_nonce: String::new(),
     })
 }
