@@ -25,17 +25,19 @@ pub(crate) const INCARNATIONS: &str = "incarnations.json";
 /// The file in the state directory holding state-snapshot generations.
 pub(crate) const SNAPSHOTS: &str = "snapshots.json";
 
-/// Where a [`Counters`] persists.
+/// Where a [`Counters`] keeps its counts.
 #[derive(Debug)]
 enum Store {
-    Memory,
-    File(PathBuf),
+    /// In memory only.
+    Memory(Mutex<BTreeMap<String, u32>>),
+    /// In memory, written to a plain file before a number is used.
+    File(PathBuf, Mutex<BTreeMap<String, u32>>),
+    /// In the keystore, which holds them (shared by every runtime built from it).
     Keystore(Keystore, CountKind),
 }
 
 #[derive(Debug)]
 pub(crate) struct Counters {
-    counts: Mutex<BTreeMap<String, u32>>,
     store: Store,
     /// What is counted, for messages ("incarnation", "snapshot generation").
     what: &'static str,
@@ -46,8 +48,7 @@ impl Counters {
     /// runtime instance, whose random id already separates them from any other.
     pub(crate) fn in_memory(what: &'static str) -> Self {
         Counters {
-            counts: Mutex::new(BTreeMap::new()),
-            store: Store::Memory,
+            store: Store::Memory(Mutex::new(BTreeMap::new())),
             what,
         }
     }
@@ -59,8 +60,7 @@ impl Counters {
         let file = dir.join(file_name);
         let counts = read_file(&file)?.unwrap_or_default();
         Ok(Counters {
-            counts: Mutex::new(counts),
-            store: Store::File(file),
+            store: Store::File(file, Mutex::new(counts)),
             what,
         })
     }
@@ -78,7 +78,13 @@ impl Counters {
     ) -> Result<Self> {
         let file = state_dir.join(file_name);
         if let Some(earlier) = read_file(&file)? {
-            keystore.raise_counts(kind, &earlier)?;
+            keystore.update_counts(kind, |counts| {
+                for (id, n) in earlier {
+                    let at = counts.entry(id).or_insert(0);
+                    *at = (*at).max(n);
+                }
+                Ok(())
+            })?;
             match std::fs::remove_file(&file) {
                 // Another runtime built at the same time took it over first.
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
@@ -87,7 +93,6 @@ impl Counters {
             tracing::info!(file = %file.display(), "per-kernel counts moved into the keystore");
         }
         Ok(Counters {
-            counts: Mutex::new(BTreeMap::new()),
             store: Store::Keystore(keystore.clone(), kind),
             what,
         })
@@ -96,41 +101,44 @@ impl Counters {
     /// The last number issued for kernel `id` (0: none yet).
     pub(crate) fn current(&self, id: &KernelId) -> u32 {
         match &self.store {
-            Store::Keystore(keystore, kind) => keystore
-                .counts(*kind)
-                .get(id.as_str())
-                .copied()
-                .unwrap_or(0),
-            Store::Memory | Store::File(_) => {
-                self.counts.lock().get(id.as_str()).copied().unwrap_or(0)
+            Store::Memory(counts) | Store::File(_, counts) => {
+                counts.lock().get(id.as_str()).copied().unwrap_or(0)
             }
+            Store::Keystore(keystore, kind) => keystore.count(*kind, id.as_str()),
         }
     }
 
     /// The next number of kernel `id`, recorded (and persisted) before it is
     /// returned; a count that would wrap is refused.
     pub(crate) fn next(&self, id: &KernelId) -> Result<u32> {
-        if let Store::Keystore(keystore, kind) = &self.store {
-            return keystore.next_count(*kind, id.as_str(), self.what);
-        }
-        let mut counts = self.counts.lock();
-        let last = counts.get(id.as_str()).copied().unwrap_or(0);
-        let next = last.checked_add(1).ok_or_else(|| {
-            Error::Exhausted(format!(
-                "kernel {id:?} has used {last} of its {} numbers (use another id)",
-                self.what
-            ))
-        })?;
-        counts.insert(id.as_str().to_owned(), next);
-        let persisted = match &self.store {
-            Store::File(file) => persist(file, &counts),
-            Store::Memory | Store::Keystore(..) => Ok(()),
+        let bump = |counts: &mut BTreeMap<String, u32>| {
+            let last = counts.get(id.as_str()).copied().unwrap_or(0);
+            let next = last.checked_add(1).ok_or_else(|| {
+                Error::Exhausted(format!(
+                    "kernel {id:?} has used {last} of its {} numbers (use another id)",
+                    self.what
+                ))
+            })?;
+            counts.insert(id.as_str().to_owned(), next);
+            Ok(next)
         };
-        if let Err(e) = persisted {
-            counts.insert(id.as_str().to_owned(), last);
-            return Err(e);
+        match &self.store {
+            Store::Memory(counts) => bump(&mut counts.lock()),
+            Store::File(file, counts) => {
+                let mut counts = counts.lock();
+                let last = counts.get(id.as_str()).copied();
+                let next = bump(&mut counts)?;
+                if let Err(e) = persist(file, &counts) {
+                    match last {
+                        Some(last) => counts.insert(id.as_str().to_owned(), last),
+                        None => counts.remove(id.as_str()),
+                    };
+                    return Err(e);
+                }
+                Ok(next)
+            }
+            Store::Keystore(keystore, kind) => keystore.update_counts(*kind, bump),
         }
-        Ok(next)
     }
 }
 
@@ -187,7 +195,7 @@ mod tests {
         let issued: Vec<u32> = issued.into_iter().map(Result::unwrap).collect();
         assert_eq!(issued, [1, 2, 3, 4]);
         assert_eq!(one.current(&a), 4);
-        assert_eq!(ks.counts(CountKind::Snapshots).get("a"), Some(&4));
+        assert_eq!(ks.count(CountKind::Snapshots, "a"), 4);
     }
 
     #[test]
@@ -204,8 +212,11 @@ mod tests {
     fn an_exhausted_count_is_refused_not_wrapped() {
         let inc = Counters::in_memory("incarnation");
         let a = KernelId::new("a").unwrap();
-        inc.counts.lock().insert("a".into(), u32::MAX);
+        let Store::Memory(counts) = &inc.store else {
+            unreachable!("in_memory")
+        };
+        counts.lock().insert("a".into(), u32::MAX);
         assert!(matches!(inc.next(&a), Err(Error::Exhausted(_))));
-        assert_eq!(inc.counts.lock().get("a"), Some(&u32::MAX));
+        assert_eq!(inc.current(&a), u32::MAX);
     }
 }

@@ -753,58 +753,39 @@ impl Keystore {
         self.audit_signing_key().public_key()
     }
 
-    /// The per-kernel counts of `kind` kept here.
-    pub(crate) fn counts(&self, kind: CountKind) -> BTreeMap<String, u32> {
-        self.inner.secrets.lock().1.counts.of_mut(kind).clone()
+    /// Kernel `id`'s count of `kind` kept here (0: none yet).
+    pub(crate) fn count(&self, kind: CountKind, id: &str) -> u32 {
+        self.inner
+            .secrets
+            .lock()
+            .1
+            .counts
+            .of_mut(kind)
+            .get(id)
+            .copied()
+            .unwrap_or(0)
     }
 
-    /// The next number of kernel `id` in the counts of `kind`: the count is raised
-    /// by one and written before it is returned (on a failed write it is not raised).
-    /// `what` names the count in the error when it would wrap.
-    pub(crate) fn next_count(&self, kind: CountKind, id: &str, what: &str) -> Result<u32> {
-        let mut guard = self.inner.secrets.lock();
-        let counts = guard.1.counts.of_mut(kind);
-        let last = counts.get(id).copied().unwrap_or(0);
-        let next = last.checked_add(1).ok_or_else(|| {
-            Error::Exhausted(format!(
-                "kernel {id:?} has used {last} of its {what} numbers (use another id)"
-            ))
-        })?;
-        counts.insert(id.to_owned(), next);
-        if let Err(e) = self.inner.write(&mut guard) {
-            guard.1.counts.of_mut(kind).insert(id.to_owned(), last);
-            return Err(e);
-        }
-        Ok(next)
-    }
-
-    /// Raises the counts of `kind` to at least those in `counts` and writes the
-    /// keystore if any rose. Counts never fall: a lower one is ignored.
-    pub(crate) fn raise_counts(
+    /// Runs `change` on the counts of `kind` and, when it changed them, writes the
+    /// keystore before returning its result. A failed `change` or write leaves the
+    /// counts as they were: what is not on disk is not in force.
+    pub(crate) fn update_counts<R>(
         &self,
         kind: CountKind,
-        counts: &BTreeMap<String, u32>,
-    ) -> Result<()> {
+        change: impl FnOnce(&mut BTreeMap<String, u32>) -> Result<R>,
+    ) -> Result<R> {
         let mut guard = self.inner.secrets.lock();
-        let before = guard.1.counts.clone();
-        let mine = guard.1.counts.of_mut(kind);
-        let mut rose = false;
-        for (id, &n) in counts {
-            let at = mine.entry(id.clone()).or_insert(0);
-            if n > *at {
-                *at = n;
-                rose = true;
+        let before = guard.1.counts.of_mut(kind).clone();
+        let changed = change(guard.1.counts.of_mut(kind)).and_then(|r| {
+            if *guard.1.counts.of_mut(kind) != before {
+                self.inner.write(&mut guard)?;
             }
+            Ok(r)
+        });
+        if changed.is_err() {
+            *guard.1.counts.of_mut(kind) = before;
         }
-        if !rose {
-            return Ok(());
-        }
-        let r = self.inner.write(&mut guard);
-        if r.is_err() {
-            // Not on disk: not in force either.
-            guard.1.counts = before;
-        }
-        r
+        changed
     }
 }
 
