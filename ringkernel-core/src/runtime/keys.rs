@@ -86,9 +86,9 @@ impl Gate {
     /// rotated through a `MemoryEncryption` handle rather than the runtime. Without
     /// this an auditor found keys in `key.reseal` records that no rotation introduced.
     pub(super) fn record_unrecorded_rotations(&self) {
-        for (i, (e, which)) in self.encryptions().zip(KEY_SETS).enumerate() {
+        for (i, e) in self.encryptions().enumerate() {
             if let Some(current) = e.current_key_id() {
-                self.record_rotations_through(i, e, which, current.0);
+                self.record_rotations_through(i, e, current.0);
             }
         }
     }
@@ -102,22 +102,16 @@ impl Gate {
         key: KeyId,
         trigger: RotationTrigger,
     ) {
-        let which = KEY_SETS[i];
-        self.record_rotations_through(i, e, which, key.0.saturating_sub(1));
+        self.record_rotations_through(i, e, key.0.saturating_sub(1));
         self.audit(|| Event::KeyRotate { key, trigger });
         self.recorded_epochs[i].fetch_max(key.0, Ordering::AcqRel);
     }
 
-    /// Records the rotations of key set `i` after the last recorded one, through
-    /// epoch `through`. Callers hold the tick lock (ticks, explicit rotations,
+    /// Records the rotations of key set `i` (`KEY_SETS[i]`) after the last recorded
+    /// one, through epoch `through`. Callers hold the tick lock (ticks, explicit rotations,
     /// shutdown), so no rotation is recorded twice.
-    fn record_rotations_through(
-        &self,
-        i: usize,
-        e: &MemoryEncryption,
-        which: KeySet,
-        through: u32,
-    ) {
+    fn record_rotations_through(&self, i: usize, e: &MemoryEncryption, through: u32) {
+        let which = KEY_SETS[i];
         let from = self.recorded_epochs[i].load(Ordering::Acquire);
         for epoch in from.saturating_add(1)..=through {
             let key = KeyId(epoch);
