@@ -261,6 +261,51 @@ fn undelivered_messages_are_counted_not_lost_silently() {
     rt.shutdown().unwrap();
 }
 
+/// Message loss on stop: a send waiting for room in a full queue must not be accepted
+/// into the queue of a kernel that stopped meanwhile (nobody would ever process it,
+/// and the sender would believe it delivered). It fails with `KernelTerminated`.
+#[test]
+fn send_waiting_on_a_full_queue_is_refused_when_the_kernel_stops_not_lost() {
+    let rt = runtime();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let k = rt
+        .launch(
+            "k",
+            LaunchOptions::new().queue_capacity(2).handler(move |_, _| {
+                entered_tx.send(())?;
+                go_rx.recv()?;
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("k", "t", b"0").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    rt.send("k", "t", b"1").unwrap();
+    rt.send("k", "t", b"2").unwrap();
+    std::thread::scope(|s| {
+        let late = s.spawn(|| rt.send_timeout("k", "t", b"late", WAIT));
+        // Let the late send start waiting for room.
+        std::thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        k.terminate().unwrap();
+        go_tx.send(()).unwrap();
+        let st = k.wait(WAIT).unwrap();
+        let r = late.join().unwrap();
+        assert!(
+            matches!(&r, Err(Error::KernelTerminated { id }) if id == "k"),
+            "a send accepted into a stopped kernel's queue is lost: {r:?}"
+        );
+        assert!(
+            t0.elapsed() < WAIT,
+            "the waiting send waited out its timeout"
+        );
+        assert_eq!(st.messages_processed, 1);
+        assert_eq!(st.undelivered, 2);
+    });
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn handler_errors_are_counted_and_panics_stop_the_kernel() {
     let rt = runtime();
