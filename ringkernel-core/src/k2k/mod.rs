@@ -19,7 +19,8 @@ pub use hlc::{HlcTimestamp, HybridClock};
 pub use mailbox::Mailbox;
 
 use std::fmt;
-use std::sync::Arc;
+
+use smol_str::SmolStr;
 
 use crate::error::{Error, Result};
 
@@ -104,8 +105,13 @@ impl ForbiddenChar {
 /// whitespace is refused, since `"worker "` and `"worker"` would look alike in logs
 /// and reports; so are the format characters, for the same reason (`"admin\u{200B}"`
 /// prints as `admin`).
+///
+/// An id of up to 23 bytes is held inline (longer ones behind a reference count), so
+/// that the copies a K2K message carries (its source and destination) are byte copies:
+/// a shared count would be added to by the sending thread and subtracted from by the
+/// receiving one for every message, moving its cache line between them each time.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KernelId(Arc<str>);
+pub struct KernelId(SmolStr);
 
 impl KernelId {
     /// Validates and wraps an id.
@@ -131,7 +137,7 @@ impl KernelId {
         if id.trim() != id {
             return fail("ids must not start or end with whitespace");
         }
-        Ok(KernelId(Arc::from(id)))
+        Ok(KernelId(SmolStr::new(id)))
     }
 
     /// The id as a string slice.
@@ -142,7 +148,7 @@ impl KernelId {
 
 impl fmt::Debug for KernelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0.as_str(), f)
     }
 }
 
@@ -269,6 +275,45 @@ pub(crate) fn validate_message(topic: &str, payload: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inline (up to 23 bytes) and counted (longer) ids behave as their strings: equal,
+    /// hashed, ordered and looked up by `&str` alike, whichever way each is held.
+    #[test]
+    fn ids_inline_or_counted_behave_as_their_strings() {
+        use std::collections::{BTreeSet, HashMap};
+        let mut names: Vec<String> = [1usize, 22, 23, 24, 25, 100, MAX_KERNEL_ID_LEN]
+            .iter()
+            .map(|&n| "k".repeat(n - 1) + "x")
+            .collect();
+        // Non-ASCII on each side of the inline limit: 22 and 24 bytes.
+        names.extend(["ü".repeat(11), "ü".repeat(12)]);
+        let ids: Vec<KernelId> = names
+            .iter()
+            .map(|n| KernelId::new(n).expect("valid id"))
+            .collect();
+        let by_id: HashMap<KernelId, usize> = ids.iter().cloned().zip(0..).collect();
+        for (i, (n, id)) in names.iter().zip(&ids).enumerate() {
+            assert_eq!(id.as_str(), n);
+            assert_eq!(id.clone(), *id);
+            assert_eq!(
+                by_id.get(n.as_str()),
+                Some(&i),
+                "lookup by &str of {} bytes",
+                n.len()
+            );
+            assert_eq!(format!("{id}"), *n);
+            assert_eq!(format!("{id:?}"), format!("{n:?}"));
+        }
+        let sorted: Vec<&str> = ids
+            .iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(KernelId::as_str)
+            .collect();
+        let mut expected: Vec<&str> = names.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected);
+    }
 
     /// The ASCII byte scan of `find` decides every ASCII character as the Unicode
     /// lookup of `of` does, alone and inside longer strings (ASCII or not).
