@@ -106,6 +106,53 @@ fn pipeline_counts_and_source_identity() {
     rt.shutdown().unwrap();
 }
 
+/// Causality of the hybrid logical clock: a message sent by a kernel while handling
+/// another is timestamped after the one it handles, for every message of a burst the
+/// kernel takes in batches.
+#[test]
+fn a_forwarded_message_is_timestamped_after_the_one_that_caused_it() {
+    let rt = runtime();
+    let pairs = Arc::new(Mutex::new(Vec::new()));
+    let p = pairs.clone();
+    let sink = rt
+        .launch(
+            "sink",
+            LaunchOptions::new()
+                .queue_capacity(1000)
+                .handler(move |_, m| {
+                    let physical = u64::from_le_bytes(m.payload[..8].try_into()?);
+                    let logical = u32::from_le_bytes(m.payload[8..12].try_into()?);
+                    p.lock().push(((physical, logical), m.timestamp));
+                    Ok(())
+                }),
+        )
+        .unwrap();
+    rt.launch(
+        "relay",
+        LaunchOptions::new().queue_capacity(1000).handler(|ctx, m| {
+            let mut cause = m.timestamp.physical.to_le_bytes().to_vec();
+            cause.extend_from_slice(&m.timestamp.logical.to_le_bytes());
+            ctx.send_timeout("sink", "caused", &cause, WAIT)?;
+            Ok(())
+        }),
+    )
+    .unwrap();
+    for _ in 0..500 {
+        rt.send("relay", "in", b"x").unwrap();
+    }
+    wait_until("500 forwarded", || {
+        sink.status().unwrap().messages_processed == 500
+    });
+    for ((physical, logical), forwarded) in pairs.lock().iter() {
+        let cause = ringkernel_core::k2k::HlcTimestamp {
+            physical: *physical,
+            logical: *logical,
+        };
+        assert!(*forwarded > cause, "{forwarded:?} not after {cause:?}");
+    }
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn per_pair_delivery_order_follows_sequence() {
     let rt = runtime();
