@@ -11,11 +11,33 @@ use super::{KernelId, MAX_QUEUE_CAPACITY, Message};
 use crate::error::{Error, Result};
 
 /// The longest a send waiting for room sleeps before it looks again (a safety net: it
-/// is woken when there is room).
+/// is woken when the queue is down to half, or closes).
 const RECHECK: Duration = Duration::from_millis(10);
 
-/// How many times [`Mailbox::drain`] looks again for messages still being counted.
-const DRAIN_ROUNDS: usize = 10_000;
+/// The longest [`Mailbox::drain`] waits for sends that saw the queue open to finish
+/// putting their message in (each is a few instructions from done, unless its thread
+/// was preempted there).
+const SENDS_FINISH: Duration = Duration::from_secs(1);
+
+/// The counters every sender writes.
+#[derive(Debug, Default)]
+struct Producers {
+    /// Messages put in.
+    enqueued: AtomicU64,
+    /// Sends between their look at `closed` and the end of their attempt to put their
+    /// message in: [`Mailbox::drain`] waits for none to be left.
+    in_send: AtomicU64,
+}
+
+/// What one attempt to put a message in did.
+enum Put {
+    /// It is in the queue.
+    Accepted,
+    /// The queue is closed; nothing was put in.
+    Closed,
+    /// No room; the message is handed back.
+    Full(Message),
+}
 
 /// A bounded multi-producer queue of messages for one kernel.
 ///
@@ -37,8 +59,8 @@ pub struct Mailbox {
     wake_rx: Receiver<()>,
     closed: AtomicBool,
     /// Written by every sender.
-    enqueued: CachePadded<AtomicU64>,
-    /// Written by the kernel.
+    producers: CachePadded<Producers>,
+    /// Written by the kernel (and by `drain`).
     dequeued: CachePadded<AtomicU64>,
     /// Sends sleeping until there is room (they hold `room` while not asleep).
     waiting: AtomicUsize,
@@ -61,7 +83,7 @@ impl Mailbox {
             wake_rx,
             capacity,
             closed: AtomicBool::new(false),
-            enqueued: CachePadded::new(AtomicU64::new(0)),
+            producers: CachePadded::new(Producers::default()),
             dequeued: CachePadded::new(AtomicU64::new(0)),
             waiting: AtomicUsize::new(0),
             room: Mutex::new(()),
@@ -76,7 +98,7 @@ impl Mailbox {
 
     /// Messages put in so far.
     pub fn enqueued(&self) -> u64 {
-        self.enqueued.load(Ordering::Acquire)
+        self.producers.enqueued.load(Ordering::Acquire)
     }
 
     /// Messages taken out so far.
@@ -102,36 +124,43 @@ impl Mailbox {
 
     /// Enqueues `msg`; with `wait`, waits up to that long for room in a full queue.
     ///
-    /// On error the message was not accepted: the caller got the error and the message
-    /// is dropped. A send that finds the queue closed once its message is in fails with
-    /// `KernelTerminated` too: the kernel is stopping and will not process it (it is
-    /// counted as undelivered if the final drain finds it, dropped with the queue
-    /// otherwise), so no sender is told `Ok` for a message nobody will take.
+    /// On error the message was not put in: no kernel will see it, so a caller may
+    /// send it again without delivering it twice. A message put in is handled by the
+    /// kernel or, if the kernel stops first, counted by [`Mailbox::drain`] as
+    /// undelivered.
     pub fn push(&self, msg: Message, wait: Option<Duration>) -> Result<()> {
-        if self.is_closed() {
-            return Err(self.terminated());
-        }
-        match self.tx.try_send(msg) {
-            Ok(()) => self.accepted(),
-            Err(TrySendError::Disconnected(_)) => Err(self.terminated()),
-            Err(TrySendError::Full(msg)) => match wait {
+        match self.try_put(msg) {
+            Put::Accepted => Ok(()),
+            Put::Closed => Err(self.terminated()),
+            Put::Full(msg) => match wait {
                 None => Err(self.full()),
                 Some(wait) => self.wait_for_room(msg, wait),
             },
         }
     }
 
-    /// Counts a message just put in; refuses it if the queue closed meanwhile. The
-    /// count comes before the look at `closed` (both sequentially consistent), so that
-    /// [`Mailbox::drain`], which closes first and reads the count after, either sees
-    /// this message counted (and drains it) or this send sees the queue closed.
-    fn accepted(&self) -> Result<()> {
-        self.enqueued.fetch_add(1, Ordering::SeqCst);
-        if self.is_closed() {
-            Err(self.terminated())
+    /// One attempt to put `msg` in, counted in `in_send` from before its look at
+    /// `closed` to after the message is in. Both that count and the look are
+    /// sequentially consistent, as are `close`'s store and `drain`'s read of the count:
+    /// so either this attempt sees the queue closed and puts nothing in, or `drain`
+    /// sees it counted and waits until the message is in before it empties the queue.
+    fn try_put(&self, msg: Message) -> Put {
+        let p = &self.producers;
+        p.in_send.fetch_add(1, Ordering::SeqCst);
+        let put = if self.closed.load(Ordering::SeqCst) {
+            Put::Closed
         } else {
-            Ok(())
-        }
+            match self.tx.try_send(msg) {
+                Ok(()) => {
+                    p.enqueued.fetch_add(1, Ordering::AcqRel);
+                    Put::Accepted
+                }
+                Err(TrySendError::Disconnected(_)) => Put::Closed,
+                Err(TrySendError::Full(msg)) => Put::Full(msg),
+            }
+        };
+        p.in_send.fetch_sub(1, Ordering::SeqCst);
+        put
     }
 
     /// A full queue: sleeps until the kernel has taken it down to half its capacity
@@ -144,13 +173,10 @@ impl Mailbox {
         // this send sees the room the kernel made.
         fence(Ordering::SeqCst);
         let res = loop {
-            if self.is_closed() {
-                break Err(self.terminated());
-            }
-            match self.tx.try_send(msg) {
-                Ok(()) => break self.accepted(),
-                Err(TrySendError::Disconnected(_)) => break Err(self.terminated()),
-                Err(TrySendError::Full(m)) => msg = m,
+            match self.try_put(msg) {
+                Put::Accepted => break Ok(()),
+                Put::Closed => break Err(self.terminated()),
+                Put::Full(m) => msg = m,
             }
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
@@ -165,7 +191,10 @@ impl Mailbox {
     }
 
     /// Called by the kernel after taking messages: wakes the sends waiting for room
-    /// once the queue is down to half its capacity.
+    /// once the queue is down to half its capacity. (With the fence in `wait_for_room`
+    /// this relies on the channel's own sequentially consistent head and tail updates:
+    /// a waiting send's `try_send` that finds the queue full, then this look at
+    /// `waiting`, cannot both miss each other.)
     fn taken(&self) {
         fence(Ordering::SeqCst);
         if self.waiting.load(Ordering::SeqCst) > 0 && self.rx.len() <= self.capacity / 2 {
@@ -205,29 +234,38 @@ impl Mailbox {
 
     /// Closes the queue, removes every queued message and returns how many there were
     /// (used when the kernel stops, so that undelivered messages are counted, not lost
-    /// silently). Sends that had put their message in before they could see the queue
-    /// closed are waited for (briefly: they are between two instructions), so that no
-    /// message accepted with `Ok` stays behind uncounted.
+    /// silently). Sends that saw the queue open are waited for (at most
+    /// [`SENDS_FINISH`]) before the queue is emptied, so that no message put in stays
+    /// behind uncounted. (A kernel cut off by the watchdog may still be running and take
+    /// messages meanwhile: those are its batch, not counted here.)
     pub fn drain(&self) -> u64 {
         self.close();
+        self.wait_for_sends();
         let mut n = 0u64;
-        for _ in 0..DRAIN_ROUNDS {
-            let mut taken = 0u64;
-            while self.rx.try_recv().is_ok() {
-                taken += 1;
-            }
-            n += taken;
-            let dequeued = self.dequeued.fetch_add(taken, Ordering::SeqCst) + taken;
-            if dequeued >= self.enqueued.load(Ordering::SeqCst) {
-                break;
-            }
-            // A kernel cut off by the watchdog may still be between taking a batch and
-            // counting it; a send between its `try_send` and its count is counted by
-            // `accepted` an instruction later.
-            std::thread::yield_now();
+        while self.rx.try_recv().is_ok() {
+            n += 1;
         }
+        self.dequeued.fetch_add(n, Ordering::AcqRel);
         self.taken();
         n
+    }
+
+    /// Waits until no send is between its look at `closed` and the end of its attempt
+    /// (see [`Mailbox::try_put`]); gives up after [`SENDS_FINISH`], with an error log.
+    fn wait_for_sends(&self) {
+        let start = Instant::now();
+        let mut looks = 0u32;
+        while self.producers.in_send.load(Ordering::SeqCst) != 0 {
+            looks += 1;
+            if looks < 100 {
+                std::thread::yield_now();
+            } else if start.elapsed() < SENDS_FINISH {
+                std::thread::sleep(Duration::from_micros(50));
+            } else {
+                tracing::error!(kernel = %self.owner, "a send to the stopped kernel did not finish within {SENDS_FINISH:?}; its message may stay queued uncounted");
+                return;
+            }
+        }
     }
 
     fn full(&self) -> Error {
@@ -240,6 +278,118 @@ impl Mailbox {
     fn terminated(&self) -> Error {
         Error::KernelTerminated {
             id: self.owner.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::k2k::{Endpoint, HlcTimestamp};
+
+    fn message(id: u64) -> Message {
+        Message {
+            source: Endpoint::Host,
+            destination: KernelId::new("k").unwrap(),
+            topic: "t".into(),
+            payload: id.to_le_bytes().to_vec(),
+            sequence: id,
+            timestamp: HlcTimestamp::default(),
+        }
+    }
+
+    fn id_of(m: &Message) -> u64 {
+        u64::from_le_bytes(m.payload[..8].try_into().unwrap())
+    }
+
+    /// Double delivery on stop: senders racing a stop, against a consumer that takes
+    /// batches as the kernel loop does (a stop flag checked before each batch, the
+    /// batch then handled whole). A message its sender was refused is never handled,
+    /// and every message accepted is handled or drained: a caller that retries a
+    /// refused send never delivers twice, and none is lost.
+    #[test]
+    fn a_send_refused_at_a_stop_is_never_handled_and_none_accepted_is_lost() {
+        for round in 0..300u64 {
+            let mb = Arc::new(Mailbox::new(KernelId::new("k").unwrap(), 4));
+            let stop = Arc::new(AtomicBool::new(false));
+            let consumer = {
+                let (mb, stop) = (mb.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut handled = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let batch = mb.pop_batch(64, Duration::from_micros(200));
+                        handled.extend(batch.iter().map(id_of));
+                    }
+                    handled
+                })
+            };
+            let senders: Vec<_> = (0..2u64)
+                .map(|s| {
+                    let mb = mb.clone();
+                    std::thread::spawn(move || {
+                        let (mut ok, mut refused) = (Vec::new(), Vec::new());
+                        for i in 0.. {
+                            let id = s << 32 | i;
+                            let wait = (s == 1).then_some(Duration::from_secs(5));
+                            match mb.push(message(id), wait) {
+                                Ok(()) => ok.push(id),
+                                Err(Error::QueueFull { .. }) => {}
+                                Err(Error::KernelTerminated { .. }) => {
+                                    refused.push(id);
+                                    break;
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        (ok, refused)
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_micros(100 + 37 * (round % 20)));
+            // As request_stop: the flag, then the queue closed.
+            stop.store(true, Ordering::SeqCst);
+            mb.close();
+            let handled: HashSet<u64> = consumer.join().unwrap().into_iter().collect();
+            let (mut ok, mut refused) = (HashSet::new(), HashSet::new());
+            for s in senders {
+                let (o, r) = s.join().unwrap();
+                ok.extend(o);
+                refused.extend(r);
+            }
+            let mut drained = HashSet::new();
+            let before = mb.dequeued();
+            let n = {
+                let mut ids = Vec::new();
+                while let Ok(m) = mb.rx.try_recv() {
+                    ids.push(id_of(&m));
+                }
+                mb.dequeued.fetch_add(ids.len() as u64, Ordering::SeqCst);
+                drained.extend(ids.iter().copied());
+                ids.len() as u64
+            };
+            assert_eq!(mb.dequeued(), before + n);
+            for id in &refused {
+                assert!(
+                    !handled.contains(id),
+                    "round {round}: send of {id} refused, yet handled"
+                );
+                assert!(
+                    !drained.contains(id),
+                    "round {round}: send of {id} refused, yet left queued"
+                );
+            }
+            for id in &ok {
+                assert!(
+                    handled.contains(id) || drained.contains(id),
+                    "round {round}: send of {id} accepted, then lost"
+                );
+            }
         }
     }
 }

@@ -92,7 +92,7 @@ impl Gate {
         if let (Some(sb), Some(slot)) = (&self.sandbox, &entry.sandbox) {
             sb.unregister(slot);
         }
-        entry.mailbox.close();
+        // Closes the queue, waits for sends already under way, counts what is left.
         let undelivered = entry.mailbox.drain();
         if undelivered > 0 {
             entry.undelivered.fetch_add(undelivered, Ordering::AcqRel);
