@@ -2,7 +2,9 @@
 //! timestamps are monotonic per kernel and respect causality across messages even when
 //! host clocks step backwards.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -28,6 +30,65 @@ fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// How often the wall clock is read again to follow steps of it (an NTP step, an
+/// operator setting the time): between reads, wall time is derived from the monotonic
+/// clock, which NTP slews at the same rate.
+const WALL_REFRESH_MICROS: u64 = 10_000;
+
+/// Wall-clock time derived from a monotonic reading: the offset between the two,
+/// measured again every [`WALL_REFRESH_MICROS`]. A send reads one clock, the monotonic
+/// one, for both its rate limit and its timestamp.
+struct WallAnchor {
+    /// Monotonic origin.
+    base: Instant,
+    /// Wall micros minus monotonic micros since `base`, at the last measurement.
+    offset: AtomicI64,
+    /// Monotonic micros since `base` of the last measurement.
+    measured: AtomicU64,
+}
+
+fn micros_since(base: Instant, at: Instant) -> i64 {
+    i64::try_from(at.saturating_duration_since(base).as_micros()).unwrap_or(i64::MAX)
+}
+
+impl WallAnchor {
+    fn get() -> &'static WallAnchor {
+        static ANCHOR: OnceLock<WallAnchor> = OnceLock::new();
+        ANCHOR.get_or_init(|| {
+            let anchor = WallAnchor {
+                base: Instant::now(),
+                offset: AtomicI64::new(0),
+                measured: AtomicU64::new(0),
+            };
+            anchor.measure();
+            anchor
+        })
+    }
+
+    /// Reads both clocks and stores their offset. Threads measuring at once each
+    /// store an offset as good as the other's.
+    fn measure(&self) {
+        let wall = i64::try_from(wall_micros()).unwrap_or(i64::MAX);
+        let mono = micros_since(self.base, Instant::now());
+        self.offset
+            .store(wall.saturating_sub(mono), Ordering::Relaxed);
+        self.measured
+            .store(u64::try_from(mono).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Wall micros at the monotonic instant `at`.
+    fn wall_micros_at(&self, at: Instant) -> u64 {
+        let mono = micros_since(self.base, at);
+        let since = u64::try_from(mono)
+            .unwrap_or(0)
+            .saturating_sub(self.measured.load(Ordering::Relaxed));
+        if since > WALL_REFRESH_MICROS {
+            self.measure();
+        }
+        u64::try_from(mono.saturating_add(self.offset.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+}
+
 impl HybridClock {
     /// A clock starting at zero.
     pub fn new() -> Self {
@@ -36,17 +97,23 @@ impl HybridClock {
 
     /// A timestamp for a local event (send, state change), greater than every earlier one.
     pub fn now(&self) -> HlcTimestamp {
-        self.advance(None)
+        self.now_at(Instant::now())
+    }
+
+    /// [`HybridClock::now`] for an event at the monotonic instant `at` (a send, which
+    /// reads the clock once for its rate limit and its timestamp).
+    pub(crate) fn now_at(&self, at: Instant) -> HlcTimestamp {
+        self.advance(at, None)
     }
 
     /// Merges a timestamp received from another kernel and returns a local timestamp
     /// greater than both it and every earlier local one.
     pub fn observe(&self, remote: HlcTimestamp) -> HlcTimestamp {
-        self.advance(Some(remote))
+        self.advance(Instant::now(), Some(remote))
     }
 
-    fn advance(&self, remote: Option<HlcTimestamp>) -> HlcTimestamp {
-        let wall = wall_micros();
+    fn advance(&self, at: Instant, remote: Option<HlcTimestamp>) -> HlcTimestamp {
+        let wall = WallAnchor::get().wall_micros_at(at);
         let mut last = self.last.lock();
         let max_seen = remote.map_or(*last, |r| r.max(*last));
         let next = if wall > max_seen.physical {
@@ -91,5 +158,23 @@ mod tests {
         let t = c.observe(future);
         assert!(t > future);
         assert!(c.now() > t);
+    }
+
+    /// The physical part is wall-clock time: derived from the monotonic clock, it stays
+    /// within a few milliseconds of the system clock read around it.
+    #[test]
+    fn physical_time_follows_the_wall_clock() {
+        let c = HybridClock::new();
+        for _ in 0..3 {
+            let before = wall_micros();
+            let t = c.now();
+            let after = wall_micros();
+            assert!(
+                t.physical + 5_000 >= before && t.physical <= after + 5_000,
+                "{} outside {before}..={after}",
+                t.physical
+            );
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! opened; the stop check; the batch's outcome in the control block).
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::gate::Gate;
 use super::registry::KernelEntry;
@@ -71,6 +71,8 @@ impl Gate {
                 id: dest.id.to_string(),
             });
         }
+        // One clock read for the rate limit and the message's timestamp.
+        let now = Instant::now();
         let device_limit = crate::backend::device::MAX_DEVICE_PAYLOAD_LEN;
         if dest.device && payload.len() > device_limit {
             return Err(Error::TooLarge {
@@ -83,7 +85,7 @@ impl Gate {
             && let (Some(src_slot), Some(dst_slot)) = (&src.sandbox, &dest.sandbox)
         {
             // ACL, topic, connections, rate: refused sends are never enqueued.
-            self.enforce(src, sb.check_send(src_slot, dst_slot, topic))?;
+            self.enforce(src, sb.check_send(src_slot, dst_slot, topic, now))?;
         }
         let (source, state, clock) = match from {
             Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
@@ -107,7 +109,7 @@ impl Gate {
             topic: crate::k2k::buffers::copy_str(topic),
             payload: stored,
             sequence,
-            timestamp: clock.now(),
+            timestamp: clock.now_at(now),
         };
         dest.mailbox.push(msg, wait)?;
         state.next_sequence += 1;

@@ -540,9 +540,15 @@ impl KernelSandbox {
         )
     }
 
-    /// Decides a send from `src` to `dst` on `topic`: route, topic, connections, rate
-    /// (in that order; a refused send consumes no rate token).
-    pub(crate) fn check_send(&self, src: &KernelSlot, dst: &KernelSlot, topic: &str) -> Verdict {
+    /// Decides a send from `src` to `dst` on `topic` made at `now`: route, topic,
+    /// connections, rate (in that order; a refused send consumes no rate token).
+    pub(crate) fn check_send(
+        &self,
+        src: &KernelSlot,
+        dst: &KernelSlot,
+        topic: &str,
+        now: Instant,
+    ) -> Verdict {
         // Read before the table, so that a remembered send never outlives a change.
         let routes_version = self.inner.routes_version.load(Ordering::Acquire);
         let mut guard = src.send.lock();
@@ -559,7 +565,6 @@ impl KernelSandbox {
                 guard.remember(routes_version, dst, topic);
             }
         }
-        let now = Instant::now();
         if let Some(bucket) = guard.bucket.as_mut()
             && !bucket.try_take(now)
         {
@@ -773,20 +778,23 @@ mod tests {
         );
         let src = sb.register(&id("src")).expect("src");
         let secret = sb.register(&id("secret")).expect("secret");
-        assert!(sb.check_send(&src, &secret, "t").refuses());
+        assert!(sb.check_send(&src, &secret, "t", Instant::now()).refuses());
         sb.unregister(&secret);
         let public = sb.register(&id("public")).expect("public");
         assert_eq!(public.index, secret.index, "the freed slot is reused");
-        assert!(sb.check_send(&src, &public, "t").is_allow());
+        assert!(sb.check_send(&src, &public, "t", Instant::now()).is_allow());
         // The stale handle of `secret`: still a denied route.
-        let stale = sb.check_send(&src, &secret, "t");
+        let stale = sb.check_send(&src, &secret, "t", Instant::now());
         assert!(stale.refuses(), "judged by the slot's new owner: {stale:?}");
         // And the other way round: a stale allowed destination stays allowed.
         sb.unregister(&public);
         let other = sb.register(&id("secret")).expect("secret again");
         assert_eq!(other.index, public.index);
-        assert!(sb.check_send(&src, &public, "t").is_allow());
+        assert!(sb.check_send(&src, &public, "t", Instant::now()).is_allow());
         // A stale kernel sending to itself: never a route, as in the table.
-        assert!(sb.check_send(&public, &public, "t").refuses());
+        assert!(
+            sb.check_send(&public, &public, "t", Instant::now())
+                .refuses()
+        );
     }
 }
