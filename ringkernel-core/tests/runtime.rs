@@ -11,7 +11,7 @@ use ringkernel_core::Error;
 use ringkernel_core::backend::BufferId;
 use ringkernel_core::control::CONTROL_BLOCK_SIZE;
 use ringkernel_core::k2k::Endpoint;
-use ringkernel_core::runtime::{KernelState, LaunchOptions, Runtime, RuntimeBuilder};
+use ringkernel_core::runtime::{KernelHandle, KernelState, LaunchOptions, Runtime, RuntimeBuilder};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -28,6 +28,35 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
         assert!(t0.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// A kernel `id` whose handler waits for a go before each message, already busy with
+/// its first message (`first`, sent from the host): its queue of `capacity` is empty
+/// and fills with the next sends. Each `()` sent on the returned channel lets one
+/// message finish.
+fn busy_kernel(
+    rt: &Runtime,
+    id: &str,
+    capacity: usize,
+    first: &[u8],
+) -> (KernelHandle, crossbeam_channel::Sender<()>) {
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let k = rt
+        .launch(
+            id,
+            LaunchOptions::new()
+                .queue_capacity(capacity)
+                .handler(move |_, _| {
+                    entered_tx.send(())?;
+                    go_rx.recv()?;
+                    Ok(())
+                }),
+        )
+        .unwrap();
+    rt.send(id, "t", first).unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap(); // the handler is busy with `first`
+    (k, go_tx)
 }
 
 #[test]
@@ -198,20 +227,7 @@ fn per_pair_delivery_order_follows_sequence() {
 #[test]
 fn full_queue_gives_backpressure_error_and_loses_nothing() {
     let rt = runtime();
-    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
-    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
-    let slow = rt
-        .launch(
-            "slow",
-            LaunchOptions::new().queue_capacity(4).handler(move |_, _| {
-                entered_tx.send(())?;
-                go_rx.recv()?;
-                Ok(())
-            }),
-        )
-        .unwrap();
-    rt.send("slow", "t", b"first").unwrap();
-    entered_rx.recv_timeout(WAIT).unwrap(); // handler is busy with message 1
+    let (slow, go_tx) = busy_kernel(&rt, "slow", 4, b"first");
     for i in 0..4 {
         rt.send("slow", "t", &[i]).unwrap();
     }
@@ -283,20 +299,7 @@ fn unknown_destination_terminated_kernel_and_shutdown_errors() {
 #[test]
 fn undelivered_messages_are_counted_not_lost_silently() {
     let rt = runtime();
-    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
-    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
-    let k = rt
-        .launch(
-            "k",
-            LaunchOptions::new().handler(move |_, _| {
-                entered_tx.send(())?;
-                go_rx.recv()?;
-                Ok(())
-            }),
-        )
-        .unwrap();
-    rt.send("k", "t", b"0").unwrap();
-    entered_rx.recv_timeout(WAIT).unwrap();
+    let (k, go_tx) = busy_kernel(&rt, "k", 1024, b"0");
     for _ in 0..3 {
         rt.send("k", "t", b"queued").unwrap();
     }
@@ -314,20 +317,7 @@ fn undelivered_messages_are_counted_not_lost_silently() {
 #[test]
 fn send_waiting_on_a_full_queue_is_refused_when_the_kernel_stops_not_lost() {
     let rt = runtime();
-    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
-    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
-    let k = rt
-        .launch(
-            "k",
-            LaunchOptions::new().queue_capacity(2).handler(move |_, _| {
-                entered_tx.send(())?;
-                go_rx.recv()?;
-                Ok(())
-            }),
-        )
-        .unwrap();
-    rt.send("k", "t", b"0").unwrap();
-    entered_rx.recv_timeout(WAIT).unwrap();
+    let (k, go_tx) = busy_kernel(&rt, "k", 2, b"0");
     rt.send("k", "t", b"1").unwrap();
     rt.send("k", "t", b"2").unwrap();
     std::thread::scope(|s| {
