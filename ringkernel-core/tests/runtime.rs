@@ -257,6 +257,41 @@ fn full_queue_gives_backpressure_error_and_loses_nothing() {
     rt.shutdown().unwrap();
 }
 
+/// Head-of-line blocking: a host send waiting for room in one kernel's full queue
+/// must not hold up the host's sends to other kernels (nor another wait to the same
+/// kernel past its own timeout).
+#[test]
+fn a_send_waiting_on_one_full_queue_does_not_hold_up_sends_to_others() {
+    let rt = runtime();
+    let (_slow, go) = busy_kernel(&rt, "slow", 1, b"first");
+    rt.send("slow", "t", b"fills the queue").unwrap();
+    let fast = rt.launch("fast", LaunchOptions::new()).unwrap();
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| rt.send_timeout("slow", "t", b"waits", Duration::from_secs(3)));
+        std::thread::sleep(Duration::from_millis(100)); // the send above is waiting
+        let t0 = Instant::now();
+        rt.send("fast", "t", b"now").unwrap();
+        rt.send_timeout("fast", "t", b"now too", WAIT).unwrap();
+        let short = rt.send_timeout("slow", "t", b"short wait", Duration::from_millis(50));
+        assert!(matches!(short, Err(Error::QueueFull { .. })), "{short:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "sends to another kernel waited {:?} behind a send waiting for room",
+            t0.elapsed()
+        );
+        // Room again: the waiting send goes through.
+        go.send(()).unwrap();
+        waiting.join().unwrap().unwrap();
+    });
+    wait_until("fast processed both", || {
+        fast.status().unwrap().messages_processed == 2
+    });
+    for _ in 0..3 {
+        let _ = go.send(());
+    }
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn unknown_destination_terminated_kernel_and_shutdown_errors() {
     let rt = runtime();

@@ -29,8 +29,9 @@ struct Producers {
     in_send: AtomicU64,
 }
 
-/// What one attempt to put a message in did.
-enum Put {
+/// What one attempt to put a message in ([`Mailbox::offer`]) did.
+#[derive(Debug)]
+pub enum Offer {
     /// It is in the queue.
     Accepted,
     /// The queue is closed; nothing was put in.
@@ -127,67 +128,71 @@ impl Mailbox {
     /// On error the message was not put in: no kernel will see it, so a caller may
     /// send it again without delivering it twice. A message put in is handled by the
     /// kernel or, if the kernel stops first, counted by [`Mailbox::drain`] as
-    /// undelivered.
-    pub fn push(&self, msg: Message, wait: Option<Duration>) -> Result<()> {
-        match self.try_put(msg) {
-            Put::Accepted => Ok(()),
-            Put::Closed => Err(self.terminated()),
-            Put::Full(msg) => match wait {
-                None => Err(self.full()),
-                Some(wait) => self.wait_for_room(msg, wait),
-            },
+    /// undelivered. (The runtime's sends use [`Mailbox::offer`] and
+    /// [`Mailbox::wait_for_room`] themselves, so as to hold no lock while waiting.)
+    pub fn push(&self, mut msg: Message, wait: Option<Duration>) -> Result<()> {
+        let deadline = wait.map(|w| Instant::now().checked_add(w));
+        loop {
+            match self.offer(msg) {
+                Offer::Accepted => return Ok(()),
+                Offer::Closed => return Err(self.terminated()),
+                Offer::Full(m) => msg = m,
+            }
+            match deadline {
+                Some(until) if until.is_none_or(|d| Instant::now() < d) => {
+                    self.wait_for_room(until);
+                }
+                _ => return Err(self.full()),
+            }
         }
     }
 
-    /// One attempt to put `msg` in, counted in `in_send` from before its look at
-    /// `closed` to after the message is in. Both that count and the look are
-    /// sequentially consistent, as are `close`'s store and `drain`'s read of the count:
-    /// so either this attempt sees the queue closed and puts nothing in, or `drain`
-    /// sees it counted and waits until the message is in before it empties the queue.
-    fn try_put(&self, msg: Message) -> Put {
+    /// One attempt to put `msg` in, without waiting.
+    ///
+    /// The attempt is counted in `in_send` from before its look at `closed` to after
+    /// the message is in. Both that count and the look are sequentially consistent,
+    /// as are `close`'s store and `drain`'s read of the count: so either this attempt
+    /// sees the queue closed and puts nothing in, or `drain` sees it counted and waits
+    /// until the message is in before it empties the queue.
+    pub fn offer(&self, msg: Message) -> Offer {
         let p = &self.producers;
         p.in_send.fetch_add(1, Ordering::SeqCst);
         let put = if self.closed.load(Ordering::SeqCst) {
-            Put::Closed
+            Offer::Closed
         } else {
             match self.tx.try_send(msg) {
                 Ok(()) => {
                     p.enqueued.fetch_add(1, Ordering::AcqRel);
-                    Put::Accepted
+                    Offer::Accepted
                 }
-                Err(TrySendError::Disconnected(_)) => Put::Closed,
-                Err(TrySendError::Full(msg)) => Put::Full(msg),
+                Err(TrySendError::Disconnected(_)) => Offer::Closed,
+                Err(TrySendError::Full(msg)) => Offer::Full(msg),
             }
         };
         p.in_send.fetch_sub(1, Ordering::SeqCst);
         put
     }
 
-    /// A full queue: sleeps until the kernel has taken it down to half its capacity
-    /// (see [`Mailbox::taken`]), it closes, or `wait` is over; then one more try.
-    fn wait_for_room(&self, mut msg: Message, wait: Duration) -> Result<()> {
-        let deadline = Instant::now().checked_add(wait);
+    /// Sleeps until the queue has room, closes, or `deadline` (`None`: no deadline)
+    /// passes, whichever is first; then the caller offers again. A full queue wakes
+    /// its waiters once the kernel has taken it down to half (see
+    /// [`Mailbox::taken`]), not at every freed slot.
+    pub fn wait_for_room(&self, deadline: Option<Instant>) {
         let mut room = self.room.lock();
         self.waiting.fetch_add(1, Ordering::SeqCst);
         // Pairs with the fence in `taken`: the kernel either sees this send waiting or
         // this send sees the room the kernel made.
         fence(Ordering::SeqCst);
-        let res = loop {
-            match self.try_put(msg) {
-                Put::Accepted => break Ok(()),
-                Put::Closed => break Err(self.terminated()),
-                Put::Full(m) => msg = m,
-            }
+        while !self.is_closed() && self.tx.is_full() {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                break Err(self.full());
+                break;
             }
             // A bounded sleep, so that a missed wake-up costs at most RECHECK.
             let until = deadline.map_or(now + RECHECK, |d| d.min(now + RECHECK));
             self.room_freed.wait_until(&mut room, until);
-        };
+        }
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        res
     }
 
     /// Called by the kernel after taking messages: wakes the sends waiting for room
@@ -251,7 +256,7 @@ impl Mailbox {
     }
 
     /// Waits until no send is between its look at `closed` and the end of its attempt
-    /// (see [`Mailbox::try_put`]); gives up after [`SENDS_FINISH`], with an error log.
+    /// (see [`Mailbox::offer`]); gives up after [`SENDS_FINISH`], with an error log.
     fn wait_for_sends(&self) {
         let start = Instant::now();
         let mut looks = 0u32;
@@ -268,14 +273,16 @@ impl Mailbox {
         }
     }
 
-    fn full(&self) -> Error {
+    /// The error of a send refused for lack of room.
+    pub(crate) fn full(&self) -> Error {
         Error::QueueFull {
             id: self.owner.to_string(),
             capacity: self.capacity,
         }
     }
 
-    fn terminated(&self) -> Error {
+    /// The error of a send refused because the queue is closed.
+    pub(crate) fn terminated(&self) -> Error {
         Error::KernelTerminated {
             id: self.owner.to_string(),
         }

@@ -16,7 +16,7 @@ mod hlc;
 mod mailbox;
 
 pub use hlc::{HlcTimestamp, HybridClock};
-pub use mailbox::Mailbox;
+pub use mailbox::{Mailbox, Offer};
 
 use std::fmt;
 

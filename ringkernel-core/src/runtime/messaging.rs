@@ -9,7 +9,7 @@ use super::gate::Gate;
 use super::registry::KernelEntry;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
-use crate::k2k::{Endpoint, Message, validate_message};
+use crate::k2k::{Endpoint, Message, Offer, validate_message};
 use crate::security::audit::{Event, Failure};
 
 impl Gate {
@@ -91,32 +91,55 @@ impl Gate {
             Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
             None => (Endpoint::Host, &self.host_sender, &self.host_clock),
         };
-        let mut state = state.lock();
-        let sequence = state.next_sequence;
-        // Sealed for the destination's queue, bound to source, destination, topic and
-        // sequence, so a queued payload cannot be re-attributed or reordered.
-        let stored = self.sealing.seal_payload(
-            dest.contexts.queue,
-            &source,
-            &dest.id,
-            topic,
-            sequence,
-            payload,
-        )?;
-        let msg = Message {
-            source,
-            destination: dest.id.clone(),
-            topic: crate::k2k::buffers::copy_str(topic),
-            payload: stored,
-            sequence,
-            timestamp: clock.now_at(now),
-        };
-        dest.mailbox.push(msg, wait)?;
-        state.next_sequence += 1;
-        if let Some(src) = from {
-            src.sent.fetch_add(1, Ordering::AcqRel);
+        // `None`: do not wait; `Some(None)`: no deadline.
+        let deadline = wait.map(|w| now.checked_add(w));
+        let mut at = now;
+        loop {
+            // The sender's lock orders its sequence numbers with its queue entries, and
+            // is never held while waiting: a send waiting for room in one queue holds
+            // up no other send from the same sender (the host, a kernel's handles).
+            let mut state = state.lock();
+            let sequence = state.next_sequence;
+            // Sealed for the destination's queue, bound to source, destination, topic
+            // and sequence, so a queued payload cannot be re-attributed or reordered.
+            let stored = self.sealing.seal_payload(
+                dest.contexts.queue,
+                &source,
+                &dest.id,
+                topic,
+                sequence,
+                payload,
+            )?;
+            let msg = Message {
+                source: source.clone(),
+                destination: dest.id.clone(),
+                topic: crate::k2k::buffers::copy_str(topic),
+                payload: stored,
+                sequence,
+                timestamp: clock.now_at(at),
+            };
+            match dest.mailbox.offer(msg) {
+                Offer::Accepted => {
+                    state.next_sequence += 1;
+                    drop(state);
+                    if let Some(src) = from {
+                        src.sent.fetch_add(1, Ordering::AcqRel);
+                    }
+                    return Ok(sequence);
+                }
+                Offer::Closed => return Err(dest.mailbox.terminated()),
+                // The refused message (sealed under a sequence number that the next
+                // attempt may give to another send) is dropped and its buffers wiped.
+                Offer::Full(_) => drop(state),
+            }
+            match deadline {
+                Some(until) if until.is_none_or(|d| Instant::now() < d) => {
+                    dest.mailbox.wait_for_room(until);
+                    at = Instant::now();
+                }
+                _ => return Err(dest.mailbox.full()),
+            }
         }
-        Ok(sequence)
     }
 
     /// The kernel side of the queue: the next batch of messages, or `None` when the
