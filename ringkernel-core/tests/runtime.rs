@@ -137,7 +137,9 @@ fn pipeline_counts_and_source_identity() {
 
 /// Causality of the hybrid logical clock: a message sent by a kernel while handling
 /// another is timestamped after the one it handles, for every message of a burst the
-/// kernel takes in batches.
+/// kernel takes in batches. (Both clocks follow one wall clock here, so this checks
+/// that merging once per batch keeps the order; the merge rule itself is tested in
+/// `k2k::hlc`.)
 #[test]
 fn a_forwarded_message_is_timestamped_after_the_one_that_caused_it() {
     let rt = runtime();

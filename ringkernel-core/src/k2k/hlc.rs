@@ -32,8 +32,16 @@ fn wall_micros() -> u64 {
 
 /// How often the wall clock is read again to follow steps of it (an NTP step, an
 /// operator setting the time): between reads, wall time is derived from the monotonic
-/// clock, which NTP slews at the same rate.
+/// clock. On Linux NTP slews both alike; elsewhere they drift apart by a few
+/// microseconds per interval at most. After a suspend (during which the monotonic
+/// clock stops) timestamps lag for up to one interval; the logical counter keeps them
+/// increasing.
 const WALL_REFRESH_MICROS: u64 = 10_000;
+
+/// The widest gap between the two monotonic reads around a wall-clock read that a
+/// measurement of the offset accepts (a thread preempted in between would otherwise
+/// store an offset off by the time it lost).
+const MEASURE_GAP_MICROS: i64 = 200;
 
 /// Wall-clock time derived from a monotonic reading: the offset between the two,
 /// measured again every [`WALL_REFRESH_MICROS`]. A send reads one clock, the monotonic
@@ -65,15 +73,30 @@ impl WallAnchor {
         })
     }
 
-    /// Reads both clocks and stores their offset. Threads measuring at once each
-    /// store an offset as good as the other's.
+    /// Reads the monotonic clock, the wall clock and the monotonic clock again, and
+    /// stores the offset at the middle, retrying (a few times) when the two monotonic
+    /// reads are far apart. Threads measuring at once each store a measured offset.
     fn measure(&self) {
-        let wall = i64::try_from(wall_micros()).unwrap_or(i64::MAX);
-        let mono = micros_since(self.base, Instant::now());
-        self.offset
-            .store(wall.saturating_sub(mono), Ordering::Relaxed);
-        self.measured
-            .store(u64::try_from(mono).unwrap_or(0), Ordering::Relaxed);
+        let mut best: Option<(i64, i64, i64)> = None;
+        for _ in 0..4 {
+            let before = micros_since(self.base, Instant::now());
+            let wall = i64::try_from(wall_micros()).unwrap_or(i64::MAX);
+            let after = micros_since(self.base, Instant::now());
+            let gap = after.saturating_sub(before);
+            let mid = before.saturating_add(gap / 2);
+            if best.is_none_or(|(g, _, _)| gap < g) {
+                best = Some((gap, wall, mid));
+            }
+            if gap <= MEASURE_GAP_MICROS {
+                break;
+            }
+        }
+        if let Some((_, wall, mono)) = best {
+            self.offset
+                .store(wall.saturating_sub(mono), Ordering::Relaxed);
+            self.measured
+                .store(u64::try_from(mono).unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
     /// Wall micros at the monotonic instant `at`.
@@ -123,14 +146,19 @@ impl HybridClock {
             }
         } else if max_seen.logical == u32::MAX {
             // Counter exhausted within one microsecond: borrow the next microsecond.
+            // (At the end of time, a clock pushed there by a forged timestamp stays.)
             HlcTimestamp {
-                physical: max_seen.physical + 1,
-                logical: 0,
+                physical: max_seen.physical.saturating_add(1),
+                logical: if max_seen.physical == u64::MAX {
+                    u32::MAX
+                } else {
+                    0
+                },
             }
         } else {
             HlcTimestamp {
                 physical: max_seen.physical,
-                logical: max_seen.logical + 1,
+                logical: max_seen.logical + 1, // below u32::MAX: the branch above
             }
         };
         *last = next;
@@ -158,6 +186,20 @@ mod tests {
         let t = c.observe(future);
         assert!(t > future);
         assert!(c.now() > t);
+    }
+
+    /// A timestamp at the very end of time (only a forged one can be there) saturates
+    /// the clock rather than wrapping it back to zero or panicking.
+    #[test]
+    fn a_timestamp_at_the_end_of_time_saturates_the_clock() {
+        let c = HybridClock::new();
+        let end = HlcTimestamp {
+            physical: u64::MAX,
+            logical: u32::MAX,
+        };
+        assert_eq!(c.observe(end), end);
+        assert_eq!(c.now(), end);
+        assert!(c.now() >= end);
     }
 
     /// The physical part is wall-clock time: derived from the monotonic clock, it stays

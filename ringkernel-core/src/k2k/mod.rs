@@ -223,8 +223,8 @@ impl Drop for Message {
 
 /// Largest input-queue capacity a kernel may be launched with, in messages (2^20).
 ///
-/// A queue's slots are allocated when its kernel launches (about 112 bytes each on
-/// 64-bit targets, so about 117 MiB at this maximum). A larger capacity, given to
+/// A queue's slots are allocated when its kernel launches (128 bytes each on 64-bit
+/// targets, so 128 MiB at this maximum). A larger capacity, given to
 /// `LaunchOptions::queue_capacity` or as `RuntimeConfig::default_queue_capacity`, is
 /// refused with [`Error::InvalidConfig`] instead of exhausting memory.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;

@@ -158,12 +158,6 @@ impl Gate {
                 Some(batch)
             };
         }
-        // The senders' clocks are merged once per batch, at the latest of its
-        // timestamps: the clock ends as far as a merge of each would take it (past
-        // every one), for one clock read instead of one per message.
-        if let Some(latest) = batch.iter().map(|m| m.timestamp).max() {
-            entry.clock.observe(latest);
-        }
         let mut open = Vec::with_capacity(batch.len());
         let mut failed: Option<Error> = None;
         let mut failures = 0u32;
@@ -189,6 +183,13 @@ impl Gate {
                     failed = Some(e);
                 }
             }
+        }
+        // The senders' clocks are merged once per batch, before any message of it is
+        // handled, at the latest timestamp of the messages that opened (one that did
+        // not may carry anything): the clock ends past every one of them, as a merge
+        // of each would take it, for one clock read instead of one per message.
+        if let Some(latest) = open.iter().map(|m| m.timestamp).max() {
+            entry.clock.observe(latest);
         }
         if let Some(e) = failed {
             let code = e.code();
