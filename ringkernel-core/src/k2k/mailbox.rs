@@ -175,8 +175,7 @@ impl Mailbox {
 
     /// Sleeps until the queue has room, closes, or `deadline` (`None`: no deadline)
     /// passes, whichever is first; then the caller offers again. A full queue wakes
-    /// its waiters once the kernel has taken it down to half (see
-    /// [`Mailbox::taken`]), not at every freed slot.
+    /// its waiters once the kernel has taken it down to half, not at every freed slot.
     pub fn wait_for_room(&self, deadline: Option<Instant>) {
         let mut room = self.room.lock();
         self.waiting.fetch_add(1, Ordering::SeqCst);
@@ -239,10 +238,10 @@ impl Mailbox {
 
     /// Closes the queue, removes every queued message and returns how many there were
     /// (used when the kernel stops, so that undelivered messages are counted, not lost
-    /// silently). Sends that saw the queue open are waited for (at most
-    /// [`SENDS_FINISH`]) before the queue is emptied, so that no message put in stays
-    /// behind uncounted. (A kernel cut off by the watchdog may still be running and take
-    /// messages meanwhile: those are its batch, not counted here.)
+    /// silently). Sends that saw the queue open are waited for (at most a second)
+    /// before the queue is emptied, so that no message put in stays behind uncounted.
+    /// (A kernel cut off by the watchdog may still be running and take messages
+    /// meanwhile: those are its batch, not counted here.)
     pub fn drain(&self) -> u64 {
         self.close();
         self.wait_for_sends();
