@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::gate::Gate;
 use super::registry::KernelEntry;
+use super::sealing::QueuedRoute;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
 use crate::k2k::{Endpoint, Message, Offer, validate_message};
@@ -100,14 +101,19 @@ impl Gate {
             // up no other send from the same sender (the host, a kernel's handles).
             let mut state = state.lock();
             let sequence = state.next_sequence;
-            // Sealed for the destination's queue, bound to source, destination, topic
-            // and sequence, so a queued payload cannot be re-attributed or reordered.
+            // Sealed for the destination's queue, bound to source, destination, topic,
+            // sequence and timestamp, so a queued payload cannot be re-attributed,
+            // reordered or re-dated.
+            let timestamp = clock.now_at(at);
             let stored = self.sealing.seal_payload(
                 dest.contexts.queue,
-                &source,
-                &dest.id,
-                topic,
-                sequence,
+                &QueuedRoute {
+                    source: &source,
+                    dest: &dest.id,
+                    topic,
+                    seq: sequence,
+                    timestamp,
+                },
                 payload,
             )?;
             let msg = Message {
@@ -116,7 +122,7 @@ impl Gate {
                 topic: crate::k2k::buffers::copy_str(topic),
                 payload: stored,
                 sequence,
-                timestamp: clock.now_at(at),
+                timestamp,
             };
             match dest.mailbox.offer(msg) {
                 Offer::Accepted => {
@@ -163,14 +169,17 @@ impl Gate {
         let mut failures = 0u32;
         for mut m in batch {
             let stored = std::mem::take(&mut m.payload);
-            match self.sealing.open_payload(
-                entry.contexts.queue,
-                &m.source,
-                &m.destination,
-                &m.topic,
-                m.sequence,
-                stored,
-            ) {
+            let route = QueuedRoute {
+                source: &m.source,
+                dest: &m.destination,
+                topic: &m.topic,
+                seq: m.sequence,
+                timestamp: m.timestamp,
+            };
+            match self
+                .sealing
+                .open_payload(entry.contexts.queue, &route, stored)
+            {
                 Ok(p) => {
                     m.payload = p;
                     open.push(m);

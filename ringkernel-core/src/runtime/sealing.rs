@@ -12,7 +12,7 @@ use crate::security::memory::Plaintext;
 use crate::backend::{BufferId, ComputeBackend};
 use crate::control::{CONTROL_BLOCK_SIZE, ControlBlock};
 use crate::error::Result;
-use crate::k2k::{Endpoint, KernelId, buffers};
+use crate::k2k::{Endpoint, HlcTimestamp, KernelId, buffers};
 use crate::security::encryption::{ContextId, InstanceId, MemoryEncryption, SequenceCheck};
 
 /// The contexts of one launch of a kernel's regions: bound to the runtime instance, the
@@ -154,18 +154,15 @@ impl Sealing {
     pub(crate) fn seal_payload(
         &self,
         ctx: ContextId,
-        source: &Endpoint,
-        dest: &KernelId,
-        topic: &str,
-        seq: u64,
+        route: &QueuedRoute<'_>,
         payload: &[u8],
     ) -> Result<Vec<u8>> {
         match &self.queue {
             None => Ok(buffers::copy(payload)),
             Some(e) => {
                 let mut out = buffers::take(e.sealed_len(payload.len()));
-                let aad = MessageAad::new(source, dest, topic, seq);
-                e.seal_region_into_parts(ctx, seq, payload, &aad.parts(), &mut out)?;
+                let aad = MessageAad::new(route);
+                e.seal_region_into_parts(ctx, route.seq, payload, &aad.parts(), &mut out)?;
                 Ok(out)
             }
         }
@@ -179,19 +176,17 @@ impl Sealing {
     pub(crate) fn open_payload(
         &self,
         ctx: ContextId,
-        source: &Endpoint,
-        dest: &KernelId,
-        topic: &str,
-        seq: u64,
+        route: &QueuedRoute<'_>,
         mut stored: Vec<u8>,
     ) -> Result<Vec<u8>> {
         match &self.queue {
             None => Ok(stored),
             Some(e) => {
                 let at = e.plaintext_offset();
-                let aad = MessageAad::new(source, dest, topic, seq);
+                let aad = MessageAad::new(route);
+                let check = SequenceCheck::Exact(route.seq);
                 let len = e
-                    .open_in_place_parts(&mut stored, ctx, SequenceCheck::Exact(seq), &aad.parts())?
+                    .open_in_place_parts(&mut stored, ctx, check, &aad.parts())?
                     .len();
                 stored.copy_within(at..at + len, 0);
                 stored[len..].fill(0);
@@ -218,36 +213,52 @@ impl Sealing {
     }
 }
 
-/// The associated data binding a queued payload to its route and place in order: each
-/// of source (as displayed: a kernel id or `<host>`), destination and topic
-/// length-prefixed (u64 LE), then the sequence (u64 LE). Handed to the AEAD as parts,
-/// so it is never assembled into a buffer of its own.
+/// What a queued payload is bound to: its route, its place in its sender's order and
+/// its sender's clock reading.
+pub(crate) struct QueuedRoute<'a> {
+    pub(crate) source: &'a Endpoint,
+    pub(crate) dest: &'a KernelId,
+    pub(crate) topic: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) timestamp: HlcTimestamp,
+}
+
+/// The associated data binding a queued payload to its route, its place in order and
+/// its timestamp: each of source (as displayed: a kernel id or `<host>`), destination
+/// and topic length-prefixed (u64 LE), then the sequence (u64 LE), then the timestamp
+/// (physical u64 LE, logical u32 LE). Handed to the AEAD as parts, so it is never
+/// assembled into a buffer of its own.
 struct MessageAad<'a> {
     src: &'a str,
     dest: &'a str,
     topic: &'a str,
     lens: [[u8; 8]; 3],
     seq: [u8; 8],
+    time: [u8; 12],
 }
 
 impl<'a> MessageAad<'a> {
-    fn new(source: &'a Endpoint, dest: &'a KernelId, topic: &'a str, seq: u64) -> Self {
-        let src = match source {
+    fn new(route: &QueuedRoute<'a>) -> Self {
+        let src = match route.source {
             Endpoint::Host => "<host>",
             Endpoint::Kernel(id) => id.as_str(),
         };
-        let dest = dest.as_str();
+        let dest = route.dest.as_str();
         let len = |s: &str| (s.len() as u64).to_le_bytes();
+        let mut time = [0u8; 12];
+        time[..8].copy_from_slice(&route.timestamp.physical.to_le_bytes());
+        time[8..].copy_from_slice(&route.timestamp.logical.to_le_bytes());
         MessageAad {
             src,
             dest,
-            topic,
-            lens: [len(src), len(dest), len(topic)],
-            seq: seq.to_le_bytes(),
+            topic: route.topic,
+            lens: [len(src), len(dest), len(route.topic)],
+            seq: route.seq.to_le_bytes(),
+            time,
         }
     }
 
-    fn parts(&self) -> [&[u8]; 7] {
+    fn parts(&self) -> [&[u8]; 8] {
         [
             &self.lens[0],
             self.src.as_bytes(),
@@ -256,6 +267,7 @@ impl<'a> MessageAad<'a> {
             &self.lens[2],
             self.topic.as_bytes(),
             &self.seq,
+            &self.time,
         ]
     }
 }
@@ -264,11 +276,34 @@ impl<'a> MessageAad<'a> {
 mod tests {
     use super::*;
 
+    fn route<'a>(
+        source: &'a Endpoint,
+        dest: &'a KernelId,
+        topic: &'a str,
+        seq: u64,
+    ) -> QueuedRoute<'a> {
+        QueuedRoute {
+            source,
+            dest,
+            topic,
+            seq,
+            timestamp: HlcTimestamp {
+                physical: 0x1122_3344_5566_7788,
+                logical: 0x99AA_BBCC,
+            },
+        }
+    }
+
     #[test]
-    fn message_aad_is_the_length_prefixed_route_then_the_sequence() {
+    fn message_aad_is_the_length_prefixed_route_then_the_sequence_then_the_timestamp() {
         let src = Endpoint::Kernel(KernelId::new("src").expect("id"));
         let dest = KernelId::new("sink").expect("id");
-        let aad = MessageAad::new(&src, &dest, "t", 0x0102);
+        let time: Vec<u8> = [
+            &0x1122_3344_5566_7788u64.to_le_bytes()[..],
+            &0x99AA_BBCCu32.to_le_bytes(),
+        ]
+        .concat();
+        let aad = MessageAad::new(&route(&src, &dest, "t", 0x0102));
         let joined: Vec<u8> = aad.parts().concat();
         let mut expected = Vec::new();
         for part in [&b"src"[..], b"sink", b"t"] {
@@ -276,14 +311,16 @@ mod tests {
             expected.extend_from_slice(part);
         }
         expected.extend_from_slice(&0x0102u64.to_le_bytes());
+        expected.extend_from_slice(&time);
         assert_eq!(joined, expected);
-        let host = MessageAad::new(&Endpoint::Host, &dest, "", 7);
+        let host = MessageAad::new(&route(&Endpoint::Host, &dest, "", 7));
         let mut expected = Vec::new();
         for part in [&b"<host>"[..], b"sink", b""] {
             expected.extend_from_slice(&(part.len() as u64).to_le_bytes());
             expected.extend_from_slice(part);
         }
         expected.extend_from_slice(&7u64.to_le_bytes());
+        expected.extend_from_slice(&time);
         assert_eq!(host.parts().concat(), expected);
     }
 
@@ -301,30 +338,31 @@ mod tests {
         let ctx = ContextId::new("sink", "queue");
         let payload = b"secret payload".to_vec();
         let stored = sealing
-            .seal_payload(ctx, &src, &dest, &topic, 9, &payload)
+            .seal_payload(ctx, &route(&src, &dest, &topic, 9), &payload)
             .expect("seal");
         let opened = sealing
-            .open_payload(ctx, &src, &dest, &topic, 9, stored.clone())
+            .open_payload(ctx, &route(&src, &dest, &topic, 9), stored.clone())
             .expect("open");
         assert_eq!(opened, payload);
         let other_topic = format!("{}u", &topic[1..]);
+        let refused = |r: &QueuedRoute<'_>| sealing.open_payload(ctx, r, stored.clone()).is_err();
         assert!(
-            sealing
-                .open_payload(ctx, &src, &dest, &other_topic, 9, stored.clone())
-                .is_err(),
+            refused(&route(&src, &dest, &other_topic, 9)),
             "moved to another topic"
         );
         assert!(
-            sealing
-                .open_payload(ctx, &Endpoint::Host, &dest, &topic, 9, stored.clone())
-                .is_err(),
+            refused(&route(&Endpoint::Host, &dest, &topic, 9)),
             "re-attributed to the host"
         );
         assert!(
-            sealing
-                .open_payload(ctx, &src, &dest, &topic, 10, stored)
-                .is_err(),
+            refused(&route(&src, &dest, &topic, 10)),
             "replayed at another sequence"
         );
+        let mut later = route(&src, &dest, &topic, 9);
+        later.timestamp.physical += 1;
+        assert!(refused(&later), "timestamp moved forward");
+        let mut logical = route(&src, &dest, &topic, 9);
+        logical.timestamp.logical ^= 1;
+        assert!(refused(&logical), "timestamp's counter changed");
     }
 }
