@@ -38,9 +38,9 @@ fn wall_micros() -> u64 {
 /// increasing.
 const WALL_REFRESH_MICROS: u64 = 10_000;
 
-/// The widest gap between the two monotonic reads around a wall-clock read that a
-/// measurement of the offset accepts (a thread preempted in between would otherwise
-/// store an offset off by the time it lost).
+/// A measurement of the offset whose two monotonic reads (around the wall-clock read)
+/// are at most this far apart is taken at once; otherwise the narrowest of four tries
+/// is (a thread preempted in between would store an offset off by the time it lost).
 const MEASURE_GAP_MICROS: i64 = 200;
 
 /// Wall-clock time derived from a monotonic reading: the offset between the two,
@@ -118,7 +118,9 @@ impl HybridClock {
         Self::default()
     }
 
-    /// A timestamp for a local event (send, state change), greater than every earlier one.
+    /// A timestamp for a local event (send, state change), greater than every earlier one
+    /// (equal to it only once the clock has saturated at the end of time, where only a
+    /// forged timestamp could have taken it).
     pub fn now(&self) -> HlcTimestamp {
         self.now_at(Instant::now())
     }
@@ -130,7 +132,8 @@ impl HybridClock {
     }
 
     /// Merges a timestamp received from another kernel and returns a local timestamp
-    /// greater than both it and every earlier local one.
+    /// greater than both it and every earlier local one (equal once saturated, as for
+    /// [`HybridClock::now`]).
     pub fn observe(&self, remote: HlcTimestamp) -> HlcTimestamp {
         self.advance(Instant::now(), Some(remote))
     }

@@ -72,7 +72,7 @@ impl Gate {
                 id: dest.id.to_string(),
             });
         }
-        // One clock read for the rate limit and the message's timestamp.
+        // One clock read for the rate limit and the first attempt's timestamp.
         let now = Instant::now();
         let device_limit = crate::backend::device::MAX_DEVICE_PAYLOAD_LEN;
         if dest.device && payload.len() > device_limit {
