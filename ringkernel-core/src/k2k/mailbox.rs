@@ -138,12 +138,21 @@ impl Mailbox {
                 Offer::Closed => return Err(self.terminated()),
                 Offer::Full(m) => msg = m,
             }
-            match deadline {
-                Some(until) if until.is_none_or(|d| Instant::now() < d) => {
-                    self.wait_for_room(until);
-                }
-                _ => return Err(self.full()),
+            self.wait_after_full(deadline)?;
+        }
+    }
+
+    /// After an offer refused for lack of room: `QueueFull` when the send does not wait
+    /// (`deadline` is `None`) or its deadline (`Some(Some(t))`) has passed; otherwise
+    /// waits for room ([`Mailbox::wait_for_room`]; `Some(None)`: no deadline) and the
+    /// caller offers again.
+    pub(crate) fn wait_after_full(&self, deadline: Option<Option<Instant>>) -> Result<()> {
+        match deadline {
+            Some(until) if until.is_none_or(|d| Instant::now() < d) => {
+                self.wait_for_room(until);
+                Ok(())
             }
+            _ => Err(self.full()),
         }
     }
 

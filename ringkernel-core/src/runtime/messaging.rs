@@ -92,7 +92,8 @@ impl Gate {
             Some(src) => (Endpoint::Kernel(src.id.clone()), &src.sender, &src.clock),
             None => (Endpoint::Host, &self.host_sender, &self.host_clock),
         };
-        // `None`: do not wait; `Some(None)`: no deadline.
+        // As `Mailbox::wait_after_full` takes it: `None`, do not wait; `Some(None)`, no
+        // deadline.
         let deadline = wait.map(|w| now.checked_add(w));
         let mut at = now;
         loop {
@@ -138,13 +139,8 @@ impl Gate {
                 // attempt may give to another send) is dropped and its buffers wiped.
                 Offer::Full(_) => drop(state),
             }
-            match deadline {
-                Some(until) if until.is_none_or(|d| Instant::now() < d) => {
-                    dest.mailbox.wait_for_room(until);
-                    at = Instant::now();
-                }
-                _ => return Err(dest.mailbox.full()),
-            }
+            dest.mailbox.wait_after_full(deadline)?;
+            at = Instant::now();
         }
     }
 
