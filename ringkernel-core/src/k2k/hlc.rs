@@ -112,6 +112,23 @@ impl WallAnchor {
     }
 }
 
+/// How far ahead of this process's wall clock a received timestamp may be and still be
+/// merged into a kernel's clock by the runtime. Every clock of a process derives its
+/// physical part from the same wall clock, and runs ahead of it only by borrowing a
+/// microsecond per 2^32 events within one; a timestamp a second ahead was forged or
+/// corrupted, and merging it would date everything the kernel sends after it that far
+/// ahead (and, once saturated, at the end of time for good).
+pub const MAX_CLOCK_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The latest physical time (wall-clock microseconds) a received timestamp may carry now
+/// and still be merged: the wall clock plus [`MAX_CLOCK_AHEAD`].
+pub(crate) fn clock_merge_limit() -> u64 {
+    let ahead = u64::try_from(MAX_CLOCK_AHEAD.as_micros()).unwrap_or(u64::MAX);
+    WallAnchor::get()
+        .wall_micros_at(Instant::now())
+        .saturating_add(ahead)
+}
+
 impl HybridClock {
     /// A clock starting at zero.
     pub fn new() -> Self {
@@ -134,6 +151,9 @@ impl HybridClock {
     /// Merges a timestamp received from another kernel and returns a local timestamp
     /// greater than both it and every earlier local one (equal once saturated, as for
     /// [`HybridClock::now`]).
+    ///
+    /// Any timestamp is merged, however far ahead: check it first against a bound (the
+    /// runtime merges nothing more than [`MAX_CLOCK_AHEAD`] ahead of the wall clock).
     pub fn observe(&self, remote: HlcTimestamp) -> HlcTimestamp {
         self.advance(Instant::now(), Some(remote))
     }

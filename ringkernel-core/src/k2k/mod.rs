@@ -12,10 +12,10 @@
 //! counted in its [`KernelStatus::undelivered`](crate::runtime::KernelStatus) and logged.
 
 pub(crate) mod buffers;
-mod hlc;
+pub(crate) mod hlc;
 mod mailbox;
 
-pub use hlc::{HlcTimestamp, HybridClock};
+pub use hlc::{HlcTimestamp, HybridClock, MAX_CLOCK_AHEAD};
 pub use mailbox::{Mailbox, Offer};
 
 use std::fmt;

@@ -10,7 +10,8 @@ use super::registry::KernelEntry;
 use super::sealing::QueuedRoute;
 use crate::backend::BatchOutcome;
 use crate::error::{Error, HANDLER_ERROR_CODE, Result};
-use crate::k2k::{Endpoint, Message, Offer, validate_message};
+use crate::k2k::hlc::clock_merge_limit;
+use crate::k2k::{Endpoint, MAX_CLOCK_AHEAD, Message, Offer, validate_message};
 use crate::security::audit::{Event, Failure};
 
 impl Gate {
@@ -192,9 +193,27 @@ impl Gate {
         // The senders' clocks are merged once per batch, before any message of it is
         // handled, at the latest timestamp of the messages that opened (one that did
         // not may carry anything): the clock ends past every one of them, as a merge
-        // of each would take it, for one clock read instead of one per message.
-        if let Some(latest) = open.iter().map(|m| m.timestamp).max() {
+        // of each would take it, for one clock read instead of one per message. A
+        // timestamp further ahead of the wall clock than any clock of this process can
+        // be (a forged or corrupted one: nothing binds it in a plain queue) is not
+        // merged, so that it cannot carry the kernel's clock, and every timestamp the
+        // kernel sends later, into the future.
+        let limit = clock_merge_limit();
+        let mut ahead = 0u64;
+        let latest = open
+            .iter()
+            .map(|m| m.timestamp)
+            .filter(|t| {
+                let within = t.physical <= limit;
+                ahead += u64::from(!within);
+                within
+            })
+            .max();
+        if let Some(latest) = latest {
             entry.clock.observe(latest);
+        }
+        if ahead > 0 {
+            self.note_clock_ahead(entry, ahead);
         }
         if let Some(e) = failed {
             let code = e.code();
@@ -204,6 +223,18 @@ impl Gate {
             });
         }
         Some(open)
+    }
+
+    /// Reports `n` received timestamps too far ahead to merge (logged at the first and
+    /// then at every power of two, as refused seals are).
+    fn note_clock_ahead(&self, entry: &KernelEntry, n: u64) {
+        let before = entry.clock_ahead.fetch_add(n, Ordering::AcqRel);
+        let total = before + n;
+        // A power of two in before+1..=total: total's highest bit is above before's.
+        if before == 0 || total.ilog2() > before.ilog2() {
+            tracing::error!(kernel = %entry.id, total, max_ahead = ?MAX_CLOCK_AHEAD,
+                "received timestamps too far ahead of the wall clock were not merged into the kernel's clock");
+        }
     }
 
     /// The stop check between batches. A device kernel's own round opens its control
@@ -257,5 +288,76 @@ impl Gate {
         if let Err(e) = res {
             tracing::error!(kernel = %entry.id, error = %e, "cannot update control block");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use crate::k2k::{Endpoint, HlcTimestamp, KernelId, Message};
+    use crate::runtime::{LaunchOptions, RuntimeBuilder};
+
+    fn wall_micros() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    }
+
+    /// A writer of plain queue memory (nothing binds a plain message's timestamp)
+    /// dates a message a year ahead. The message is delivered, but its timestamp is not
+    /// merged: the kernel's clock stays at wall-clock time, so its later messages are
+    /// not dated a year ahead and do not carry the forgery on to their receivers.
+    #[test]
+    fn a_far_future_timestamp_forged_in_a_plain_queue_does_not_drag_the_clock_ahead() {
+        let rt = RuntimeBuilder::new().development().build().unwrap();
+        let k = rt.launch("clocked", LaunchOptions::new()).unwrap();
+        let year = 365 * 24 * 3600 * 1_000_000u64;
+        let forged = Message {
+            source: Endpoint::Host,
+            destination: KernelId::new("clocked").unwrap(),
+            topic: "t".into(),
+            payload: b"from the future".to_vec(),
+            sequence: 0,
+            timestamp: HlcTimestamp {
+                physical: wall_micros() + year,
+                logical: 0,
+            },
+        };
+        k.entry.mailbox.push(forged, None).unwrap();
+        let t0 = Instant::now();
+        while k.status().unwrap().messages_processed < 1 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not processed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let now = k.entry.clock.now();
+        assert!(
+            now.physical < wall_micros() + 10_000_000,
+            "the kernel's clock was dragged {} s ahead",
+            (now.physical - wall_micros()) / 1_000_000
+        );
+        // A timestamp within the bound is still merged (causality kept).
+        let near = HlcTimestamp {
+            physical: wall_micros() + 200_000,
+            logical: 3,
+        };
+        let m = Message {
+            source: Endpoint::Host,
+            destination: KernelId::new("clocked").unwrap(),
+            topic: "t".into(),
+            payload: b"slightly ahead".to_vec(),
+            sequence: 1,
+            timestamp: near,
+        };
+        k.entry.mailbox.push(m, None).unwrap();
+        while k.status().unwrap().messages_processed < 2 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not processed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(k.entry.clock.now() > near);
+        rt.shutdown().unwrap();
     }
 }

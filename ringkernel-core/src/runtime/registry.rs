@@ -59,6 +59,8 @@ pub(super) struct KernelEntry {
     pub(super) control: Mutex<ControlSlot>,
     pub(super) sender: Mutex<SenderState>,
     pub(super) clock: HybridClock,
+    /// Received timestamps not merged into `clock`: too far ahead of the wall clock.
+    pub(super) clock_ahead: AtomicU64,
     pub(super) sent: AtomicU64,
     /// Buffers owned by the kernel, with their reserved sizes.
     pub(super) buffers: Mutex<HashMap<BufferId, u64>>,
@@ -108,6 +110,7 @@ impl KernelEntry {
             control: Mutex::new(ControlSlot::Final(ControlBlock::default())),
             sender: Mutex::new(SenderState::default()),
             clock: HybridClock::new(),
+            clock_ahead: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             buffers: Mutex::new(HashMap::new()),
             memory: AtomicU64::new(0),
