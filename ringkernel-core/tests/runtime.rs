@@ -485,6 +485,50 @@ fn handler_errors_are_counted_and_panics_stop_the_kernel() {
     rt.shutdown().unwrap();
 }
 
+/// Messages behind a panicking one in the same batch are never handled: they must be
+/// counted undelivered, not vanish from the kernel's accounting.
+#[test]
+fn messages_dropped_behind_a_panic_in_the_same_batch_are_counted_undelivered() {
+    let rt = runtime();
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<()>();
+    let k = rt
+        .launch(
+            "fragile",
+            LaunchOptions::new().handler(move |_, m| {
+                if m.payload == b"first" {
+                    entered_tx.send(())?;
+                    go_rx.recv()?;
+                }
+                if m.payload == b"boom" {
+                    panic!("handler exploded");
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("fragile", "t", b"first").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    // Queued while the handler is busy: the next batch takes all four at once.
+    for p in [&b"boom"[..], b"a", b"b", b"c"] {
+        rt.send("fragile", "t", p).unwrap();
+    }
+    go_tx.send(()).unwrap();
+    wait_until("kernel finalized after the panic", || {
+        rt.tick();
+        let st = k.status().unwrap();
+        st.state == KernelState::Terminated && st.memory_bytes == 0
+    });
+    let st = k.status().unwrap();
+    assert_eq!(st.messages_processed, 2, "first, and the one that panicked");
+    assert_eq!(
+        st.messages_processed + st.undelivered,
+        5,
+        "every message sent is processed or counted undelivered: {st:?}"
+    );
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn buffers_are_owned_accounted_and_zeroed_on_free() {
     let rt = runtime();

@@ -567,6 +567,61 @@ fn watchdog_cuts_off_a_kernel_that_ignores_should_terminate() {
     assert_eq!(report.memory_in_use, 0);
 }
 
+/// A kernel cut off while stuck in its handler: the message it is stuck on and those
+/// behind it are never confirmed handled, and must be counted undelivered (with the
+/// ones still queued), not vanish from its final accounting. Nothing the thread does
+/// after the cut-off changes that account.
+#[test]
+fn messages_of_a_kernel_cut_off_mid_batch_are_counted_undelivered() {
+    let sb =
+        KernelSandbox::new(ResourceLimits::new().max_execution_time(Duration::from_millis(100)))
+            .watchdog_grace(Duration::from_millis(100));
+    let rt = runtime(&sb);
+    let (entered_tx, entered_rx) = crossbeam_channel::unbounded::<()>();
+    let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+    let k = rt
+        .launch(
+            "stuck",
+            LaunchOptions::new().handler(move |_, m| {
+                if m.payload == b"stuck" {
+                    let _ = entered_tx.send(());
+                    // Ignores should_terminate until the test lets it go.
+                    let _ = release_rx.recv_timeout(WAIT);
+                }
+                Ok(())
+            }),
+        )
+        .unwrap();
+    rt.send("stuck", "t", b"ok").unwrap();
+    wait_until("first processed", || {
+        k.status().unwrap().messages_processed == 1
+    });
+    rt.send("stuck", "t", b"stuck").unwrap();
+    entered_rx.recv_timeout(WAIT).unwrap();
+    for _ in 0..3 {
+        rt.send("stuck", "t", b"queued").unwrap();
+    }
+    wait_until("kernel cut off", || {
+        k.status().unwrap().state == KernelState::Terminated
+    });
+    let st = k.status().unwrap();
+    assert_eq!(st.messages_processed, 1);
+    assert_eq!(
+        st.undelivered, 4,
+        "the message it was stuck on and the three queued: {st:?}"
+    );
+    // Let the abandoned thread go on: nothing it does is recorded any more.
+    release_tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let after = k.status().unwrap();
+    assert_eq!(
+        (after.messages_processed, after.undelivered),
+        (1, 4),
+        "the final account changed after the cut-off"
+    );
+    rt.shutdown().unwrap();
+}
+
 #[test]
 fn read_only_kernels_cannot_write_their_buffers_or_state() {
     let sb = KernelSandbox::with_policy(

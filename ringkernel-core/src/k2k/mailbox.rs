@@ -250,7 +250,8 @@ impl Mailbox {
     /// silently). Sends that saw the queue open are waited for (at most a second)
     /// before the queue is emptied, so that no message put in stays behind uncounted.
     /// (A kernel cut off by the watchdog may still be running and take messages
-    /// meanwhile: those are its batch, not counted here.)
+    /// meanwhile: those are its batch, not counted here; the runtime counts the
+    /// messages a kernel took and never accounted for when it finalizes the kernel.)
     pub fn drain(&self) -> u64 {
         self.close();
         self.wait_for_sends();

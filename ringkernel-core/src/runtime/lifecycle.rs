@@ -93,7 +93,8 @@ impl Gate {
             sb.unregister(slot);
         }
         // Closes the queue, waits for sends already under way, counts what is left.
-        let undelivered = entry.mailbox.drain();
+        let drained = entry.mailbox.drain();
+        let mut undelivered = drained;
         if undelivered > 0 {
             entry.undelivered.fetch_add(undelivered, Ordering::AcqRel);
             tracing::warn!(kernel = %entry.id, undelivered, "kernel stopped with messages still queued; they were not processed");
@@ -101,6 +102,21 @@ impl Gate {
         {
             let mut slot = entry.control.lock();
             if let ControlSlot::Live { buf, seq } = *slot {
+                // Messages the kernel took and never accounted for: those behind a
+                // panic in its last batch, or the batch a cut-off kernel is stuck in.
+                // Counted undelivered here, under the control lock, so that a batch
+                // completed concurrently is counted once (the block is final after
+                // this section and takes no later outcome). Device kernels account
+                // for their input ring in their rounds.
+                if !entry.device {
+                    let taken = entry.mailbox.dequeued().saturating_sub(drained);
+                    let unsettled = taken.saturating_sub(entry.settled.load(Ordering::Acquire));
+                    if unsettled > 0 {
+                        undelivered += unsettled;
+                        entry.undelivered.fetch_add(unsettled, Ordering::AcqRel);
+                        tracing::warn!(kernel = %entry.id, unsettled, "kernel stopped within a batch; its messages not handled were counted undelivered");
+                    }
+                }
                 let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
                 last.is_active = 0;
                 last.has_terminated = 1;

@@ -220,6 +220,9 @@ impl Gate {
             let _ = self.update_control(entry, |cb| {
                 cb.error_count = cb.error_count.saturating_add(failures);
                 cb.last_error = code;
+                entry
+                    .settled
+                    .fetch_add(u64::from(failures), Ordering::AcqRel);
             });
         }
         Some(open)
@@ -280,6 +283,7 @@ impl Gate {
             cb.output_head = sent;
             cb.hlc_physical = ts.physical;
             cb.hlc_logical = ts.logical;
+            entry.settled.fetch_add(outcome.processed, Ordering::AcqRel);
             if outcome.errors > 0 {
                 cb.error_count = cb.error_count.saturating_add(outcome.errors);
                 cb.last_error = HANDLER_ERROR_CODE;

@@ -148,7 +148,9 @@ pub struct KernelStatus {
     pub last_error: u32,
     /// Device memory it owns now, in reserved bytes.
     pub memory_bytes: u64,
-    /// Messages that were still queued when it stopped and were never processed.
+    /// Messages accepted for it and never confirmed processed: still queued when it
+    /// stopped, behind a handler panic in its last batch, or in the batch it was stuck
+    /// in when the watchdog cut it off.
     pub undelivered: u64,
 }
 

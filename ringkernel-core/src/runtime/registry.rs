@@ -69,6 +69,11 @@ pub(super) struct KernelEntry {
     pub(super) stop_requested: AtomicBool,
     pub(super) finalized: AtomicBool,
     pub(super) undelivered: AtomicU64,
+    /// Messages the kernel took from its queue whose outcome its control block holds:
+    /// handled (`messages_processed`) or refused at opening (`error_count`). Added to
+    /// only under the control lock, with the block's update, so that the final count
+    /// of a stopped kernel can tell which it took and never accounted for.
+    pub(super) settled: AtomicU64,
     pub(super) launched_at: Instant,
     /// Runs a device program: its control block is opened and re-sealed on the GPU.
     pub(super) device: bool,
@@ -118,6 +123,7 @@ impl KernelEntry {
             stop_requested: AtomicBool::new(false),
             finalized: AtomicBool::new(false),
             undelivered: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             launched_at: Instant::now(),
             device,
         }
