@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -482,6 +483,60 @@ fn handler_errors_are_counted_and_panics_stop_the_kernel() {
         rt.send("picky", "t", b"again"),
         Err(Error::KernelTerminated { .. })
     ));
+    rt.shutdown().unwrap();
+}
+
+/// A send that waits for room is not starved by a sender retrying `send` in a loop:
+/// while a send waits, room freed in the queue goes to it, not to whoever is spinning
+/// when the slot frees (a kernel hammering a shared service must not lock out the
+/// others that wait politely). Measured in messages, not time: the waiting send is
+/// handled before more than a queue's worth of the spinner's messages (those already
+/// queued when it began to wait, plus a batch taken meanwhile).
+#[test]
+fn a_waiting_send_is_not_starved_by_a_sender_spinning_on_a_full_queue() {
+    const CAPACITY: u64 = 256;
+    let rt = runtime();
+    let handled = Arc::new(AtomicU64::new(0));
+    let patient_at = Arc::new(AtomicU64::new(u64::MAX));
+    let (h, at) = (handled.clone(), patient_at.clone());
+    rt.launch(
+        "service",
+        LaunchOptions::new()
+            .queue_capacity(CAPACITY as usize)
+            .handler(move |_, m| {
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                if m.payload == b"patient" {
+                    at.store(n, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_micros(250));
+                Ok(())
+            }),
+    )
+    .unwrap();
+    let greedy = rt.launch("greedy", LaunchOptions::new()).unwrap();
+    let stop = AtomicBool::new(false);
+    let (patient, waited_from) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = greedy.send("service", "t", b"again");
+            }
+        });
+        // The spinner has filled the queue by now.
+        std::thread::sleep(Duration::from_millis(50));
+        let waited_from = handled.load(Ordering::SeqCst);
+        let patient = rt.send_timeout("service", "t", b"patient", Duration::from_secs(5));
+        wait_until("patient handled", || {
+            patient.is_err() || patient_at.load(Ordering::SeqCst) != u64::MAX
+        });
+        stop.store(true, Ordering::Relaxed);
+        (patient, waited_from)
+    });
+    assert!(patient.is_ok(), "the waiting send got {patient:?}");
+    let ahead = patient_at.load(Ordering::SeqCst) - waited_from;
+    assert!(
+        ahead <= CAPACITY + 64,
+        "{ahead} messages were handled between the start of the wait and the waiting one"
+    );
     rt.shutdown().unwrap();
 }
 

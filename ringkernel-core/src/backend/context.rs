@@ -44,7 +44,8 @@ impl KernelContext {
     }
 
     /// Sends a message from this kernel to `to`. Fails at once with `QueueFull` when
-    /// the destination's queue is full (a handler should not block its own queue).
+    /// the destination's queue is full, or while sends are waiting for room in it (the
+    /// room goes to them first). A handler should not block its own queue.
     pub fn send(&self, to: &str, topic: &str, payload: &[u8]) -> Result<()> {
         self.port.send(to, topic, payload, None)
     }

@@ -63,10 +63,30 @@ pub struct Mailbox {
     producers: CachePadded<Producers>,
     /// Written by the kernel (and by `drain`).
     dequeued: CachePadded<AtomicU64>,
-    /// Sends sleeping until there is room (they hold `room` while not asleep).
+    /// Sends waiting for room: those sleeping in [`Mailbox::wait_for_room`] (they hold
+    /// `room` while not asleep) and those holding a [`WaitTicket`].
     waiting: AtomicUsize,
     room: Mutex<()>,
     room_freed: Condvar,
+}
+
+/// A send's place among the sends waiting for room in one queue, held from its first
+/// wait until the send ends (accepted, refused, or out of time), so that the room the
+/// kernel frees goes to it rather than to sends that do not wait ([`Mailbox::offer`]).
+#[derive(Debug)]
+pub(crate) struct WaitTicket<'a>(&'a Mailbox);
+
+impl<'a> WaitTicket<'a> {
+    fn new(mailbox: &'a Mailbox) -> Self {
+        mailbox.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitTicket(mailbox)
+    }
+}
+
+impl Drop for WaitTicket<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Mailbox {
@@ -132,23 +152,30 @@ impl Mailbox {
     /// [`Mailbox::wait_for_room`] themselves, so as to hold no lock while waiting.)
     pub fn push(&self, mut msg: Message, wait: Option<Duration>) -> Result<()> {
         let deadline = wait.map(|w| Instant::now().checked_add(w));
+        let mut ticket = None;
         loop {
-            match self.offer(msg) {
+            match self.offer_as(msg, ticket.as_ref()) {
                 Offer::Accepted => return Ok(()),
                 Offer::Closed => return Err(self.terminated()),
                 Offer::Full(m) => msg = m,
             }
-            self.wait_after_full(deadline)?;
+            self.wait_after_full(deadline, &mut ticket)?;
         }
     }
 
     /// After an offer refused for lack of room: `QueueFull` when the send does not wait
     /// (`deadline` is `None`) or its deadline (`Some(Some(t))`) has passed; otherwise
-    /// waits for room ([`Mailbox::wait_for_room`]; `Some(None)`: no deadline) and the
-    /// caller offers again.
-    pub(crate) fn wait_after_full(&self, deadline: Option<Option<Instant>>) -> Result<()> {
+    /// the send takes its place among the waiting ones (`ticket`, kept until the send
+    /// ends), waits for room ([`Mailbox::wait_for_room`]; `Some(None)`: no deadline),
+    /// and the caller offers again with the ticket.
+    pub(crate) fn wait_after_full<'a>(
+        &'a self,
+        deadline: Option<Option<Instant>>,
+        ticket: &mut Option<WaitTicket<'a>>,
+    ) -> Result<()> {
         match deadline {
             Some(until) if until.is_none_or(|d| Instant::now() < d) => {
+                ticket.get_or_insert_with(|| WaitTicket::new(self));
                 self.wait_for_room(until);
                 Ok(())
             }
@@ -156,7 +183,11 @@ impl Mailbox {
         }
     }
 
-    /// One attempt to put `msg` in, without waiting.
+    /// One attempt to put `msg` in, without waiting. While sends are waiting for room
+    /// (in [`Mailbox::push`] or a runtime send with a wait), it is refused with
+    /// [`Offer::Full`] even when a slot is free: room goes to the sends that waited, so
+    /// that a sender retrying in a loop cannot take every slot the kernel frees from
+    /// them.
     ///
     /// The attempt is counted in `in_send` from before its look at `closed` to after
     /// the message is in. Both that count and the look are sequentially consistent,
@@ -164,10 +195,18 @@ impl Mailbox {
     /// sees the queue closed and puts nothing in, or `drain` sees it counted and waits
     /// until the message is in before it empties the queue.
     pub fn offer(&self, msg: Message) -> Offer {
+        self.offer_as(msg, None)
+    }
+
+    /// [`Mailbox::offer`] by a send that holds `ticket` (it has waited for room): not
+    /// refused for the sends waiting, of which it is one.
+    pub(crate) fn offer_as(&self, msg: Message, ticket: Option<&WaitTicket<'_>>) -> Offer {
         let p = &self.producers;
         p.in_send.fetch_add(1, Ordering::SeqCst);
         let put = if self.closed.load(Ordering::SeqCst) {
             Offer::Closed
+        } else if ticket.is_none() && self.waiting.load(Ordering::SeqCst) > 0 {
+            Offer::Full(msg)
         } else {
             match self.tx.try_send(msg) {
                 Ok(()) => {
@@ -322,6 +361,37 @@ mod tests {
 
     fn id_of(m: &Message) -> u64 {
         u64::from_le_bytes(m.payload[..8].try_into().unwrap())
+    }
+
+    /// While a send holds a place among the waiting ones, room goes to it: a send
+    /// that does not wait is refused even with a slot free, the waiting one is not;
+    /// once it is done, sends that do not wait get room again.
+    #[test]
+    fn room_freed_while_a_send_waits_goes_to_the_waiting_send() {
+        let mb = Mailbox::new(KernelId::new("k").unwrap(), 2);
+        assert!(matches!(mb.offer(message(1)), Offer::Accepted));
+        let ticket = WaitTicket::new(&mb);
+        assert!(
+            matches!(mb.offer(message(2)), Offer::Full(_)),
+            "one slot is free"
+        );
+        assert!(matches!(
+            mb.push(message(3), None),
+            Err(Error::QueueFull { .. })
+        ));
+        assert!(matches!(
+            mb.offer_as(message(4), Some(&ticket)),
+            Offer::Accepted
+        ));
+        drop(ticket);
+        assert_eq!(mb.pop_batch(8, Duration::ZERO).len(), 2);
+        assert!(matches!(mb.offer(message(5)), Offer::Accepted));
+        // A waiting push that gets in gives its place up.
+        mb.push(message(6), Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(mb.waiting.load(Ordering::SeqCst), 0);
+        let full = mb.push(message(7), Some(Duration::from_millis(30)));
+        assert!(matches!(full, Err(Error::QueueFull { .. })), "{full:?}");
+        assert_eq!(mb.waiting.load(Ordering::SeqCst), 0, "a timed-out push too");
     }
 
     /// Double delivery on stop: senders racing a stop, against a consumer that takes

@@ -97,6 +97,8 @@ impl Gate {
         // deadline.
         let deadline = wait.map(|w| now.checked_add(w));
         let mut at = now;
+        // Once this send has waited for room, its place among the waiting sends.
+        let mut ticket = None;
         loop {
             // The sender's lock orders its sequence numbers with its queue entries, and
             // is never held while waiting: a send waiting for room in one queue holds
@@ -126,7 +128,7 @@ impl Gate {
                 sequence,
                 timestamp,
             };
-            match dest.mailbox.offer(msg) {
+            match dest.mailbox.offer_as(msg, ticket.as_ref()) {
                 Offer::Accepted => {
                     state.next_sequence += 1;
                     drop(state);
@@ -140,7 +142,7 @@ impl Gate {
                 // attempt may give to another send) is dropped and its buffers wiped.
                 Offer::Full(_) => drop(state),
             }
-            dest.mailbox.wait_after_full(deadline)?;
+            dest.mailbox.wait_after_full(deadline, &mut ticket)?;
             at = Instant::now();
         }
     }

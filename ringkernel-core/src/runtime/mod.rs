@@ -186,7 +186,8 @@ impl KernelHandle {
     }
 
     /// Sends `payload` on `topic` from this kernel to `to`. Fails at once with
-    /// [`crate::Error::QueueFull`] when the destination's queue is full.
+    /// [`crate::Error::QueueFull`] when the destination's queue is full, or while sends
+    /// are waiting for room in it (the room goes to them first).
     pub fn send(&self, to: &str, topic: &str, payload: &[u8]) -> Result<()> {
         self.gate.send(Some(&self.entry), to, topic, payload, None)
     }
