@@ -53,6 +53,9 @@ struct WallAnchor {
     offset: AtomicI64,
     /// Monotonic micros since `base` of the last measurement.
     measured: AtomicU64,
+    /// The latest wall time any measurement read: a clock of this process may hold a
+    /// physical time up to about here after the wall clock is set back.
+    highest: AtomicU64,
 }
 
 fn micros_since(base: Instant, at: Instant) -> i64 {
@@ -62,15 +65,19 @@ fn micros_since(base: Instant, at: Instant) -> i64 {
 impl WallAnchor {
     fn get() -> &'static WallAnchor {
         static ANCHOR: OnceLock<WallAnchor> = OnceLock::new();
-        ANCHOR.get_or_init(|| {
-            let anchor = WallAnchor {
-                base: Instant::now(),
-                offset: AtomicI64::new(0),
-                measured: AtomicU64::new(0),
-            };
-            anchor.measure();
-            anchor
-        })
+        ANCHOR.get_or_init(WallAnchor::new)
+    }
+
+    /// An anchor measured now.
+    fn new() -> Self {
+        let anchor = WallAnchor {
+            base: Instant::now(),
+            offset: AtomicI64::new(0),
+            measured: AtomicU64::new(0),
+            highest: AtomicU64::new(0),
+        };
+        anchor.measure();
+        anchor
     }
 
     /// Reads the monotonic clock, the wall clock and the monotonic clock again, and
@@ -92,11 +99,24 @@ impl WallAnchor {
             }
         }
         if let Some((_, wall, mono)) = best {
+            self.highest
+                .fetch_max(u64::try_from(wall).unwrap_or(0), Ordering::Relaxed);
             self.offset
                 .store(wall.saturating_sub(mono), Ordering::Relaxed);
             self.measured
                 .store(u64::try_from(mono).unwrap_or(0), Ordering::Relaxed);
         }
+    }
+
+    /// The latest physical time a received timestamp may carry at `at` and still be
+    /// merged: [`MAX_CLOCK_AHEAD`] past the wall clock, or past the latest wall time
+    /// read before, when the wall clock was set back since (the clocks of the process
+    /// keep the times they reached, and their messages are not forgeries).
+    fn merge_limit_at(&self, at: Instant) -> u64 {
+        let ahead = u64::try_from(MAX_CLOCK_AHEAD.as_micros()).unwrap_or(u64::MAX);
+        self.wall_micros_at(at)
+            .max(self.highest.load(Ordering::Relaxed))
+            .saturating_add(ahead)
     }
 
     /// Wall micros at the monotonic instant `at`.
@@ -121,12 +141,10 @@ impl WallAnchor {
 pub const MAX_CLOCK_AHEAD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The latest physical time (wall-clock microseconds) a received timestamp may carry now
-/// and still be merged: the wall clock plus [`MAX_CLOCK_AHEAD`].
+/// and still be merged: the wall clock (or, after it was set back, the latest wall time
+/// read before) plus [`MAX_CLOCK_AHEAD`].
 pub(crate) fn clock_merge_limit() -> u64 {
-    let ahead = u64::try_from(MAX_CLOCK_AHEAD.as_micros()).unwrap_or(u64::MAX);
-    WallAnchor::get()
-        .wall_micros_at(Instant::now())
-        .saturating_add(ahead)
+    WallAnchor::get().merge_limit_at(Instant::now())
 }
 
 impl HybridClock {
@@ -223,6 +241,23 @@ mod tests {
         assert_eq!(c.observe(end), end);
         assert_eq!(c.now(), end);
         assert!(c.now() >= end);
+    }
+
+    /// The wall clock set back (an NTP step, an operator): the timestamps the
+    /// process's clocks handed out before stay mergeable, they are not forgeries; one
+    /// past the bound still is not.
+    #[test]
+    fn a_wall_clock_set_back_does_not_make_earlier_timestamps_look_forged() {
+        let anchor = WallAnchor::new();
+        let now = Instant::now();
+        let before = anchor.wall_micros_at(now);
+        let sent_before = before + 500_000; // a clock half a second ahead, say
+        // The next measurement finds the wall clock 10 s back.
+        anchor.offset.fetch_sub(10_000_000, Ordering::Relaxed);
+        assert!(anchor.wall_micros_at(now) + 9_000_000 < before);
+        let limit = anchor.merge_limit_at(now);
+        assert!(limit >= sent_before, "{limit} refuses {sent_before}");
+        assert!(limit < before + 2_000_000, "the bound still holds");
     }
 
     /// The physical part is wall-clock time: derived from the monotonic clock, it stays

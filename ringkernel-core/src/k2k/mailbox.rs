@@ -71,21 +71,30 @@ pub struct Mailbox {
 }
 
 /// A send's place among the sends waiting for room in one queue, held from its first
-/// wait until the send ends (accepted, refused, or out of time), so that the room the
-/// kernel frees goes to it rather than to sends that do not wait ([`Mailbox::offer`]).
+/// wait until the send ends (accepted, refused, or out of time). While any is held,
+/// sends without one are refused room ([`Mailbox::offer`]); a holder gets room only
+/// once it has slept for it at least once, so that a sender retrying with very short
+/// waits pays a sleep per message rather than taking each freed slot at once.
 #[derive(Debug)]
-pub(crate) struct WaitTicket<'a>(&'a Mailbox);
+pub(crate) struct WaitTicket<'a> {
+    mailbox: &'a Mailbox,
+    /// Whether the send has slept in [`Mailbox::wait_for_room`].
+    slept: bool,
+}
 
 impl<'a> WaitTicket<'a> {
     fn new(mailbox: &'a Mailbox) -> Self {
         mailbox.waiting.fetch_add(1, Ordering::SeqCst);
-        WaitTicket(mailbox)
+        WaitTicket {
+            mailbox,
+            slept: false,
+        }
     }
 }
 
 impl Drop for WaitTicket<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.mailbox.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -148,8 +157,10 @@ impl Mailbox {
     /// On error the message was not put in: no kernel will see it, so a caller may
     /// send it again without delivering it twice. A message put in is handled by the
     /// kernel or, if the kernel stops first, counted by [`Mailbox::drain`] as
-    /// undelivered. (The runtime's sends use [`Mailbox::offer`] and
-    /// [`Mailbox::wait_for_room`] themselves, so as to hold no lock while waiting.)
+    /// undelivered. (The runtime's sends make the same attempts and waits themselves,
+    /// so as to hold no lock while waiting.) While sends wait for room, a push without a
+    /// wait is refused with `QueueFull` and one with a wait queues behind them (see
+    /// [`Mailbox::offer`]).
     pub fn push(&self, mut msg: Message, wait: Option<Duration>) -> Result<()> {
         let deadline = wait.map(|w| Instant::now().checked_add(w));
         let mut ticket = None;
@@ -175,8 +186,8 @@ impl Mailbox {
     ) -> Result<()> {
         match deadline {
             Some(until) if until.is_none_or(|d| Instant::now() < d) => {
-                ticket.get_or_insert_with(|| WaitTicket::new(self));
-                self.wait_for_room(until);
+                let ticket = ticket.get_or_insert_with(|| WaitTicket::new(self));
+                self.wait_for_room(until, ticket);
                 Ok(())
             }
             _ => Err(self.full()),
@@ -198,14 +209,14 @@ impl Mailbox {
         self.offer_as(msg, None)
     }
 
-    /// [`Mailbox::offer`] by a send that holds `ticket` (it has waited for room): not
-    /// refused for the sends waiting, of which it is one.
+    /// [`Mailbox::offer`] by a send that holds `ticket`: once it has slept for room,
+    /// not refused for the sends waiting, of which it is one.
     pub(crate) fn offer_as(&self, msg: Message, ticket: Option<&WaitTicket<'_>>) -> Offer {
         let p = &self.producers;
         p.in_send.fetch_add(1, Ordering::SeqCst);
         let put = if self.closed.load(Ordering::SeqCst) {
             Offer::Closed
-        } else if ticket.is_none() && self.waiting.load(Ordering::SeqCst) > 0 {
+        } else if !ticket.is_some_and(|t| t.slept) && self.waiting.load(Ordering::SeqCst) > 0 {
             Offer::Full(msg)
         } else {
             match self.tx.try_send(msg) {
@@ -224,13 +235,15 @@ impl Mailbox {
     /// Sleeps until the queue has room, closes, or `deadline` (`None`: no deadline)
     /// passes, whichever is first; then the caller offers again. A full queue wakes
     /// its waiters once the kernel has taken it down to half, not at every freed slot.
-    pub fn wait_for_room(&self, deadline: Option<Instant>) {
+    /// A send that has not slept yet (`ticket`, counted among the waiting sends since
+    /// it was taken) sleeps once even when there is room: it queues behind the sends
+    /// already waiting.
+    pub(crate) fn wait_for_room(&self, deadline: Option<Instant>, ticket: &mut WaitTicket<'_>) {
         let mut room = self.room.lock();
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `taken`: the kernel either sees this send waiting or
-        // this send sees the room the kernel made.
+        // Pairs with the fence in `taken`: the kernel either sees this send waiting (its
+        // ticket) or this send sees the room the kernel made.
         fence(Ordering::SeqCst);
-        while !self.is_closed() && self.tx.is_full() {
+        while !self.is_closed() && (self.tx.is_full() || !ticket.slept) {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 break;
@@ -238,8 +251,8 @@ impl Mailbox {
             // A bounded sleep, so that a missed wake-up costs at most RECHECK.
             let until = deadline.map_or(now + RECHECK, |d| d.min(now + RECHECK));
             self.room_freed.wait_until(&mut room, until);
+            ticket.slept = true;
         }
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Called by the kernel after taking messages: wakes the sends waiting for room
@@ -364,13 +377,14 @@ mod tests {
     }
 
     /// While a send holds a place among the waiting ones, room goes to it: a send
-    /// that does not wait is refused even with a slot free, the waiting one is not;
-    /// once it is done, sends that do not wait get room again.
+    /// that does not wait is refused even with a slot free, the waiting one is not
+    /// once it has slept for room (at most RECHECK when nobody wakes it); once it is
+    /// done, sends that do not wait get room again.
     #[test]
     fn room_freed_while_a_send_waits_goes_to_the_waiting_send() {
         let mb = Mailbox::new(KernelId::new("k").unwrap(), 2);
         assert!(matches!(mb.offer(message(1)), Offer::Accepted));
-        let ticket = WaitTicket::new(&mb);
+        let mut ticket = WaitTicket::new(&mb);
         assert!(
             matches!(mb.offer(message(2)), Offer::Full(_)),
             "one slot is free"
@@ -379,6 +393,14 @@ mod tests {
             mb.push(message(3), None),
             Err(Error::QueueFull { .. })
         ));
+        // A ticket gives room only once its send has slept for it.
+        assert!(matches!(
+            mb.offer_as(message(4), Some(&ticket)),
+            Offer::Full(_)
+        ));
+        let t0 = Instant::now();
+        mb.wait_for_room(Some(t0 + Duration::from_secs(5)), &mut ticket);
+        assert!(ticket.slept, "it slept although a slot was free");
         assert!(matches!(
             mb.offer_as(message(4), Some(&ticket)),
             Offer::Accepted

@@ -55,6 +55,18 @@ impl Gate {
         entry: &KernelEntry,
         f: impl FnOnce(&mut ControlBlock) -> R,
     ) -> Result<R> {
+        self.update_control_settling(entry, 0, f)
+    }
+
+    /// [`Gate::update_control`] recording the outcome of `settled` messages the kernel
+    /// took: they are added to the entry's count once the block is written, under the
+    /// same lock (see `KernelEntry::settled`); not when the write fails.
+    pub(super) fn update_control_settling<R>(
+        &self,
+        entry: &KernelEntry,
+        settled: u64,
+        f: impl FnOnce(&mut ControlBlock) -> R,
+    ) -> Result<R> {
         let mut slot = entry.control.lock();
         match &mut *slot {
             ControlSlot::Final(_) => Err(Error::KernelTerminated {
@@ -75,6 +87,9 @@ impl Gate {
                     entry.device,
                 )?;
                 *seq = next;
+                entry
+                    .settled
+                    .fetch_add(settled, std::sync::atomic::Ordering::AcqRel);
                 self.cache_status(entry, &cb);
                 Ok(r)
             }

@@ -143,6 +143,14 @@ impl Gate {
                 Offer::Full(_) => drop(state),
             }
             dest.mailbox.wait_after_full(deadline, &mut ticket)?;
+            // A kernel stopped (or cut off) while its send waited sends nothing more.
+            if let Some(src) = from
+                && src.is_stopping()
+            {
+                return Err(Error::KernelTerminated {
+                    id: src.id.to_string(),
+                });
+            }
             at = Instant::now();
         }
     }
@@ -219,12 +227,9 @@ impl Gate {
         }
         if let Some(e) = failed {
             let code = e.code();
-            let _ = self.update_control(entry, |cb| {
+            let _ = self.update_control_settling(entry, u64::from(failures), |cb| {
                 cb.error_count = cb.error_count.saturating_add(failures);
                 cb.last_error = code;
-                entry
-                    .settled
-                    .fetch_add(u64::from(failures), Ordering::AcqRel);
             });
         }
         Some(open)
@@ -276,7 +281,7 @@ impl Gate {
         }
         let ts = entry.clock.now();
         let sent = entry.sent.load(Ordering::Acquire);
-        let res = self.update_control(entry, |cb| {
+        let res = self.update_control_settling(entry, outcome.processed, |cb| {
             cb.messages_processed = cb.messages_processed.saturating_add(outcome.processed);
             cb.input_head = entry.mailbox.dequeued();
             cb.input_tail = entry.mailbox.enqueued().max(cb.input_head);
@@ -285,7 +290,6 @@ impl Gate {
             cb.output_head = sent;
             cb.hlc_physical = ts.physical;
             cb.hlc_logical = ts.logical;
-            entry.settled.fetch_add(outcome.processed, Ordering::AcqRel);
             if outcome.errors > 0 {
                 cb.error_count = cb.error_count.saturating_add(outcome.errors);
                 cb.last_error = HANDLER_ERROR_CODE;

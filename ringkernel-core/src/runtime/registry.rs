@@ -71,8 +71,9 @@ pub(super) struct KernelEntry {
     pub(super) undelivered: AtomicU64,
     /// Messages the kernel took from its queue whose outcome its control block holds:
     /// handled (`messages_processed`) or refused at opening (`error_count`). Added to
-    /// only under the control lock, with the block's update, so that the final count
-    /// of a stopped kernel can tell which it took and never accounted for.
+    /// only under the control lock, once the block's update is written
+    /// (`Gate::update_control_settling`), so that the final count of a stopped kernel
+    /// can tell which it took and never accounted for.
     pub(super) settled: AtomicU64,
     pub(super) launched_at: Instant,
     /// Runs a device program: its control block is opened and re-sealed on the GPU.
