@@ -863,6 +863,35 @@ pub fn kernel_status_is_cached<B: ComputeBackend>(dev: Shared<B>) {
     rt.shutdown().unwrap();
 }
 
+/// A device kernel stopped while messages are staged for its input ring or waiting in
+/// it: every message accepted for it is processed or counted undelivered, none
+/// vanishes from its final status (they were taken from the queue, so the final drain
+/// does not see them).
+pub fn kernel_stopped_mid_stream_counts_every_message<B: ComputeBackend>(dev: Shared<B>) {
+    let enc =
+        MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
+            .unwrap();
+    let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
+    let (_audit, rt, _got) = runtime(&dev, enc, policy);
+    let k = checksum_kernel(&rt, "gpu", "sink");
+    const N: u64 = 3000;
+    for i in 0..N {
+        rt.send_timeout("gpu", "data", &(i as u32).to_le_bytes(), WAIT)
+            .unwrap();
+    }
+    // Stopped while most of them are still on their way to the device.
+    k.terminate().unwrap();
+    k.wait(WAIT).unwrap();
+    let st = k.status().unwrap();
+    assert_eq!(st.state, KernelState::Terminated);
+    assert_eq!(
+        st.messages_processed + st.undelivered,
+        N,
+        "every message accepted is processed or counted undelivered: {st:?}"
+    );
+    rt.shutdown().unwrap();
+}
+
 /// The device kernel's input ring in device memory: messages of every length (empty,
 /// odd, up to the 64 KiB limit) pass through it, wrapping many times, while the device
 /// takes at most five per round; every one is processed once, in order, with exact

@@ -110,6 +110,12 @@ fn status_of_a_device_kernel_is_cached_and_a_tight_poller_does_not_starve_it() {
 }
 
 #[test]
+fn a_device_kernel_stopped_mid_stream_counts_every_message() {
+    let Some(gpu) = backend() else { return };
+    suite::kernel_stopped_mid_stream_counts_every_message(Shared::new(gpu));
+}
+
+#[test]
 fn the_input_ring_in_device_memory_wraps_and_keeps_order() {
     let Some(gpu) = backend() else { return };
     suite::kernel_input_ring_keeps_order(Shared::new(gpu));

@@ -117,6 +117,14 @@ macro_rules! gpu_suite {
             }
 
             #[test]
+            fn a_device_kernel_stopped_mid_stream_counts_every_message() {
+                let Some(gpu) = common::backend_with(ARITHMETIC) else {
+                    return;
+                };
+                suite::kernel_stopped_mid_stream_counts_every_message(Shared::new(gpu));
+            }
+
+            #[test]
             fn the_input_ring_in_device_memory_wraps_and_keeps_order() {
                 let Some(gpu) = common::backend_with(ARITHMETIC) else {
                     return;
