@@ -149,8 +149,9 @@ pub struct KernelStatus {
     /// Device memory it owns now, in reserved bytes.
     pub memory_bytes: u64,
     /// Messages accepted for it and never confirmed processed: still queued when it
-    /// stopped, behind a handler panic in its last batch, or in the batch it was stuck
-    /// in when the watchdog cut it off.
+    /// stopped, behind a handler panic in its last batch, in the batch it was stuck in
+    /// when the watchdog cut it off, or (device kernels) staged for or waiting in its
+    /// input ring.
     pub undelivered: u64,
 }
 
