@@ -622,17 +622,12 @@ pub fn drive_rounds(
                 deliver(driver, &report);
                 if report.terminate_seen {
                     tracing::info!(kernel = %driver.id(), "device kernel honoured should_terminate");
-                    // Taken from the queue, never to be processed: counted, not lost.
-                    driver.abandon_unprocessed((staged.len() + report.backlog) as u64);
                     break;
                 }
                 backlog = report.backlog;
             }
             Err(e) => {
                 wipe();
-                // What the failed round moved into the ring is not known; what is
-                // still staged and what the last round left in the ring is.
-                driver.abandon_unprocessed((staged.len() + backlog) as u64);
                 driver.stop_with_error(&e);
                 return;
             }

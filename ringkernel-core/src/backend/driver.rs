@@ -105,14 +105,4 @@ impl KernelDriver {
     pub fn stop_with_error(&self, error: &Error) {
         self.port.stop_with_error(error);
     }
-
-    /// Reports `count` messages this kernel took (through
-    /// [`KernelDriver::next_batch`]) and will never process: staged for a device's
-    /// input ring or waiting in it when the kernel stopped. They are counted as
-    /// undelivered in its status, as messages still queued are.
-    pub fn abandon_unprocessed(&self, count: u64) {
-        if count > 0 {
-            self.port.abandon(count);
-        }
-    }
 }

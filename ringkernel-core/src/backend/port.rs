@@ -45,5 +45,4 @@ pub(crate) trait KernelPort: Send + Sync {
     fn device_round(&self, round: &mut RoundFn<'_>) -> Result<()>;
     fn device_refusals(&self, peer: &KernelId, count: u64);
     fn stop_with_error(&self, error: &Error);
-    fn abandon(&self, count: u64);
 }

@@ -101,8 +101,10 @@ impl WallAnchor {
         if let Some((_, wall, mono)) = best {
             self.highest
                 .fetch_max(u64::try_from(wall).unwrap_or(0), Ordering::Relaxed);
+            // Release, after `highest`: a thread deriving wall time from this offset
+            // also sees the wall time it was measured at in `highest`.
             self.offset
-                .store(wall.saturating_sub(mono), Ordering::Relaxed);
+                .store(wall.saturating_sub(mono), Ordering::Release);
             self.measured
                 .store(u64::try_from(mono).unwrap_or(0), Ordering::Relaxed);
         }
@@ -128,7 +130,7 @@ impl WallAnchor {
         if since > WALL_REFRESH_MICROS {
             self.measure();
         }
-        u64::try_from(mono.saturating_add(self.offset.load(Ordering::Relaxed))).unwrap_or(0)
+        u64::try_from(mono.saturating_add(self.offset.load(Ordering::Acquire))).unwrap_or(0)
     }
 }
 
@@ -171,7 +173,8 @@ impl HybridClock {
     /// [`HybridClock::now`]).
     ///
     /// Any timestamp is merged, however far ahead: check it first against a bound (the
-    /// runtime merges nothing more than [`MAX_CLOCK_AHEAD`] ahead of the wall clock).
+    /// runtime merges nothing more than [`MAX_CLOCK_AHEAD`] ahead of the wall clock, or
+    /// of the latest wall time read when the wall clock was set back).
     pub fn observe(&self, remote: HlcTimestamp) -> HlcTimestamp {
         self.advance(Instant::now(), Some(remote))
     }

@@ -63,8 +63,8 @@ pub struct Mailbox {
     producers: CachePadded<Producers>,
     /// Written by the kernel (and by `drain`).
     dequeued: CachePadded<AtomicU64>,
-    /// Sends waiting for room: those sleeping in [`Mailbox::wait_for_room`] (they hold
-    /// `room` while not asleep) and those holding a [`WaitTicket`].
+    /// Sends waiting for room: those holding a [`WaitTicket`] (they hold `room` while
+    /// in [`Mailbox::wait_for_room`] and not asleep).
     waiting: AtomicUsize,
     room: Mutex<()>,
     room_freed: Condvar,
@@ -72,9 +72,10 @@ pub struct Mailbox {
 
 /// A send's place among the sends waiting for room in one queue, held from its first
 /// wait until the send ends (accepted, refused, or out of time). While any is held,
-/// sends without one are refused room ([`Mailbox::offer`]); a holder gets room only
-/// once it has slept for it at least once, so that a sender retrying with very short
-/// waits pays a sleep per message rather than taking each freed slot at once.
+/// sends without one are refused room ([`Mailbox::offer`]); while others are held, a
+/// holder gets room only once it has slept for it at least once, so that a sender
+/// retrying with very short waits pays a sleep per message rather than taking each
+/// freed slot at once.
 #[derive(Debug)]
 pub(crate) struct WaitTicket<'a> {
     mailbox: &'a Mailbox,
@@ -89,6 +90,13 @@ impl<'a> WaitTicket<'a> {
             mailbox,
             slept: false,
         }
+    }
+
+    /// How many of the waiting sends an offer with this ticket does not yield to: all
+    /// of them once it has slept for room (it is one of them, in no strict order),
+    /// only itself before (it queues behind the others).
+    fn weight(&self) -> usize {
+        if self.slept { usize::MAX } else { 1 }
     }
 }
 
@@ -209,14 +217,14 @@ impl Mailbox {
         self.offer_as(msg, None)
     }
 
-    /// [`Mailbox::offer`] by a send that holds `ticket`: once it has slept for room,
-    /// not refused for the sends waiting, of which it is one.
+    /// [`Mailbox::offer`] by a send that holds `ticket`: refused for the other sends
+    /// waiting until it has slept for room, not after (it is then one of them).
     pub(crate) fn offer_as(&self, msg: Message, ticket: Option<&WaitTicket<'_>>) -> Offer {
         let p = &self.producers;
         p.in_send.fetch_add(1, Ordering::SeqCst);
         let put = if self.closed.load(Ordering::SeqCst) {
             Offer::Closed
-        } else if !ticket.is_some_and(|t| t.slept) && self.waiting.load(Ordering::SeqCst) > 0 {
+        } else if self.waiting.load(Ordering::SeqCst) > ticket.map_or(0, WaitTicket::weight) {
             Offer::Full(msg)
         } else {
             match self.tx.try_send(msg) {
@@ -236,14 +244,19 @@ impl Mailbox {
     /// passes, whichever is first; then the caller offers again. A full queue wakes
     /// its waiters once the kernel has taken it down to half, not at every freed slot.
     /// A send that has not slept yet (`ticket`, counted among the waiting sends since
-    /// it was taken) sleeps once even when there is room: it queues behind the sends
-    /// already waiting.
+    /// it was taken) sleeps once even when there is room while other sends wait: it
+    /// queues behind them. (Alone, it goes on at once: a kernel that emptied the queue
+    /// before the ticket was taken has nobody to wake.)
     pub(crate) fn wait_for_room(&self, deadline: Option<Instant>, ticket: &mut WaitTicket<'_>) {
         let mut room = self.room.lock();
         // Pairs with the fence in `taken`: the kernel either sees this send waiting (its
         // ticket) or this send sees the room the kernel made.
         fence(Ordering::SeqCst);
-        while !self.is_closed() && (self.tx.is_full() || !ticket.slept) {
+        // A send that has not slept yet sleeps while others wait, even with room.
+        while !self.is_closed()
+            && (self.tx.is_full()
+                || (!ticket.slept && self.waiting.load(Ordering::SeqCst) > ticket.weight()))
+        {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
                 break;
@@ -377,41 +390,49 @@ mod tests {
     }
 
     /// While a send holds a place among the waiting ones, room goes to it: a send
-    /// that does not wait is refused even with a slot free, the waiting one is not
-    /// once it has slept for room (at most RECHECK when nobody wakes it); once it is
-    /// done, sends that do not wait get room again.
+    /// that does not wait is refused even with a slot free; a send that arrives while
+    /// another waits queues behind it (refused until it has slept for room, at most
+    /// RECHECK when nobody wakes it), one alone does not; once they are done, sends
+    /// that do not wait get room again.
     #[test]
     fn room_freed_while_a_send_waits_goes_to_the_waiting_send() {
-        let mb = Mailbox::new(KernelId::new("k").unwrap(), 2);
+        let mb = Mailbox::new(KernelId::new("k").unwrap(), 3);
         assert!(matches!(mb.offer(message(1)), Offer::Accepted));
-        let mut ticket = WaitTicket::new(&mb);
+        let first = WaitTicket::new(&mb);
         assert!(
             matches!(mb.offer(message(2)), Offer::Full(_)),
-            "one slot is free"
+            "two slots are free"
         );
         assert!(matches!(
             mb.push(message(3), None),
             Err(Error::QueueFull { .. })
         ));
-        // A ticket gives room only once its send has slept for it.
+        // Alone among the waiting sends, a ticket holder gets room at once.
         assert!(matches!(
-            mb.offer_as(message(4), Some(&ticket)),
+            mb.offer_as(message(4), Some(&first)),
+            Offer::Accepted
+        ));
+        // A second one queues behind the first until it has slept for room.
+        let mut second = WaitTicket::new(&mb);
+        assert!(matches!(
+            mb.offer_as(message(5), Some(&second)),
             Offer::Full(_)
         ));
         let t0 = Instant::now();
-        mb.wait_for_room(Some(t0 + Duration::from_secs(5)), &mut ticket);
-        assert!(ticket.slept, "it slept although a slot was free");
+        mb.wait_for_room(Some(t0 + Duration::from_secs(5)), &mut second);
+        assert!(second.slept, "it slept although a slot was free");
         assert!(matches!(
-            mb.offer_as(message(4), Some(&ticket)),
+            mb.offer_as(message(5), Some(&second)),
             Offer::Accepted
         ));
-        drop(ticket);
-        assert_eq!(mb.pop_batch(8, Duration::ZERO).len(), 2);
-        assert!(matches!(mb.offer(message(5)), Offer::Accepted));
+        drop((first, second));
+        assert_eq!(mb.pop_batch(8, Duration::ZERO).len(), 3);
+        assert!(matches!(mb.offer(message(6)), Offer::Accepted));
         // A waiting push that gets in gives its place up.
-        mb.push(message(6), Some(Duration::from_secs(1))).unwrap();
+        mb.push(message(7), Some(Duration::from_secs(1))).unwrap();
+        mb.push(message(8), Some(Duration::from_secs(1))).unwrap();
         assert_eq!(mb.waiting.load(Ordering::SeqCst), 0);
-        let full = mb.push(message(7), Some(Duration::from_millis(30)));
+        let full = mb.push(message(9), Some(Duration::from_millis(30)));
         assert!(matches!(full, Err(Error::QueueFull { .. })), "{full:?}");
         assert_eq!(mb.waiting.load(Ordering::SeqCst), 0, "a timed-out push too");
     }

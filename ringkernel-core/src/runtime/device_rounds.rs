@@ -85,17 +85,6 @@ impl Gate {
         }
     }
 
-    /// Counts `count` messages the kernel took and will never process (staged for its
-    /// input ring or left in it when it stopped) as undelivered, unless the kernel is
-    /// already finalized (its final count is then kept as it is).
-    pub(super) fn abandon(&self, entry: &KernelEntry, count: u64) {
-        let slot = entry.control.lock();
-        if let ControlSlot::Live { .. } = *slot {
-            entry.undelivered.fetch_add(count, Ordering::AcqRel);
-            tracing::warn!(kernel = %entry.id, count, "kernel stopped with messages on their way to the device; they were not processed");
-        }
-    }
-
     /// Stops a kernel whose device failed, recording `error`.
     pub(super) fn stop_with_error(&self, entry: &KernelEntry, error: &Error) {
         tracing::error!(kernel = %entry.id, error = %error, "device kernel failed; stopping it");

@@ -102,22 +102,28 @@ impl Gate {
         {
             let mut slot = entry.control.lock();
             if let ControlSlot::Live { buf, seq } = *slot {
-                // Messages the kernel took and never accounted for: those behind a
-                // panic in its last batch, or the batch a cut-off kernel is stuck in.
-                // Counted undelivered here, under the control lock, so that a batch
-                // completed concurrently is counted once (the block is final after
-                // this section and takes no later outcome). Device kernels account
-                // for their input ring in their rounds.
-                if !entry.device {
-                    let taken = entry.mailbox.dequeued().saturating_sub(drained);
-                    let unsettled = taken.saturating_sub(entry.settled.load(Ordering::Acquire));
-                    if unsettled > 0 {
-                        undelivered += unsettled;
-                        entry.undelivered.fetch_add(unsettled, Ordering::AcqRel);
-                        tracing::warn!(kernel = %entry.id, unsettled, "kernel stopped within a batch; its messages not handled were counted undelivered");
-                    }
-                }
                 let mut last = self.load_control(entry, buf, seq).unwrap_or_default();
+                // Messages the kernel took and never accounted for: those behind a
+                // panic in its last batch, the batch a cut-off kernel is stuck in, and
+                // a device kernel's messages staged for or left in its input ring (or
+                // lost with a failed round). A host kernel's accounted messages are
+                // `settled`; a device kernel's are those refused at opening (`settled`)
+                // plus what its device counted as processed in the block (all of them
+                // unconfirmed when the block does not open). Counted undelivered here,
+                // under the control lock, so that a batch or round completed
+                // concurrently is counted once (the block is final after this section
+                // and takes no later outcome).
+                let taken = entry.mailbox.dequeued().saturating_sub(drained);
+                let mut accounted = entry.settled.load(Ordering::Acquire);
+                if entry.device {
+                    accounted = accounted.saturating_add(last.messages_processed);
+                }
+                let unsettled = taken.saturating_sub(accounted);
+                if unsettled > 0 {
+                    undelivered += unsettled;
+                    entry.undelivered.fetch_add(unsettled, Ordering::AcqRel);
+                    tracing::warn!(kernel = %entry.id, unsettled, "kernel stopped with messages it took and never processed; they were counted undelivered");
+                }
                 last.is_active = 0;
                 last.has_terminated = 1;
                 last.input_head = entry.mailbox.dequeued();

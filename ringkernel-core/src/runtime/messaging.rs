@@ -325,19 +325,20 @@ mod tests {
     fn a_far_future_timestamp_forged_in_a_plain_queue_does_not_drag_the_clock_ahead() {
         let rt = RuntimeBuilder::new().development().build().unwrap();
         let k = rt.launch("clocked", LaunchOptions::new()).unwrap();
-        let year = 365 * 24 * 3600 * 1_000_000u64;
-        let forged = Message {
+        let dated = |sequence, timestamp| Message {
             source: Endpoint::Host,
             destination: KernelId::new("clocked").unwrap(),
             topic: "t".into(),
-            payload: b"from the future".to_vec(),
-            sequence: 0,
-            timestamp: HlcTimestamp {
-                physical: wall_micros() + year,
-                logical: 0,
-            },
+            payload: b"dated".to_vec(),
+            sequence,
+            timestamp,
         };
-        k.entry.mailbox.push(forged, None).unwrap();
+        let year = 365 * 24 * 3600 * 1_000_000u64;
+        let forged = HlcTimestamp {
+            physical: wall_micros() + year,
+            logical: 0,
+        };
+        k.entry.mailbox.push(dated(0, forged), None).unwrap();
         let t0 = Instant::now();
         while k.status().unwrap().messages_processed < 1 {
             assert!(t0.elapsed() < Duration::from_secs(10), "not processed");
@@ -354,15 +355,7 @@ mod tests {
             physical: wall_micros() + 200_000,
             logical: 3,
         };
-        let m = Message {
-            source: Endpoint::Host,
-            destination: KernelId::new("clocked").unwrap(),
-            topic: "t".into(),
-            payload: b"slightly ahead".to_vec(),
-            sequence: 1,
-            timestamp: near,
-        };
-        k.entry.mailbox.push(m, None).unwrap();
+        k.entry.mailbox.push(dated(1, near), None).unwrap();
         while k.status().unwrap().messages_processed < 2 {
             assert!(t0.elapsed() < Duration::from_secs(10), "not processed");
             std::thread::sleep(Duration::from_millis(1));

@@ -79,10 +79,6 @@ impl KernelPort for GatePort {
         self.gate.mark_terminated(&self.entry, None);
     }
 
-    fn abandon(&self, count: u64) {
-        self.gate.abandon(&self.entry, count);
-    }
-
     fn stop_after_panic(&self, message: &str) {
         tracing::error!(kernel = %self.entry.id, panic = message, "kernel handler panicked; stopping kernel");
         let _ = self.gate.request_stop(&self.entry);
