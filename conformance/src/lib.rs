@@ -866,13 +866,13 @@ pub fn kernel_status_is_cached<B: ComputeBackend>(dev: Shared<B>) {
 /// A device kernel stopped while messages are staged for its input ring or waiting in
 /// it: every message accepted for it is processed or counted undelivered, none
 /// vanishes from its final status (they were taken from the queue, so the final drain
-/// does not see them).
+/// does not see them), and its final `messages_sent` is what its peer received.
 pub fn kernel_stopped_mid_stream_counts_every_message<B: ComputeBackend>(dev: Shared<B>) {
     let enc =
         MemoryEncryption::new(EncryptionConfig::secure().algorithm(Algorithm::ChaCha20Poly1305))
             .unwrap();
     let policy = SandboxPolicy::restrictive().k2k_allow_list(&["sink"]);
-    let (_audit, rt, _got) = runtime(&dev, enc, policy);
+    let (_audit, rt, got) = runtime(&dev, enc, policy);
     let k = checksum_kernel(&rt, "gpu", "sink");
     const N: u64 = 3000;
     for i in 0..N {
@@ -889,6 +889,13 @@ pub fn kernel_stopped_mid_stream_counts_every_message<B: ComputeBackend>(dev: Sh
         N,
         "every message accepted is processed or counted undelivered: {st:?}"
     );
+    // What it is said to have sent is what its peer got: not the checksums of its
+    // last round, which the device computed but the stopping kernel could not send.
+    wait_until("the sink has every checksum sent", || {
+        got.lock().len() as u64 >= st.messages_sent
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(got.lock().len() as u64, st.messages_sent, "{st:?}");
     rt.shutdown().unwrap();
 }
 

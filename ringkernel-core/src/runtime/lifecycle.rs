@@ -128,9 +128,12 @@ impl Gate {
                 last.has_terminated = 1;
                 last.input_head = entry.mailbox.dequeued();
                 last.input_tail = entry.mailbox.enqueued().max(last.input_head);
-                // Sends are written into the block only with a completed batch: take
-                // those made since (from the kernel's handle, or in a batch cut short).
-                last.output_tail = last.output_tail.max(entry.sent.load(Ordering::Acquire));
+                // The sends the runtime accepted from the kernel: a host kernel's block
+                // has them up to its last completed batch (not those made since, from
+                // its handle or in a batch cut short); a device kernel's block counts
+                // what its device forwarded, including a last round's forwards that
+                // were refused because the kernel was stopping.
+                last.output_tail = entry.sent.load(Ordering::Acquire);
                 last.messages_in_flight = 0;
                 *slot = ControlSlot::Final(last);
             }

@@ -140,7 +140,8 @@ pub struct KernelStatus {
     pub messages_processed: u64,
     /// Messages waiting in its queue when the control block was last written.
     pub messages_in_flight: u64,
-    /// Messages it has sent.
+    /// Messages it has sent (accepted into their receivers' queues; for a live device
+    /// kernel, what its device has forwarded so far).
     pub messages_sent: u64,
     /// Errors met (handler errors, panics).
     pub error_count: u32,
