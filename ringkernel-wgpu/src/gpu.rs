@@ -42,12 +42,19 @@ pub(crate) fn backend_error(
     Error::backend_caused_by(format!("wgpu: {what}"), e)
 }
 
+/// The environment variable that lets [`Gpu::open`] take wgpu's OpenGL backend, which
+/// wgpu picks by itself where no Vulkan driver is present and which leaves copies of
+/// the host's writes to the device (payload plaintext among them; found by
+/// tests/host_plaintext.rs) in host memory it frees without wiping.
+const ALLOW_GL: &str = "RINGKERNEL_WGPU_ALLOW_GL";
+
 impl Gpu {
     /// Opens the adapter chosen by the environment (`WGPU_BACKEND`, `WGPU_ADAPTER_NAME`,
     /// `WGPU_POWER_PREF`), or the default one. `arithmetic: None` takes
     /// [`Poly1305Arithmetic::Int64`] when the adapter has `SHADER_INT64` and
     /// [`Poly1305Arithmetic::Emulated16`] otherwise; `Some` insists on one, and an
-    /// adapter without what it needs is `BackendUnavailable`.
+    /// adapter without what it needs is `BackendUnavailable`. wgpu's OpenGL backend is
+    /// `BackendUnavailable` too, unless `RINGKERNEL_WGPU_ALLOW_GL` is set (`ALLOW_GL`).
     pub(crate) fn open(arithmetic: Option<Poly1305Arithmetic>) -> Result<Arc<Gpu>, Error> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -76,6 +83,14 @@ impl Gpu {
                 .to_owned(),
             kind,
         };
+        if info.backend == wgpu::Backend::Gl && std::env::var_os(ALLOW_GL).is_none() {
+            return Err(Error::BackendUnavailable {
+                reason: format!(
+                    "adapter {} is wgpu's OpenGL backend, which leaves copies of data written                      to the device (payload plaintext) in host memory it frees without wiping;                      install a Vulkan driver (for example Mesa's lavapipe: apt-get install                      mesa-vulkan-drivers libvulkan1), or set {ALLOW_GL}=1 to accept that",
+                    facts.name
+                ),
+            });
+        }
         let adapter_limits = adapter.limits();
         if adapter
             .get_downlevel_capabilities()

@@ -25,7 +25,9 @@
 //!
 //! The adapter is chosen by wgpu's environment variables (`WGPU_BACKEND`,
 //! `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`); without any adapter
-//! [`WgpuBackend::new`] returns [`Error::BackendUnavailable`] with the reason.
+//! [`WgpuBackend::new`] returns [`Error::BackendUnavailable`] with the reason. wgpu's
+//! OpenGL backend is refused the same way unless `RINGKERNEL_WGPU_ALLOW_GL=1`: it leaves
+//! copies of what the host writes to the device in host memory it frees unwiped.
 //!
 //! What the GPU path protects and where it stops: `docs/backends.md`.
 
