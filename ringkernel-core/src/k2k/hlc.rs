@@ -23,7 +23,8 @@ pub struct HybridClock {
     last: Mutex<HlcTimestamp>,
 }
 
-fn wall_micros() -> u64 {
+/// The system clock in microseconds since the Unix epoch (0 before it).
+pub(crate) fn wall_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))

@@ -305,17 +305,11 @@ impl Gate {
 mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, Instant};
 
+    use crate::k2k::hlc::wall_micros;
     use crate::k2k::{Endpoint, HlcTimestamp, KernelId, Message};
     use crate::runtime::{LaunchOptions, RuntimeBuilder};
-
-    fn wall_micros() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_micros() as u64
-    }
 
     /// A writer of plain queue memory (nothing binds a plain message's timestamp)
     /// dates a message a year ahead. The message is delivered, but its timestamp is not
